@@ -1,0 +1,74 @@
+# coru: build the host (build/coru) and the module (build/coru.so) from the
+# same objects. `make SANITIZE=1 ...` builds with ASan+UBSan in build-san/.
+PREFIX     ?= /usr/local
+LUA_VERSION = 5.1
+BUILD      ?= build$(if $(SANITIZE),-san)
+PKG_CONFIG ?= pkg-config
+DEPS_OK    := $(BUILD)/.deps-ok
+
+CFLAGS  ?= -O2 -g
+SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN      = $(if $(SANITIZE),$(SAN_FLAGS))
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags luajit libuv openssl 2>/dev/null)
+PKG_LIBS   = $(shell $(PKG_CONFIG) --libs libuv openssl 2>/dev/null)
+LUAJIT_LIBS = $(shell $(PKG_CONFIG) --libs luajit 2>/dev/null)
+ALL_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden $(PKG_CFLAGS) -I$(BUILD) -Isrc $(SAN) $(CFLAGS)
+
+SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
+OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
+HDRS := $(wildcard src/*.h) $(BUILD)/boot.h
+
+.PHONY: all deps test test-host test-luajit demo install clean bench check-san
+
+all: $(BUILD)/coru $(BUILD)/coru.so
+
+$(DEPS_OK): deps/packages.txt deps/install.sh
+	@sh deps/install.sh
+	@mkdir -p $(BUILD) && touch $@
+
+deps: $(DEPS_OK)
+
+$(BUILD)/boot.h: src/boot.lua tools/lua2c.sh | $(DEPS_OK)
+	@mkdir -p $(BUILD)
+	sh tools/lua2c.sh coru_boot_lua < $< > $@
+
+$(BUILD)/obj/%.o: src/%.c $(HDRS) | $(DEPS_OK)
+	@mkdir -p $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/coru: $(OBJS) $(BUILD)/obj/main.o
+	$(CC) $(SAN) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(PKG_LIBS) -lm -ldl
+
+# The module takes its Lua API from the interpreter that loads it.
+$(BUILD)/coru.so: $(OBJS)
+	$(CC) $(SAN) -shared -o $@ $^ $(PKG_LIBS) -lm
+
+SPEC_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
+           LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" CORU_BIN="$(CURDIR)/$(BUILD)/coru"
+BUSTED ?= busted
+ASAN_RT = $(shell $(CC) -print-file-name=libasan.so)
+
+test: all
+	$(MAKE) --no-print-directory test-host test-luajit
+	@if [ -z "$(QUICK_BENCH_SKIP)" ] && [ -z "$(SANITIZE)" ] && [ -f bench/run.sh ]; then QUICK=1 SMOKE=1 sh bench/run.sh; fi
+
+test-host: all
+	$(SPEC_ENV) $(BUSTED) --lua=$(BUILD)/coru spec
+
+test-luajit: all
+	$(SPEC_ENV) $(if $(SANITIZE),LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=0) $(BUSTED) --lua=luajit spec
+
+demo: all
+	$(BUILD)/coru examples/demo.lua
+
+bench: all
+	sh bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/coru
+	install -m 755 $(BUILD)/coru $(DESTDIR)$(PREFIX)/bin/coru
+	install -m 755 $(BUILD)/coru.so $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/coru.so
+	install -m 644 lua/coru/*.lua $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/coru/
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,70 @@
+-- The Lua half of coru's scheduler, compiled into the binary and the module.
+-- It holds only what C cannot do under LuaJIT (no lua_yieldk): code that
+-- must run after a resume, to raise an error at the suspension point, and
+-- the scheduler-aware coroutine.resume/wrap that let a suspension made in a
+-- user's own coroutine pass through to the scheduler and back.
+local SCHED, ERR, current = ...
+local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local error, setmetatable = error, setmetatable
+
+-- Values a task is resumed with: (ERR, e) means "raise e here".
+local function chk(a, ...)
+  if a == ERR then error((...), 0) end
+  return a, ...
+end
+
+-- A yielding C function, wrapped so that an error it is resumed with
+-- (cancellation) is raised in its caller.
+local function wrap(f)
+  return function(...) return chk(f(...)) end
+end
+
+local function yield(...)
+  return chk(co_yield(...))
+end
+
+-- A suspension from an inner coroutine yields (SCHED, payload...): pass it
+-- up to the scheduler, then hand what the scheduler resumes us with down.
+local function pass(co, ok, a, ...)
+  if ok and a == SCHED then
+    return pass(co, co_resume(co, co_yield(SCHED, ...)))
+  end
+  return ok, a, ...
+end
+
+local taskco = setmetatable({}, {__mode = "k"})
+
+local function resume(co, ...)
+  if taskco[co] then
+    return false, "cannot resume a coru task's coroutine (it belongs to the scheduler)"
+  end
+  return pass(co, co_resume(co, ...))
+end
+
+local function wrapret(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
+
+local function cowrap(f)
+  local co = co_create(f)
+  return function(...) return wrapret(pass(co, co_resume(co, ...))) end
+end
+
+local function await_ret(err, ...)
+  if err ~= nil then error(err, 0) end
+  return ...
+end
+
+-- coru.await(f, ...): yield f to the scheduler (through any inner
+-- coroutine) with Twisted's error rule on the callback's first argument.
+local function await(f, ...)
+  if current() == nil then
+    error("coru.await: needs a running task (use a callback outside tasks)", 2)
+  end
+  return await_ret(chk(co_yield(SCHED, f, ...)))
+end
+
+coroutine.resume, coroutine.yield, coroutine.wrap = resume, yield, cowrap
+
+return { wrap = wrap, yield = yield, await = await, taskco = taskco }

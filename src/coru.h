@@ -1,0 +1,255 @@
+/*
+ * coru.h - the one internal header every C file of coru includes.
+ *
+ * Layers (each family file builds only on what is declared here):
+ *   runtime   one per process: the loop, the callback thread, on_error.
+ *   tasks     coroutines owned by the scheduler (sched.c).
+ *   conts     a pending native operation: who gets the result, a task
+ *             (suspended) or a callback (luv style cb(err, ...)).
+ *   handles   the userdata base for every uv handle (handle.c).
+ */
+#ifndef CORU_H
+#define CORU_H
+
+#include <stddef.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <uv.h>
+
+#define CORU_VERSION "0.1.0"
+
+typedef struct coru_task coru_task;
+typedef struct coru_cont coru_cont;
+typedef struct coru_handle coru_handle;
+typedef struct coru_htype coru_htype;
+
+/* ---------------------------------------------------------------- runtime */
+
+typedef struct coru_rt {
+  uv_loop_t *loop;
+  lua_State *L;          /* callback thread: every callback runs here, never on a task */
+  coru_task *current;    /* innermost running task, NULL in callbacks / main thread */
+  int depth;             /* > 0 while the scheduler is on the C stack */
+  int loop_running;      /* inside uv_run */
+  int exit_status;       /* set to 1 by the default error handler */
+  int on_error_ref;      /* registry ref of the error handler (LUA_NOREF = default) */
+  int host;              /* 1 in the coru binary, 0 in the module */
+  const void *task_mt;   /* metatable identity of tasks */
+  const void *cancel_mt; /* metatable identity of cancellation errors */
+  int boot_ref;          /* registry ref of the boot table (Lua half of the scheduler) */
+  int wrap_ref;          /* registry ref of boot.wrap (wraps a yielding C function) */
+  coru_task *ready_head, *ready_tail;  /* tasks woken while the scheduler runs */
+} coru_rt;
+
+extern coru_rt *coru_R;  /* the runtime, NULL until luaopen_coru */
+
+/* Markers yielded to the scheduler (light userdata identities). */
+extern char coru_SCHED[1];  /* a native suspension (alone) or a protocol yield that must reach the scheduler */
+extern char coru_ERR[1];    /* resume with (ERR, e): raise e at the suspension */
+extern char coru_CALLBACK[1];
+
+/* Run the function at the top of coru_R->L with nargs arguments below it
+ * (function first), as a callback: errors go to on_error. Returns 1 if it
+ * ran without error. Results are dropped. */
+int coru_callback(int nargs);
+/* Report an error value (at the top of L, popped) with a traceback string (may be NULL). */
+void coru_report(lua_State *L, const char *traceback);
+
+/* Registration: a yielding function is wrapped by the core so that the
+ * errors it is resumed with are raised (cancellation). */
+#define CORU_YIELDS 1
+typedef struct coru_Reg { const char *name; lua_CFunction fn; int flags; } coru_Reg;
+void coru_setfuncs(lua_State *L, const coru_Reg *r);  /* into the table at the top */
+
+/* Callbacks and refs. */
+int coru_is_callable(lua_State *L, int idx);
+int coru_ref_cb(lua_State *L, int idx);              /* checks callable (argerror), returns registry ref */
+void coru_unref(lua_State *L, int *ref);              /* unref and set LUA_NOREF */
+
+/* Errors: failures are `nil, "ENAME: message[: detail]", "ENAME"`. */
+void coru_push_errmsg(lua_State *L, int uverr, const char *detail);   /* pushes the message only */
+int coru_fail(lua_State *L, int uverr, const char *detail);           /* pushes nil, msg, name; returns 3 */
+int coru_fail_str(lua_State *L, const char *msg, const char *name);   /* nil, msg[, name] */
+
+enum { CORU_MODE_NONE = 0, CORU_MODE_CB, CORU_MODE_TASK };
+
+struct coru_cont {
+  coru_task *task;
+  int cb_ref;
+  unsigned char mode;
+  unsigned char active;
+  void (*cancel)(coru_cont *c);
+};
+
+/* ------------------------------------------------------------------ tasks */
+
+enum { CORU_RUNNING = 1, CORU_SUSPENDED, CORU_DONE, CORU_FAILED, CORU_CANCELLED };
+
+struct coru_task {
+  lua_State *co;
+  int self_ref;          /* registry ref of the task userdata while not finished */
+  unsigned char status;
+  unsigned char queued;  /* in the ready queue */
+  unsigned char dispatching; /* the scheduler is calling a yielded function for it */
+  unsigned char cancel_pending;
+  int nready;            /* values waiting on co's stack to resume with */
+  coru_cont *cont;       /* the native operation it waits on */
+  unsigned gen;          /* suspension generation: resume objects check it */
+  coru_task *next_ready;
+  int nobs;              /* observers registered in its env table */
+  unsigned char observed;    /* someone awaited it or asked to be told */
+  unsigned char in_pass;     /* waiting in coru.pass() */
+  unsigned char carry_str;   /* its error string already carries a traceback */
+  coru_task *next_pass;
+  coru_task *next_wait;      /* channel wait queues */
+  void *aux;                 /* what the wait holds (deadline, group, channel) */
+  int aux_ref;               /* registry ref anchoring the object it waits on */
+  int cancel_ref;            /* reason of a cancel asked while it runs */
+  coru_cont wait;            /* for waits owned by the scheduler itself */
+};
+
+/* The task running now (NULL outside any task). */
+#define coru_current() (coru_R->current)
+
+/* Wake a suspended task: nargs values are already on T->co. Runs it now
+ * when called from the loop, or queues it when the scheduler is busy. */
+void coru_wake(coru_task *T, int nargs);
+
+/* Push the cancellation error for reason at the top (popped). */
+void coru_push_cancel_error(lua_State *L, int reason_idx);
+
+/* ------------------------------------------------------------------ conts */
+
+/* A pending native operation. Embed it in the request or handle struct.
+ *
+ *   int mode = coru_cont_init(L, &req->cont, cbidx, cancel_fn);
+ *   ... start the uv operation; on immediate failure: coru_cont_clear, return coru_fail ...
+ *   return coru_cont_yield(L, &req->cont, nret);
+ *
+ * and in the uv callback:
+ *
+ *   lua_State *S = coru_cont_begin(&req->cont);
+ *   if (!S) { free the request; return; }      // cancelled: late result discarded
+ *   if (status < 0) coru_cont_fail(&req->cont, status, detail);
+ *   else { push results on S; coru_cont_ok(&req->cont, nresults); }
+ *
+ * In task mode the task gets the results (or nil, msg, name); in callback
+ * mode the callback gets (nil, results...) (or msg). cancel() is called when
+ * the waiting task is cancelled: it must stop the operation if it can; the
+ * completion then finds coru_cont_begin returning NULL.
+ */
+
+/* cbidx: stack index of the optional callback (0: none allowed). Returns the
+ * mode: CB if a callable is there, TASK if inside a task, NONE otherwise
+ * (the caller then runs synchronously or raises coru_need_task). */
+int coru_cont_init(lua_State *L, coru_cont *c, int cbidx, void (*cancel)(coru_cont *));
+/* Task mode: suspend the current task on c. Callback mode: return nret
+ * (values the caller already pushed, e.g. the request). */
+int coru_cont_yield(lua_State *L, coru_cont *c, int nret);
+/* Forget c without completing (immediate failure before anything started). */
+void coru_cont_clear(lua_State *L, coru_cont *c);
+lua_State *coru_cont_begin(coru_cont *c);
+void coru_cont_ok(coru_cont *c, int nresults);
+void coru_cont_fail(coru_cont *c, int uverr, const char *detail);
+void coru_cont_fail_str(coru_cont *c, const char *msg, const char *name);
+/* Task mode only: resume with the nvals values pushed after begin, as is. */
+void coru_cont_values(coru_cont *c, int nvals);
+int coru_need_task(lua_State *L, const char *fname);  /* raises */
+
+/* ---------------------------------------------------------------- handles */
+
+/* Every uv handle made by coru sits in a struct that starts with
+ * coru_handle; the uv handle follows (uvh points to it, uvh->data to the
+ * struct). Lua holds a box (userdata) with a pointer to the struct; the
+ * struct is freed only in the close callback. */
+struct coru_htype {
+  const char *name;            /* "coru.timer" */
+  unsigned kind;               /* bit of this type */
+  unsigned accepts;            /* kinds a check for this type accepts (itself and children) */
+  const coru_Reg *methods;
+  void (*on_close)(coru_handle *h);  /* closing starts: wake waiters (may run Lua) */
+  void (*on_free)(coru_handle *h);   /* close callback: free extra memory (no Lua) */
+  const void *mt;              /* filled at registration */
+};
+
+struct coru_handle {
+  uv_handle_t *uvh;
+  const coru_htype *type;
+  struct coru_box *box;   /* NULL once Lua dropped the userdata */
+  int self_ref;           /* registry ref of the box while kept alive */
+  int keep;               /* reasons to keep the box alive (active callbacks, waiters) */
+  int close_ref;          /* close callback */
+  unsigned char closing;
+};
+
+typedef struct coru_box { coru_handle *h; } coru_box;
+
+/* Allocate a zeroed struct of size bytes for type t (registered), push its
+ * box (userdata). uvh_offset: offsetof the uv handle inside the struct.
+ * Call uv_*_init next; on failure coru_handle_init_failed (frees, pops). */
+void *coru_handle_alloc(lua_State *L, const coru_htype *t, size_t size, size_t uvh_offset);
+void coru_handle_init_failed(lua_State *L, coru_handle *h);
+/* Check argument idx is a live handle of type t (or a child kind). Raises
+ * "handle is closed" for a closed or closing one. */
+coru_handle *coru_check_handle(lua_State *L, int idx, const coru_htype *t);
+coru_handle *coru_test_handle(lua_State *L, int idx, const coru_htype *t); /* NULL if not one */
+/* Keep the Lua object alive while the handle works (balanced calls). */
+void coru_handle_keep(lua_State *L, coru_handle *h);
+void coru_handle_release(lua_State *L, coru_handle *h);
+/* Push the handle's box (it must still exist). */
+int coru_handle_push(lua_State *L, coru_handle *h);
+/* Close (as h:close() would, without callback). */
+void coru_handle_close(lua_State *L, coru_handle *h);
+/* Register a handle type: metatable with the base methods and t->methods;
+ * leaves nothing on the stack. */
+void coru_register_htype(lua_State *L, coru_htype *t);
+/* The methods every handle has, for luv-style flat names (close, ref, ...). */
+extern const coru_Reg coru_handle_methods[];
+
+/* Kinds (bits) */
+enum {
+  CORU_K_TIMER = 1 << 0, CORU_K_IDLE = 1 << 1, CORU_K_PREPARE = 1 << 2, CORU_K_CHECK = 1 << 3,
+  CORU_K_TCP = 1 << 4, CORU_K_PIPE = 1 << 5, CORU_K_TTY = 1 << 6, CORU_K_UDP = 1 << 7,
+  CORU_K_SIGNAL = 1 << 8, CORU_K_PROCESS = 1 << 9, CORU_K_FS_EVENT = 1 << 10,
+  CORU_K_FS_POLL = 1 << 11, CORU_K_POLL = 1 << 12, CORU_K_ASYNC = 1 << 13,
+  CORU_K_TLS = 1 << 14, CORU_K_INTERNAL = 1 << 30,
+  CORU_K_STREAM = CORU_K_TCP | CORU_K_PIPE | CORU_K_TTY | CORU_K_TLS,
+  CORU_K_ANY = 0x7fffffff
+};
+
+/* --------------------------------------------------------- deadlines */
+
+/* One-shot timer from a pool (no Lua object): fn(data) after ms. Returns an
+ * opaque token for coru_deadline_stop (safe to stop an expired one? no: stop
+ * it only before it fires; it is released after firing). */
+typedef struct coru_deadline coru_deadline;
+coru_deadline *coru_deadline_start(uint64_t ms, void (*fn)(void *), void *data);
+void coru_deadline_stop(coru_deadline *d);
+
+/* ---------------------------------------------------------- family hooks */
+/* Each family file defines its opener; it adds functions to the coru table
+ * at the top of the stack. Missing ones are skipped (weak symbols). */
+#define CORU_FAMILY(name) void coru_open_##name(lua_State *L)
+CORU_FAMILY(sched);
+CORU_FAMILY(handle);
+CORU_FAMILY(timer);
+CORU_FAMILY(stream);
+CORU_FAMILY(tcp);
+CORU_FAMILY(pipe);
+CORU_FAMILY(tty);
+CORU_FAMILY(udp);
+CORU_FAMILY(dns);
+CORU_FAMILY(fs);
+CORU_FAMILY(process);
+CORU_FAMILY(signal);
+CORU_FAMILY(work);
+CORU_FAMILY(misc);
+CORU_FAMILY(tls);
+
+__attribute__((visibility("default"))) int luaopen_coru(lua_State *L);
+/* Host support. */
+void coru_shutdown(void);    /* close every handle, run close callbacks, uv_loop_close */
+int coru_run_main(lua_State *L, int nargs); /* spawn function at top as main task, run loop; returns exit status */
+
+#endif
