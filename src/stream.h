@@ -132,11 +132,28 @@ void coru_stream_shutdown_done(coru_stream *s, coru_sreq *r, int status);
 void coru_stream_closing(coru_stream *s);   /* from on_close: wakes the reader with "closed" */
 void coru_stream_free(coru_stream *s);      /* from on_free */
 
-/* The transport of uv streams (tcp, pipe, tty): s->uvs must be set. */
+/* Streams backed by a uv stream (tcp, pipe, tty). The union is last so a
+ * handle is allocated with the size of its own uv type only. */
+typedef struct coru_uvstream {
+  coru_stream s;
+  union { uv_stream_t stream; uv_tcp_t tcp; uv_pipe_t pipe; uv_tty_t tty; } u;
+} coru_uvstream;
+#define CORU_UVSTREAM_SIZE(uvtype) (offsetof(coru_uvstream, u) + sizeof(uvtype))
+/* Allocate one (box pushed), uv handle not yet initialised: call
+ * uv_*_init(&u->u.tcp, ...) next (coru_handle_init_failed on failure). */
+coru_uvstream *coru_uvstream_alloc(lua_State *L, const coru_htype *t, size_t size);
 extern const coru_transport coru_uv_transport;
 /* Common on_close/on_free for uv stream types. */
 void coru_uvstream_on_close(coru_handle *h);
 void coru_uvstream_on_free(coru_handle *h);
+
+/* Register a stream handle type: coru_stream_methods, then own. */
+void coru_register_stream_type(lua_State *L, coru_htype *t, const coru_Reg *own);
+/* Start a tcp (sa) or pipe (pipename) connect in the three modes. */
+int coru_connect_start(lua_State *L, coru_uvstream *u, int cbidx, const char *fname,
+                       const struct sockaddr *sa, const char *pipename, const char *detail);
+/* "inet", "inet6", "unix", "unspec" or a number at idx (nil: AF_UNSPEC). */
+int coru_family_arg(lua_State *L, int idx);
 
 /* Address helpers shared by tcp, udp and dns. */
 int coru_parse_addr(lua_State *L, const char *host, int port, struct sockaddr_storage *ss);
