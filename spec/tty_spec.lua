@@ -5,7 +5,7 @@ local function run_child(code, under_pty)
   local h = assert(io.open(f, "w"))
   h:write(code)
   h:close()
-  local cmd = "luajit " .. f
+  local cmd = (os.getenv("CORU_BIN") or "luajit") .. " " .. f
   if under_pty then
     cmd = "python3 -c 'import pty, sys; pty.spawn(sys.argv[1:])' " .. cmd
   end
@@ -55,7 +55,7 @@ describe("tty and stdio", function()
       end)
     ]])
     h:close()
-    local p = io.popen("printf 'a\\nb\\n' | luajit " .. f .. " | cat")
+    local p = io.popen("printf 'a\\nb\\n' | " .. (os.getenv("CORU_BIN") or "luajit") .. " " .. f .. " | cat")
     local out = p:read("*a")
     p:close()
     os.remove(f)
