@@ -332,6 +332,7 @@ static int rd_op(lua_State *L, coru_stream *s, int mode, int cbidx, const char *
     return 2;
   }
   s->rmode = (unsigned char)mode;
+  s->scanned = 0;    /* what an earlier read of another kind scanned does not count */
   int hascb = cbidx && !lua_isnoneornil(L, cbidx);
   if (!hascb) {
     int n = rd_now(L, s);
@@ -495,12 +496,12 @@ static unsigned gather(lua_State *L, int idx, uv_buf_t *small, unsigned nsmall, 
   if (!b) luaL_error(L, "out of memory");
   for (unsigned i = 0; i < n; i++) {
     lua_rawgeti(L, idx, (int)i + 1);
-    size_t len;
-    const char *p = lua_tolstring(L, -1, &len);
-    if (!p || lua_type(L, -1) != LUA_TSTRING) {
+    if (lua_type(L, -1) != LUA_TSTRING) {
       if (b != small) free(b);
       luaL_argerror(L, idx, "array of strings expected");
     }
+    size_t len;
+    const char *p = lua_tolstring(L, -1, &len);
     lua_pop(L, 1);   /* still anchored by the table */
     b[i].base = (char *)p;
     b[i].len = len;
@@ -550,7 +551,13 @@ static int l_write(lua_State *L) {
   }
   memcpy(w->bufs, rest, nrest * sizeof *rest);
   free(owned);
-  lua_pushvalue(L, 2);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    lua_pushvalue(L, 2);
+  } else {
+    /* anchor the strings themselves: the caller may change its table */
+    lua_createtable(L, (int)n, 0);
+    for (unsigned i = 1; i <= n; i++) { lua_rawgeti(L, 2, (int)i); lua_rawseti(L, -2, (int)i); }
+  }
   w->data_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   int mode = coru_cont_init(L, &w->cont, cbidx, wr_cancel);
   int r = s->tp->write(s, w, w->bufs, nrest);
