@@ -467,6 +467,7 @@ void coru_stream_write_done(coru_stream *s, coru_wreq *w, int status) {
   lua_State *L = coru_R->L;
   if (w->dl) { coru_deadline_stop(w->dl); w->dl = NULL; }
   coru_unref(L, &w->data_ref);
+  coru_handle_release(L, &s->base);   /* before the wakeup */
   lua_State *S = coru_cont_begin(&w->cont);
   if (S) {
     if (status == UV_ECANCELED && s->base.closing) coru_cont_fail_str(&w->cont, "closed", NULL);
@@ -474,7 +475,6 @@ void coru_stream_write_done(coru_stream *s, coru_wreq *w, int status) {
     else if (w->cont.mode == CORU_MODE_CB) coru_cont_ok(&w->cont, 0);
     else { lua_pushboolean(S, 1); coru_cont_ok(&w->cont, 1); }
   }
-  coru_handle_release(L, &s->base);
   wr_free(w);
 }
 
@@ -586,6 +586,7 @@ static int l_try_write(lua_State *L) {
 }
 
 void coru_stream_shutdown_done(coru_stream *s, coru_sreq *q, int status) {
+  coru_handle_release(coru_R->L, &s->base);
   lua_State *S = coru_cont_begin(&q->cont);
   if (S) {
     if (status == UV_ECANCELED && s->base.closing) coru_cont_fail_str(&q->cont, "closed", NULL);
@@ -593,7 +594,6 @@ void coru_stream_shutdown_done(coru_stream *s, coru_sreq *q, int status) {
     else if (q->cont.mode == CORU_MODE_CB) coru_cont_ok(&q->cont, 0);
     else { lua_pushboolean(S, 1); coru_cont_ok(&q->cont, 1); }
   }
-  coru_handle_release(coru_R->L, &s->base);
   free(q);
 }
 

@@ -164,6 +164,7 @@ static void send_cb(uv_udp_send_t *req, int status) {
   send_req *q = container_of(req, send_req, req);
   lua_State *L = coru_R->L;
   coru_unref(L, &q->data_ref);
+  coru_handle_release(L, &q->u->base);
   lua_State *S = coru_cont_begin(&q->cont);
   if (S) {
     if (status == UV_ECANCELED && q->u->base.closing) coru_cont_fail_str(&q->cont, "closed", NULL);
@@ -171,7 +172,6 @@ static void send_cb(uv_udp_send_t *req, int status) {
     else if (q->cont.mode == CORU_MODE_CB) coru_cont_ok(&q->cont, 0);
     else { lua_pushboolean(S, 1); coru_cont_ok(&q->cont, 1); }
   }
-  coru_handle_release(L, &q->u->base);
   free(q);
 }
 
