@@ -402,6 +402,31 @@ describe("tcp streams", function()
     assert.matches("handler boom", errors[1])
   end)
 
+  it("keeps listening when a luv listen callback fails before accepting", function()
+    local errors = {}
+    local prev = coru.on_error(function(e) errors[#errors + 1] = tostring(e) end)
+    coru.run(function()
+      local srv = coru.new_tcp("inet")
+      srv:bind("127.0.0.1", 0)
+      local n = 0
+      srv:listen(16, function()
+        n = n + 1
+        if n == 1 then error("boom before accept") end
+        local c = coru.new_tcp()
+        srv:accept(c)
+        c:write("hi\n", function() c:close() end)
+      end)
+      local port = srv:getsockname().port
+      local c1 = assert(coru.tcp.connect("127.0.0.1", port))
+      assert.same({ nil, "eof", "" }, { c1:read_line() })
+      local c2 = assert(coru.tcp.connect("127.0.0.1", port))
+      assert.equal("hi", c2:read_line())
+      c1:close() c2:close() srv:close()
+    end)
+    coru.on_error(prev)
+    assert.equal(1, #errors)
+  end)
+
   it("shares a port with reuseport", function()
     coru.run(function()
       local s1 = assert(coru.tcp.listen("127.0.0.1", 0, echo_lines, { reuseport = true }))

@@ -29,6 +29,7 @@ void coru_stream_init(coru_stream *s, const coru_transport *tp) {
   s->tp = tp;
   s->max_line = DEFAULT_MAX_LINE;
   s->read_cb_ref = LUA_NOREF;
+  s->listen_ref = LUA_NOREF;
   s->rd.cb_ref = LUA_NOREF;
 }
 
@@ -687,17 +688,34 @@ static int l_set_blocking(lua_State *L) {
 
 typedef struct { coru_uvstream u; } server_t;
 
+static void reject_close_cb(uv_handle_t *h) { free(h); }
+
 static void connection_cb(uv_stream_t *server, int status) {
   coru_stream *s = server->data;
-  if (s->read_cb_ref == LUA_NOREF) return;
-  lua_State *L = coru_R->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->read_cb_ref);
-  if (status < 0) { coru_push_errmsg(L, status, NULL); coru_callback(1); }
-  else coru_callback(0);
+  if (s->listen_ref != LUA_NOREF) {
+    lua_State *L = coru_R->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->listen_ref);
+    if (status < 0) { coru_push_errmsg(L, status, NULL); coru_callback(1); }
+    else coru_callback(0);
+  }
+  /* Not accepted (the callback failed or forgot): libuv would stop
+   * listening until it is; drop that connection and go on. */
+  if (status >= 0 && !s->base.closing && server->accepted_fd != -1 &&
+      (server->type == UV_TCP || server->type == UV_NAMED_PIPE)) {
+    union { uv_handle_t h; uv_tcp_t tcp; uv_pipe_t pipe; } *tmp = malloc(sizeof *tmp);
+    if (!tmp) return;
+    int r = server->type == UV_TCP ? uv_tcp_init(server->loop, &tmp->tcp)
+                                   : uv_pipe_init(server->loop, &tmp->pipe, 0);
+    if (r == 0) {
+      uv_accept(server, (uv_stream_t *)&tmp->h);
+      uv_close(&tmp->h, reject_close_cb);
+    } else {
+      free(tmp);
+    }
+  }
 }
 
-/* listen(backlog, cb): cb(err) per incoming connection. The callback is
- * kept in read_cb_ref (a listening stream never reads). */
+/* listen(backlog, cb): cb(err) per incoming connection. */
 static int l_listen(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   uv_stream_t *u = need_uv(L, s, "stream:listen");
@@ -705,9 +723,9 @@ static int l_listen(lua_State *L) {
   int ref = coru_ref_cb(L, 3);
   int r = uv_listen(u, backlog, connection_cb);
   if (r < 0) { coru_unref(L, &ref); return coru_fail(L, r, NULL); }
-  if (s->read_cb_ref == LUA_NOREF) coru_handle_keep(L, &s->base);
-  else coru_unref(L, &s->read_cb_ref);
-  s->read_cb_ref = ref;
+  if (s->listen_ref == LUA_NOREF) coru_handle_keep(L, &s->base);
+  else coru_unref(L, &s->listen_ref);
+  s->listen_ref = ref;
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -732,7 +750,7 @@ void coru_stream_closing(coru_stream *s) {
     rd_fail(s, 0, "closed", 0);
   }
   if (s->rdl) { coru_deadline_stop(s->rdl); s->rdl = NULL; }
-  coru_unref(L, &s->read_cb_ref);   /* listen callback */
+  coru_unref(L, &s->listen_ref);
 }
 
 void coru_stream_free(coru_stream *s) {

@@ -80,10 +80,13 @@ static int l_guess_handle(lua_State *L) {
  * file). Reads and writes on it never wait long, so they are done in
  * place; reading runs from an idle handle (one read per loop turn) and
  * completions are delivered on the next turn, never inside the call. */
+typedef struct file_done file_done;
+
 typedef struct {
   coru_stream s;
   uv_idle_t idle;
   int fd;
+  file_done *pending;    /* completions not yet delivered */
 } cfile;
 
 static coru_htype file_type;
@@ -121,35 +124,61 @@ static int file_try_write(coru_stream *s, const uv_buf_t *b, unsigned n) {
   return (int)total;
 }
 
-typedef struct { coru_stream *s; coru_wreq *w; coru_sreq *q; int status; } file_done;
+struct file_done {
+  cfile *f;
+  coru_wreq *w;
+  coru_sreq *q;
+  int status;
+  coru_deadline *dl;
+  file_done *next;
+};
 
-static void file_done_cb(void *data) {
-  file_done *d = data;
-  if (d->w) coru_stream_write_done(d->s, d->w, d->status);
-  else coru_stream_shutdown_done(d->s, d->q, d->status);
+static void file_done_deliver(file_done *d, int status) {
+  file_done **pp = &d->f->pending;
+  while (*pp != d) pp = &(*pp)->next;
+  *pp = d->next;
+  if (d->w) coru_stream_write_done(&d->f->s, d->w, status);
+  else coru_stream_shutdown_done(&d->f->s, d->q, status);
   free(d);
 }
 
-static int file_write(coru_stream *s, coru_wreq *w, const uv_buf_t *b, unsigned n) {
+static void file_done_cb(void *data) {
+  file_done *d = data;
+  d->dl = NULL;
+  file_done_deliver(d, d->status);
+}
+
+/* Complete on the next loop turn (never inside the call). */
+static int file_later(cfile *f, coru_wreq *w, coru_sreq *q, int status) {
   file_done *d = malloc(sizeof *d);
   if (!d) return UV_ENOMEM;
-  int r = file_try_write(s, b, n);
-  *d = (file_done){s, w, NULL, r < 0 ? r : 0};
-  coru_deadline_start(0, file_done_cb, d);
+  *d = (file_done){f, w, q, status, NULL, f->pending};
+  f->pending = d;
+  d->dl = coru_deadline_start(0, file_done_cb, d);
   return 0;
 }
 
-static int file_shutdown(coru_stream *s, coru_sreq *q) {
-  file_done *d = malloc(sizeof *d);
-  if (!d) return UV_ENOMEM;
-  *d = (file_done){s, NULL, q, 0};
-  coru_deadline_start(0, file_done_cb, d);
-  return 0;
+static int file_write(coru_stream *s, coru_wreq *w, const uv_buf_t *b, unsigned n) {
+  int r = file_try_write(s, b, n);
+  return file_later((cfile *)s, w, NULL, r < 0 ? r : 0);
 }
+
+static int file_shutdown(coru_stream *s, coru_sreq *q) { return file_later((cfile *)s, NULL, q, 0); }
 
 static const coru_transport file_transport = {
   file_read_start, file_read_stop, file_try_write, file_write, file_shutdown, NULL
 };
+
+/* Closing: what was pending completes now with "closed". */
+static void file_on_close(coru_handle *h) {
+  cfile *f = (cfile *)h;
+  while (f->pending) {
+    file_done *d = f->pending;
+    if (d->dl) { coru_deadline_stop(d->dl); d->dl = NULL; }
+    file_done_deliver(d, UV_ECANCELED);
+  }
+  coru_stream_closing(&f->s);
+}
 
 static int new_file_stream(lua_State *L, int fd) {
   cfile *f = coru_handle_alloc(L, &file_type, sizeof *f, offsetof(cfile, idle));
@@ -162,7 +191,7 @@ static int new_file_stream(lua_State *L, int fd) {
 
 static const coru_Reg no_methods[] = {{NULL, NULL, 0}};
 static coru_htype file_type = {"coru.filestream", CORU_K_PIPE, CORU_K_PIPE, NULL,
-                               coru_uvstream_on_close, coru_uvstream_on_free, NULL};
+                               file_on_close, coru_uvstream_on_free, NULL};
 
 /* new_stdio(fd): a stream on fd as whatever it is (tty, pipe, socket or a
  * regular file). */
