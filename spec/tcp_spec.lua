@@ -299,20 +299,20 @@ describe("tcp streams", function()
 
   it("times out and cancels a connect to a full backlog", function()
     coru.run(function()
-      -- a listener that never accepts, with a tiny backlog: later SYNs are dropped
-      local l = coru.new_tcp()
+      -- a socket listening in the kernel that nobody accepts from, with a
+      -- backlog of 0: once one connection waits, later SYNs are dropped
+      local ffi = require "ffi"
+      pcall(ffi.cdef, "int listen(int, int);")
+      local l = coru.new_tcp("inet")
       l:bind("127.0.0.1", 0)
       local port = l:getsockname().port
-      l:listen(1, function() end)
+      assert.equal(0, ffi.C.listen(l:fileno(), 0))
       local fillers = {}
-      for _ = 1, 2 do   -- libuv takes one connection off the queue, then stops
-        for _ = 1, 3 do
-          local f = coru.new_tcp()
-          f:connect("127.0.0.1", port, function() end)
-          fillers[#fillers + 1] = f
-        end
-        coru.sleep(20)
+      for i = 1, 2 do
+        fillers[i] = coru.new_tcp()
+        fillers[i]:connect("127.0.0.1", port, function() end)
       end
+      coru.sleep(20)
       local c, err = coru.tcp.connect("127.0.0.1", port, { connect_timeout = 100 })
       assert.is_nil(c)
       assert.equal("timeout", err)
