@@ -528,6 +528,11 @@ static int l_write(lua_State *L) {
   size_t total;
   unsigned n = gather(L, 2, small, 4, &bufs, &total);
   uv_buf_t *owned = bufs != small ? bufs : NULL;
+  if (n == 0) {           /* an empty array: one empty buffer (libuv wants one) */
+    small[0].base = (char *)"";
+    small[0].len = 0;
+    n = 1;
+  }
   if (s->shut) {
     free(owned);
     return coru_fail(L, UV_EPIPE, "the stream was shut down");
@@ -579,7 +584,7 @@ static int l_try_write(lua_State *L) {
   uv_buf_t small[4], *bufs;
   size_t total;
   unsigned n = gather(L, 2, small, 4, &bufs, &total);
-  int r = s->shut ? UV_EPIPE : s->tp->try_write ? s->tp->try_write(s, bufs, n) : UV_ENOSYS;
+  int r = s->shut ? UV_EPIPE : !total ? 0 : s->tp->try_write ? s->tp->try_write(s, bufs, n) : UV_ENOSYS;
   if (bufs != small) free(bufs);
   if (r < 0) return coru_fail(L, r, NULL);
   lua_pushinteger(L, r);
