@@ -34,6 +34,15 @@ function M.sh(cmd)
   return out:gsub("__status=%d+%s*$", ""), status
 end
 
+-- Inside a task: poll cond() every few ms until true; fail after ms.
+function M.wait_until(cond, ms, what)
+  local ok = coru.timeout(ms or 5000, function()
+    while not cond() do coru.sleep(2) end
+    return true
+  end)
+  assert(ok, "timed out waiting for " .. (what or "a condition"))
+end
+
 M.bin = os.getenv("CORU_BIN") or "build/coru"
 
 return M
