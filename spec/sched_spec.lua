@@ -637,3 +637,24 @@ describe("contexts", function()
     assert.matches("deadlock", err)
   end)
 end)
+
+describe("regressions", function()
+  it("a task cancelled in pass may pass again without losing the others queued", function()
+    run(function()
+      local counts = {0, 0, 0}
+      local ts = {}
+      for i = 1, 3 do
+        ts[i] = coru.spawn(function()
+          while true do
+            local ok = pcall(coru.pass)
+            counts[i] = counts[i] + 1
+            if counts[i] >= 5 then return end
+          end
+        end)
+      end
+      ts[2]:cancel()     -- caught: task 2 passes again at once
+      H.wait_until(function() return ts[1]:status() == "done" and ts[2]:status() == "done" and ts[3]:status() == "done" end, 5000, "all three tasks")
+      assert.same({5, 5, 5}, counts)
+    end)
+  end)
+end)
