@@ -3,6 +3,13 @@
 local coru = require "coru"
 local M = {}
 
+-- CORU_GC_STRESS=1: a full collection at every allocation step, to shake
+-- out lifetime bugs (a userdata freed while libuv or a task still uses it).
+if os.getenv("CORU_GC_STRESS") then
+  collectgarbage("setpause", 0)
+  collectgarbage("setstepmul", 1000)
+end
+
 -- Run fn as a task until it ends (coru.run spawns+awaits inside the host).
 M.run = coru.run
 

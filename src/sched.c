@@ -1427,6 +1427,8 @@ CORU_FAMILY(sched) {
 /* Close the internal handles (shutdown). */
 void coru_sched_close(void) {
   if (tick_inited && !uv_is_closing((uv_handle_t *)&tick)) {
+    tick_inited = 0;            /* a later luaopen_coru starts afresh */
+    pass_head = pass_tail = NULL;
     uv_close((uv_handle_t *)&tick, NULL);
   }
 }
