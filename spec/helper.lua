@@ -52,4 +52,16 @@ end
 
 M.bin = os.getenv("CORU_BIN") or "build/coru"
 
+
+
+-- Count the registry's live references (luaL_ref slots hold values; free
+-- slots hold the number of the next free one).
+function M.registry_refs()
+  collectgarbage("collect")
+  local n = 0
+  for k, v in pairs(debug.getregistry()) do
+    if type(k) == "number" and type(v) ~= "number" then n = n + 1 end
+  end
+  return n
+end
 return M
