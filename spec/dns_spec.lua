@@ -1,4 +1,5 @@
 local coru = require "coru"
+local helper = require "helper"
 
 describe("dns", function()
   it("resolves localhost", function()

@@ -1,5 +1,6 @@
 -- coru against peers written in other languages, over real sockets.
 local coru = require "coru"
+local helper = require "helper"
 
 local function free_port()
   local t = coru.new_tcp()

@@ -1,4 +1,5 @@
 local coru = require "coru"
+local helper = require "helper"
 
 local function tmpname()
   local p = os.tmpname()

@@ -1,17 +1,20 @@
 -- The buffered reader and writer, over loopback TCP pairs.
 local coru = require "coru"
+local helper = require "helper"
 
 -- A connected pair: returns client, server-side stream, and the listener.
+-- A connected pair: returns client, server-side stream, the listener, and a
+-- channel whose closing ends the server's handler.
 local function pair()
   local ch = coru.channel(1)
+  local hold = coru.channel()
   local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(s)
     ch:send(s)
-    local hold = coru.channel()
-    hold:recv()          -- keep the handler (and the stream) open until closed
+    hold:recv()          -- keep the handler (and the stream) open until released
   end))
   local c = assert(coru.tcp.connect("127.0.0.1", srv:getsockname().port))
   local s = ch:recv()
-  return c, s, srv
+  return c, s, srv, hold
 end
 
 describe("streams", function()
@@ -135,6 +138,39 @@ describe("streams", function()
       assert.is_nil(weak[1])
       assert.equal("eof", seen:recv())    -- the peer saw it closed
       srv:close()
+    end)
+  end)
+
+  it("leaves no registry reference behind (success, cancel, timeout, close paths)", function()
+    coru.run(function()
+      local function round()
+        local c, s, srv, hold = pair()
+        c:write("a\nb")
+        assert.equal("a", s:read_line())
+        local t = coru.spawn(function() return s:read_line() end)   -- cancelled read
+        coru.sleep(2)
+        t:cancel()
+        s:settimeouts(nil, 20, 20)
+        assert.same({ nil, "timeout", "b" }, { s:read_line() })     -- read timeout
+        local w = coru.spawn(function() return s:write(string.rep("x", 8 * 1024 * 1024)) end)
+        coru.sleep(5)
+        w:cancel()                                                  -- cancelled write
+        local got = coru.channel(1)
+        c:read_bytes(1e9, function(err, d) got:send(err or d) end)  -- callback read ...
+        local r = coru.spawn(function() return c:read_line() end)
+        coru.sleep(2)
+        c:close()                                                   -- ... woken by close
+        assert.equal("closed", got:recv())
+        assert.same({ nil, "busy" }, { r:await() })
+        s:close()
+        srv:close()
+        hold:close()
+        coru.sleep(5)
+      end
+      round()
+      local before = helper.registry_refs()
+      for _ = 1, 3 do round() end
+      assert.equal(before, helper.registry_refs())
     end)
   end)
 

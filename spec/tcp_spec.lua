@@ -1,4 +1,5 @@
 local coru = require "coru"
+local helper = require "helper"
 
 -- A server on 127.0.0.1 (or host) running handler per connection; returns
 -- the server and its port.
@@ -455,9 +456,10 @@ describe("tcp streams", function()
         collectgarbage()
       end
       round(100)
-      local fd0, mem0 = nfds(), collectgarbage("count")
+      local fd0, mem0, refs0 = nfds(), collectgarbage("count"), helper.registry_refs()
       round(1000)
-      local fd1, mem1 = nfds(), collectgarbage("count")
+      local fd1, mem1, refs1 = nfds(), collectgarbage("count"), helper.registry_refs()
+      assert.equal(refs0, refs1)
       assert.is_true(fd1 <= fd0 + 2, ("descriptors %d -> %d"):format(fd0, fd1))
       assert.is_true(mem1 < mem0 + 256, ("memory %d KiB -> %d KiB"):format(mem0, mem1))
       srv:close()

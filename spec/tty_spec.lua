@@ -1,4 +1,5 @@
 local coru = require "coru"
+local helper = require "helper"
 
 local function run_child(code, under_pty)
   local f = os.tmpname()

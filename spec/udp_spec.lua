@@ -1,4 +1,5 @@
 local coru = require "coru"
+local helper = require "helper"
 
 describe("udp", function()
   for _, host in ipairs({ "127.0.0.1", "::1" }) do
