@@ -220,8 +220,15 @@ static const coru_Reg tty_methods[] = {
   {NULL, NULL, 0}
 };
 
+/* A terminal left in raw mode by a closed handle would stay raw. */
+static void tty_on_close(coru_handle *h) {
+  coru_uvstream *u = (coru_uvstream *)h;
+  if (u->u.tty.mode != UV_TTY_MODE_NORMAL) uv_tty_set_mode(&u->u.tty, UV_TTY_MODE_NORMAL);
+  coru_stream_closing(&u->s);
+}
+
 static coru_htype tty_type = {"coru.tty", CORU_K_TTY, CORU_K_TTY, NULL,
-                              coru_uvstream_on_close, coru_uvstream_on_free, NULL};
+                              tty_on_close, coru_uvstream_on_free, NULL};
 
 static const coru_Reg tty_funcs[] = {
   {"new_tty", l_new_tty, 0},
