@@ -15,7 +15,7 @@
 #include "coru.h"
 
 /* luaL_error without the position (the caller is coru's wrapper). */
-static int raise(lua_State *L, const char *fmt, ...) {
+static int werror(lua_State *L, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap);
@@ -142,9 +142,9 @@ static void ser_args(lua_State *L, int first, int last, sbuf *b, const char *fna
   char errbuf[200];
   for (int i = first; i <= last; i++) {
     const char *e = ser(L, i, b, 0, errbuf, sizeof errbuf);
-    if (e) { sb_free(b); raise(L, "%s: argument #%d: %s", fname, i, e); }
+    if (e) { sb_free(b); werror(L, "%s: argument #%d: %s", fname, i, e); }
   }
-  if (b->oom) { sb_free(b); raise(L, "%s: out of memory", fname); }
+  if (b->oom) { sb_free(b); werror(L, "%s: out of memory", fname); }
 }
 
 /* ------------------------------------------------------------ the pool */
@@ -194,18 +194,18 @@ static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
 /* Check fn (at idx) and dump it into b; raises a clear error. */
 static void dump_fn(lua_State *L, int idx, sbuf *b, const char *fname) {
   if (lua_type(L, idx) != LUA_TFUNCTION)
-    raise(L, "bad argument #%d to '%s' (function expected, got %s)", idx, fname, luaL_typename(L, idx));
-  if (lua_iscfunction(L, idx)) raise(L, "%s: a C function cannot run in the thread pool", fname);
+    werror(L, "bad argument #%d to '%s' (function expected, got %s)", idx, fname, luaL_typename(L, idx));
+  if (lua_iscfunction(L, idx)) werror(L, "%s: a C function cannot run in the thread pool", fname);
   const char *up = lua_getupvalue(L, idx, 1);
   if (up) {
     lua_pop(L, 1);
-    raise(L, "%s: the function has upvalues (first: '%s'); it runs in another Lua state, "
+    werror(L, "%s: the function has upvalues (first: '%s'); it runs in another Lua state, "
                "so it may use only its arguments and globals", fname, up);
   }
   lua_pushvalue(L, idx);
   lua_dump(L, dump_writer, b);
   lua_pop(L, 1);
-  if (b->oom) { sb_free(b); raise(L, "%s: out of memory", fname); }
+  if (b->oom) { sb_free(b); werror(L, "%s: out of memory", fname); }
 }
 
 static void work_cb(uv_work_t *req) {
@@ -303,7 +303,7 @@ static void work_cancel(coru_cont *c) {
 
 static workreq *work_new(lua_State *L) {
   workreq *w = calloc(1, sizeof *w);
-  if (!w) raise(L, "out of memory");
+  if (!w) werror(L, "out of memory");
   w->req.data = w;
   w->after_ref = LUA_NOREF;
   w->cont.cb_ref = LUA_NOREF;
@@ -320,9 +320,9 @@ static int l_work(lua_State *L) {
   char errbuf[200];
   for (int i = 2; i <= (cb ? top - 1 : top); i++) {
     const char *e = ser(L, i, &io, 0, errbuf, sizeof errbuf);
-    if (e) { sb_free(&code); sb_free(&io); return raise(L, "coru.work: argument #%d: %s", i, e); }
+    if (e) { sb_free(&code); sb_free(&io); return werror(L, "coru.work: argument #%d: %s", i, e); }
   }
-  if (io.oom) { sb_free(&code); sb_free(&io); return raise(L, "coru.work: out of memory"); }
+  if (io.oom) { sb_free(&code); sb_free(&io); return werror(L, "coru.work: out of memory"); }
   workreq *w = work_new(L);
   w->code = code;
   w->io = io;
@@ -511,7 +511,7 @@ static int l_poll_start(lua_State *L) {
       case 'w': ev |= UV_WRITABLE; break;
       case 'd': ev |= UV_DISCONNECT; break;
       case 'p': ev |= UV_PRIORITIZED; break;
-      default: return raise(L, "bad argument #2 to 'poll_start' (invalid events '%s': use r, w, d, p)", lua_tostring(L, 2));
+      default: return werror(L, "bad argument #2 to 'poll_start' (invalid events '%s': use r, w, d, p)", lua_tostring(L, 2));
       }
     }
   }
