@@ -1,13 +1,11 @@
 /*
- * process.c - child processes (luv's spawn, kill, get_pid) and the pipes
- * to their stdio.
+ * process.c - child processes: luv's spawn (as coru.spawn_process, since
+ * coru.spawn starts tasks), process_kill, get_pid.
  *
- * The pipes are a small stream of their own ("coru.process_pipe") with the
- * sequential methods read/write/shutdown/close, until the shared stream
- * layer (stream.c/pipe.c) is merged; then "pipe" stdio should return those
- * streams instead. Reading is on demand: the pipe reads only while a
- * reader waits, so a child that writes more than anyone reads blocks on
- * its pipe (no unbounded buffering here).
+ * "pipe" stdio entries become coru streams (pipe.c) with the sequential
+ * methods (read, read_line, write, shutdown, ...). The stream layer stops
+ * reading when enough is buffered and nobody reads, so a child writing more
+ * than anyone reads blocks on its pipe: no unbounded buffering here.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,160 +14,7 @@
 int coru_checksignal(lua_State *L, int idx, const char *fn, int def);
 const char *coru_signame(int num);
 
-#define READ_BUF 65536
-
-/* ------------------------------------------------------------ pipes */
-
-typedef struct {
-  coru_handle base;
-  uv_pipe_t p;
-  coru_cont rd;      /* the waiting reader */
-  char *buf;         /* one read buffer, reused */
-  int eof;
-} cpipe;
-
-typedef struct {
-  uv_write_t w;      /* or uv_shutdown_t, in the union below */
-  uv_shutdown_t s;
-  coru_cont cont;
-  int anchor;
-} wreq;
-
-static coru_htype pipe_type;
-
-static cpipe *checkpipe(lua_State *L, int idx) {
-  return (cpipe *)coru_check_handle(L, idx, &pipe_type);
-}
-
-static void pipe_on_close(coru_handle *h) {
-  cpipe *p = (cpipe *)h;
-  if (coru_cont_begin(&p->rd)) coru_cont_fail_str(&p->rd, "closed", "closed");
-  coru_cont_clear(coru_R->L, &p->rd);
-}
-
-static void pipe_on_free(coru_handle *h) { free(((cpipe *)h)->buf); }
-
-static cpipe *pipe_new(lua_State *L) {
-  cpipe *p = coru_handle_alloc(L, &pipe_type, sizeof *p, offsetof(cpipe, p));
-  p->rd.cb_ref = LUA_NOREF;
-  int r = uv_pipe_init(coru_R->loop, &p->p, 0);
-  if (r < 0) { coru_handle_init_failed(L, &p->base); return NULL; }
-  return p;
-}
-
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  cpipe *p = h->data;
-  (void)suggested;
-  if (!p->buf) p->buf = malloc(READ_BUF);
-  *buf = uv_buf_init(p->buf, p->buf ? READ_BUF : 0);
-}
-
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  cpipe *p = s->data;
-  (void)buf;
-  if (nread == 0) return;   /* EAGAIN */
-  uv_read_stop(s);
-  lua_State *S = coru_cont_begin(&p->rd);
-  coru_handle_release(coru_R->L, &p->base);
-  if (!S) return;
-  if (nread > 0) {
-    lua_pushlstring(S, p->buf, (size_t)nread);
-    coru_cont_ok(&p->rd, 1);
-  } else if (nread == UV_EOF) {
-    p->eof = 1;
-    lua_pushnil(S);
-    coru_cont_ok(&p->rd, 1);
-  } else {
-    coru_cont_fail(&p->rd, (int)nread, NULL);
-  }
-}
-
-static void read_cancel(coru_cont *c) {
-  cpipe *p = (cpipe *)((char *)c - offsetof(cpipe, rd));
-  uv_read_stop((uv_stream_t *)&p->p);
-  coru_handle_release(coru_R->L, &p->base);
-}
-
-/* p:read([cb]): the next chunk, nil at EOF; nil, "busy" if another task
- * reads; nil, "closed" if closed while waiting. */
-static int l_pipe_read(lua_State *L) {
-  cpipe *p = checkpipe(L, 1);
-  if (!lua_isnoneornil(L, 2) && !coru_is_callable(L, 2)) luaL_typerror(L, 2, "function");
-  if (p->rd.active) return coru_fail_str(L, "busy", "busy");
-  if (p->eof) { lua_pushnil(L); return 1; }
-  int mode = coru_cont_init(L, &p->rd, 2, read_cancel);
-  if (mode == CORU_MODE_NONE) return coru_need_task(L, "process pipe:read");
-  int r = uv_read_start((uv_stream_t *)&p->p, alloc_cb, read_cb);
-  if (r < 0) { coru_cont_clear(L, &p->rd); return coru_fail(L, r, NULL); }
-  coru_handle_keep(L, &p->base);
-  return coru_cont_yield(L, &p->rd, 0);
-}
-
-static void wreq_done(wreq *w, int status) {
-  lua_State *S = coru_cont_begin(&w->cont);
-  coru_unref(coru_R->L, &w->anchor);
-  if (S) {
-    if (status < 0) coru_cont_fail(&w->cont, status, NULL);
-    else { lua_pushboolean(S, 1); coru_cont_ok(&w->cont, 1); }
-  }
-  free(w);
-}
-
-static void write_cb(uv_write_t *req, int status) { wreq_done(req->data, status); }
-static void shutdown_cb(uv_shutdown_t *req, int status) { wreq_done(req->data, status); }
-
-/* p:write(data [, cb]): true once written (backpressure), or nil, msg, name. */
-static int l_pipe_write(lua_State *L) {
-  cpipe *p = checkpipe(L, 1);
-  size_t len;
-  const char *s = luaL_checklstring(L, 2, &len);
-  if (!lua_isnoneornil(L, 3) && !coru_is_callable(L, 3)) luaL_typerror(L, 3, "function");
-  wreq *w = calloc(1, sizeof *w);
-  if (!w) return luaL_error(L, "out of memory");
-  w->w.data = w;
-  int mode = coru_cont_init(L, &w->cont, 3, NULL);
-  if (mode == CORU_MODE_NONE) { free(w); return coru_need_task(L, "process pipe:write"); }
-  lua_pushvalue(L, 2);
-  w->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
-  uv_buf_t b = uv_buf_init((char *)s, (unsigned)len);
-  int r = uv_write(&w->w, (uv_stream_t *)&p->p, &b, 1, write_cb);
-  if (r < 0) {
-    coru_cont_clear(L, &w->cont);
-    coru_unref(L, &w->anchor);
-    free(w);
-    return coru_fail(L, r, NULL);
-  }
-  return coru_cont_yield(L, &w->cont, 0);
-}
-
-/* p:shutdown([cb]): end of the child's input, after pending writes. */
-static int l_pipe_shutdown(lua_State *L) {
-  cpipe *p = checkpipe(L, 1);
-  if (!lua_isnoneornil(L, 2) && !coru_is_callable(L, 2)) luaL_typerror(L, 2, "function");
-  wreq *w = calloc(1, sizeof *w);
-  if (!w) return luaL_error(L, "out of memory");
-  w->s.data = w;
-  w->anchor = LUA_NOREF;
-  int mode = coru_cont_init(L, &w->cont, 2, NULL);
-  if (mode == CORU_MODE_NONE) { free(w); return coru_need_task(L, "process pipe:shutdown"); }
-  int r = uv_shutdown(&w->s, (uv_stream_t *)&p->p, shutdown_cb);
-  if (r < 0) {
-    coru_cont_clear(L, &w->cont);
-    free(w);
-    return coru_fail(L, r, NULL);
-  }
-  return coru_cont_yield(L, &w->cont, 0);
-}
-
-static const coru_Reg pipe_methods[] = {
-  {"read", l_pipe_read, CORU_YIELDS},
-  {"write", l_pipe_write, CORU_YIELDS},
-  {"shutdown", l_pipe_shutdown, CORU_YIELDS},
-  {NULL, NULL, 0}
-};
-
-static coru_htype pipe_type = {"coru.process_pipe", CORU_K_INTERNAL, CORU_K_INTERNAL, pipe_methods,
-                               pipe_on_close, pipe_on_free, NULL};
+int coru_new_pipe(lua_State *L, int ipc);   /* pipe.c: pushes a coru.pipe stream */
 
 /* ------------------------------------------------------------ processes */
 
@@ -290,7 +135,7 @@ static int l_spawn_process(lua_State *L) {
 
   /* stdio: nil/"ignore", "inherit", "pipe", an fd, or a stream handle */
   uv_stdio_container_t st[16];
-  cpipe *pipes[16] = {0};
+  coru_handle *pipes[16] = {0};
   lua_newtable(L);
   int pipetab = lua_gettop(L);
   lua_getfield(L, 2, "stdio");
@@ -315,7 +160,7 @@ static int l_spawn_process(lua_State *L) {
         st[i].data.fd = (int)lua_tointeger(L, -1);
       } else if (s && strcmp(s, "pipe") == 0) {
         st[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : i <= 2 ? UV_WRITABLE_PIPE : UV_READABLE_PIPE | UV_WRITABLE_PIPE);
-        pipes[i] = (cpipe *)1;   /* created below, once every entry is checked */
+        pipes[i] = (coru_handle *)&any_handle;   /* created below, once every entry is checked */
       } else if ((h = coru_test_handle(L, -1, &any_handle)) && !h->closing &&
                  (uv_handle_get_type(h->uvh) == UV_NAMED_PIPE || uv_handle_get_type(h->uvh) == UV_TCP ||
                   uv_handle_get_type(h->uvh) == UV_TTY)) {
@@ -336,12 +181,12 @@ static int l_spawn_process(lua_State *L) {
   lua_pop(L, 1);
   for (int i = 0; i < nst; i++) {
     if (!pipes[i]) continue;
-    pipes[i] = pipe_new(L);
-    if (!pipes[i]) {
-      for (int k = 0; k < i; k++) if (pipes[k]) coru_handle_close(L, &pipes[k]->base);
-      return coru_fail(L, UV_ENOMEM, "pipe");
+    if (coru_new_pipe(L, 0) != 1) {
+      for (int k = 0; k < i; k++) if (pipes[k]) coru_handle_close(L, pipes[k]);
+      return 3;
     }
-    st[i].data.stream = (uv_stream_t *)&pipes[i]->p;
+    pipes[i] = coru_test_handle(L, -1, &any_handle);
+    st[i].data.stream = (uv_stream_t *)pipes[i]->uvh;
     lua_rawseti(L, pipetab, i + 1);
   }
   o.stdio = st;
@@ -353,7 +198,7 @@ static int l_spawn_process(lua_State *L) {
   if (r < 0) {
     /* the handle was initialized: close it; the pipes too */
     coru_handle_close(L, &c->base);
-    for (int i = 0; i < nst; i++) if (pipes[i]) coru_handle_close(L, &pipes[i]->base);
+    for (int i = 0; i < nst; i++) if (pipes[i]) coru_handle_close(L, pipes[i]);
     return coru_fail(L, r, file);
   }
   c->pid = c->p.pid;
@@ -399,14 +244,10 @@ static const coru_Reg process_funcs[] = {
   {"process_kill", l_process_kill, 0},
   {"process_get_pid", l_process_get_pid, 0},
   {"disable_stdio_inheritance", l_disable_stdio_inheritance, 0},
-  {"process_pipe_read", l_pipe_read, CORU_YIELDS},
-  {"process_pipe_write", l_pipe_write, CORU_YIELDS},
-  {"process_pipe_shutdown", l_pipe_shutdown, CORU_YIELDS},
   {NULL, NULL, 0}
 };
 
 CORU_FAMILY(process) {
-  coru_register_htype(L, &pipe_type);
   coru_register_htype(L, &process_type);
   coru_setfuncs(L, process_funcs);
 }
