@@ -245,8 +245,17 @@ static void fs_cb(uv_fs_t *req) {
   dir_done(r);
   lua_State *S = coru_cont_begin(&r->cont);
   if (S) {
-    if (req->result < 0) coru_cont_fail(&r->cont, (int)req->result, r->detail[0] ? r->detail : NULL);
-    else coru_cont_ok(&r->cont, push_result(S, r));
+    /* Clean up before waking: the woken task may start the next request
+     * on the same directory at once, and the cleanup of a readdir frees
+     * the dirents' names (the Lua strings are copies). */
+    if (req->result < 0) {
+      uv_fs_req_cleanup(req);
+      coru_cont_fail(&r->cont, (int)req->result, r->detail[0] ? r->detail : NULL);
+    } else {
+      int n = push_result(S, r);
+      uv_fs_req_cleanup(req);
+      coru_cont_ok(&r->cont, n);
+    }
   } else if (req->fs_type == UV_FS_OPENDIR && req->result >= 0) {
     /* the task moved on: nobody will close this directory */
     uv_fs_t c;

@@ -281,6 +281,9 @@ function M.watch(path, opts)
       end
     end
   end
+  if not ok and (name == "ENOENT" or name == "ENOTDIR" or name == "EACCES") then
+    return nil, err, name
+  end
   if not ok then
     local h = coru.new_fs_poll()
     ok, err, name = h:start(path, opts.interval or 1000, function(perr, prev, curr)
