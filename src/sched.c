@@ -167,9 +167,14 @@ void coru_cont_clear(lua_State *L, coru_cont *c) {
   coru_unref(L, &c->cb_ref);
 }
 
+extern int coru_shutting_down;   /* rt.c */
+
 lua_State *coru_cont_begin(coru_cont *c) {
   if (!c->active) return NULL;
   c->active = 0;
+  /* At shutdown (lua_close in plain LuaJIT) the tasks' coroutines may be
+   * going away: a request that completes now is discarded. */
+  if (coru_shutting_down) return NULL;
   if (c->mode == CORU_MODE_CB) {
     lua_State *L = coru_R->L;
     lua_checkstack(L, 20);
