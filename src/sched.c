@@ -28,7 +28,10 @@ char coru_SCHED[1], coru_ERR[1], coru_CALLBACK[1];
 static int task_mt_ref = LUA_NOREF, cancel_mt_ref = LUA_NOREF, taskco_ref = LUA_NOREF;
 static int unobserved_ref = LUA_NOREF;  /* table of failed tasks nobody observed yet */
 static int unobserved_n;
-static uv_idle_t tick;                  /* next-iteration work: coru.pass, reports */
+/* Next-iteration work (coru.pass, reports) runs in a check handle, after
+ * the poll phase; an idle handle keeps that poll from blocking meanwhile. */
+static uv_check_t tick;
+static uv_idle_t tick_idle;
 static int tick_inited;
 static coru_task *pass_head, *pass_tail;
 
@@ -726,8 +729,14 @@ static int l_task_cancel(lua_State *L) {
   lua_settop(co, 0);
   lua_pushlightuserdata(co, coru_ERR);
   lua_xmove(L, co, 1);
-  if (T->queued) T->nready = 2;
-  else coru_wake(T, 2);
+  if (T->queued) {
+    T->nready = 2;
+  } else {
+    /* take effect now, as spawn does: the task unwinds (or catches it)
+     * before cancel returns */
+    T->cont = NULL;
+    run_task(T, 2);
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -783,7 +792,9 @@ static int l_sleep(lua_State *L) {
 
 static void pass_cancel(coru_cont *c) { c->task->in_pass = 0; }
 
-static void tick_cb(uv_idle_t *h) {
+static void tick_idle_cb(uv_idle_t *h) { (void)h; }
+
+static void tick_cb(uv_check_t *h) {
   coru_task *list = pass_head;
   pass_head = pass_tail = NULL;
   while (list) {
@@ -796,11 +807,17 @@ static void tick_cb(uv_idle_t *h) {
     }
   }
   coru_flush_reports();
-  if (!pass_head && !unobserved_n) uv_idle_stop(h);
+  if (!pass_head && !unobserved_n) {
+    uv_check_stop(h);
+    uv_idle_stop(&tick_idle);
+  }
 }
 
 static void tick_start(void) {
-  if (!uv_is_active((uv_handle_t *)&tick)) uv_idle_start(&tick, tick_cb);
+  if (!uv_is_active((uv_handle_t *)&tick)) {
+    uv_check_start(&tick, tick_cb);
+    uv_idle_start(&tick_idle, tick_idle_cb);
+  }
 }
 
 static int l_pass(lua_State *L) {
@@ -1394,8 +1411,9 @@ CORU_FAMILY(sched) {
   lua_newtable(L);
   unobserved_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (!tick_inited) {
-    uv_idle_init(R->loop, &tick);
-    tick.data = NULL;
+    uv_check_init(R->loop, &tick);
+    uv_idle_init(R->loop, &tick_idle);
+    tick.data = tick_idle.data = NULL;
     tick_inited = 1;
   }
   coru_setfuncs(L, sched_funcs);
@@ -1405,5 +1423,8 @@ CORU_FAMILY(sched) {
 
 /* Close the internal handles (shutdown). */
 void coru_sched_close(void) {
-  if (tick_inited && !uv_is_closing((uv_handle_t *)&tick)) uv_close((uv_handle_t *)&tick, NULL);
+  if (tick_inited && !uv_is_closing((uv_handle_t *)&tick)) {
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_close((uv_handle_t *)&tick_idle, NULL);
+  }
 }
