@@ -271,6 +271,7 @@ describe("fs", function()
         end
         coru.sleep(50)   -- the late completions arrive and are dropped
         assert.same({}, results)
+        assert.equal(0, coru._fs_live_requests())   -- and their buffers freed
         -- the descriptor and the loop still work
         assert.equal(1048576, #coru.fs_read(fd, 1048576, 0))
         coru.fs_close(fd)
@@ -302,6 +303,8 @@ describe("fs", function()
         end
         coru.all(tasks)
         assert.equal(10000, n)
+        coru.pass()   -- the last request is freed after it woke its task
+        assert.equal(0, coru._fs_live_requests())   -- none leaked
       end)
     end)
   end)

@@ -42,9 +42,12 @@ static void fs_cb(uv_fs_t *req);
 
 /* ---------------------------------------------------------- helpers */
 
+static long live_reqs;   /* requests allocated and not freed (diagnostics) */
+
 static fsreq *fsreq_new(lua_State *L) {
   fsreq *r = calloc(1, sizeof *r);
   if (!r) luaL_error(L, "out of memory");
+  live_reqs++;
   r->anchor = LUA_NOREF;
   r->req.data = r;
   r->cont.cb_ref = LUA_NOREF;
@@ -52,6 +55,7 @@ static fsreq *fsreq_new(lua_State *L) {
 }
 
 static void fsreq_free(fsreq *r) {
+  live_reqs--;
   uv_fs_req_cleanup(&r->req);
   if (r->anchor != LUA_NOREF && coru_R) coru_unref(coru_R->L, &r->anchor);
   free(r->buf);
@@ -851,6 +855,12 @@ static const coru_Reg fs_poll_methods[] = {
 static coru_htype fs_poll_type = {"coru.fs_poll", CORU_K_FS_POLL, CORU_K_FS_POLL,
                                   fs_poll_methods, fs_poll_on_close, NULL, NULL};
 
+/* coru._fs_live_requests(): fs requests not yet completed and freed. */
+static int l_fs_live_requests(lua_State *L) {
+  lua_pushinteger(L, live_reqs);
+  return 1;
+}
+
 /* ---------------------------------------------------------- open */
 
 #define Y CORU_YIELDS
@@ -872,6 +882,7 @@ static const coru_Reg fs_funcs[] = {
   {"fs_event_stop", l_fs_event_stop, 0}, {"fs_event_getpath", l_fs_event_getpath, 0},
   {"new_fs_poll", l_new_fs_poll, 0}, {"fs_poll_start", l_fs_poll_start, 0},
   {"fs_poll_stop", l_fs_poll_stop, 0}, {"fs_poll_getpath", l_fs_poll_getpath, 0},
+  {"_fs_live_requests", l_fs_live_requests, 0},
   {NULL, NULL, 0}
 };
 
