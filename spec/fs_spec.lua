@@ -7,6 +7,13 @@ local CORU_BIN = os.getenv("CORU_BIN") or "build/coru"
 
 local function run(fn, ...) return coru.run(fn, ...) end
 
+-- poll pred every 5 ms, for at most ms (slow runs: valgrind, sanitizers)
+local function wait_until(pred, ms)
+  local t0 = coru.hrtime()
+  while not pred() and (coru.hrtime() - t0) / 1e6 < (ms or 5000) do coru.sleep(5) end
+  return pred()
+end
+
 describe("fs", function()
   local dir
   before_each(function() dir = assert(coru.fs_mkdtemp(TMP)) end)
@@ -43,14 +50,14 @@ describe("fs", function()
       run(function()
         coru.fs_stat(path, function(err, st) got = {err, st} end)
         assert.is_nil(got)   -- later, from the loop
-        coru.sleep(20)
+        wait_until(function() return got end)
       end)
       assert.is_nil(got[1])
       assert.equal(3, got[2].size)
       local err2
       run(function()
         coru.fs_open(dir .. "/missing", "r", function(err) err2 = err end)
-        coru.sleep(20)
+        wait_until(function() return err2 end)
       end)
       assert.matches("^ENOENT: no such file or directory: .*/missing$", err2)
     end)
@@ -162,7 +169,7 @@ describe("fs", function()
           assert.is_nil(err)
           coru.fs_close(fd, function() done = true end)
         end)
-        coru.sleep(30)
+        wait_until(function() return done end)
       end)
       assert.is_true(done)
       local fd = coru.fs_open(dir .. "/n", 0)   -- O_RDONLY
@@ -269,9 +276,9 @@ describe("fs", function()
           assert.is_false(ok)
           assert.is_true(coru.is_cancelled(err))
         end
-        coru.sleep(50)   -- the late completions arrive and are dropped
+        -- the late completions arrive and are dropped, their buffers freed
+        assert.is_true(wait_until(function() return coru._fs_live_requests() == 0 end))
         assert.same({}, results)
-        assert.equal(0, coru._fs_live_requests())   -- and their buffers freed
         -- the descriptor and the loop still work
         assert.equal(1048576, #coru.fs_read(fd, 1048576, 0))
         coru.fs_close(fd)
@@ -378,14 +385,14 @@ describe("fs", function()
     it("watch: events in a for loop inside a task, close ends it", function()
       run(function()
         local w = assert(fs.watch(dir))
-        coru.spawn(function()
-          coru.sleep(20)
-          fs.write_file(dir .. "/new.txt", "1")
-          coru.sleep(50)
-          w:close()
-        end)
+        local guard = coru.spawn(function() coru.sleep(5000) w:close() end)
+        fs.write_file(dir .. "/new.txt", "1")
         local events = {}
-        for ev, name in w do events[#events + 1] = ev .. ":" .. tostring(name) end
+        for ev, name in w do
+          events[#events + 1] = ev .. ":" .. tostring(name)
+          if name == "new.txt" then w:close() end
+        end
+        guard:cancel()
         assert.is_true(#events >= 1)
         assert.matches("new.txt", table.concat(events, " "))
       end)
@@ -395,14 +402,14 @@ describe("fs", function()
       fs.mkdirp(dir .. "/sub/deeper")
       run(function()
         local w = assert(fs.watch(dir, {recursive = true}))
-        coru.spawn(function()
-          coru.sleep(20)
-          fs.write_file(dir .. "/sub/deeper/x", "1")
-          coru.sleep(50)
-          w:close()
-        end)
+        local guard = coru.spawn(function() coru.sleep(5000) w:close() end)
+        fs.write_file(dir .. "/sub/deeper/x", "1")
         local names = {}
-        for _, name in w do names[#names + 1] = name end
+        for _, name in w do
+          names[#names + 1] = name
+          if name == "sub/deeper/x" then w:close() end
+        end
+        guard:cancel()
         assert.matches("sub/deeper/x", table.concat(names, " "))
 
         local p = dir .. "/polled"

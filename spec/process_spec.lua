@@ -4,6 +4,12 @@ local P = coru.process
 
 local function run(fn, ...) return coru.run(fn, ...) end
 
+local function wait_until(pred, ms)
+  local t0 = coru.hrtime()
+  while not pred() and (coru.hrtime() - t0) / 1e6 < (ms or 5000) do coru.sleep(5) end
+  return pred()
+end
+
 -- children of this process (zombies only, unless all), from /proc
 local function zombies(all)
   local n = 0
@@ -163,12 +169,12 @@ describe("process", function()
       end)
       assert.is_number(pid)
       assert.equal(pid, h:get_pid())
-      coru.sleep(200)
+      wait_until(function() return got end)
       h:close()
       local p = P.spawn("true", {})
       local cbres
       p:wait(function(err, code) cbres = {err, code} end)
-      coru.sleep(200)
+      wait_until(function() return cbres end)
       assert.same({nil, 0}, {cbres[1], cbres[2]})
     end)
     assert.same({7, 0}, got)

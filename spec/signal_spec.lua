@@ -4,6 +4,13 @@ local CORU_BIN = os.getenv("CORU_BIN") or "build/coru"
 
 local function run(fn, ...) return coru.run(fn, ...) end
 
+-- poll pred every 5 ms, for at most ms (slow runs: valgrind, sanitizers)
+local function wait_until(pred, ms)
+  local t0 = coru.hrtime()
+  while not pred() and (coru.hrtime() - t0) / 1e6 < (ms or 5000) do coru.sleep(5) end
+  return pred()
+end
+
 local function live_handles()
   local n = 0
   coru.walk(function() n = n + 1 end)
@@ -17,9 +24,9 @@ describe("signal", function()
       local got = {}
       assert.equal(0, s:start("sigusr1", function(name) got[#got + 1] = name end))
       coru.kill(coru.getpid(), "sigusr1")
-      coru.sleep(30)
+      wait_until(function() return #got == 1 end)
       coru.kill(coru.getpid(), "SIGUSR1")
-      coru.sleep(30)
+      wait_until(function() return #got == 2 end)
       assert.same({"sigusr1", "sigusr1"}, got)
       assert.equal(10, s:getsignum())
       s:stop()
@@ -33,7 +40,8 @@ describe("signal", function()
       local n = 0
       s:start_oneshot(12, function() n = n + 1 end)
       coru.kill(coru.getpid(), 12)
-      coru.sleep(30)
+      wait_until(function() return n == 1 end)
+      coru.sleep(10)
       assert.equal(1, n)
       assert.is_false(s:is_active())
       s:close()

@@ -10,6 +10,13 @@ int close(int fd);
 
 local function run(fn, ...) return coru.run(fn, ...) end
 
+-- poll pred every 5 ms, for at most ms (slow runs: valgrind, sanitizers)
+local function wait_until(pred, ms)
+  local t0 = coru.hrtime()
+  while not pred() and (coru.hrtime() - t0) / 1e6 < (ms or 5000) do coru.sleep(5) end
+  return pred()
+end
+
 describe("work", function()
   it("runs a function in the pool and returns its results", function()
     run(function()
@@ -97,7 +104,7 @@ describe("work", function()
       local ctx = coru.new_work(function(a, b) return a .. b end, function(r) after[#after + 1] = r end)
       assert.is_true(coru.queue_work(ctx, "x", "y"))
       assert.is_true(ctx:queue("p", "q"))
-      coru.sleep(100)
+      wait_until(function() return #after == 2 and got.err and got[2] end)
     end)
     assert.same({nil, 42}, {got[1], got[2]})
     assert.equal("oops", got.err)
@@ -127,7 +134,7 @@ describe("async", function()
       local a
       a = coru.new_async(function(...) got[#got + 1] = {...} a:close() end)
       a:send("x", 1, {k = true})
-      coru.sleep(20)
+      wait_until(function() return #got > 0 end)
       assert.same({{"x", 1, {k = true}}}, got)
     end)
   end)
@@ -144,7 +151,7 @@ describe("poll", function()
       coru.sleep(20)
       assert.is_nil(seen)
       ffi.C.write(fds[1], "x", 1)
-      coru.sleep(20)
+      wait_until(function() return seen end)
       assert.same({nil, "r"}, {seen[1], seen[2]})
       assert.has_error(function() p:start("rz", function() end) end,
         "bad argument #2 to 'poll_start' (invalid events 'rz': use r, w, d, p)")
