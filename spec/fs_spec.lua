@@ -334,6 +334,28 @@ describe("fs", function()
       assert.has_error(function() fs.write_file(p, 42) end, "bad argument #2 to 'write_file' (string expected, got number)")
     end)
 
+    it("fs_read_file: one round trip, three modes, cancellation", function()
+      local p = dir .. "/r.txt"
+      fs.write_file(p, "contents")
+      assert.equal("contents", coru.fs_read_file(p))              -- sync
+      assert.equal("contents", run(coru.fs_read_file, p))         -- task
+      local got
+      run(function()
+        coru.fs_read_file(p, function(err, data) got = {err, data} end)
+        wait_until(function() return got end)
+      end)
+      assert.same({nil, "contents"}, {got[1], got[2]})
+      assert.same({nil, "ENOENT: no such file or directory: " .. dir .. "/no", "ENOENT"},
+        {run(coru.fs_read_file, dir .. "/no")})
+      assert.equal("EISDIR", select(3, run(coru.fs_read_file, dir)))
+      run(function()
+        local ts = {}
+        for i = 1, 20 do ts[i] = coru.spawn(coru.fs_read_file, p) end
+        for i = 1, 20 do ts[i]:cancel() end
+        assert.is_true(wait_until(function() return coru._fs_live_requests() == 0 end))
+      end)
+    end)
+
     it("write_file atomic: old or new, never torn; the temp file is gone", function()
       local p = dir .. "/atomic.txt"
       fs.write_file(p, "old contents")

@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include "coru.h"
 
 typedef struct fsreq {
@@ -855,6 +858,109 @@ static const coru_Reg fs_poll_methods[] = {
 static coru_htype fs_poll_type = {"coru.fs_poll", CORU_K_FS_POLL, CORU_K_FS_POLL,
                                   fs_poll_methods, fs_poll_on_close, NULL, NULL};
 
+/* ---------------------------------------------------------- fs_read_file */
+
+/* coru's own: a whole file in ONE thread-pool round trip (open, fstat,
+ * read until end of file, close), where luv needs four. */
+typedef struct {
+  uv_work_t req;
+  coru_cont cont;
+  char *data;
+  size_t len;
+  int err;
+  char path[];
+} rfreq;
+
+static int read_whole(const char *path, char **out, size_t *outlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  struct stat st;
+  if (fstat(fd, &st) < 0) { int e = -errno; close(fd); return e; }
+  if (S_ISDIR(st.st_mode)) { close(fd); return UV_EISDIR; }
+  size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 65536, len = 0;
+  char *buf = malloc(cap);
+  if (!buf) { close(fd); return UV_ENOMEM; }
+  for (;;) {
+    if (len == cap) {
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) { free(buf); close(fd); return UV_ENOMEM; }
+      buf = nb;
+      cap *= 2;
+    }
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = -errno;
+      free(buf);
+      close(fd);
+      return e;
+    }
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  close(fd);
+  *out = buf;
+  *outlen = len;
+  return 0;
+}
+
+static void rf_work(uv_work_t *w) {
+  rfreq *r = w->data;
+  r->err = read_whole(r->path, &r->data, &r->len);
+}
+
+static void rf_free(rfreq *r) {
+  live_reqs--;
+  free(r->data);
+  free(r);
+}
+
+static void rf_after(uv_work_t *w, int status) {
+  rfreq *r = w->data;
+  lua_State *S = coru_cont_begin(&r->cont);
+  if (S) {
+    if (status < 0) coru_cont_fail(&r->cont, status, r->path);
+    else if (r->err < 0) coru_cont_fail(&r->cont, r->err, r->path);
+    else {
+      lua_pushlstring(S, r->data, r->len);
+      free(r->data);
+      r->data = NULL;
+      coru_cont_ok(&r->cont, 1);
+    }
+  }
+  rf_free(r);
+}
+
+static void rf_cancel(coru_cont *c) {
+  rfreq *r = (rfreq *)((char *)c - offsetof(rfreq, cont));
+  uv_cancel((uv_req_t *)&r->req);
+}
+
+/* coru.fs_read_file(path [, cb]) -> contents, or nil, msg, name. */
+static int l_fs_read_file(lua_State *L) {
+  int cb = fs_cbslot(L, 1);
+  const char *path = checkpath(L, 1, FN);
+  if (!lua_isnoneornil(L, cb) && !coru_is_callable(L, cb)) typeerr(L, cb, FN, "function");
+  size_t plen = strlen(path);
+  rfreq *r = calloc(1, sizeof *r + plen + 1);
+  if (!r) return luaL_error(L, "out of memory");
+  live_reqs++;
+  memcpy(r->path, path, plen + 1);
+  r->req.data = r;
+  int mode = coru_cont_init(L, &r->cont, cb, rf_cancel);
+  if (mode == CORU_MODE_NONE) {
+    int e = read_whole(path, &r->data, &r->len);
+    int n;
+    if (e < 0) n = coru_fail(L, e, path);
+    else { lua_pushlstring(L, r->data, r->len); n = 1; }
+    rf_free(r);
+    return n;
+  }
+  int e = uv_queue_work(coru_R->loop, &r->req, rf_work, rf_after);
+  if (e < 0) { coru_cont_clear(L, &r->cont); rf_free(r); return coru_fail(L, e, path); }
+  return coru_cont_yield(L, &r->cont, 0);
+}
+
 /* coru._fs_live_requests(): fs requests not yet completed and freed. */
 static int l_fs_live_requests(lua_State *L) {
   lua_pushinteger(L, live_reqs);
@@ -883,6 +989,7 @@ static const coru_Reg fs_funcs[] = {
   {"new_fs_poll", l_new_fs_poll, 0}, {"fs_poll_start", l_fs_poll_start, 0},
   {"fs_poll_stop", l_fs_poll_stop, 0}, {"fs_poll_getpath", l_fs_poll_getpath, 0},
   {"_fs_live_requests", l_fs_live_requests, 0},
+  {"fs_read_file", l_fs_read_file, Y},
   {NULL, NULL, 0}
 };
 

@@ -5,9 +5,12 @@
 --   luajit bench/fs/small_files.lua setup DIR N SIZE
 --   luajit bench/fs/small_files.lua MODE DIR N        -> prints "ms bytes"
 --
--- MODE: io | coru_seq (one task, one file after another) | coru_tasks (64
--- tasks) | coru_sync (coru outside a task: synchronous) | luv_seq (callback
--- chain, one file at a time) | luv_cb (callbacks, 64 in flight)
+-- MODE: io | coru_seq (one task, coru.fs.read_file one file after another:
+-- one pool round trip per file) | coru_tasks (64 tasks) | coru_seq4 /
+-- coru_tasks4 (the same with fs_open, fs_fstat, fs_read, fs_close: four
+-- round trips, as luv) | coru_sync (coru outside a task: synchronous) |
+-- luv_seq (callback chain, one file at a time) | luv_cb (callbacks, 64 in
+-- flight)
 local mode, dir, n = arg[1], arg[2], tonumber(arg[3])
 local CONC = 64
 
@@ -47,6 +50,29 @@ elseif mode == "coru_seq" then
   coru.run(function()
     local read_file = coru.fs.read_file
     for i = 1, n do bytes = bytes + #assert(read_file(path(i))) end
+  end)
+
+elseif mode == "coru_seq4" or mode == "coru_tasks4" then
+  -- the same four requests per file as the luv modes
+  local function read4(p)
+    local fd = assert(coru.fs_open(p, "r"))
+    local st = coru.fs_fstat(fd)
+    local data = coru.fs_read(fd, st.size, 0)
+    coru.fs_close(fd)
+    return data
+  end
+  coru.run(function()
+    local next_i, tasks = 1, {}
+    for w = 1, (mode == "coru_tasks4" and CONC or 1) do
+      tasks[w] = coru.spawn(function()
+        while next_i <= n do
+          local i = next_i
+          next_i = i + 1
+          bytes = bytes + #read4(path(i))
+        end
+      end)
+    end
+    coru.all(tasks)
   end)
 
 elseif mode == "coru_sync" then

@@ -11,7 +11,7 @@ export LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;;" LUA_CPATH="$PWD/build/?.s
 luajit bench/fs/small_files.lua setup "$DIR" "$N" "$SIZE"
 luajit bench/fs/small_files.lua io "$DIR" "$N" >/dev/null   # warm the cache
 echo "reading $N files of $SIZE bytes, median of $R runs (ms); $(nproc) CPUs, libuv threadpool ${UV_THREADPOOL_SIZE:-4}"
-for mode in io coru_sync coru_seq coru_tasks luv_seq luv_cb; do
+for mode in io coru_sync coru_seq coru_tasks coru_seq4 coru_tasks4 luv_seq luv_cb; do
   times=""
   for i in $(seq "$R"); do
     t=$(luajit bench/fs/small_files.lua "$mode" "$DIR" "$N" | cut -d' ' -f1)

@@ -30,30 +30,9 @@ local function join(a, b)
 end
 M.join = join
 
--- read_file(path) -> contents
-function M.read_file(path)
-  local fd, err, name = coru.fs_open(path, "r")
-  if not fd then return nil, err, name end
-  local st, err2, name2 = coru.fs_fstat(fd)
-  if not st then coru.fs_close(fd) return nil, err2, name2 end
-  if st.type == "directory" then
-    coru.fs_close(fd)
-    return nil, "EISDIR: illegal operation on a directory: " .. path, "EISDIR"
-  end
-  local parts, want = {}, st.size > 0 and st.size or 65536
-  while true do
-    local data, rerr, rname = coru.fs_read(fd, want)
-    if not data then coru.fs_close(fd) return nil, rerr .. ": " .. path, rname end
-    if data == "" then break end
-    parts[#parts + 1] = data
-    -- a regular file read short is at its end
-    if st.type == "file" and st.size > 0 and #data < want then break end
-    want = 65536
-  end
-  coru.fs_close(fd)
-  if #parts == 1 then return parts[1] end
-  return concat(parts)
-end
+-- read_file(path) -> contents: coru.fs_read_file (fs.c) opens, reads to
+-- the end and closes in one thread-pool round trip.
+M.read_file = coru.fs_read_file
 
 local function write_all(fd, data)
   local off, len = 0, #data
