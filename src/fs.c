@@ -25,7 +25,7 @@ typedef struct fsreq {
   uv_buf_t *bufs;     /* fs_write: one per string */
   uv_buf_t buf1;
   int anchor;         /* registry ref: write data, the dir object */
-  char detail[512];   /* path(s) for error messages */
+  char *detail;       /* path(s) for error messages (malloc'd), or NULL */
   struct fsdir *dir;  /* readdir / closedir */
   size_t nents;       /* opendir: entries per readdir */
 } fsreq;
@@ -62,14 +62,20 @@ static void fsreq_free(fsreq *r) {
   uv_fs_req_cleanup(&r->req);
   if (r->anchor != LUA_NOREF && coru_R) coru_unref(coru_R->L, &r->anchor);
   free(r->buf);
+  free(r->detail);
   if (r->bufs != &r->buf1) free(r->bufs);
   free(r);
 }
 
 static void set_detail(fsreq *r, const char *a, const char *b) {
-  if (!a) r->detail[0] = 0;
-  else if (!b) snprintf(r->detail, sizeof r->detail, "%s", a);
-  else snprintf(r->detail, sizeof r->detail, "%s -> %s", a, b);
+  size_t la = strlen(a), lb = b ? strlen(b) : 0;
+  r->detail = malloc(la + (b ? lb + 4 : 0) + 1);
+  if (!r->detail) return;   /* the message goes without the path */
+  memcpy(r->detail, a, la + 1);
+  if (b) {
+    memcpy(r->detail + la, " -> ", 4);
+    memcpy(r->detail + la + 4, b, lb + 1);
+  }
 }
 
 static void fs_cancel(coru_cont *c) {
@@ -257,7 +263,7 @@ static void fs_cb(uv_fs_t *req) {
      * the dirents' names (the Lua strings are copies). */
     if (req->result < 0) {
       uv_fs_req_cleanup(req);
-      coru_cont_fail(&r->cont, (int)req->result, r->detail[0] ? r->detail : NULL);
+      coru_cont_fail(&r->cont, (int)req->result, r->detail);
     } else {
       int n = push_result(S, r);
       uv_fs_req_cleanup(req);
@@ -282,7 +288,7 @@ static int fs_finish(lua_State *L, fsreq *r, int ret) {
     int n;
     if (r->cont.mode != CORU_MODE_NONE) coru_cont_clear(L, &r->cont);
     dir_done(r);
-    if (ret < 0) n = coru_fail(L, ret, r->detail[0] ? r->detail : NULL);
+    if (ret < 0) n = coru_fail(L, ret, r->detail);
     else n = push_result(L, r);
     fsreq_free(r);
     return n;
