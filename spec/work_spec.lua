@@ -140,6 +140,28 @@ describe("async", function()
   end)
 end)
 
+describe("async from another thread", function()
+  it("a coru.work function wakes the loop through uv_async_send (FFI)", function()
+    run(function()
+      local n = 0
+      local a = coru.new_async(function() n = n + 1 end)
+      local r = coru.work(function(addr)
+        local ffi = require "ffi"
+        pcall(ffi.cdef, "int uv_async_send(void *async);")
+        local h = ffi.cast("void *", addr)
+        -- the host exports libuv's symbols; plain LuaJIT loaded it privately
+        local ok, uv = pcall(function() return ffi.C.uv_async_send and ffi.C end)
+        if not ok then uv = ffi.load("libuv.so.1") end
+        local rc = uv.uv_async_send(h)
+        return rc
+      end, a:address())
+      assert.equal(0, r)
+      assert.is_true(wait_until(function() return n >= 1 end))
+      a:close()
+    end)
+  end)
+end)
+
 describe("poll", function()
   it("reports fd readiness", function()
     local fds = ffi.new("int[2]")

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include "coru.h"
 
 /* luaL_error without the position (the caller is coru's wrapper). */
@@ -451,7 +452,17 @@ static int l_async_send(lua_State *L) {
   return 1;
 }
 
-static const coru_Reg async_methods[] = {{"send", l_async_send, 0}, {NULL, NULL, 0}};
+/* async:address(): the uv_async_t's address as a number, for code on
+ * another thread (C, or LuaJIT FFI in a coru.work function) to call
+ * uv_async_send on. Valid until the handle is closed. */
+static int l_async_address(lua_State *L) {
+  casync *a = (casync *)coru_check_handle(L, 1, &async_type);
+  lua_pushnumber(L, (lua_Number)(uintptr_t)&a->a);
+  return 1;
+}
+
+static const coru_Reg async_methods[] = {
+  {"send", l_async_send, 0}, {"address", l_async_address, 0}, {NULL, NULL, 0}};
 static coru_htype async_type = {"coru.async", CORU_K_ASYNC, CORU_K_ASYNC, async_methods,
                                 async_on_close, async_on_free, NULL};
 
