@@ -7,10 +7,12 @@ describe("timers", function()
     run(function()
       local t = coru.new_timer()
       local n = 0
-      t:start(1, 2, function() n = n + 1; if n == 3 then t:stop() end end)
+      local done = coru.channel(1)
+      t:start(1, 2, function() n = n + 1; if n == 3 then t:stop(); done:send(true) end end)
       assert.is_true(t:is_active())
       assert.equal(2, t:get_repeat())
-      coru.sleep(30)
+      done:recv()
+      coru.sleep(10)
       assert.equal(3, n)
       assert.is_false(t:is_active())
       t:start(50, 0, function() n = n + 10 end)
@@ -32,7 +34,7 @@ describe("timers", function()
       end
       collectgarbage("collect")
       collectgarbage("collect")
-      coru.sleep(30)
+      H.wait_until(function() return fired == 10000 end, 10000, "10,000 timers")
       assert.equal(10000, fired)
       -- once done, the inactive timers are collected and closed
       for _ = 1, 3 do coru.pass() end
@@ -44,9 +46,10 @@ describe("timers", function()
     run(function()
       local t = coru.new_timer()
       local n = 0
-      local function cb() n = n + 1; if n < 3 then t:start(1, 0, cb) end end
+      local done = coru.channel(1)
+      local function cb() n = n + 1; if n < 3 then t:start(1, 0, cb) else done:send(true) end end
       t:start(1, 0, cb)
-      coru.sleep(20)
+      done:recv()
       assert.equal(3, n)
       t:close()
     end)

@@ -3,6 +3,13 @@
 local coru = require "coru"
 local M = {}
 
+-- CORU_GC_STRESS=1: a full collection at every allocation step, to shake
+-- out lifetime bugs (a userdata freed while libuv or a task still uses it).
+if os.getenv("CORU_GC_STRESS") then
+  collectgarbage("setpause", 0)
+  collectgarbage("setstepmul", 1000)
+end
+
 -- Run fn as a task until it ends (coru.run spawns+awaits inside the host).
 M.run = coru.run
 
@@ -34,6 +41,27 @@ function M.sh(cmd)
   return out:gsub("__status=%d+%s*$", ""), status
 end
 
+-- Inside a task: poll cond() every few ms until true; fail after ms.
+function M.wait_until(cond, ms, what)
+  local ok = coru.timeout(ms or 5000, function()
+    while not cond() do coru.sleep(2) end
+    return true
+  end)
+  assert(ok, "timed out waiting for " .. (what or "a condition"))
+end
+
 M.bin = os.getenv("CORU_BIN") or "build/coru"
 
+
+
+-- Count the registry's live references (luaL_ref slots hold values; free
+-- slots hold the number of the next free one).
+function M.registry_refs()
+  collectgarbage("collect")
+  local n = 0
+  for k, v in pairs(debug.getregistry()) do
+    if type(k) == "number" and type(v) ~= "number" then n = n + 1 end
+  end
+  return n
+end
 return M
