@@ -1,5 +1,6 @@
 -- fs: luv's fs_* in the three modes, coru.fs conveniences, and the faults.
 local coru = require "coru"
+local helper = require "helper"
 local fs = coru.fs
 
 local TMP = (os.getenv("TMPDIR") or "/tmp") .. "/coru-fs-spec-XXXXXX"
@@ -295,6 +296,33 @@ describe("fs", function()
         end)
         t:cancel()
         assert.equal("directory", t:await())
+      end)
+    end)
+
+    it("leaves no registry reference behind (callbacks, cancellation, anchors)", function()
+      run(function()
+        local fd0 = coru.fs_open(dir .. "/w", "w")   -- warm up
+        coru.fs_close(fd0)
+        local before = helper.registry_refs()
+        for _ = 1, 20 do   -- a leak per call would show 20 times
+        local n = 0
+        coru.fs_stat(dir, function() n = n + 1 end)
+        coru.fs_stat(dir .. "/no", function() n = n + 1 end)
+        coru.fs_read_file(dir .. "/no", function() n = n + 1 end)
+        helper.wait_until(function() return n == 3 end)
+        local fd = coru.fs_open(dir .. "/w", "w")
+        local t = coru.spawn(coru.fs_write, fd, {string.rep("x", 100000), "y"})
+        t:cancel()
+        pcall(t.await, t)
+        helper.wait_until(function() return coru._fs_live_requests() == 0 end)
+        coru.fs_close(fd)
+        local d = coru.fs_opendir(dir)
+        while d:readdir() do end
+        d:closedir()
+        d = nil
+        end
+        coru.sleep(20)   -- what the scheduler releases on its next tick
+        assert.is_true(helper.registry_refs() <= before)
       end)
     end)
 

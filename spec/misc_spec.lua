@@ -1,5 +1,6 @@
 -- misc: system information, environment, directories, time.
 local coru = require "coru"
+local helper = require "helper"
 
 describe("misc", function()
   it("hrtime, update_time, now", function()

@@ -1,5 +1,6 @@
 -- processes: coru.spawn_process (luv's shape), coru.process.spawn/exec.
 local coru = require "coru"
+local helper = require "helper"
 local P = coru.process
 
 local function run(fn, ...) return coru.run(fn, ...) end
@@ -178,6 +179,25 @@ describe("process", function()
       assert.same({nil, 0}, {cbres[1], cbres[2]})
     end)
     assert.same({7, 0}, got)
+  end)
+
+  it("leaves no registry reference behind", function()
+    run(function()
+      P.exec("true")   -- warm up
+      collectgarbage("collect")
+      local before = helper.registry_refs()
+      for _ = 1, 5 do   -- a leak per call would show 5 times
+      P.exec("sh", {"-c", "echo x; echo y >&2"}, {input = "in"})
+      P.exec("sleep", {"5"}, {timeout = 50})
+      P.exec("/nonexistent")
+      local p = P.spawn("true", {}, {stdio = {"pipe", "pipe", "pipe"}})
+      p:wait()
+      p:close()
+      p = nil
+      end
+      coru.sleep(20)
+      assert.is_true(helper.registry_refs() <= before)
+    end)
   end)
 
   it("bad arguments are argument errors", function()

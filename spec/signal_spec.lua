@@ -1,5 +1,6 @@
 -- signals: luv's signal handles, coru.signal.wait, the host's defaults.
 local coru = require "coru"
+local helper = require "helper"
 local CORU_BIN = os.getenv("CORU_BIN") or "build/coru"
 
 local function run(fn, ...) return coru.run(fn, ...) end

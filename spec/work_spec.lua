@@ -1,5 +1,6 @@
 -- the thread pool (coru.work, new_work/queue_work), async and poll handles.
 local coru = require "coru"
+local helper = require "helper"
 local ffi = require "ffi"
 
 pcall(ffi.cdef, [[
@@ -110,6 +111,23 @@ describe("work", function()
     assert.equal("oops", failed)
     table.sort(after)
     assert.same({"pq", "xy"}, after)
+  end)
+
+  it("leaves no registry reference behind", function()
+    run(function()
+      coru.work(function() return 1 end)   -- warm up
+      local before = helper.registry_refs()
+      local n = 0
+      coru.work(function() return 1 end, function() n = n + 1 end)
+      coru.work(function() error("x") end, function() n = n + 1 end)
+      pcall(coru.work, function() error("y") end)
+      local t = coru.spawn(coru.work, function() return 2 end)
+      t:cancel()
+      pcall(t.await, t)
+      helper.wait_until(function() return n == 2 end)
+      coru.sleep(50)
+      assert.is_true(helper.registry_refs() <= before)
+    end)
   end)
 
   it("cancelling a task waiting on work discards the late result", function()
