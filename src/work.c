@@ -211,18 +211,27 @@ static void dump_fn(lua_State *L, int idx, sbuf *b, const char *fname) {
   if (b->oom) { sb_free(b); werror(L, "%s: out of memory", fname); }
 }
 
+/* In the pooled state, protected: load the function, copy the arguments
+ * in, call it; its results are left on the stack. */
+static int work_protected(lua_State *S) {
+  workreq *w = lua_touserdata(S, 1);
+  lua_settop(S, 0);
+  if (luaL_loadbuffer(S, w->code.p, w->code.len, w->name) != 0) return lua_error(S);
+  int n = deser_all(S, &w->io);
+  if (n < 0) return luaL_error(S, "coru.work: bad arguments");
+  lua_call(S, n, LUA_MULTRET);
+  return lua_gettop(S);
+}
+
 static void work_cb(uv_work_t *req) {
   workreq *w = req->data;
   lua_State *S = state_get();
   sbuf out = {0};
   if (!S) { w->failed = 1; sb_add(&out, "coru.work: cannot create a Lua state", 36); goto done; }
-  if (luaL_loadbuffer(S, w->code.p, w->code.len, w->name) != 0) {
-    w->failed = 1;
-  } else {
-    int n = deser_all(S, &w->io);
-    if (n < 0) { lua_settop(S, 0); lua_pushliteral(S, "coru.work: bad arguments"); w->failed = 1; }
-    else if (lua_pcall(S, n, LUA_MULTRET, 0) != 0) w->failed = 1;
-  }
+  lua_settop(S, 0);
+  lua_pushcfunction(S, work_protected);
+  lua_pushlightuserdata(S, w);
+  if (lua_pcall(S, 1, LUA_MULTRET, 0) != 0) w->failed = 1;
   if (w->failed) {
     size_t len;
     const char *msg = lua_tolstring(S, -1, &len);
