@@ -54,6 +54,15 @@ describe("work", function()
     end)
   end)
 
+  it("globals set by fn do not outlive the call", function()
+    run(function()
+      for _ = 1, 8 do
+        assert.is_nil(coru.work(function() local old = leaked_global leaked_global = 1 return old end))
+      end
+      assert.is_nil(rawget(_G, "leaked_global"))
+    end)
+  end)
+
   it("an error in fn is raised in the task with its message", function()
     run(function()
       local ok, err = pcall(coru.work, function(x) error("bad value " .. x) end, 7)

@@ -217,6 +217,13 @@ static int work_protected(lua_State *S) {
   workreq *w = lua_touserdata(S, 1);
   lua_settop(S, 0);
   if (luaL_loadbuffer(S, w->code.p, w->code.len, w->name) != 0) return lua_error(S);
+  /* globals it sets go to a table of its own, reading through to _G */
+  lua_newtable(S);
+  lua_createtable(S, 0, 1);
+  lua_pushvalue(S, LUA_GLOBALSINDEX);
+  lua_setfield(S, -2, "__index");
+  lua_setmetatable(S, -2);
+  lua_setfenv(S, -2);
   int n = deser_all(S, &w->io);
   if (n < 0) return luaL_error(S, "coru.work: bad arguments");
   lua_call(S, n, LUA_MULTRET);
