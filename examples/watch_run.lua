@@ -6,7 +6,8 @@
 -- Watches <path> recursively (fs_event; fs_poll as a fallback), waits for
 -- changes to settle (200 ms without events), then runs the command with the
 -- terminal as its stdio. A change while it runs kills it and starts again.
--- Ctrl-C stops watching and exits.
+-- Ctrl-C stops watching and exits. Watch the sources, not a directory the
+-- command writes into (each run would trigger the next).
 local coru = require "coru"
 local fs, P = coru.fs, coru.process
 
