@@ -80,19 +80,29 @@ function Process:__tostring()
   return ("coru.process: pid %d%s"):format(self.pid or -1, self.exited and " (exited)" or "")
 end
 
-local function collect(pipe, out)
+-- Read pipe to its end into out; state.total counts both pipes' bytes,
+-- and past state.max the child is killed (output too large).
+local function collect(pipe, out, state)
   while true do
     local data = pipe:read()
     if not data then return end
     out[#out + 1] = data
+    state.total = state.total + #data
+    if state.max and state.total > state.max and not state.too_large then
+      state.too_large = true
+      state.p:kill("sigkill")
+      return
+    end
   end
 end
 
 -- exec(cmd [, args] [, opts]) -> stdout, stderr, code, signal
 -- opts: those of spawn plus input (a string written to the child's stdin,
 -- which is closed after it; without input stdin is /dev/null), timeout
--- (ms: the child is killed with kill_signal, default "sigkill"). On a
--- timeout: nil, "timeout", "timeout", stdout so far, stderr so far.
+-- (ms: the child is killed with kill_signal, default "sigkill"), max_output
+-- (bytes of stdout + stderr; past it the child is killed). On a timeout:
+-- nil, "timeout", "timeout", stdout so far, stderr so far; on too much
+-- output: nil, "output too large", "too large", stdout, stderr so far.
 -- Spawn failures: nil, msg, name.
 function M.exec(cmd, args, opts)
   opts = opts or {}
@@ -103,7 +113,8 @@ function M.exec(cmd, args, opts)
   local p, err, name = M.spawn(cmd, args, o)
   if not p then return nil, err, name end
   local out, errs = {}, {}
-  local readers = {coru.spawn(collect, p.stdout, out), coru.spawn(collect, p.stderr, errs)}
+  local state = {total = 0, max = opts.max_output, p = p}
+  local readers = {coru.spawn(collect, p.stdout, out, state), coru.spawn(collect, p.stderr, errs, state)}
   local writer, timer, timed_out
   if opts.input then
     writer = coru.spawn(function()
@@ -127,12 +138,15 @@ function M.exec(cmd, args, opts)
     if writer then writer:cancel() end
     error(code, 0)
   end
-  if timed_out then p:close() end  -- a grandchild may hold the pipes open
+  if timed_out or state.too_large then p:close() end  -- a grandchild may hold the pipes open
   for _, t in ipairs(readers) do pcall(t.await, t) end
   if writer then writer:cancel() end
   p:close()
   if timed_out then
     return nil, "timeout", "timeout", table.concat(out), table.concat(errs)
+  end
+  if state.too_large then
+    return nil, "output too large", "too large", table.concat(out), table.concat(errs)
   end
   return table.concat(out), table.concat(errs), code, signal
 end
