@@ -210,3 +210,29 @@ describe("poll", function()
     ffi.C.close(fds[1])
   end)
 end)
+
+describe("closed handles", function()
+  it("raise \"handle is closed\" instead of crashing", function()
+    local fds = ffi.new("int[2]")
+    assert.equal(0, ffi.C.pipe(fds))
+    local cases = {
+      {coru.new_fs_event(), function(h) h:start("/tmp", {}, function() end) end, "coru.fs_event"},
+      {coru.new_fs_poll(), function(h) h:start("/tmp", 100, function() end) end, "coru.fs_poll"},
+      {coru.new_signal(), function(h) h:start("sigusr1", function() end) end, "coru.signal"},
+      {coru.new_async(function() end), function(h) h:send(1) end, "coru.async"},
+      {coru.new_poll(fds[0]), function(h) h:start("r", function() end) end, "coru.poll"},
+    }
+    for _, c in ipairs(cases) do
+      c[1]:close()
+      assert.has_error(function() c[2](c[1]) end, c[3] .. ": handle is closed")
+    end
+    ffi.C.close(fds[0])
+    ffi.C.close(fds[1])
+    run(function()
+      local h = coru.spawn_process("true", {stdio = {}}, function() end)
+      helper.wait_until(function() return not h:is_active() end)
+      h:close()
+      assert.has_error(function() h:kill() end, "coru.process: handle is closed")
+    end)
+  end)
+end)
