@@ -113,9 +113,12 @@ def main(argv):
                 for run in runs.values():
                     if not str(run.get("verdict", "")).startswith("pass"):
                         bad.append(f"check/{key[2]}: {run.get('verdict')}")
-        for v in ("loop", "sched"):
-            if ("w1", CORU, v) not in res:
-                bad.append(f"w1/{v}: no result")
+        if CORU in raw.get("skipped", {}):
+            bad.append(f"peer skipped: {raw['skipped'][CORU]}")
+        if "w1" in raw.get("config", {}).get("workloads", ["w1"]):
+            for v in ("loop", "sched"):
+                if ("w1", CORU, v) not in res:
+                    bad.append(f"w1/{v}: no result")
         if bad:
             print("SMOKE: coru entry points broken:")
             for b in bad:
