@@ -13,7 +13,9 @@
 # harness reads (PEERS, WORKLOADS, REPS, N, DURATION, CS, K, REF, CG_N1/2, ...)
 # can be set as usual, see ../shared/bench/CONTRACT.md. Extra variables:
 #   SHARED_BENCH  the shared bench (default: <repo>/../shared/bench)
-#   CORU          the coru binary to measure (default: <repo>/build/coru, built)
+#   CORU          the coru binary to measure (default: <repo>/build/coru, built);
+#                 another tree's build/coru or an installed coru (it finds its
+#                 Lua modules relative to itself)
 #   KEEP=1        keep the temporary copy (its path is printed)
 # Reports are copied to bench/results/ (latest.md, latest.json, targets.md).
 set -eu
