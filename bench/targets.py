@@ -45,6 +45,10 @@ def fmt(x):
     return f"{x:.2f}"
 
 
+def pct(x):
+    return f"{x * 100:.0f}%" if x >= 0.01 else f"{x * 100:.2f}%"
+
+
 def main(argv):
     check = "--check" in argv
     paths = [a for a in argv if not a.startswith("--")]
@@ -64,7 +68,7 @@ def main(argv):
         ok = m >= goal if higher else m <= goal
         rng = f"{m:.2f} ({min(rs):.2f}..{max(rs):.2f}, {len(rs)} rounds)" if len(rs) > 1 else f"{m:.2f}"
         rows.append((label, fmt(cv), f"{key_p[1]} {fmt(pv)}", rng, f"{'>=' if higher else '<='} {goal}x",
-                     "met" if ok else f"MISSED by {abs(goal - m) / goal * 100:.0f}%"))
+                     "met" if ok else f"MISSED by {pct(abs(goal - m) / goal)}"))
 
     def abs_row(label, key, metric, goal, lower_is_better=True, strict=False):
         v = vals(res, key, metric)
@@ -74,7 +78,7 @@ def main(argv):
         m = statistics.median(v.values())
         ok = (m < goal if strict else m <= goal) if lower_is_better else m >= goal
         rows.append((label, fmt(m), "", "", f"{'<' if strict else '<='} {fmt(goal)}",
-                     "met" if ok else f"MISSED by {abs(m - goal) / goal * 100:.0f}%"))
+                     "met" if ok else f"MISSED by {pct(abs(m - goal) / goal)}"))
 
     ratio_row("W1 sched ops/s vs cqueues-luajit", ("w1", CORU, "sched"), ("w1", "cqueues-luajit", "sched"), "ops_per_s", 1.0)
     abs_row("W1 sched instructions/op", ("callgrind", CORU, "sched"), "instr_per_op", 450, strict=True)
