@@ -643,6 +643,17 @@ describe("contexts", function()
 end)
 
 describe("regressions", function()
+  it("coroutine.resume returns exactly what the coroutine yielded or returned", function()
+    run(function()
+      local co = coroutine.create(function() coroutine.yield(); coru.sleep(1); coroutine.yield(nil, nil); return end)
+      assert.equal(1, select("#", coroutine.resume(co)))
+      assert.equal(3, select("#", coroutine.resume(co)))
+      assert.equal(1, select("#", coroutine.resume(co)))
+      local gen = coroutine.wrap(function() coroutine.yield() end)
+      assert.equal(0, select("#", gen()))
+    end)
+  end)
+
   it("a task cancelled in pass may pass again without losing the others queued", function()
     run(function()
       local counts = {0, 0, 0}

@@ -30,11 +30,11 @@ end
 
 -- A suspension from an inner coroutine yields (SCHED, payload...): pass it
 -- up to the scheduler, then hand what the scheduler resumes us with down.
-local function pass(co, ok, a, ...)
-  if ok and a == SCHED then
-    return pass(co, co_resume(co, co_yield(SCHED, ...)))
+local function pass(co, ok, ...)
+  if ok and (...) == SCHED then
+    return pass(co, co_resume(co, co_yield(SCHED, select(2, ...))))
   end
-  return ok, a, ...
+  return ok, ...
 end
 
 local taskco = setmetatable({}, {__mode = "k"})
