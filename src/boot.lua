@@ -15,8 +15,18 @@ end
 
 -- A yielding C function, wrapped so that an error it is resumed with
 -- (cancellation) is raised in its caller.
-local function wrap(f)
-  return function(...) return chk(f(...)) end
+-- The wrapper calls f under its own name, so that argument errors name
+-- the function ("bad argument #2 to 'read_line'"), not the wrapper's local.
+local wrappers = {}
+local function wrap(f, name)
+  if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then name = "f" end
+  local make = wrappers[name]
+  if not make then
+    make = assert(loadstring(("local chk, %s = ... return function(...) return chk(%s(...)) end")
+      :format(name, name), "=(coru)"))
+    wrappers[name] = make
+  end
+  return make(chk, f)
 end
 
 local select = select

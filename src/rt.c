@@ -62,7 +62,8 @@ void coru_setfuncs(lua_State *L, const coru_Reg *r) {
     if (r->flags & CORU_YIELDS) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->wrap_ref);
       lua_pushcfunction(L, r->fn);
-      lua_call(L, 1, 1);
+      lua_pushstring(L, r->name);
+      lua_call(L, 2, 1);
     } else {
       lua_pushcfunction(L, r->fn);
     }
