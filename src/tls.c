@@ -28,6 +28,8 @@ struct coru_tls {
   SSL *ssl;
   BIO *rbio, *wbio;     /* network side: what came in, what goes out */
   int server;
+  int done;             /* the handshake finished once (SSL_is_init_finished
+                           goes false again while TLS 1.3 tickets are sent) */
   const char *ename;
   char err[256];
 };
@@ -35,7 +37,7 @@ struct coru_tls {
 SSL *coru_tls_ssl(coru_tls *t) { return t->ssl; }
 const char *coru_tls_error(const coru_tls *t) { return t->err; }
 const char *coru_tls_error_name(const coru_tls *t) { return t->ename; }
-int coru_tls_handshake_done(const coru_tls *t) { return SSL_is_init_finished(t->ssl); }
+int coru_tls_handshake_done(const coru_tls *t) { return t->done; }
 
 static int seterr(coru_tls *t, const char *name, const char *fmt, const char *a, const char *b) {
   char msg[200];
@@ -124,10 +126,10 @@ int coru_tls_feed(coru_tls *t, const char *p, size_t n) {
 }
 
 int coru_tls_handshake(coru_tls *t) {
-  if (SSL_is_init_finished(t->ssl)) return CORU_TLS_OK;
+  if (t->done) return CORU_TLS_OK;
   ERR_clear_error();
   int rc = SSL_do_handshake(t->ssl);
-  if (rc == 1) return CORU_TLS_OK;
+  if (rc == 1) { t->done = 1; return CORU_TLS_OK; }
   int e = SSL_get_error(t->ssl, rc);
   if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return CORU_TLS_WANT;
   return ssl_failure(t, rc, "handshake failed");
@@ -144,7 +146,7 @@ int coru_tls_read(coru_tls *t, char *buf, size_t cap, size_t *n) {
     int e = SSL_get_error(t->ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return CORU_TLS_WANT;
     if (e == SSL_ERROR_ZERO_RETURN) return CORU_TLS_CLOSED;
-    return ssl_failure(t, rc, SSL_is_init_finished(t->ssl) ? "read failed" : "handshake failed");
+    return ssl_failure(t, rc, t->done ? "read failed" : "handshake failed");
   }
   return CORU_TLS_OK;
 }
@@ -167,7 +169,7 @@ size_t coru_tls_take(coru_tls *t, char *buf, size_t cap) {
 }
 
 int coru_tls_close_notify(coru_tls *t) {
-  if (!SSL_is_init_finished(t->ssl)) return CORU_TLS_OK;   /* nothing to close yet */
+  if (!t->done) return CORU_TLS_OK;   /* nothing to close yet */
   if (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN) return CORU_TLS_OK;
   ERR_clear_error();
   int rc = SSL_shutdown(t->ssl);
@@ -179,7 +181,7 @@ int coru_tls_close_notify(coru_tls *t) {
 
 int coru_tls_eof(coru_tls *t) {
   if (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) return CORU_TLS_CLOSED;
-  if (!SSL_is_init_finished(t->ssl))
+  if (!t->done)
     return seterr(t, CORU_TLS_ENAME, "%s%s", "handshake failed: the peer closed the connection", "");
   return seterr(t, CORU_TLS_ETRUNC, "%s%s",
                 "truncated: the peer closed the connection without close_notify", "");
@@ -573,7 +575,7 @@ static int l_eng_got_close(lua_State *L) {
 
 static int l_eng_version(lua_State *L) {
   coru_tls *t = checkeng(L);
-  if (!SSL_is_init_finished(t->ssl)) return 0;
+  if (!t->done) return 0;
   lua_pushstring(L, SSL_get_version(t->ssl));
   return 1;
 }

@@ -200,6 +200,13 @@ local function fill(self)
   return true
 end
 
+-- What a failed read returns as third value: the data read so far. After
+-- a timeout (or busy) the data stays buffered for the next read.
+local function partial(self, e)
+  if e == "timeout" or e == "busy" then return nil end
+  return take_all(self)
+end
+
 local function rd_until(self, delim, strip_cr)
   local from = self.pos
   while true do
@@ -218,7 +225,7 @@ local function rd_until(self, delim, strip_cr)
     local base = self.pos
     local ok, e, n = fill(self)
     from = from - base + 1
-    if ok == nil then return nil, e, self.pos <= #self.buf and sub(self.buf, self.pos) or n end
+    if ok == nil then return nil, e, partial(self, e) end
     if ok == false then
       if self.pos > #self.buf then return nil end
       return nil, "eof", take_all(self)
@@ -229,7 +236,7 @@ end
 local function rd_bytes(self, count)
   while #self.buf - self.pos + 1 < count do
     local ok, e, n = fill(self)
-    if ok == nil then return nil, e, self.pos <= #self.buf and sub(self.buf, self.pos) or n end
+    if ok == nil then return nil, e, partial(self, e) end
     if ok == false then
       if self.pos > #self.buf then return nil end
       return nil, "eof", take_all(self)
