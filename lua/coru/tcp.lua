@@ -1,0 +1,89 @@
+-- coru.tcp: connect and listen over the TCP handles of the C layer.
+--   coru.tcp.connect(host, port [, opts])          -> stream | nil, msg, name
+--   coru.tcp.listen(host, port, handler [, opts])  -> server | nil, msg, name
+local coru = require "coru"
+local traceback = debug.traceback
+
+local M = {}
+
+local function is_ip(host)
+  return host:match("^%d+%.%d+%.%d+%.%d+$") or host:find(":", 1, true)
+end
+
+-- Addresses for host: an IP literal as is, else DNS (IPv4 and IPv6).
+local function resolve(host, port, family)
+  if is_ip(host) then return { { addr = host, port = port } } end
+  local res, err, name = coru.getaddrinfo(host, port, { socktype = "stream", family = family })
+  if not res then return nil, err, name end
+  if #res == 0 then return nil, "EAI_NONAME: unknown node or service: " .. host, "EAI_NONAME" end
+  return res
+end
+M.resolve = resolve
+
+local function apply(s, opts)
+  if opts.nodelay ~= false then s:nodelay(true) end
+  if opts.keepalive then s:keepalive(true, tonumber(opts.keepalive) or 60) end
+  if opts.timeout then s:settimeout(opts.timeout) end
+  if opts.connect_timeout or opts.send_timeout or opts.read_timeout then
+    s:settimeouts(opts.connect_timeout, opts.send_timeout, opts.read_timeout)
+  end
+  if opts.max_line then s:set_max_line(opts.max_line) end
+end
+
+-- Connect to host:port, trying each address in turn. opts: timeout (ms,
+-- all three), connect_timeout/send_timeout/read_timeout, nodelay (default
+-- true), keepalive, family ("inet"/"inet6"), max_line.
+function M.connect(host, port, opts)
+  if type(host) ~= "string" then error("coru.tcp.connect: host must be a string", 2) end
+  if type(port) ~= "number" then error("coru.tcp.connect: port must be a number", 2) end
+  opts = opts or {}
+  local addrs, err, name = resolve(host, port, opts.family)
+  if not addrs then return nil, err, name end
+  for _, a in ipairs(addrs) do
+    local s = coru.new_tcp()
+    apply(s, opts)
+    local ok
+    ok, err, name = s:connect(a.addr, port)
+    if ok then return s end
+    if not s:is_closing() then s:close() end
+  end
+  return nil, err, name
+end
+
+-- Listen on host:port; each accepted connection runs handler(stream) in its
+-- own task. When the handler returns or fails, the connection is closed; a
+-- failure goes to coru.on_error and the server goes on. opts: backlog
+-- (default 1024), reuseport, ipv6only, nodelay (default true), timeout,
+-- max_line. Returns the server (server:getsockname().port is the port).
+function M.listen(host, port, handler, opts)
+  if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
+    error("coru.tcp.listen: handler must be a function", 2)
+  end
+  opts = opts or {}
+  host = host or "127.0.0.1"
+  local addr = host
+  if not is_ip(host) then
+    local addrs, err, name = resolve(host, port, opts.family)
+    if not addrs then return nil, err, name end
+    addr = addrs[1].addr
+  end
+  local server = coru.new_tcp(addr:find(":", 1, true) and "inet6" or "inet")
+  local ok, err, name = server:bind(addr, port or 0, { reuseport = opts.reuseport, ipv6only = opts.ipv6only })
+  if not ok then server:close(); return nil, err, name end
+  local function serve(client)
+    local okh, e = xpcall(handler, traceback, client)
+    if not client:is_closing() then client:close() end
+    if not okh then error(e, 0) end
+  end
+  ok, err, name = server:listen(opts.backlog or 1024, function(e)
+    if e then return end
+    local client = coru.new_tcp()
+    if client:is_closing() or not server:accept(client) then client:close(); return end
+    apply(client, opts)
+    coru.spawn(serve, client)
+  end)
+  if not ok then server:close(); return nil, err, name end
+  return server
+end
+
+return M

@@ -1,0 +1,108 @@
+/*
+ * pipe.c - pipes and unix domain sockets (luv's API) on the stream layer:
+ * new_pipe, bind, connect, open, getsockname, getpeername, chmod.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "stream.h"
+
+static coru_htype pipe_type;
+
+static coru_uvstream *checkpipe(lua_State *L, int idx) {
+  return (coru_uvstream *)coru_check_handle(L, idx, &pipe_type);
+}
+
+int coru_new_pipe(lua_State *L, int ipc) {
+  coru_uvstream *u = coru_uvstream_alloc(L, &pipe_type, CORU_UVSTREAM_SIZE(uv_pipe_t));
+  int r = uv_pipe_init(coru_R->loop, &u->u.pipe, ipc);
+  if (r < 0) { coru_handle_init_failed(L, &u->s.base); return coru_fail(L, r, NULL); }
+  return 1;
+}
+
+static int l_new_pipe(lua_State *L) { return coru_new_pipe(L, lua_toboolean(L, 1)); }
+
+static int l_pipe_open(lua_State *L) {
+  coru_uvstream *u = checkpipe(L, 1);
+  int r = uv_pipe_open(&u->u.pipe, (uv_file)luaL_checkinteger(L, 2));
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_pipe_bind(lua_State *L) {
+  coru_uvstream *u = checkpipe(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  int r = uv_pipe_bind(&u->u.pipe, name);
+  if (r < 0) return coru_fail(L, r, name);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_pipe_connect(lua_State *L) {
+  coru_uvstream *u = checkpipe(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  return coru_connect_start(L, u, 3, "pipe:connect", NULL, name, name);
+}
+
+static int pipename(lua_State *L, int peer) {
+  coru_uvstream *u = checkpipe(L, 1);
+  char buf[4096];
+  size_t len = sizeof buf;
+  int r = peer ? uv_pipe_getpeername(&u->u.pipe, buf, &len) : uv_pipe_getsockname(&u->u.pipe, buf, &len);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushlstring(L, buf, len);
+  return 1;
+}
+
+static int l_pipe_getsockname(lua_State *L) { return pipename(L, 0); }
+static int l_pipe_getpeername(lua_State *L) { return pipename(L, 1); }
+
+static int l_pipe_chmod(lua_State *L) {
+  coru_uvstream *u = checkpipe(L, 1);
+  const char *m = luaL_checkstring(L, 2);
+  int flags = 0;
+  if (!strcmp(m, "r")) flags = UV_READABLE;
+  else if (!strcmp(m, "w")) flags = UV_WRITABLE;
+  else if (!strcmp(m, "rw") || !strcmp(m, "wr")) flags = UV_READABLE | UV_WRITABLE;
+  else luaL_argerror(L, 2, "expected \"r\", \"w\", \"rw\" or \"wr\"");
+  int r = uv_pipe_chmod(&u->u.pipe, flags);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_pipe_pending_instances(lua_State *L) {
+  uv_pipe_pending_instances(&checkpipe(L, 1)->u.pipe, (int)luaL_checkinteger(L, 2));
+  return 0;
+}
+
+static const coru_Reg pipe_methods[] = {
+  {"open", l_pipe_open, 0},
+  {"bind", l_pipe_bind, 0},
+  {"connect", l_pipe_connect, CORU_YIELDS},
+  {"getsockname", l_pipe_getsockname, 0},
+  {"getpeername", l_pipe_getpeername, 0},
+  {"chmod", l_pipe_chmod, 0},
+  {"pending_instances", l_pipe_pending_instances, 0},
+  {NULL, NULL, 0}
+};
+
+static coru_htype pipe_type = {"coru.pipe", CORU_K_PIPE, CORU_K_PIPE, NULL,
+                               coru_uvstream_on_close, coru_uvstream_on_free, NULL};
+
+static const coru_Reg pipe_funcs[] = {
+  {"new_pipe", l_new_pipe, 0},
+  {"pipe_open", l_pipe_open, 0},
+  {"pipe_bind", l_pipe_bind, 0},
+  {"pipe_connect", l_pipe_connect, CORU_YIELDS},
+  {"pipe_getsockname", l_pipe_getsockname, 0},
+  {"pipe_getpeername", l_pipe_getpeername, 0},
+  {"pipe_chmod", l_pipe_chmod, 0},
+  {"pipe_pending_instances", l_pipe_pending_instances, 0},
+  {NULL, NULL, 0}
+};
+
+CORU_FAMILY(pipe) {
+  coru_register_stream_type(L, &pipe_type, pipe_methods);
+  coru_setfuncs(L, pipe_funcs);
+}

@@ -1,0 +1,267 @@
+/*
+ * tcp.c - TCP handles (luv's API) on the shared stream layer: new_tcp,
+ * bind (with reuseport), connect (three modes, connect timeout),
+ * nodelay, keepalive, simultaneous_accepts, getsockname, getpeername, open.
+ */
+#include <stdlib.h>
+#include <stdio.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include "stream.h"
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+static coru_htype tcp_type;
+
+static coru_uvstream *checktcp(lua_State *L, int idx) {
+  return (coru_uvstream *)coru_check_handle(L, idx, &tcp_type);
+}
+
+int coru_family_arg(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return AF_UNSPEC;
+  if (lua_type(L, idx) == LUA_TNUMBER) return (int)lua_tointeger(L, idx);
+  const char *f = luaL_checkstring(L, idx);
+  if (!strcmp(f, "inet") || !strcmp(f, "ipv4")) return AF_INET;
+  if (!strcmp(f, "inet6") || !strcmp(f, "ipv6")) return AF_INET6;
+  if (!strcmp(f, "unix")) return AF_UNIX;
+  if (!strcmp(f, "unspec")) return AF_UNSPEC;
+  return luaL_argerror(L, idx, "unknown address family (inet, inet6, unix, unspec)");
+}
+
+static int l_new_tcp(lua_State *L) {
+  int af = coru_family_arg(L, 1);
+  coru_uvstream *u = coru_uvstream_alloc(L, &tcp_type, CORU_UVSTREAM_SIZE(uv_tcp_t));
+  int r = uv_tcp_init_ex(coru_R->loop, &u->u.tcp, (unsigned)af);
+  if (r < 0) { coru_handle_init_failed(L, &u->s.base); return coru_fail(L, r, NULL); }
+  return 1;
+}
+
+static int checkport(lua_State *L, int idx) {
+  lua_Integer p = luaL_checkinteger(L, idx);
+  if (p < 0 || p > 65535) luaL_argerror(L, idx, "port must be 0..65535");
+  return (int)p;
+}
+
+static int getflag(lua_State *L, int idx, const char *name) {
+  if (!lua_istable(L, idx)) return 0;
+  lua_getfield(L, idx, name);
+  int v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* bind(host, port [, {ipv6only=, reuseport=}]) */
+static int l_tcp_bind(lua_State *L) {
+  coru_uvstream *u = checktcp(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  int port = checkport(L, 3);
+  struct sockaddr_storage ss;
+  if (coru_parse_addr(L, host, port, &ss) < 0) return coru_fail(L, UV_EINVAL, host);
+  unsigned flags = getflag(L, 4, "ipv6only") ? UV_TCP_IPV6ONLY : 0;
+  if (getflag(L, 4, "reuseport")) {
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&u->u.tcp, &fd) < 0) {
+      fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      if (fd < 0) return coru_fail(L, uv_translate_sys_error(errno), "socket");
+      int r = uv_tcp_open(&u->u.tcp, fd);
+      if (r < 0) { close(fd); return coru_fail(L, r, NULL); }
+    }
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0)
+      return coru_fail(L, uv_translate_sys_error(errno), "SO_REUSEPORT");
+  }
+  int r = uv_tcp_bind(&u->u.tcp, (struct sockaddr *)&ss, flags);
+  if (r < 0) {
+    char detail[80];
+    snprintf(detail, sizeof detail, "%s:%d", host, port);
+    return coru_fail(L, r, detail);
+  }
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- connect */
+
+typedef struct {
+  uv_connect_t req;
+  coru_cont cont;
+  coru_uvstream *u;
+  coru_deadline *dl;
+  char detail[72];
+} conn_req;
+
+static void connect_cb(uv_connect_t *req, int status) {
+  conn_req *c = container_of(req, conn_req, req);
+  coru_uvstream *u = c->u;
+  if (c->dl) { coru_deadline_stop(c->dl); c->dl = NULL; }
+  lua_State *S = coru_cont_begin(&c->cont);
+  if (S) {
+    if (status == UV_ECANCELED && u->s.base.closing) coru_cont_fail_str(&c->cont, "closed", NULL);
+    else if (status < 0) coru_cont_fail(&c->cont, status, c->detail);
+    else if (c->cont.mode == CORU_MODE_CB) coru_cont_ok(&c->cont, 0);
+    else { lua_pushboolean(S, 1); coru_cont_ok(&c->cont, 1); }
+  }
+  coru_handle_release(coru_R->L, &u->s.base);
+  free(c);
+}
+
+/* The connect cannot be withdrawn: a timeout or a cancelled task closes
+ * the handle (the request then completes with ECANCELED, discarded). */
+static void connect_timeout(void *data) {
+  conn_req *c = data;
+  c->dl = NULL;
+  lua_State *S = coru_cont_begin(&c->cont);
+  if (!c->u->s.base.closing) coru_handle_close(coru_R->L, &c->u->s.base);
+  if (S) coru_cont_fail_str(&c->cont, "timeout", NULL);
+}
+
+static void connect_cancel(coru_cont *cont) {
+  conn_req *c = container_of(cont, conn_req, cont);
+  if (c->dl) { coru_deadline_stop(c->dl); c->dl = NULL; }
+  if (!c->u->s.base.closing) coru_handle_close(coru_R->L, &c->u->s.base);
+}
+
+int coru_connect_start(lua_State *L, coru_uvstream *u, int cbidx, const char *fname,
+                       const struct sockaddr *sa, const char *pipename, const char *detail) {
+  if (cbidx && lua_isnoneornil(L, cbidx)) cbidx = 0;
+  if (cbidx && !coru_is_callable(L, cbidx)) luaL_typerror(L, cbidx, "function");
+  if (!cbidx && !coru_R->current) return coru_need_task(L, fname);
+  conn_req *c = malloc(sizeof *c);
+  if (!c) return luaL_error(L, "out of memory");
+  c->u = u;
+  c->dl = NULL;
+  snprintf(c->detail, sizeof c->detail, "%s", detail);
+  int mode = coru_cont_init(L, &c->cont, cbidx, connect_cancel);
+  if (sa) {
+    int r = uv_tcp_connect(&c->req, &u->u.tcp, sa, connect_cb);
+    if (r < 0) { coru_cont_clear(L, &c->cont); free(c); return coru_fail(L, r, detail); }
+  } else {
+    uv_pipe_connect(&c->req, &u->u.pipe, pipename, connect_cb);
+  }
+  coru_handle_keep(L, &u->s.base);
+  if (mode == CORU_MODE_TASK && u->s.to_connect)
+    c->dl = coru_deadline_start(u->s.to_connect, connect_timeout, c);
+  lua_pushboolean(L, 1);
+  return coru_cont_yield(L, &c->cont, 1);
+}
+
+/* connect(host, port [, cb]) */
+static int l_tcp_connect(lua_State *L) {
+  coru_uvstream *u = checktcp(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  int port = checkport(L, 3);
+  char detail[72];
+  snprintf(detail, sizeof detail, "%s:%d", host, port);
+  struct sockaddr_storage ss;
+  if (coru_parse_addr(L, host, port, &ss) < 0) return coru_fail(L, UV_EINVAL, detail);
+  return coru_connect_start(L, u, 4, "tcp:connect", (struct sockaddr *)&ss, NULL, detail);
+}
+
+/* ------------------------------------------------------------ options */
+
+static int l_tcp_nodelay(lua_State *L) {
+  int r = uv_tcp_nodelay(&checktcp(L, 1)->u.tcp, lua_toboolean(L, 2));
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_tcp_keepalive(lua_State *L) {
+  coru_uvstream *u = checktcp(L, 1);
+  int on = lua_toboolean(L, 2);
+  unsigned delay = (unsigned)luaL_optinteger(L, 3, 60);
+  if (on && delay < 1) luaL_argerror(L, 3, "delay must be >= 1 second");
+  int r = uv_tcp_keepalive(&u->u.tcp, on, delay);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_tcp_simultaneous_accepts(lua_State *L) {
+  int r = uv_tcp_simultaneous_accepts(&checktcp(L, 1)->u.tcp, lua_toboolean(L, 2));
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_tcp_open(lua_State *L) {
+  coru_uvstream *u = checktcp(L, 1);
+  int r = uv_tcp_open(&u->u.tcp, (uv_os_sock_t)luaL_checkinteger(L, 2));
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int sockname(lua_State *L, int peer) {
+  coru_uvstream *u = checktcp(L, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int r = peer ? uv_tcp_getpeername(&u->u.tcp, (struct sockaddr *)&ss, &len)
+               : uv_tcp_getsockname(&u->u.tcp, (struct sockaddr *)&ss, &len);
+  if (r < 0) return coru_fail(L, r, NULL);
+  coru_push_addr(L, (struct sockaddr *)&ss);
+  return 1;
+}
+
+static int l_tcp_getsockname(lua_State *L) { return sockname(L, 0); }
+static int l_tcp_getpeername(lua_State *L) { return sockname(L, 1); }
+
+static int l_tcp_close_reset(lua_State *L) {
+  coru_uvstream *u = checktcp(L, 1);
+  /* RST instead of FIN: SO_LINGER 0, then an ordinary close */
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&u->u.tcp, &fd) == 0) {
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  }
+  coru_handle_close(L, &u->s.base);
+  return 0;
+}
+
+static const coru_Reg tcp_methods[] = {
+  {"bind", l_tcp_bind, 0},
+  {"connect", l_tcp_connect, CORU_YIELDS},
+  {"nodelay", l_tcp_nodelay, 0},
+  {"keepalive", l_tcp_keepalive, 0},
+  {"simultaneous_accepts", l_tcp_simultaneous_accepts, 0},
+  {"open", l_tcp_open, 0},
+  {"getsockname", l_tcp_getsockname, 0},
+  {"getpeername", l_tcp_getpeername, 0},
+  {"close_reset", l_tcp_close_reset, 0},
+  {NULL, NULL, 0}
+};
+
+static coru_htype tcp_type = {"coru.tcp", CORU_K_TCP, CORU_K_TCP, NULL,
+                              coru_uvstream_on_close, coru_uvstream_on_free, NULL};
+
+static const coru_Reg tcp_funcs[] = {
+  {"new_tcp", l_new_tcp, 0},
+  {"tcp_bind", l_tcp_bind, 0},
+  {"tcp_connect", l_tcp_connect, CORU_YIELDS},
+  {"tcp_nodelay", l_tcp_nodelay, 0},
+  {"tcp_keepalive", l_tcp_keepalive, 0},
+  {"tcp_simultaneous_accepts", l_tcp_simultaneous_accepts, 0},
+  {"tcp_open", l_tcp_open, 0},
+  {"tcp_getsockname", l_tcp_getsockname, 0},
+  {"tcp_getpeername", l_tcp_getpeername, 0},
+  {"tcp_close_reset", l_tcp_close_reset, 0},
+  {NULL, NULL, 0}
+};
+
+/* The methods of a stream type: the stream methods, then its own. */
+void coru_register_stream_type(lua_State *L, coru_htype *t, const coru_Reg *own) {
+  t->methods = coru_stream_methods;
+  coru_register_htype(L, t);
+  luaL_getmetatable(L, t->name);
+  lua_getfield(L, -1, "__index");
+  coru_setfuncs(L, own);
+  lua_pop(L, 2);
+}
+
+CORU_FAMILY(tcp) {
+  coru_register_stream_type(L, &tcp_type, tcp_methods);
+  coru_setfuncs(L, tcp_funcs);
+}
