@@ -20,6 +20,7 @@
 #include <openssl/x509v3.h>
 #include <openssl/pem.h>
 #include "coru.h"
+#include "stream.h"
 #include "tls.h"
 
 /* ---------------------------------------------------------------- engine */
@@ -190,10 +191,8 @@ int coru_tls_eof(coru_tls *t) {
 /* --------------------------------------------------------------- contexts */
 
 typedef struct { SSL_CTX *ctx; int server; } tls_ctx;
-typedef struct { coru_tls *t; } tls_box;
 
 static const char *CTX_MT = "coru.tls.context";
-static const char *ENG_MT = "coru.tls.engine";
 
 static int is_pem(const char *s) { return strstr(s, "-----BEGIN ") != NULL; }
 
@@ -441,162 +440,485 @@ static int l_ctx_tostring(lua_State *L) {
   return 1;
 }
 
-/* ------------------------------------------------------- engine binding */
+/* ------------------------------------------------------------ TLS streams */
 
-static coru_tls *checkeng(lua_State *L) {
-  tls_box *b = luaL_checkudata(L, 1, ENG_MT);
-  if (!b->t) luaL_error(L, "coru.tls: connection is closed");
-  return b->t;
+#define READ_MAX (256 * 1024)
+static char rbuf[READ_MAX];   /* plaintext scratch: fed to the core at once */
+
+/*
+ * A TLS stream is a coru stream (stream.h) whose transport is the engine
+ * over another stream, "the lower": ciphertext comes from the lower's luv
+ * read_start callback and goes out through the lower's write(data, cb), so
+ * any coru stream (tcp, pipe, another TLS stream) can carry TLS, and every
+ * stream method (read_line, timeouts, line limit, read_start...) works the
+ * same. Calls into the lower run in callback mode on the callback thread:
+ * they never yield.
+ *
+ * Each pending call into the lower holds a token (userdata, upvalue of the
+ * C callback given to the lower). Closing the TLS stream settles what waits
+ * on it and marks the tokens dead: a lower callback that comes later finds
+ * no stream and does nothing.
+ */
+
+typedef struct tls_stream tls_stream;
+typedef struct tls_tok {
+  tls_stream *t;          /* NULL: dead */
+  coru_wreq *w;           /* a plaintext write waiting for its ciphertext to go */
+  coru_sreq *q;           /* a shutdown */
+  struct tls_tok *prev, *next;
+} tls_tok;
+
+struct tls_stream {
+  coru_stream s;
+  uv_idle_t idle;         /* never started: gives the handle its uv lifecycle */
+  coru_tls *eng;
+  coru_handle *low;       /* the lower stream (valid while low_ref holds its box) */
+  int low_ref;
+  int rcb_ref;            /* the read callback given to the lower */
+  tls_tok *rtok;
+  tls_tok *toks;          /* pending writes and shutdowns */
+  coru_cont hs;           /* who waits for the handshake */
+  coru_deadline *hs_dl;   /* handshake timeout */
+  coru_deadline *start_dl;/* the first step, on the next loop turn */
+  uint32_t hs_ms;
+  unsigned char hs_state; /* 0 running, 1 done, 2 failed */
+  unsigned char low_reading, want_read;
+};
+
+static coru_htype tls_type;
+
+static tls_stream *checktls(lua_State *L) {
+  return (tls_stream *)coru_check_handle(L, 1, &tls_type);
 }
 
-static int eng_fail(lua_State *L, coru_tls *t) {
-  lua_pushnil(L);
-  lua_pushstring(L, t->err);
-  lua_pushstring(L, t->ename);
-  return 3;
+/* "ECONNRESET: connection reset by peer" -> UV_ECONNRESET */
+static int uv_code(const char *msg) {
+  if (!msg) return UV_EIO;
+  if (!strcmp(msg, "closed")) return UV_ECANCELED;
+  if (!strcmp(msg, "timeout")) return UV_ETIMEDOUT;
+#define XX(code, _) if (!strncmp(msg, #code, sizeof #code - 1) && (msg[sizeof #code - 1] == ':' || !msg[sizeof #code - 1])) return UV_##code;
+  UV_ERRNO_MAP(XX)
+#undef XX
+  return UV_EIO;
 }
 
-/* engine(ctx, server, servername, verify_host) */
-static int l_engine(lua_State *L) {
-  tls_ctx *c = checkctx(L, 1);
-  int server = lua_toboolean(L, 2);
-  const char *sni = luaL_optstring(L, 3, NULL);
-  const char *vh = luaL_optstring(L, 4, NULL);
-  tls_box *b = lua_newuserdata(L, sizeof *b);
-  b->t = NULL;
-  luaL_getmetatable(L, ENG_MT);
-  lua_setmetatable(L, -2);
-  b->t = coru_tls_new(c->ctx, server, sni, vh);
-  if (!b->t) return luaL_error(L, "coru.tls: out of memory");
-  return 1;
+static void tok_link(tls_stream *t, tls_tok *k) {
+  k->t = t;
+  k->prev = NULL;
+  k->next = t->toks;
+  if (t->toks) t->toks->prev = k;
+  t->toks = k;
 }
 
-static int l_eng_gc(lua_State *L) {
-  tls_box *b = luaL_checkudata(L, 1, ENG_MT);
-  coru_tls_free(b->t);
-  b->t = NULL;
+static void tok_unlink(tls_tok *k) {
+  tls_stream *t = k->t;
+  if (!t) return;
+  if (k->prev) k->prev->next = k->next; else t->toks = k->next;
+  if (k->next) k->next->prev = k->prev;
+  k->prev = k->next = NULL;
+  k->t = NULL;
+}
+
+/* Push a C closure fn with a new token as upvalue; returns the token. */
+static tls_tok *push_tok(lua_State *L, lua_CFunction fn) {
+  tls_tok *k = lua_newuserdata(L, sizeof *k);
+  memset(k, 0, sizeof *k);
+  lua_pushcclosure(L, fn, 1);
+  return k;
+}
+
+/* Call lower:method(args at the top (nargs), callback) on L. Returns 0 or
+ * a uv error; the callback is called later only on success. */
+static int low_call(lua_State *L, tls_stream *t, const char *method, int nargs) {
+  int top = lua_gettop(L) - nargs;   /* args (and callback) are above top */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->low_ref);
+  coru_box *box = lua_touserdata(L, -1);
+  if (!box || !box->h || box->h->closing) { lua_settop(L, top); return UV_ECANCELED; }
+  lua_getfield(L, -1, method);
+  lua_insert(L, top + 1);
+  lua_insert(L, top + 2);            /* method, lower, args... */
+  int r = 0;
+  if (lua_pcall(L, nargs + 1, 3, 0) != 0) r = uv_code(lua_tostring(L, -1));
+  else if (lua_isnil(L, -3)) r = lua_isstring(L, -1) ? uv_code(lua_tostring(L, -1)) : uv_code(lua_tostring(L, -2));
+  lua_settop(L, top);
+  return r;
+}
+
+static int on_low_write(lua_State *L);
+static void tls_fail_handshake(tls_stream *t, const char *msg, const char *name);
+
+/* Send the ciphertext the engine has (if any); w/q: what waits for it. */
+static int send_out(tls_stream *t, coru_wreq *w) {
+  lua_State *L = coru_R->L;
+  char *p;
+  long n = BIO_get_mem_data(t->eng->wbio, &p);
+  if (n <= 0 && !w) return 0;
+  lua_checkstack(L, 8);
+  lua_pushlstring(L, p, n > 0 ? (size_t)n : 0);
+  (void)BIO_reset(t->eng->wbio);
+  tls_tok *k = push_tok(L, on_low_write);
+  k->w = w;
+  tok_link(t, k);
+  int r = low_call(L, t, "write", 2);
+  if (r < 0) tok_unlink(k);
+  return r;
+}
+
+/* The lower took (or failed) a write. */
+static int on_low_write(lua_State *L) {
+  tls_tok *k = lua_touserdata(L, lua_upvalueindex(1));
+  tls_stream *t = k->t;
+  if (!t) return 0;
+  coru_wreq *w = k->w;
+  int status = lua_isnil(L, 1) ? 0 : uv_code(lua_tostring(L, 1));
+  tok_unlink(k);
+  if (w) coru_stream_write_done(&t->s, w, status);
   return 0;
 }
 
-static int l_eng_feed(lua_State *L) {
-  coru_tls *t = checkeng(L);
-  size_t n;
-  const char *p = luaL_checklstring(L, 2, &n);
-  if (coru_tls_feed(t, p, n) != CORU_TLS_OK) return eng_fail(L, t);
-  lua_pushboolean(L, 1);
-  return 1;
+static int on_low_shutdown(lua_State *L) {
+  tls_tok *k = lua_touserdata(L, lua_upvalueindex(1));
+  tls_stream *t = k->t;
+  if (!t) return 0;
+  coru_sreq *q = k->q;
+  int status = lua_isnil(L, 1) ? 0 : uv_code(lua_tostring(L, 1));
+  tok_unlink(k);
+  coru_stream_shutdown_done(&t->s, q, status);
+  return 0;
 }
 
-/* true: done; false: wants more input; nil, msg, name: failed */
-static int l_eng_handshake(lua_State *L) {
-  coru_tls *t = checkeng(L);
-  int r = coru_tls_handshake(t);
-  if (r == CORU_TLS_ERROR) return eng_fail(L, t);
-  lua_pushboolean(L, r == CORU_TLS_OK);
-  return 1;
+static int on_low_read(lua_State *L);
+
+static int low_read_start(tls_stream *t) {
+  if (t->low_reading) return 0;
+  lua_State *L = coru_R->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->rcb_ref);
+  t->low_reading = 1;
+  int r = low_call(L, t, "read_start", 1);
+  if (r < 0) t->low_reading = 0;
+  return r;
 }
 
-#define READ_MAX (256 * 1024)
-static char rbuf[READ_MAX];
-
-/* string: plaintext; false: wants input; nil: close_notify; nil, msg, name */
-static int l_eng_read(lua_State *L) {
-  coru_tls *t = checkeng(L);
-  size_t n;
-  int r = coru_tls_read(t, rbuf, sizeof rbuf, &n);
-  if (r == CORU_TLS_OK) lua_pushlstring(L, rbuf, n);
-  else if (r == CORU_TLS_WANT) lua_pushboolean(L, 0);
-  else if (r == CORU_TLS_CLOSED) lua_pushnil(L);
-  else return eng_fail(L, t);
-  return 1;
+static void low_read_stop(tls_stream *t) {
+  if (!t->low_reading) return;
+  t->low_reading = 0;
+  low_call(coru_R->L, t, "read_stop", 0);
 }
 
-/* Ciphertext waiting to go out (string, or nil when there is none). */
-static int push_out(lua_State *L, coru_tls *t) {
-  char *p;
-  long n = BIO_get_mem_data(t->wbio, &p);
-  if (n <= 0) { lua_pushnil(L); return 1; }
-  lua_pushlstring(L, p, (size_t)n);
-  (void)BIO_reset(t->wbio);
-  return 1;
+/* ------------------------------------------------------------ handshake */
+
+static void hs_settle(tls_stream *t) {
+  if (t->hs_dl) { coru_deadline_stop(t->hs_dl); t->hs_dl = NULL; }
+  if (t->start_dl) { coru_deadline_stop(t->start_dl); t->start_dl = NULL; }
 }
 
-static int l_eng_take(lua_State *L) { return push_out(L, checkeng(L)); }
-
-static int l_eng_pending(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)coru_tls_pending(checkeng(L)));
-  return 1;
+static void tls_done_handshake(tls_stream *t) {
+  lua_State *L = coru_R->L;
+  t->hs_state = 1;
+  hs_settle(t);
+  lua_State *S = coru_cont_begin(&t->hs);
+  if (S) coru_handle_push(S, &t->s.base);
+  coru_handle_release(L, &t->s.base);    /* the handshake's keep; S anchors the box now */
+  if (!t->want_read) low_read_stop(t);
+  if (S) coru_cont_ok(&t->hs, 1);
 }
 
-#define WRITE_CHUNK (64 * 1024)
+static void tls_fail_handshake(tls_stream *t, const char *msg, const char *name) {
+  lua_State *L = coru_R->L;
+  if (t->hs_state) return;
+  t->hs_state = 2;
+  hs_settle(t);
+  char m[300];
+  snprintf(m, sizeof m, "%s", msg);       /* msg may live in the engine */
+  lua_State *S = coru_cont_begin(&t->hs);
+  if (!t->s.base.closing) coru_handle_close(L, &t->s.base);  /* closes the lower too */
+  if (S) coru_cont_fail_str(&t->hs, m, name);
+}
 
-/* write(s, i): encrypt s from index i (at most 64 KiB of it); returns the
- * ciphertext and the next index (> #s when all is encrypted). */
-static int l_eng_write(lua_State *L) {
-  coru_tls *t = checkeng(L);
-  size_t n;
-  const char *p = luaL_checklstring(L, 2, &n);
-  lua_Integer i = luaL_optinteger(L, 3, 1);
-  if (i < 1) i = 1;
-  size_t off = (size_t)i - 1, len = 0;
-  if (off < n) {
-    len = n - off > WRITE_CHUNK ? WRITE_CHUNK : n - off;
-    if (coru_tls_write(t, p + off, len) != CORU_TLS_OK) return eng_fail(L, t);
+static void hs_cancel(coru_cont *c) {
+  tls_stream *t = (tls_stream *)((char *)c - offsetof(tls_stream, hs));
+  t->hs_state = 2;
+  hs_settle(t);
+  if (!t->s.base.closing) coru_handle_close(coru_R->L, &t->s.base);
+}
+
+static void hs_timeout(void *data) {
+  tls_stream *t = data;
+  t->hs_dl = NULL;
+  tls_fail_handshake(t, "ETLS: handshake timed out", "timeout");
+}
+
+/* ---------------------------------------------------------- data flow */
+
+/* Ciphertext arrived (or the first step): advance the handshake, hand
+ * plaintext to the stream core, send what the engine has to say. */
+static void tls_process(tls_stream *t) {
+  coru_tls *e = t->eng;
+  if (!t->hs_state) {
+    int r = coru_tls_handshake(e);
+    int sr = send_out(t, NULL);
+    if (r == CORU_TLS_ERROR) { tls_fail_handshake(t, e->err, e->ename); return; }
+    if (sr < 0) {
+      coru_push_errmsg(coru_R->L, sr, "sending the handshake");
+      const char *m = lua_tostring(coru_R->L, -1);
+      char buf[200];
+      snprintf(buf, sizeof buf, "%s", m);
+      lua_pop(coru_R->L, 1);
+      tls_fail_handshake(t, buf, uv_err_name(sr));
+      return;
+    }
+    if (r == CORU_TLS_WANT) return;
+    tls_done_handshake(t);
+    if (t->s.base.closing) return;
   }
-  push_out(L, t);
-  lua_pushinteger(L, (lua_Integer)(off + len + 1));
+  if (t->hs_state != 1) return;
+  for (;;) {
+    size_t n;
+    int r = coru_tls_read(e, rbuf, sizeof rbuf, &n);
+    if (r == CORU_TLS_OK) {
+      coru_stream_feed(&t->s, rbuf, n);
+      if (t->s.base.closing) return;
+      continue;
+    }
+    if (BIO_ctrl_pending(e->wbio)) send_out(t, NULL);   /* tickets, key updates, close_notify reply */
+    if (r == CORU_TLS_CLOSED) coru_stream_feed_end(&t->s, UV_EOF);
+    else if (r == CORU_TLS_ERROR) coru_stream_feed_end(&t->s, UV_EPROTO);
+    return;
+  }
+}
+
+/* The lower's read_start callback: (nil, data), (nil, nil) at the end, (msg). */
+static int on_low_read(lua_State *L) {
+  tls_tok *k = lua_touserdata(L, lua_upvalueindex(1));
+  tls_stream *t = k->t;
+  if (!t || t->s.base.closing) return 0;
+  coru_tls *e = t->eng;
+  if (!lua_isnil(L, 1) || lua_isnil(L, 2)) {
+    t->low_reading = 0;
+    if (!lua_isnil(L, 1)) {                      /* the transport failed */
+      const char *msg = lua_tostring(L, 1);
+      if (!t->hs_state) {
+        lua_pushfstring(L, "ETLS: handshake failed: %s", msg ? msg : "transport error");
+        tls_fail_handshake(t, lua_tostring(L, -1), uv_err_name(uv_code(msg)));
+      } else {
+        snprintf(e->err, sizeof e->err, "%s", msg ? msg : "transport error");
+        coru_stream_feed_end(&t->s, uv_code(msg));
+      }
+    } else {                                     /* the transport ended */
+      int r = coru_tls_eof(e);
+      if (!t->hs_state) tls_fail_handshake(t, e->err, e->ename);
+      else coru_stream_feed_end(&t->s, r == CORU_TLS_CLOSED ? UV_EOF : UV_ECONNABORTED);
+    }
+    return 0;
+  }
+  size_t n;
+  const char *p = lua_tolstring(L, 2, &n);
+  if (coru_tls_feed(e, p, n) != CORU_TLS_OK) {
+    if (!t->hs_state) tls_fail_handshake(t, e->err, e->ename);
+    else coru_stream_feed_end(&t->s, UV_ENOMEM);
+    return 0;
+  }
+  tls_process(t);
+  return 0;
+}
+
+static void tls_start(void *data) {
+  tls_stream *t = data;
+  t->start_dl = NULL;
+  if (t->s.base.closing) return;
+  tls_process(t);                 /* a client says hello */
+  if (t->hs_state || t->s.base.closing) return;
+  int r = low_read_start(t);
+  if (r < 0) {
+    char m[160];
+    snprintf(m, sizeof m, "ETLS: handshake failed: %s: %s", uv_err_name(r), uv_strerror(r));
+    tls_fail_handshake(t, m, uv_err_name(r));
+  }
+}
+
+/* ------------------------------------------------------------ transport */
+
+static int tp_read_start(coru_stream *s) {
+  tls_stream *t = (tls_stream *)s;
+  t->want_read = 1;
+  return low_read_start(t);
+}
+
+static void tp_read_stop(coru_stream *s) {
+  tls_stream *t = (tls_stream *)s;
+  t->want_read = 0;
+  if (t->hs_state == 1) low_read_stop(t);
+}
+
+static int tp_write(coru_stream *s, coru_wreq *w, const uv_buf_t *bufs, unsigned n) {
+  tls_stream *t = (tls_stream *)s;
+  if (t->hs_state != 1) return UV_ENOTCONN;
+  for (unsigned i = 0; i < n; i++)
+    if (coru_tls_write(t->eng, bufs[i].base, bufs[i].len) != CORU_TLS_OK) return UV_EPROTO;
+  return send_out(t, w);
+}
+
+static int tp_shutdown(coru_stream *s, coru_sreq *q) {
+  tls_stream *t = (tls_stream *)s;
+  if (t->hs_state == 1 && coru_tls_close_notify(t->eng) != CORU_TLS_OK) return UV_EPROTO;
+  int r = send_out(t, NULL);
+  if (r < 0) return r;
+  lua_State *L = coru_R->L;
+  tls_tok *k = push_tok(L, on_low_shutdown);
+  k->q = q;
+  tok_link(t, k);
+  r = low_call(L, t, "shutdown", 1);
+  if (r < 0) tok_unlink(k);
+  return r;
+}
+
+static size_t tp_queue_size(coru_stream *s) {
+  tls_stream *t = (tls_stream *)s;
+  size_t n = 0;
+  for (tls_tok *k = t->toks; k; k = k->next) n++;   /* writes in flight, a rough measure */
+  return n;
+}
+
+static const coru_transport tls_transport = {
+  tp_read_start, tp_read_stop, NULL, tp_write, tp_shutdown, tp_queue_size
+};
+
+static void tls_on_close(coru_handle *h) {
+  tls_stream *t = (tls_stream *)h;
+  lua_State *L = coru_R->L;
+  hs_settle(t);
+  if (!t->hs_state) {
+    t->hs_state = 2;
+    lua_State *S = coru_cont_begin(&t->hs);
+    if (S) coru_cont_fail_str(&t->hs, "closed", NULL);
+  }
+  if (t->rtok) { t->rtok->t = NULL; t->rtok = NULL; }
+  /* writes and shutdowns waiting on the lower: settle them now */
+  while (t->toks) {
+    tls_tok *k = t->toks;
+    coru_wreq *w = k->w;
+    coru_sreq *q = k->q;
+    tok_unlink(k);
+    if (w) coru_stream_write_done(&t->s, w, UV_ECANCELED);
+    if (q) coru_stream_shutdown_done(&t->s, q, UV_ECANCELED);
+  }
+  coru_stream_closing(&t->s);
+  /* best effort close_notify, then the lower goes with us */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->low_ref);
+  coru_box *box = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (box && box->h && !box->h->closing) {
+    if (t->hs_state == 1 && !t->s.shut && coru_tls_close_notify(t->eng) == CORU_TLS_OK)
+      send_out(t, NULL);
+    while (t->toks) tok_unlink(t->toks);
+    coru_handle_close(L, box->h);
+  }
+  coru_unref(L, &t->low_ref);
+  coru_unref(L, &t->rcb_ref);
+}
+
+static void tls_on_free(coru_handle *h) {
+  tls_stream *t = (tls_stream *)h;
+  coru_stream_free(&t->s);
+  coru_tls_free(t->eng);
+  t->eng = NULL;
+}
+
+/* _tls.wrap(stream, ctx, server, servername, verify_host, timeout_ms [, cb]):
+ * the TLS stream once the handshake is done, or nil, msg, name. The lower
+ * belongs to the TLS stream from now on (closed with it, or on failure). */
+static int l_wrap(lua_State *L) {
+  coru_stream *low = coru_check_stream(L, 1);
+  tls_ctx *c = checkctx(L, 2);
+  int server = lua_toboolean(L, 3);
+  const char *sni = luaL_optstring(L, 4, NULL);
+  const char *vh = luaL_optstring(L, 5, NULL);
+  lua_Number ms = luaL_optnumber(L, 6, 0);
+  int cbidx = lua_isnoneornil(L, 7) ? 0 : 7;
+  if (cbidx && !coru_is_callable(L, 7)) luaL_typerror(L, 7, "function");
+  if (!cbidx && !coru_R->current) return coru_need_task(L, "coru.tls.wrap");
+  if (low->rmode) return luaL_error(L, "coru.tls.wrap: the stream is being read (stop its reader first)");
+  if (c->server != server)
+    return luaL_error(L, "coru.tls.wrap: a %s needs a %s context", server ? "server" : "client",
+                      server ? "server" : "client");
+  tls_stream *t = coru_handle_alloc(L, &tls_type, sizeof *t, offsetof(tls_stream, idle));
+  int box = lua_gettop(L);
+  t->low_ref = t->rcb_ref = LUA_NOREF;
+  t->hs.cb_ref = LUA_NOREF;
+  int r = uv_idle_init(coru_R->loop, &t->idle);
+  if (r < 0) { coru_handle_init_failed(L, &t->s.base); return coru_fail(L, r, NULL); }
+  coru_stream_init(&t->s, &tls_transport);
+  t->low = &low->base;
+  t->eng = coru_tls_new(c->ctx, server, sni, vh);
+  lua_pushvalue(L, 1);
+  t->low_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (!t->eng) {
+    coru_handle_close(L, &t->s.base);
+    return luaL_error(L, "coru.tls.wrap: out of memory");
+  }
+  t->rtok = push_tok(L, on_low_read);
+  t->rtok->t = t;
+  t->rcb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  coru_cont_init(L, &t->hs, cbidx, hs_cancel);
+  coru_handle_keep(L, &t->s.base);
+  if (ms > 0) t->hs_dl = coru_deadline_start((uint64_t)ms, hs_timeout, t);
+  /* the first step runs from the loop, so that a result is never ready
+   * before this call has suspended */
+  t->start_dl = coru_deadline_start(0, tls_start, t);
+  lua_settop(L, box);
+  return coru_cont_yield(L, &t->hs, 0);
+}
+
+static int l_tls_error(lua_State *L) {
+  tls_stream *t = checktls(L);
+  if (!t->eng->err[0]) return 0;
+  lua_pushstring(L, t->eng->err);
+  lua_pushstring(L, t->eng->ename);
   return 2;
 }
 
-static int l_eng_close_notify(lua_State *L) {
-  coru_tls *t = checkeng(L);
-  if (coru_tls_close_notify(t) != CORU_TLS_OK) return eng_fail(L, t);
-  return push_out(L, t);
-}
-
-/* The transport ended: true if the peer closed cleanly, else nil, msg, name. */
-static int l_eng_eof(lua_State *L) {
-  coru_tls *t = checkeng(L);
-  if (coru_tls_eof(t) == CORU_TLS_CLOSED) { lua_pushboolean(L, 1); return 1; }
-  return eng_fail(L, t);
-}
-
-static int l_eng_free(lua_State *L) { return l_eng_gc(L); }
-
-static int l_eng_done(lua_State *L) {
-  lua_pushboolean(L, coru_tls_handshake_done(checkeng(L)));
+static int l_version(lua_State *L) {
+  tls_stream *t = checktls(L);
+  if (!t->eng->done) return 0;
+  lua_pushstring(L, SSL_get_version(t->eng->ssl));
   return 1;
 }
 
-static int l_eng_got_close(lua_State *L) {
-  lua_pushboolean(L, (SSL_get_shutdown(checkeng(L)->ssl) & SSL_RECEIVED_SHUTDOWN) != 0);
-  return 1;
-}
-
-static int l_eng_version(lua_State *L) {
-  coru_tls *t = checkeng(L);
-  if (!t->done) return 0;
-  lua_pushstring(L, SSL_get_version(t->ssl));
-  return 1;
-}
-
-static int l_eng_cipher(lua_State *L) {
-  coru_tls *t = checkeng(L);
-  const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
-  if (!c) return 0;
-  lua_pushstring(L, SSL_CIPHER_get_name(c));
-  lua_pushinteger(L, SSL_CIPHER_get_bits(c, NULL));
+static int l_cipher(lua_State *L) {
+  tls_stream *t = checktls(L);
+  const SSL_CIPHER *ci = SSL_get_current_cipher(t->eng->ssl);
+  if (!ci) return 0;
+  lua_pushstring(L, SSL_CIPHER_get_name(ci));
+  lua_pushinteger(L, SSL_CIPHER_get_bits(ci, NULL));
   return 2;
 }
 
-static int l_eng_alpn(lua_State *L) {
-  coru_tls *t = checkeng(L);
+static int l_alpn(lua_State *L) {
+  tls_stream *t = checktls(L);
   const unsigned char *p;
   unsigned n;
-  SSL_get0_alpn_selected(t->ssl, &p, &n);
+  SSL_get0_alpn_selected(t->eng->ssl, &p, &n);
   if (!n) return 0;
   lua_pushlstring(L, (const char *)p, n);
   return 1;
+}
+
+static int l_transport(lua_State *L) {
+  tls_stream *t = checktls(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->low_ref);
+  return 1;
+}
+
+/* getpeername/getsockname and the like: asked of the lower. */
+static int l_delegate(lua_State *L) {
+  tls_stream *t = checktls(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->low_ref);
+  lua_getfield(L, -1, lua_tostring(L, lua_upvalueindex(1)));
+  if (lua_isnil(L, -1)) return coru_fail_str(L, "not supported by the transport", NULL);
+  lua_replace(L, 1);           /* method at 1 */
+  lua_insert(L, 2);            /* lower as self */
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
 }
 
 static void push_name(lua_State *L, X509_NAME *nm) {
@@ -639,8 +961,8 @@ static void push_digest(lua_State *L, X509 *x, const EVP_MD *md, const char *k) 
 /* peer_certificate(): {subject, issuer, not_before, not_after, valid_from,
  * valid_to (epoch seconds), serial, fingerprint_sha256, fingerprint_sha1,
  * subject_alt_names = {...}, common_name} or nil. */
-static int l_eng_peer_cert(lua_State *L) {
-  coru_tls *t = checkeng(L);
+static int l_peer_cert(lua_State *L) {
+  coru_tls *t = checktls(L)->eng;
   X509 *x = SSL_get1_peer_certificate(t->ssl);
   if (!x) return 0;
   lua_createtable(L, 0, 12);
@@ -689,24 +1011,17 @@ static int l_eng_peer_cert(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg eng_methods[] = {
-  {"feed", l_eng_feed},
-  {"handshake", l_eng_handshake},
-  {"handshake_done", l_eng_done},
-  {"read", l_eng_read},
-  {"write", l_eng_write},
-  {"take", l_eng_take},
-  {"pending", l_eng_pending},
-  {"close_notify", l_eng_close_notify},
-  {"got_close_notify", l_eng_got_close},
-  {"eof", l_eng_eof},
-  {"free", l_eng_free},
-  {"version", l_eng_version},
-  {"cipher", l_eng_cipher},
-  {"alpn", l_eng_alpn},
-  {"peer_certificate", l_eng_peer_cert},
-  {NULL, NULL}
+static const coru_Reg tls_methods[] = {
+  {"peer_certificate", l_peer_cert, 0},
+  {"cipher", l_cipher, 0},
+  {"version", l_version, 0},
+  {"alpn", l_alpn, 0},
+  {"tls_error", l_tls_error, 0},
+  {"transport", l_transport, 0},
+  {NULL, NULL, 0}
 };
+
+static coru_htype tls_type = {"coru.tls", CORU_K_TLS, CORU_K_TLS, NULL, tls_on_close, tls_on_free, NULL};
 
 static const luaL_Reg ctx_methods[] = {
   {"is_server", l_ctx_is_server},
@@ -729,18 +1044,21 @@ CORU_FAMILY(tls) {
   lua_pushcfunction(L, l_ctx_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  luaL_newmetatable(L, ENG_MT);
-  lua_newtable(L);
-  luaL_register(L, NULL, eng_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_eng_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  coru_register_stream_type(L, &tls_type, tls_methods);
+  luaL_getmetatable(L, tls_type.name);
+  lua_getfield(L, -1, "__index");
+  static const char *const delegated[] = {"getpeername", "getsockname", "nodelay", "keepalive", NULL};
+  for (int i = 0; delegated[i]; i++) {
+    lua_pushstring(L, delegated[i]);
+    lua_pushcclosure(L, l_delegate, 1);
+    lua_setfield(L, -2, delegated[i]);
+  }
+  lua_pop(L, 2);
   lua_newtable(L);
   lua_pushcfunction(L, l_context);
   lua_setfield(L, -2, "context");
-  lua_pushcfunction(L, l_engine);
-  lua_setfield(L, -2, "engine");
+  static const coru_Reg funcs[] = {{"wrap", l_wrap, CORU_YIELDS}, {NULL, NULL, 0}};
+  coru_setfuncs(L, funcs);
   lua_pushcfunction(L, l_openssl_version);
   lua_setfield(L, -2, "openssl_version");
   lua_setfield(L, -2, "_tls");
