@@ -122,8 +122,9 @@ end
 
 -- Run a shell command in the background for at most `secs` seconds.
 -- Returns a handle with kill() (the process group, by its pid).
-function H.background(cmd, secs, out)
-  local p = io.popen(("(timeout %d sh -c %q > %s 2>&1 & echo $!)"):format(secs or 20, cmd, out or "/dev/null"))
+function H.background(cmd, secs, out, err)
+  local p = io.popen(("(timeout %d sh -c %q > %s 2> %s & echo $!)")
+    :format(secs or 20, cmd, out or "/dev/null", err or out or "/dev/null"))
   local pid = tonumber(p:read("*l"))
   p:close()
   return {pid = pid, kill = function() if pid then os.execute("kill " .. pid .. " 2>/dev/null") end end}
