@@ -18,7 +18,7 @@ SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 HDRS := $(wildcard src/*.h) $(BUILD)/boot.h
 
-.PHONY: all deps test test-host test-luajit demo install clean bench check-san
+.PHONY: valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san
 
 all: $(BUILD)/coru $(BUILD)/coru.so
 
@@ -58,6 +58,9 @@ test-host: all
 test-luajit: all
 	$(SPEC_ENV) $(if $(SANITIZE),LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=0) $(BUSTED) --lua=luajit spec
 
+valgrind: all
+	$(SPEC_ENV) CORU_REAL_BIN="$(CURDIR)/$(BUILD)/coru" $(BUSTED) --lua=tools/valgrind-coru spec
+
 demo: all
 	$(BUILD)/coru examples/demo.lua
 
@@ -68,7 +71,14 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/coru
 	install -m 755 $(BUILD)/coru $(DESTDIR)$(PREFIX)/bin/coru
 	install -m 755 $(BUILD)/coru.so $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/coru.so
-	install -m 644 lua/coru/*.lua $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/coru/
+	for f in lua/coru/*.lua; do [ -f "$$f" ] && install -m 644 "$$f" $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/coru/; done; true
+
+# luarocks make: the rock's own directories
+install-rock: all
+	install -d $(INST_LIBDIR) $(INST_LUADIR)/coru $(INST_BINDIR)
+	install -m 755 $(BUILD)/coru.so $(INST_LIBDIR)/coru.so
+	for f in lua/coru/*.lua; do [ -f "$$f" ] && install -m 644 "$$f" $(INST_LUADIR)/coru/; done; true
+	install -m 755 $(BUILD)/coru $(INST_BINDIR)/coru
 
 clean:
 	rm -rf build build-san

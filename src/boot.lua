@@ -5,12 +5,12 @@
 -- user's own coroutine pass through to the scheduler and back.
 local SCHED, ERR, current = ...
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
-local error, setmetatable = error, setmetatable
+local error, select, setmetatable = error, select, setmetatable
 
 -- Values a task is resumed with: (ERR, e) means "raise e here".
-local function chk(a, ...)
-  if a == ERR then error((...), 0) end
-  return a, ...
+local function chk(...)
+  if (...) == ERR then error((select(2, ...)), 0) end
+  return ...
 end
 
 -- A yielding C function, wrapped so that an error it is resumed with

@@ -129,11 +129,11 @@ static void getnameinfo_cb(uv_getnameinfo_t *r, int status, const char *host, co
 /* getnameinfo({ip=, port=, family=} [, cb]) -> host, service */
 static int l_getnameinfo(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
   lua_getfield(L, 1, "ip");
-  const char *ip = lua_tostring(L, -1);
+  const char *ip = lua_tostring(L, -1);   /* stays on the stack */
   lua_getfield(L, 1, "port");
   int port = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
   if (!ip) ip = "0.0.0.0";
   struct sockaddr_storage ss;
   if (coru_parse_addr(L, ip, port, &ss) < 0) return coru_fail(L, UV_EINVAL, ip);

@@ -9,7 +9,10 @@
 static coru_htype pipe_type;
 
 static coru_uvstream *checkpipe(lua_State *L, int idx) {
-  return (coru_uvstream *)coru_check_handle(L, idx, &pipe_type);
+  coru_handle *h = coru_check_handle(L, idx, &pipe_type);
+  /* file streams share the pipe kind (no kind bit of their own) */
+  if (h->type != &pipe_type) luaL_typerror(L, idx, pipe_type.name);
+  return (coru_uvstream *)h;
 }
 
 int coru_new_pipe(lua_State *L, int ipc) {

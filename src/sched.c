@@ -28,7 +28,12 @@ char coru_SCHED[1], coru_ERR[1], coru_CALLBACK[1];
 static int task_mt_ref = LUA_NOREF, cancel_mt_ref = LUA_NOREF, taskco_ref = LUA_NOREF;
 static int unobserved_ref = LUA_NOREF;  /* table of failed tasks nobody observed yet */
 static int unobserved_n;
-static uv_idle_t tick;                  /* next-iteration work: coru.pass, reports */
+/* Next-iteration work (coru.pass, reports) runs in an idle handle (which
+ * also keeps the poll phase from blocking). A pass is tagged with the count
+ * of idle runs so far and served only by a later run, so a poll phase always
+ * lies between the suspension and the resume, whichever phase it came from. */
+static uv_idle_t tick;
+static unsigned tick_epoch;
 static int tick_inited;
 static coru_task *pass_head, *pass_tail;
 
@@ -721,8 +726,14 @@ static int l_task_cancel(lua_State *L) {
   lua_settop(co, 0);
   lua_pushlightuserdata(co, coru_ERR);
   lua_xmove(L, co, 1);
-  if (T->queued) T->nready = 2;
-  else coru_wake(T, 2);
+  if (T->queued) {
+    T->nready = 2;
+  } else {
+    /* take effect now, as spawn does: the task unwinds (or catches it)
+     * before cancel returns */
+    T->cont = NULL;
+    run_task(T, 2);
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -776,20 +787,34 @@ static int l_sleep(lua_State *L) {
   return coru_cont_yield(L, &T->wait, 0);
 }
 
-static void pass_cancel(coru_cont *c) { c->task->in_pass = 0; }
+/* A cancelled pass leaves the list at once: the task may pass again. */
+static void pass_cancel(coru_cont *c) {
+  coru_task *T = c->task, *prev = NULL;
+  T->in_pass = 0;
+  for (coru_task *x = pass_head; x; prev = x, x = x->next_pass) {
+    if (x != T) continue;
+    if (prev) prev->next_pass = x->next_pass; else pass_head = x->next_pass;
+    if (pass_tail == x) pass_tail = prev;
+    x->next_pass = NULL;
+    return;
+  }
+}
 
 static void tick_cb(uv_idle_t *h) {
-  coru_task *list = pass_head;
-  pass_head = pass_tail = NULL;
-  while (list) {
-    coru_task *T = list, *next = T->next_pass;
-    list = next;
+  /* serve the passes queued before this run; the ones they queue, and the
+   * ones tagged with this epoch, wait for the next run */
+  unsigned epoch = tick_epoch;
+  while (pass_head && pass_head->aux != (void *)(uintptr_t)epoch) {
+    coru_task *T = pass_head;
+    pass_head = T->next_pass;
+    if (!pass_head) pass_tail = NULL;
     T->next_pass = NULL;
     if (T->in_pass) {
       T->in_pass = 0;
       if (coru_cont_begin(&T->wait)) coru_cont_ok(&T->wait, 0);
     }
   }
+  tick_epoch = epoch + 1;
   coru_flush_reports();
   if (!pass_head && !unobserved_n) uv_idle_stop(h);
 }
@@ -803,6 +828,7 @@ static int l_pass(lua_State *L) {
   if (!T) return coru_need_task(L, "coru.pass");
   coru_cont_init(L, &T->wait, 0, pass_cancel);
   T->in_pass = 1;
+  T->aux = (void *)(uintptr_t)tick_epoch;
   T->next_pass = NULL;
   if (pass_tail) pass_tail->next_pass = T; else pass_head = T;
   pass_tail = T;
@@ -1400,5 +1426,9 @@ CORU_FAMILY(sched) {
 
 /* Close the internal handles (shutdown). */
 void coru_sched_close(void) {
-  if (tick_inited && !uv_is_closing((uv_handle_t *)&tick)) uv_close((uv_handle_t *)&tick, NULL);
+  if (tick_inited && !uv_is_closing((uv_handle_t *)&tick)) {
+    tick_inited = 0;            /* a later luaopen_coru starts afresh */
+    pass_head = pass_tail = NULL;
+    uv_close((uv_handle_t *)&tick, NULL);
+  }
 }

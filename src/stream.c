@@ -29,6 +29,7 @@ void coru_stream_init(coru_stream *s, const coru_transport *tp) {
   s->tp = tp;
   s->max_line = DEFAULT_MAX_LINE;
   s->read_cb_ref = LUA_NOREF;
+  s->listen_ref = LUA_NOREF;
   s->rd.cb_ref = LUA_NOREF;
 }
 
@@ -332,6 +333,7 @@ static int rd_op(lua_State *L, coru_stream *s, int mode, int cbidx, const char *
     return 2;
   }
   s->rmode = (unsigned char)mode;
+  s->scanned = 0;    /* what an earlier read of another kind scanned does not count */
   int hascb = cbidx && !lua_isnoneornil(L, cbidx);
   if (!hascb) {
     int n = rd_now(L, s);
@@ -466,6 +468,7 @@ void coru_stream_write_done(coru_stream *s, coru_wreq *w, int status) {
   lua_State *L = coru_R->L;
   if (w->dl) { coru_deadline_stop(w->dl); w->dl = NULL; }
   coru_unref(L, &w->data_ref);
+  coru_handle_release(L, &s->base);   /* before the wakeup */
   lua_State *S = coru_cont_begin(&w->cont);
   if (S) {
     if (status == UV_ECANCELED && s->base.closing) coru_cont_fail_str(&w->cont, "closed", NULL);
@@ -473,7 +476,6 @@ void coru_stream_write_done(coru_stream *s, coru_wreq *w, int status) {
     else if (w->cont.mode == CORU_MODE_CB) coru_cont_ok(&w->cont, 0);
     else { lua_pushboolean(S, 1); coru_cont_ok(&w->cont, 1); }
   }
-  coru_handle_release(L, &s->base);
   wr_free(w);
 }
 
@@ -495,12 +497,12 @@ static unsigned gather(lua_State *L, int idx, uv_buf_t *small, unsigned nsmall, 
   if (!b) luaL_error(L, "out of memory");
   for (unsigned i = 0; i < n; i++) {
     lua_rawgeti(L, idx, (int)i + 1);
-    size_t len;
-    const char *p = lua_tolstring(L, -1, &len);
-    if (!p || lua_type(L, -1) != LUA_TSTRING) {
+    if (lua_type(L, -1) != LUA_TSTRING) {
       if (b != small) free(b);
       luaL_argerror(L, idx, "array of strings expected");
     }
+    size_t len;
+    const char *p = lua_tolstring(L, -1, &len);
     lua_pop(L, 1);   /* still anchored by the table */
     b[i].base = (char *)p;
     b[i].len = len;
@@ -526,6 +528,11 @@ static int l_write(lua_State *L) {
   size_t total;
   unsigned n = gather(L, 2, small, 4, &bufs, &total);
   uv_buf_t *owned = bufs != small ? bufs : NULL;
+  if (n == 0) {           /* an empty array: one empty buffer (libuv wants one) */
+    small[0].base = (char *)"";
+    small[0].len = 0;
+    n = 1;
+  }
   if (s->shut) {
     free(owned);
     return coru_fail(L, UV_EPIPE, "the stream was shut down");
@@ -550,7 +557,13 @@ static int l_write(lua_State *L) {
   }
   memcpy(w->bufs, rest, nrest * sizeof *rest);
   free(owned);
-  lua_pushvalue(L, 2);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    lua_pushvalue(L, 2);
+  } else {
+    /* anchor the strings themselves: the caller may change its table */
+    lua_createtable(L, (int)n, 0);
+    for (unsigned i = 1; i <= n; i++) { lua_rawgeti(L, 2, (int)i); lua_rawseti(L, -2, (int)i); }
+  }
   w->data_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   int mode = coru_cont_init(L, &w->cont, cbidx, wr_cancel);
   int r = s->tp->write(s, w, w->bufs, nrest);
@@ -571,7 +584,7 @@ static int l_try_write(lua_State *L) {
   uv_buf_t small[4], *bufs;
   size_t total;
   unsigned n = gather(L, 2, small, 4, &bufs, &total);
-  int r = s->shut ? UV_EPIPE : s->tp->try_write ? s->tp->try_write(s, bufs, n) : UV_ENOSYS;
+  int r = s->shut ? UV_EPIPE : !total ? 0 : s->tp->try_write ? s->tp->try_write(s, bufs, n) : UV_ENOSYS;
   if (bufs != small) free(bufs);
   if (r < 0) return coru_fail(L, r, NULL);
   lua_pushinteger(L, r);
@@ -579,6 +592,7 @@ static int l_try_write(lua_State *L) {
 }
 
 void coru_stream_shutdown_done(coru_stream *s, coru_sreq *q, int status) {
+  coru_handle_release(coru_R->L, &s->base);
   lua_State *S = coru_cont_begin(&q->cont);
   if (S) {
     if (status == UV_ECANCELED && s->base.closing) coru_cont_fail_str(&q->cont, "closed", NULL);
@@ -586,7 +600,6 @@ void coru_stream_shutdown_done(coru_stream *s, coru_sreq *q, int status) {
     else if (q->cont.mode == CORU_MODE_CB) coru_cont_ok(&q->cont, 0);
     else { lua_pushboolean(S, 1); coru_cont_ok(&q->cont, 1); }
   }
-  coru_handle_release(coru_R->L, &s->base);
   free(q);
 }
 
@@ -680,17 +693,34 @@ static int l_set_blocking(lua_State *L) {
 
 typedef struct { coru_uvstream u; } server_t;
 
+static void reject_close_cb(uv_handle_t *h) { free(h); }
+
 static void connection_cb(uv_stream_t *server, int status) {
   coru_stream *s = server->data;
-  if (s->read_cb_ref == LUA_NOREF) return;
-  lua_State *L = coru_R->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->read_cb_ref);
-  if (status < 0) { coru_push_errmsg(L, status, NULL); coru_callback(1); }
-  else coru_callback(0);
+  if (s->listen_ref != LUA_NOREF) {
+    lua_State *L = coru_R->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->listen_ref);
+    if (status < 0) { coru_push_errmsg(L, status, NULL); coru_callback(1); }
+    else coru_callback(0);
+  }
+  /* Not accepted (the callback failed or forgot): libuv would stop
+   * listening until it is; drop that connection and go on. */
+  if (status >= 0 && !s->base.closing && server->accepted_fd != -1 &&
+      (server->type == UV_TCP || server->type == UV_NAMED_PIPE)) {
+    union { uv_handle_t h; uv_tcp_t tcp; uv_pipe_t pipe; } *tmp = malloc(sizeof *tmp);
+    if (!tmp) return;
+    int r = server->type == UV_TCP ? uv_tcp_init(server->loop, &tmp->tcp)
+                                   : uv_pipe_init(server->loop, &tmp->pipe, 0);
+    if (r == 0) {
+      uv_accept(server, (uv_stream_t *)&tmp->h);
+      uv_close(&tmp->h, reject_close_cb);
+    } else {
+      free(tmp);
+    }
+  }
 }
 
-/* listen(backlog, cb): cb(err) per incoming connection. The callback is
- * kept in read_cb_ref (a listening stream never reads). */
+/* listen(backlog, cb): cb(err) per incoming connection. */
 static int l_listen(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   uv_stream_t *u = need_uv(L, s, "stream:listen");
@@ -698,9 +728,9 @@ static int l_listen(lua_State *L) {
   int ref = coru_ref_cb(L, 3);
   int r = uv_listen(u, backlog, connection_cb);
   if (r < 0) { coru_unref(L, &ref); return coru_fail(L, r, NULL); }
-  if (s->read_cb_ref == LUA_NOREF) coru_handle_keep(L, &s->base);
-  else coru_unref(L, &s->read_cb_ref);
-  s->read_cb_ref = ref;
+  if (s->listen_ref == LUA_NOREF) coru_handle_keep(L, &s->base);
+  else coru_unref(L, &s->listen_ref);
+  s->listen_ref = ref;
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -725,7 +755,7 @@ void coru_stream_closing(coru_stream *s) {
     rd_fail(s, 0, "closed", 0);
   }
   if (s->rdl) { coru_deadline_stop(s->rdl); s->rdl = NULL; }
-  coru_unref(L, &s->read_cb_ref);   /* listen callback */
+  coru_unref(L, &s->listen_ref);
 }
 
 void coru_stream_free(coru_stream *s) {

@@ -115,6 +115,7 @@ struct coru_stream {
   coru_deadline *rdl;      /* read timeout in effect */
   int read_cb_ref;         /* luv read_start callback */
   uint32_t to_connect, to_send, to_read;   /* ms, 0 = none */
+  int listen_ref;          /* luv listen callback */
 };
 
 extern const coru_Reg coru_stream_methods[];

@@ -97,6 +97,8 @@ static void connect_cb(uv_connect_t *req, int status) {
   conn_req *c = container_of(req, conn_req, req);
   coru_uvstream *u = c->u;
   if (c->dl) { coru_deadline_stop(c->dl); c->dl = NULL; }
+  /* release before the wakeup: the task may run to its next suspension */
+  coru_handle_release(coru_R->L, &u->s.base);
   lua_State *S = coru_cont_begin(&c->cont);
   if (S) {
     if (status == UV_ECANCELED && u->s.base.closing) coru_cont_fail_str(&c->cont, "closed", NULL);
@@ -104,7 +106,6 @@ static void connect_cb(uv_connect_t *req, int status) {
     else if (c->cont.mode == CORU_MODE_CB) coru_cont_ok(&c->cont, 0);
     else { lua_pushboolean(S, 1); coru_cont_ok(&c->cont, 1); }
   }
-  coru_handle_release(coru_R->L, &u->s.base);
   free(c);
 }
 

@@ -4,6 +4,9 @@
  * coru.stdin/stdout/stderr (a TTY, a pipe or a socket, whatever fd is).
  */
 #include <string.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include "stream.h"
 
 static coru_htype tty_type;
@@ -71,8 +74,127 @@ static int l_guess_handle(lua_State *L) {
   return 1;
 }
 
-/* new_stdio(fd): a stream on fd as whatever it is (tty, pipe, socket).
- * Regular files cannot be streams: nil, "EINVAL..." */
+/* ------------------------------------------------ regular files as streams */
+
+/* A descriptor libuv cannot poll (a regular file: stdin < file, stdout >
+ * file). Reads and writes on it never wait long, so they are done in
+ * place; reading runs from an idle handle (one read per loop turn) and
+ * completions are delivered on the next turn, never inside the call. */
+typedef struct file_done file_done;
+
+typedef struct {
+  coru_stream s;
+  uv_idle_t idle;
+  int fd;
+  file_done *pending;    /* completions not yet delivered */
+} cfile;
+
+static coru_htype file_type;
+static char fscratch[64 * 1024];
+
+static void file_idle_cb(uv_idle_t *h) {
+  cfile *f = h->data;
+  ssize_t n;
+  do n = read(f->fd, fscratch, sizeof fscratch); while (n < 0 && errno == EINTR);
+  if (n > 0) { coru_stream_feed(&f->s, fscratch, (size_t)n); return; }
+  uv_idle_stop(h);
+  coru_stream_feed_end(&f->s, n == 0 ? UV_EOF : uv_translate_sys_error(errno));
+}
+
+static int file_read_start(coru_stream *s) {
+  cfile *f = (cfile *)s;
+  return uv_idle_start(&f->idle, file_idle_cb);
+}
+
+static void file_read_stop(coru_stream *s) { uv_idle_stop(&((cfile *)s)->idle); }
+
+static int file_try_write(coru_stream *s, const uv_buf_t *b, unsigned n) {
+  cfile *f = (cfile *)s;
+  size_t total = 0;
+  for (unsigned i = 0; i < n; i++) {
+    size_t off = 0;
+    while (off < b[i].len) {
+      ssize_t r = write(f->fd, b[i].base + off, b[i].len - off);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return total ? (int)total : uv_translate_sys_error(errno);
+      off += (size_t)r;
+    }
+    total += b[i].len;
+  }
+  return (int)total;
+}
+
+struct file_done {
+  cfile *f;
+  coru_wreq *w;
+  coru_sreq *q;
+  int status;
+  coru_deadline *dl;
+  file_done *next;
+};
+
+static void file_done_deliver(file_done *d, int status) {
+  file_done **pp = &d->f->pending;
+  while (*pp != d) pp = &(*pp)->next;
+  *pp = d->next;
+  if (d->w) coru_stream_write_done(&d->f->s, d->w, status);
+  else coru_stream_shutdown_done(&d->f->s, d->q, status);
+  free(d);
+}
+
+static void file_done_cb(void *data) {
+  file_done *d = data;
+  d->dl = NULL;
+  file_done_deliver(d, d->status);
+}
+
+/* Complete on the next loop turn (never inside the call). */
+static int file_later(cfile *f, coru_wreq *w, coru_sreq *q, int status) {
+  file_done *d = malloc(sizeof *d);
+  if (!d) return UV_ENOMEM;
+  *d = (file_done){f, w, q, status, NULL, f->pending};
+  f->pending = d;
+  d->dl = coru_deadline_start(0, file_done_cb, d);
+  return 0;
+}
+
+static int file_write(coru_stream *s, coru_wreq *w, const uv_buf_t *b, unsigned n) {
+  int r = file_try_write(s, b, n);
+  return file_later((cfile *)s, w, NULL, r < 0 ? r : 0);
+}
+
+static int file_shutdown(coru_stream *s, coru_sreq *q) { return file_later((cfile *)s, NULL, q, 0); }
+
+static const coru_transport file_transport = {
+  file_read_start, file_read_stop, file_try_write, file_write, file_shutdown, NULL
+};
+
+/* Closing: what was pending completes now with "closed". */
+static void file_on_close(coru_handle *h) {
+  cfile *f = (cfile *)h;
+  while (f->pending) {
+    file_done *d = f->pending;
+    if (d->dl) { coru_deadline_stop(d->dl); d->dl = NULL; }
+    file_done_deliver(d, UV_ECANCELED);
+  }
+  coru_stream_closing(&f->s);
+}
+
+static int new_file_stream(lua_State *L, int fd) {
+  cfile *f = coru_handle_alloc(L, &file_type, sizeof *f, offsetof(cfile, idle));
+  coru_stream_init(&f->s, &file_transport);
+  f->fd = fd;
+  int r = uv_idle_init(coru_R->loop, &f->idle);
+  if (r < 0) { coru_handle_init_failed(L, &f->s.base); return coru_fail(L, r, NULL); }
+  return 1;
+}
+
+static const coru_Reg no_methods[] = {{NULL, NULL, 0}};
+static coru_htype file_type = {"coru.filestream", CORU_K_PIPE, CORU_K_PIPE, NULL,
+                               file_on_close, coru_uvstream_on_free, NULL};
+
+/* new_stdio(fd): a stream on fd as whatever it is (tty, pipe, socket or a
+ * regular file). */
 static int l_new_stdio(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   int r;
@@ -85,8 +207,10 @@ static int l_new_stdio(lua_State *L) {
     r = uv_pipe_open((uv_pipe_t *)((coru_stream *)((coru_box *)lua_touserdata(L, -1))->h)->uvs, fd);
     if (r < 0) { lua_pop(L, 1); return coru_fail(L, r, NULL); }
     return 1;
+  case UV_FILE:
+    return new_file_stream(L, fd);
   default:
-    return coru_fail(L, UV_EINVAL, "not a terminal, pipe or socket");
+    return coru_fail(L, UV_EINVAL, "not a terminal, pipe, socket or file");
   }
 }
 
@@ -96,8 +220,15 @@ static const coru_Reg tty_methods[] = {
   {NULL, NULL, 0}
 };
 
+/* A terminal left in raw mode by a closed handle would stay raw. */
+static void tty_on_close(coru_handle *h) {
+  coru_uvstream *u = (coru_uvstream *)h;
+  if (u->u.tty.mode != UV_TTY_MODE_NORMAL) uv_tty_set_mode(&u->u.tty, UV_TTY_MODE_NORMAL);
+  coru_stream_closing(&u->s);
+}
+
 static coru_htype tty_type = {"coru.tty", CORU_K_TTY, CORU_K_TTY, NULL,
-                              coru_uvstream_on_close, coru_uvstream_on_free, NULL};
+                              tty_on_close, coru_uvstream_on_free, NULL};
 
 static const coru_Reg tty_funcs[] = {
   {"new_tty", l_new_tty, 0},
@@ -111,5 +242,6 @@ static const coru_Reg tty_funcs[] = {
 
 CORU_FAMILY(tty) {
   coru_register_stream_type(L, &tty_type, tty_methods);
+  coru_register_stream_type(L, &file_type, no_methods);
   coru_setfuncs(L, tty_funcs);
 }

@@ -1,0 +1,35 @@
+package = "coru"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/coru.git",
+}
+description = {
+  summary = "Coroutine runtime for LuaJIT on libuv: sequential non-blocking I/O",
+  detailed = [[
+coru runs Lua coroutines as tasks from a C scheduler (Twisted's
+inlineCallbacks for Lua) over libuv handles, so plain sequential code does
+non-blocking I/O. Ships the module (coru.so), its Lua files (coru.*) and
+the standalone `coru` host binary.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua == 5.1",   -- LuaJIT 2.1
+}
+external_dependencies = {
+  LIBUV = { header = "uv.h" },
+  OPENSSL = { header = "openssl/ssl.h" },
+}
+build = {
+  type = "make",
+  build_target = "all",
+  install_target = "install-rock",
+  build_variables = {
+    CFLAGS = "$(CFLAGS)",
+  },
+  install_variables = {
+    INST_LIBDIR = "$(LIBDIR)",
+    INST_LUADIR = "$(LUADIR)",
+    INST_BINDIR = "$(BINDIR)",
+  },
+}
