@@ -610,4 +610,15 @@ describe("coru.tls", function()
       end)
     end)
   end)
+
+  it("leaves no SSL object behind", function()
+    coru.run(function()
+      for _ = 1, 3 do
+        collectgarbage()
+        collectgarbage()
+        coru.sleep(50)
+      end
+      assert.equal(0, coru._tls.live())
+    end)
+  end)
 end)

@@ -76,6 +76,8 @@ static int is_ip(const char *s) {
   return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+static long live_engines;   /* SSL objects alive: the specs check none leaks */
+
 coru_tls *coru_tls_new(SSL_CTX *ctx, int server, const char *servername, const char *verify_host) {
   coru_tls *t = calloc(1, sizeof *t);
   if (!t) return NULL;
@@ -92,6 +94,7 @@ coru_tls *coru_tls_new(SSL_CTX *ctx, int server, const char *servername, const c
     return NULL;
   }
   SSL_set_bio(t->ssl, t->rbio, t->wbio);   /* the SSL owns them now */
+  live_engines++;
   t->server = server;
   t->ename = CORU_TLS_ENAME;
   if (server) {
@@ -113,6 +116,7 @@ coru_tls *coru_tls_new(SSL_CTX *ctx, int server, const char *servername, const c
 void coru_tls_free(coru_tls *t) {
   if (!t) return;
   SSL_free(t->ssl);   /* frees both BIOs */
+  live_engines--;
   free(t);
 }
 
@@ -1028,6 +1032,11 @@ static const luaL_Reg ctx_methods[] = {
   {NULL, NULL}
 };
 
+static int l_live(lua_State *L) {
+  lua_pushinteger(L, live_engines);
+  return 1;
+}
+
 static int l_openssl_version(lua_State *L) {
   lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
   return 1;
@@ -1061,5 +1070,7 @@ CORU_FAMILY(tls) {
   coru_setfuncs(L, funcs);
   lua_pushcfunction(L, l_openssl_version);
   lua_setfield(L, -2, "openssl_version");
+  lua_pushcfunction(L, l_live);
+  lua_setfield(L, -2, "live");
   lua_setfield(L, -2, "_tls");
 }
