@@ -762,6 +762,49 @@ static int tp_write(coru_stream *s, coru_wreq *w, const uv_buf_t *bufs, unsigned
   return send_out(t, w);
 }
 
+/* The fast path of a writer: with nothing of ours in flight, encrypt and
+ * hand the ciphertext to the lower's try_write; what it leaves goes out as
+ * an ordinary lower write (ordered: the lower refuses try_write while its
+ * queue is not empty). The plaintext is all taken: the writer goes on. */
+static __attribute__((unused)) int tp_try_write(coru_stream *s, const uv_buf_t *bufs, unsigned n) {
+  tls_stream *t = (tls_stream *)s;
+  if (t->hs_state != 1 || t->toks) return UV_EAGAIN;
+  size_t total = 0;
+  for (unsigned i = 0; i < n; i++) {
+    if (coru_tls_write(t->eng, bufs[i].base, bufs[i].len) != CORU_TLS_OK) return UV_EPROTO;
+    total += bufs[i].len;
+  }
+  char *p;
+  long len = BIO_get_mem_data(t->eng->wbio, &p);
+  if (len <= 0) return (int)total;
+  lua_State *L = coru_R->L;
+  lua_checkstack(L, 8);
+  int top = lua_gettop(L);
+  lua_pushlstring(L, p, (size_t)len);            /* top + 1: the ciphertext */
+  (void)BIO_reset(t->eng->wbio);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->low_ref);
+  coru_box *box = lua_touserdata(L, -1);
+  if (!box || !box->h || box->h->closing) { lua_settop(L, top); return UV_ECANCELED; }
+  lua_getfield(L, -1, "try_write");
+  lua_insert(L, -2);
+  lua_pushvalue(L, top + 1);
+  long taken = 0;
+  int r = 0;
+  if (lua_pcall(L, 2, 3, 0) != 0) r = uv_code(lua_tostring(L, -1));
+  else if (lua_isnumber(L, -3)) taken = (long)lua_tointeger(L, -3);
+  else if ((r = uv_code(lua_tostring(L, -2))) == UV_EAGAIN) r = 0;
+  if (r < 0) { lua_settop(L, top); return r; }
+  if (taken < len) {
+    lua_pushlstring(L, p == NULL ? "" : lua_tostring(L, top + 1) + taken, (size_t)(len - taken));
+    tls_tok *k = push_tok(L, on_low_write);
+    tok_link(t, k);
+    r = low_call(L, t, "write", 2);
+    if (r < 0) tok_unlink(k);
+  }
+  lua_settop(L, top);
+  return r < 0 ? r : (int)total;
+}
+
 static int tp_shutdown(coru_stream *s, coru_sreq *q) {
   tls_stream *t = (tls_stream *)s;
   if (t->hs_state == 1 && coru_tls_close_notify(t->eng) != CORU_TLS_OK) return UV_EPROTO;
@@ -784,7 +827,11 @@ static size_t tp_queue_size(coru_stream *s) {
 }
 
 static const coru_transport tls_transport = {
+#ifdef TLS_NO_TRY_WRITE
   tp_read_start, tp_read_stop, NULL, tp_write, tp_shutdown, tp_queue_size
+#else
+  tp_read_start, tp_read_stop, tp_try_write, tp_write, tp_shutdown, tp_queue_size
+#endif
 };
 
 static void tls_on_close(coru_handle *h) {
