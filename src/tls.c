@@ -1103,7 +1103,8 @@ CORU_FAMILY(tls) {
   coru_register_stream_type(L, &tls_type, tls_methods);
   luaL_getmetatable(L, tls_type.name);
   lua_getfield(L, -1, "__index");
-  static const char *const delegated[] = {"getpeername", "getsockname", "nodelay", "keepalive", NULL};
+  static const char *const delegated[] = {"getpeername", "getsockname", "nodelay", "keepalive",
+                                          "ref", "unref", "has_ref", NULL};
   for (int i = 0; delegated[i]; i++) {
     lua_pushstring(L, delegated[i]);
     lua_pushcclosure(L, l_delegate, 1);
