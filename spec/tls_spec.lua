@@ -613,7 +613,7 @@ describe("coru.tls", function()
       end)
     end)
 
-    it("refuses openssl s_client speaking plain text or presenting nothing", function()
+    it("refuses an openssl s_client limited to TLS 1.0", function()
       coru.run(function()
         local errs = coru.channel(10)
         local srv = assert(tls.listen("127.0.0.1", 0, {cert = c.server.cert, key = c.server.key,
