@@ -19,17 +19,22 @@ local function wrap(f)
   return function(...) return chk(f(...)) end
 end
 
+local select = select
 local function yield(...)
+  -- A plain yield (no values) is the scheduler round trip: the scheduler
+  -- resumes it with no values (a pending cancel waits for the next real
+  -- suspension), so skip chk's vararg call (~160 instructions).
+  if select('#', ...) == 0 then return co_yield() end
   return chk(co_yield(...))
 end
 
 -- A suspension from an inner coroutine yields (SCHED, payload...): pass it
 -- up to the scheduler, then hand what the scheduler resumes us with down.
-local function pass(co, ok, a, ...)
-  if ok and a == SCHED then
-    return pass(co, co_resume(co, co_yield(SCHED, ...)))
+local function pass(co, ok, ...)
+  if ok and (...) == SCHED then
+    return pass(co, co_resume(co, co_yield(SCHED, select(2, ...))))
   end
-  return ok, a, ...
+  return ok, ...
 end
 
 local taskco = setmetatable({}, {__mode = "k"})

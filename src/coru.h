@@ -101,6 +101,7 @@ struct coru_task {
   unsigned char observed;    /* someone awaited it or asked to be told */
   unsigned char in_pass;     /* waiting in coru.pass() */
   unsigned char carry_str;   /* its error string already carries a traceback */
+  unsigned char native;      /* suspended by coru_cont_yield from its own coroutine: a 0-value yield */
   coru_task *next_pass;
   coru_task *next_wait;      /* channel wait queues */
   void *aux;                 /* what the wait holds (deadline, group, channel) */

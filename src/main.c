@@ -12,6 +12,7 @@
 #include "coru.h"
 
 static const char *progname = "coru";
+void coru_signal_host_defaults(void);   /* signal.c */
 
 /* The driver, run as the main task: options in order, then the script. */
 static const char driver[] =
@@ -97,6 +98,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   lua_setglobal(L, "coru");
+  coru_signal_host_defaults();   /* SIGINT/SIGTERM: exit 130/143 unless the script watches them */
   lua_getglobal(L, "os");
   lua_pushcfunction(L, l_os_exit);
   lua_setfield(L, -2, "exit");

@@ -152,9 +152,12 @@ static void walk_close(uv_handle_t *h, void *arg) {
 }
 
 /* Close every handle, let the close callbacks run, close the loop. */
+int coru_shutting_down;   /* sched.c: no task or callback is resumed by late completions */
+
 void coru_shutdown(void) {
   coru_rt *R = coru_R;
   if (!R || !R->loop) return;
+  coru_shutting_down = 1;
   coru_flush_reports();
   coru_sched_close();
   coru_deadline_close_all();

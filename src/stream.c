@@ -100,6 +100,7 @@ static int scan(coru_stream *s, const char *p, size_t n, size_t *take, size_t *s
     const char *nl = from < n ? memchr(p + from, '\n', n - from) : NULL;
     if (!nl) {
       *scanned = n;
+      *skip = 0;
       return n > s->max_line ? SC_LONG : SC_NEED;
     }
     size_t i = (size_t)(nl - p);
@@ -112,6 +113,7 @@ static int scan(coru_stream *s, const char *p, size_t n, size_t *take, size_t *s
     const char *hit = n - from >= d ? memmem(p + from, n - from, s->delim, d) : NULL;
     if (!hit) {
       *scanned = n >= d ? n - d + 1 : 0;
+      *skip = 0;
       return n > s->max_line ? SC_LONG : SC_NEED;
     }
     *take = (size_t)(hit - p);
@@ -173,8 +175,17 @@ static void luv_deliver(coru_stream *s, const char *p, size_t n, int err) {
   coru_callback(2);
 }
 
-static void lines_too_long(coru_stream *s) {
+/* Over the limit: drop the line. If its end is buffered (skip > 0), drop
+ * up to it; else drop everything and discard what comes until its end, so
+ * the next read starts at the next line. */
+static void drop_long(coru_stream *s, size_t skip) {
+  if (skip) { buf_consume(s, skip); return; }
   buf_release(s);
+  s->discard = s->rmode;
+}
+
+static void lines_too_long(coru_stream *s, size_t skip) {
+  drop_long(s, skip);
   rd_fail(s, 0, "line too long", 0);
 }
 
@@ -198,14 +209,14 @@ static void rd_end(coru_stream *s) {
 /* Serve the waiting reader from the buffer if it can be. Returns 1 if it
  * was served (or failed). */
 static int rd_from_buffer(coru_stream *s) {
-  size_t take, skip, scanned = s->scanned;
+  size_t take = 0, skip = 0, scanned = s->scanned;
   int r = scan(s, s->buf + s->pos, BUFFERED(s), &take, &skip, &scanned);
   if (r == SC_NEED) {
     s->scanned = (uint32_t)scanned;
     if (s->eof || s->rerr) { rd_end(s); return 1; }
     return 0;
   }
-  if (r == SC_LONG) { lines_too_long(s); return 1; }
+  if (r == SC_LONG) { lines_too_long(s, skip); return 1; }
   /* build the string before consuming: the wakeup may run the task */
   if (s->rmode == CORU_RD_LUV) {
     lua_State *L = coru_R->L;
@@ -230,6 +241,16 @@ static void rd_stop_reading(coru_stream *s) {
 
 void coru_stream_feed(coru_stream *s, const char *p, size_t n) {
   if (!n || s->base.closing) return;
+  if (s->discard) {          /* the rest of an overlong line */
+    const char *d = s->discard == CORU_RD_UNTIL ? s->delim : "\n";
+    size_t dl = s->discard == CORU_RD_UNTIL ? s->dlen : 1;
+    const char *hit = memmem(p, n, d, dl);
+    if (!hit) return;
+    s->discard = 0;
+    n -= (size_t)(hit - p) + dl;
+    p = hit + dl;
+    if (!n) return;
+  }
   if (s->rmode == CORU_RD_NONE) {
     buf_append(s, p, n);
     if (BUFFERED(s) > HIGH_WATER) rd_stop_reading(s);
@@ -242,14 +263,19 @@ void coru_stream_feed(coru_stream *s, const char *p, size_t n) {
     return;
   }
   /* nothing buffered: serve from p, keep only the rest */
-  size_t take, skip, scanned = 0;
+  size_t take = 0, skip = 0, scanned = 0;
   int r = scan(s, p, n, &take, &skip, &scanned);
   if (r == SC_NEED) {
     buf_append(s, p, n);
     s->scanned = (uint32_t)scanned;
     return;
   }
-  if (r == SC_LONG) { lines_too_long(s); return; }
+  if (r == SC_LONG) {
+    if (skip && skip < n) buf_append(s, p + skip, n - skip);
+    else if (!skip) s->discard = s->rmode;
+    rd_fail(s, 0, "line too long", 0);
+    return;
+  }
   if (skip < n) buf_append(s, p + skip, n - skip);
   rd_ok(s, p, take);
 }
@@ -295,7 +321,7 @@ static void rd_settle(coru_stream *s) {
 /* Push what a reader gets at once from the buffer (or eof/error). Returns
  * the count, or -1 if it must wait. */
 static int rd_now(lua_State *L, coru_stream *s) {
-  size_t take, skip, scanned = s->scanned;
+  size_t take = 0, skip = 0, scanned = s->scanned;
   int r = scan(s, s->buf + s->pos, BUFFERED(s), &take, &skip, &scanned);
   if (r == SC_OK) {
     lua_pushlstring(L, s->buf + s->pos, take);
@@ -303,7 +329,7 @@ static int rd_now(lua_State *L, coru_stream *s) {
     return 1;
   }
   if (r == SC_LONG) {
-    buf_release(s);
+    drop_long(s, skip);
     lua_pushnil(L);
     lua_pushliteral(L, "line too long");
     return 2;

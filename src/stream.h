@@ -107,6 +107,7 @@ struct coru_stream {
   unsigned char eof;       /* the transport said EOF */
   unsigned char shut;      /* shutdown requested: no more writes */
   unsigned char rkeep;     /* the reader keeps the handle */
+  unsigned char discard;   /* dropping the rest of an overlong line (its CORU_RD_*) */
   int rerr;                /* sticky read error (uv code), 0 if none */
   size_t want;             /* read_bytes: how many */
   char *delim;             /* read_until: the delimiter (malloc'd) */

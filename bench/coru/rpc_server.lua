@@ -1,22 +1,32 @@
--- W2 server for coru: one task per connection, sequential read_line/write.
-local coru = require "coru"
+-- W2 server for coru: coru.tcp.listen runs handler(sock) in its own task per
+-- connection; sequential read_line / decode / encode / write.
 local cjson = require "cjson"
 local decode, encode = cjson.decode, cjson.encode
+local pcall, type = pcall, type
+
 local HOST = os.getenv("HOST") or "127.0.0.1"
 local PORT = tonumber(os.getenv("PORT") or "7001")
-local ERR = '{"name":"error","req_id":null}\n'
+local ERROR_REPLY = '{"name":"error","req_id":null}\n'
 
-local srv = assert(coru.tcp.listen(HOST, PORT, function(s)
+local function serve(sock)
+  sock:nodelay(true)
   while true do
-    local line = s:read_line()
-    if not line then break end
+    local line = sock:read_line()
+    if not line then break end           -- EOF (or error): end this task
     local ok, msg = pcall(decode, line)
+    local reply
     if ok and type(msg) == "table" and msg.name == "patch" then
-      s:write(encode({ name = "ack", req_id = msg.req_id }) .. "\n")
+      reply = encode({ name = "ack", req_id = msg.req_id }) .. "\n"
     else
-      s:write(ERR)
+      reply = ERROR_REPLY
     end
+    if not sock:write(reply) then break end
   end
-end, { backlog = 1024 }))
-io.stdout:write("READY port=", srv:getsockname().port, "\n")
+  sock:close()
+end
+
+assert(coru.tcp.listen(HOST, PORT, serve, { backlog = 1024 }))
+io.stdout:write("READY port=", PORT, "\n")
 io.stdout:flush()
+-- the main chunk ends here; the host keeps running the loop (the listener is
+-- active) until SIGTERM.

@@ -2,7 +2,6 @@
 --   coru.pipe.connect(path [, opts])          -> stream | nil, msg, name
 --   coru.pipe.listen(path, handler [, opts])  -> server | nil, msg, name
 local coru = require "coru"
-local traceback = debug.traceback
 
 local M = {}
 
@@ -42,17 +41,22 @@ function M.listen(path, handler, opts)
   local ok, err, name = server:bind(path)
   if not ok then server:close(); return nil, err, name end
   if opts.mode then server:chmod(opts.mode) end
-  local function serve(client)
-    local okh, e = xpcall(handler, traceback, client)
-    if not client:is_closing() then client:close() end
-    if not okh then error(e, 0) end
+  -- When the handler's task ends: close its connection; a failure is
+  -- raised again in a task of its own, which on_error reports (it carries
+  -- the handler's traceback). No wrapper frame: an idle connection's task
+  -- stays small.
+  local function ended(client)
+    return function(err)
+      if not client:is_closing() then client:close() end
+      if err ~= nil and not coru.is_cancelled(err) then coru.spawn(error, err, 0) end
+    end
   end
   ok, err, name = server:listen(opts.backlog or 1024, function(e)
     if e then return end
     local client = coru.new_pipe(opts.ipc)
     if not server:accept(client) then client:close(); return end
     apply(client, opts)
-    coru.spawn(serve, client)
+    coru.spawn(handler, client):next(ended(client))
   end)
   if not ok then server:close(); return nil, err, name end
   return server

@@ -1,0 +1,488 @@
+-- fs: luv's fs_* in the three modes, coru.fs conveniences, and the faults.
+local coru = require "coru"
+local helper = require "helper"
+local fs = coru.fs
+
+local TMP = (os.getenv("TMPDIR") or "/tmp") .. "/coru-fs-spec-XXXXXX"
+local CORU_BIN = os.getenv("CORU_BIN") or "build/coru"
+
+local function run(fn, ...) return coru.run(fn, ...) end
+
+-- poll pred every 5 ms, for at most ms (slow runs: valgrind, sanitizers)
+local function wait_until(pred, ms)
+  local t0 = coru.hrtime()
+  while not pred() and (coru.hrtime() - t0) / 1e6 < (ms or 5000) do coru.sleep(5) end
+  return pred()
+end
+
+describe("fs", function()
+  local dir
+  before_each(function() dir = assert(coru.fs_mkdtemp(TMP)) end)
+  after_each(function() assert(fs.rmtree(dir)) end)
+
+  describe("three modes", function()
+    it("runs synchronously outside a task", function()
+      local path = dir .. "/a.txt"
+      local fd = assert(coru.fs_open(path, "w", 420))
+      assert.equal(5, coru.fs_write(fd, "hello"))
+      assert.is_true(coru.fs_close(fd))
+      assert.equal(5, coru.fs_stat(path).size)
+    end)
+
+    it("suspends inside a task", function()
+      local path = dir .. "/a.txt"
+      run(function()
+        local fd = assert(coru.fs_open(path, "w+"))
+        assert.equal(11, coru.fs_write(fd, {"hello", " ", "world"}))
+        assert.equal("world", coru.fs_read(fd, 5, 6))
+        assert.equal("hello", coru.fs_read(fd, 5, 0))
+        assert.is_true(coru.fs_ftruncate(fd, 3))
+        assert.equal(3, coru.fs_fstat(fd).size)
+        assert.is_true(coru.fs_fsync(fd))
+        assert.is_true(coru.fs_fdatasync(fd))
+        assert.is_true(coru.fs_close(fd))
+      end)
+    end)
+
+    it("calls back with cb(err, results...) and never yields", function()
+      local path = dir .. "/a.txt"
+      fs.write_file(path, "abc")
+      local got
+      run(function()
+        coru.fs_stat(path, function(err, st) got = {err, st} end)
+        assert.is_nil(got)   -- later, from the loop
+        wait_until(function() return got end)
+      end)
+      assert.is_nil(got[1])
+      assert.equal(3, got[2].size)
+      local err2
+      run(function()
+        coru.fs_open(dir .. "/missing", "r", function(err) err2 = err end)
+        wait_until(function() return err2 end)
+      end)
+      assert.matches("^ENOENT: no such file or directory: .*/missing$", err2)
+    end)
+  end)
+
+  describe("stat", function()
+    it("has luv's field names", function()
+      fs.write_file(dir .. "/f", "12345")
+      local st = run(coru.fs_stat, dir .. "/f")
+      for _, k in ipairs{"dev", "mode", "nlink", "uid", "gid", "rdev", "ino", "size", "blksize", "blocks", "flags", "gen"} do
+        assert.is_number(st[k], k)
+      end
+      for _, k in ipairs{"atime", "mtime", "ctime", "birthtime"} do
+        assert.is_number(st[k].sec)
+        assert.is_number(st[k].nsec)
+      end
+      assert.equal("file", st.type)
+      assert.equal(5, st.size)
+      assert.equal("directory", coru.fs_stat(dir).type)
+      assert.is_true(coru.fs_symlink(dir .. "/f", dir .. "/l"))
+      assert.equal("link", coru.fs_lstat(dir .. "/l").type)
+      assert.equal(dir .. "/f", coru.fs_readlink(dir .. "/l"))
+      assert.equal(coru.fs_realpath(dir .. "/f"), coru.fs_realpath(dir .. "/l"))
+      local sfs = coru.fs_statfs(dir)
+      assert.is_number(sfs.bsize)
+      assert.is_number(sfs.bavail)
+    end)
+  end)
+
+  describe("the rest of luv's set", function()
+    it("mkdir, scandir, opendir/readdir, rename, link, copyfile, sendfile, access, chmod, utime, chown", function()
+      run(function()
+        assert.is_true(coru.fs_mkdir(dir .. "/d", 493))
+        for i = 1, 3 do fs.write_file(dir .. "/d/f" .. i, "x" .. i) end
+        local req = coru.fs_scandir(dir .. "/d")
+        local names = {}
+        while true do
+          local name, ty = coru.fs_scandir_next(req)
+          if not name then break end
+          assert.equal("file", ty)
+          names[#names + 1] = name
+        end
+        table.sort(names)
+        assert.same({"f1", "f2", "f3"}, names)
+
+        -- regress: the cleanup of one readdir freed the names of the next
+        -- (started by the woken task before the first request was freed)
+        local d = coru.fs_opendir(dir .. "/d", nil, 2)
+        local seen = 0
+        while true do
+          local ents = d:readdir()
+          if not ents then break end
+          assert.is_true(#ents <= 2)
+          seen = seen + #ents
+          assert.is_string(ents[1].name)
+          assert.equal("file", ents[1].type)
+        end
+        assert.equal(3, seen)
+        assert.is_true(coru.fs_closedir(d))
+        assert.has_error(function() d:readdir() end, "fs_readdir: directory is closed")
+
+        assert.is_true(coru.fs_rename(dir .. "/d/f1", dir .. "/d/g1"))
+        assert.is_true(coru.fs_link(dir .. "/d/g1", dir .. "/d/h1"))
+        assert.equal(2, coru.fs_stat(dir .. "/d/g1").nlink)
+        assert.is_true(coru.fs_copyfile(dir .. "/d/f2", dir .. "/d/c2"))
+        assert.equal("x2", fs.read_file(dir .. "/d/c2"))
+        local _, _, name = coru.fs_copyfile(dir .. "/d/f2", dir .. "/d/c2", {excl = true})
+        assert.equal("EEXIST", name)
+
+        local infd = coru.fs_open(dir .. "/d/f3", "r")
+        local outfd = coru.fs_open(dir .. "/d/s3", "w")
+        assert.equal(2, coru.fs_sendfile(outfd, infd, 0, 2))
+        coru.fs_close(infd) coru.fs_close(outfd)
+        assert.equal("x3", fs.read_file(dir .. "/d/s3"))
+
+        assert.is_true(coru.fs_access(dir .. "/d/f3", "rw"))
+        assert.equal("ENOENT", select(3, coru.fs_access(dir .. "/nope", "r")))
+        assert.is_true(coru.fs_chmod(dir .. "/d/f3", "600"))
+        assert.equal(384, coru.fs_stat(dir .. "/d/f3").mode % 4096)
+        local fd = coru.fs_open(dir .. "/d/f3", "r")
+        assert.is_true(coru.fs_fchmod(fd, 420))
+        assert.is_true(coru.fs_futime(fd, 1000, 2000))
+        assert.equal(2000, coru.fs_fstat(fd).mtime.sec)
+        local st = coru.fs_fstat(fd)
+        assert.is_true(coru.fs_fchown(fd, st.uid, st.gid))
+        coru.fs_close(fd)
+        assert.equal(420, coru.fs_stat(dir .. "/d/f3").mode % 4096)
+        assert.is_true(coru.fs_utime(dir .. "/d/f3", 3000, 4000))
+        assert.equal(4000, coru.fs_stat(dir .. "/d/f3").mtime.sec)
+        assert.is_true(coru.fs_symlink("f3", dir .. "/d/ln"))
+        assert.is_true(coru.fs_lutime(dir .. "/d/ln", 5000, 6000))
+        assert.equal(6000, coru.fs_lstat(dir .. "/d/ln").mtime.sec)
+        assert.is_true(coru.fs_chown(dir .. "/d/f3", st.uid, st.gid))
+        assert.is_true(coru.fs_lchown(dir .. "/d/ln", st.uid, st.gid))
+
+        local tfd, tpath = coru.fs_mkstemp(dir .. "/tmpXXXXXX")
+        assert.is_number(tfd)
+        assert.matches("/tmp......$", tpath)
+        coru.fs_close(tfd)
+        assert.is_true(coru.fs_unlink(tpath))
+        assert.is_true(coru.fs_rmdir(coru.fs_mkdtemp(dir .. "/dtXXXXXX")))
+      end)
+    end)
+
+    it("accepts numeric flags and the callback in place of optional arguments", function()
+      local done
+      run(function()
+        coru.fs_open(dir .. "/n", "w", function(err, fd)
+          assert.is_nil(err)
+          coru.fs_close(fd, function() done = true end)
+        end)
+        wait_until(function() return done end)
+      end)
+      assert.is_true(done)
+      local fd = coru.fs_open(dir .. "/n", 0)   -- O_RDONLY
+      assert.is_number(fd)
+      coru.fs_close(fd)
+    end)
+  end)
+
+  describe("faults", function()
+    it("missing file: nil, message with the path, name (all modes)", function()
+      local path = dir .. "/missing.txt"
+      local a, b, c = coru.fs_open(path, "r")
+      assert.is_nil(a)
+      assert.equal("ENOENT: no such file or directory: " .. path, b)
+      assert.equal("ENOENT", c)
+      local r = {run(coru.fs_open, path, "r")}
+      assert.same({nil, "ENOENT: no such file or directory: " .. path, "ENOENT"}, {r[1], r[2], r[3]})
+      local r2 = {run(coru.fs_rename, path, path .. "2")}
+      assert.equal("ENOENT: no such file or directory: " .. path .. " -> " .. path .. "2", r2[2])
+      assert.equal("ENOENT", select(3, fs.read_file(path)))
+    end)
+
+    it("permission denied: EACCES", function()
+      local path = dir .. "/secret"
+      fs.write_file(path, "s")
+      coru.fs_chmod(path, 0)
+      if coru.fs_stat(path).uid ~= 0 or coru.os_getenv("USER") ~= "root" and coru.fs_access(path, "r") == nil then
+        local _, msg, name = run(coru.fs_open, path, "r")
+        if name then
+          assert.equal("EACCES", name)
+          assert.matches("^EACCES: permission denied: ", msg)
+          return
+        end
+      end
+      -- root reads anything: ask an unprivileged child (uid/gid 65534)
+      coru.fs_chmod(dir, 493)
+      local out, err, code = run(coru.process.exec, CORU_BIN,
+        {"-e", ("print(select(3, coru.fs_open(%q, 'r')))"):format(path)},
+        {uid = 65534, gid = 65534, cwd = "/"})
+      assert.equal("EACCES\n", out, err)
+      assert.equal(0, code)
+    end)
+
+    it("a directory where a file is expected: EISDIR", function()
+      local _, msg, name = run(coru.fs_open, dir, "w")
+      assert.equal("EISDIR", name)
+      assert.matches("^EISDIR: illegal operation on a directory: ", msg)
+      assert.equal("EISDIR", select(3, fs.read_file(dir)))
+      assert.equal("ENOTDIR", select(3, run(coru.fs_scandir, CORU_BIN)))
+    end)
+
+    it("a read of a closed descriptor: EBADF", function()
+      run(function()
+        local fd = coru.fs_open(dir .. "/f", "w+")
+        coru.fs_close(fd)
+        local data, msg, name = coru.fs_read(fd, 10)
+        assert.is_nil(data)
+        assert.equal("EBADF", name)
+        assert.matches("^EBADF: bad file descriptor", msg)
+        assert.equal("EBADF", select(3, coru.fs_write(fd, "x")))
+        assert.equal("EBADF", select(3, coru.fs_close(fd)))
+      end)
+    end)
+
+    it("invalid flags or modes: an argument error naming the function", function()
+      assert.has_error(function() coru.fs_open(dir .. "/x", "rw") end,
+        "bad argument #2 to 'fs_open' (invalid flags 'rw')")
+      assert.has_error(function() coru.fs_open(dir .. "/x", "w", "9z") end,
+        "bad argument #3 to 'fs_open' (invalid mode '9z')")
+      assert.has_error(function() coru.fs_mkdir(dir .. "/x", -1) end,
+        "bad argument #2 to 'fs_mkdir' (invalid mode (must be 0 .. 07777))")
+      assert.has_error(function() coru.fs_chmod(dir, {}) end,
+        "bad argument #2 to 'fs_chmod' (mode (number or octal string) expected, got table)")
+      assert.has_error(function() coru.fs_access(dir, "rq") end,
+        "bad argument #2 to 'fs_access' (invalid access mode 'rq' (use r, w, x))")
+      assert.has_error(function() coru.fs_read(-1, 10) end,
+        "bad argument #1 to 'fs_read' (invalid file descriptor)")
+      assert.has_error(function() coru.fs_stat(42) end,
+        "bad argument #1 to 'fs_stat' (string expected, got number)")
+      assert.has_error(function() coru.fs_write(1, {1}) end,
+        "bad argument #2 to 'fs_write' (item 1: string expected, got number)")
+      run(function()   -- same inside a task
+        assert.has_error(function() coru.fs_open(dir .. "/x", "bogus") end,
+          "bad argument #2 to 'fs_open' (invalid flags 'bogus')")
+      end)
+    end)
+
+    it("cancelling a task blocked in an fs call discards the late result", function()
+      fs.write_file(dir .. "/big", string.rep("x", 1048576))
+      run(function()
+        local fd = coru.fs_open(dir .. "/big", "r")
+        local results = {}
+        local tasks = {}
+        for i = 1, 50 do
+          tasks[i] = coru.spawn(function()
+            results[i] = coru.fs_read(fd, 1048576, 0)
+            return "finished"
+          end)
+        end
+        for i = 1, 50 do tasks[i]:cancel("stop") end
+        for i = 1, 50 do
+          local ok, err = pcall(tasks[i].await, tasks[i])
+          assert.equal("cancelled", tasks[i]:status())
+          assert.is_false(ok)
+          assert.is_true(coru.is_cancelled(err))
+        end
+        -- the late completions arrive and are dropped, their buffers freed
+        assert.is_true(wait_until(function() return coru._fs_live_requests() == 0 end))
+        assert.same({}, results)
+        -- the descriptor and the loop still work
+        assert.equal(1048576, #coru.fs_read(fd, 1048576, 0))
+        coru.fs_close(fd)
+      end)
+    end)
+
+    it("a cancelled task may catch the cancellation and go on", function()
+      run(function()
+        local t = coru.spawn(function()
+          local ok, err = pcall(coru.fs_stat, dir)
+          assert.is_false(ok)
+          assert.is_true(coru.is_cancelled(err))
+          return coru.fs_stat(dir).type
+        end)
+        t:cancel()
+        assert.equal("directory", t:await())
+      end)
+    end)
+
+    it("leaves no registry reference behind (callbacks, cancellation, anchors)", function()
+      run(function()
+        local fd0 = coru.fs_open(dir .. "/w", "w")   -- warm up
+        coru.fs_close(fd0)
+        local before = helper.registry_refs()
+        for _ = 1, 20 do   -- a leak per call would show 20 times
+        local n = 0
+        coru.fs_stat(dir, function() n = n + 1 end)
+        coru.fs_stat(dir .. "/no", function() n = n + 1 end)
+        coru.fs_read_file(dir .. "/no", function() n = n + 1 end)
+        helper.wait_until(function() return n == 3 end)
+        local fd = coru.fs_open(dir .. "/w", "w")
+        local t = coru.spawn(coru.fs_write, fd, {string.rep("x", 100000), "y"})
+        t:cancel()
+        pcall(t.await, t)
+        helper.wait_until(function() return coru._fs_live_requests() == 0 end)
+        coru.fs_close(fd)
+        local d = coru.fs_opendir(dir)
+        while d:readdir() do end
+        d:closedir()
+        d = nil
+        end
+        coru.sleep(20)   -- what the scheduler releases on its next tick
+        assert.is_true(helper.registry_refs() <= before)
+      end)
+    end)
+
+    it("10,000 concurrent fs_stat calls from 10,000 tasks finish", function()
+      fs.write_file(dir .. "/s", "stat me")
+      run(function()
+        local tasks, n = {}, 0
+        for i = 1, 10000 do
+          tasks[i] = coru.spawn(function()
+            local st = coru.fs_stat(i % 2 == 0 and dir .. "/s" or dir .. "/missing")
+            if st and st.size == 7 or not st then n = n + 1 end
+          end)
+        end
+        coru.all(tasks)
+        assert.equal(10000, n)
+        coru.pass()   -- the last request is freed after it woke its task
+        assert.equal(0, coru._fs_live_requests())   -- none leaked
+      end)
+    end)
+  end)
+
+  describe("coru.fs", function()
+    it("read_file / write_file / append_file / exists", function()
+      local p = dir .. "/w.txt"
+      run(function()
+        assert.is_true(fs.write_file(p, "one"))
+        assert.is_true(fs.append_file(p, {"two", "three"}))
+        assert.equal("onetwothree", fs.read_file(p))
+        assert.same({true, "file"}, {fs.exists(p)})
+        assert.is_false(fs.exists(dir .. "/none"))
+        local big = string.rep("0123456789", 100000)
+        assert.is_true(fs.write_file(p, big))
+        assert.equal(big, fs.read_file(p))
+        assert.equal("", (function() fs.write_file(p, "") return fs.read_file(p) end)())
+      end)
+      assert.matches("version", fs.read_file("/proc/version"))   -- size 0 in stat
+      assert.has_error(function() fs.write_file(p, 42) end, "bad argument #2 to 'write_file' (string expected, got number)")
+    end)
+
+    it("fs_read_file: one round trip, three modes, cancellation", function()
+      local p = dir .. "/r.txt"
+      fs.write_file(p, "contents")
+      assert.equal("contents", coru.fs_read_file(p))              -- sync
+      assert.equal("contents", run(coru.fs_read_file, p))         -- task
+      local got
+      run(function()
+        coru.fs_read_file(p, function(err, data) got = {err, data} end)
+        wait_until(function() return got end)
+      end)
+      assert.same({nil, "contents"}, {got[1], got[2]})
+      assert.same({nil, "ENOENT: no such file or directory: " .. dir .. "/no", "ENOENT"},
+        {run(coru.fs_read_file, dir .. "/no")})
+      assert.equal("EISDIR", select(3, run(coru.fs_read_file, dir)))
+      run(function()
+        local ts = {}
+        for i = 1, 20 do ts[i] = coru.spawn(coru.fs_read_file, p) end
+        for i = 1, 20 do ts[i]:cancel() end
+        assert.is_true(wait_until(function() return coru._fs_live_requests() == 0 end))
+      end)
+    end)
+
+    it("write_file atomic: old or new, never torn; the temp file is gone", function()
+      local p = dir .. "/atomic.txt"
+      fs.write_file(p, "old contents")
+      coru.fs_chmod(p, 416)
+      run(function()
+        local readers_saw = {}
+        local writer = coru.spawn(function()
+          for i = 1, 20 do assert(fs.write_file(p, ("new %d "):format(i):rep(1000), {atomic = true})) end
+        end)
+        local reader = coru.spawn(function()
+          while writer:status() ~= "done" do
+            local s = fs.read_file(p)
+            readers_saw[#readers_saw + 1] = s
+            coru.pass()
+          end
+        end)
+        writer:await() reader:await()
+        for _, s in ipairs(readers_saw) do
+          local i = s:match("^new (%d+) ")
+          assert.is_true(s == "old contents" or s == ("new " .. tostring(i) .. " "):rep(1000))
+        end
+      end)
+      assert.equal(("new 20 "):rep(1000), fs.read_file(p))
+      assert.equal(416, coru.fs_stat(p).mode % 4096)    -- the old mode is kept
+      local left = {}
+      for path in fs.walk(dir) do left[#left + 1] = path end
+      assert.same({p}, left)
+      -- a failed atomic write leaves the old file
+      assert.is_nil(fs.write_file(dir .. "/nodir/x", "y", {atomic = true}))
+      assert.equal(("new 20 "):rep(1000), fs.read_file(p))
+    end)
+
+    it("mkdirp, walk, rmtree", function()
+      run(function()
+        assert.is_true(fs.mkdirp(dir .. "/a/b/c"))
+        assert.is_true(fs.mkdirp(dir .. "/a/b/c"))
+        fs.write_file(dir .. "/a/b/c/f", "x")
+        fs.write_file(dir .. "/a/g", "y")
+        assert.equal("ENOTDIR", select(3, fs.mkdirp(dir .. "/a/g/h")))
+        local seen = {}
+        for path, ty, depth in fs.walk(dir .. "/a") do seen[path:sub(#dir + 2)] = ty .. depth end
+        assert.same({["a/b"] = "directory1", ["a/b/c"] = "directory2", ["a/b/c/f"] = "file3", ["a/g"] = "file1"}, seen)
+        assert.is_true(fs.rmtree(dir .. "/a"))
+        assert.is_false(fs.exists(dir .. "/a"))
+        assert.is_true(fs.rmtree(dir .. "/a"))   -- missing: fine
+      end)
+    end)
+
+    it("watch: events in a for loop inside a task, close ends it", function()
+      run(function()
+        local w = assert(fs.watch(dir))
+        local guard = coru.spawn(function() coru.sleep(5000) w:close() end)
+        fs.write_file(dir .. "/new.txt", "1")
+        local events = {}
+        for ev, name in w do
+          events[#events + 1] = ev .. ":" .. tostring(name)
+          if name == "new.txt" then w:close() end
+        end
+        guard:cancel()
+        assert.is_true(#events >= 1)
+        assert.matches("new.txt", table.concat(events, " "))
+      end)
+    end)
+
+    it("watch recursive and the fs_poll fallback", function()
+      fs.mkdirp(dir .. "/sub/deeper")
+      run(function()
+        local w = assert(fs.watch(dir, {recursive = true}))
+        local guard = coru.spawn(function() coru.sleep(5000) w:close() end)
+        fs.write_file(dir .. "/sub/deeper/x", "1")
+        local names = {}
+        for _, name in w do
+          names[#names + 1] = name
+          if name == "sub/deeper/x" then w:close() end
+        end
+        guard:cancel()
+        assert.matches("sub/deeper/x", table.concat(names, " "))
+
+        local p = dir .. "/polled"
+        fs.write_file(p, "a")
+        local pw = assert(fs.watch(p, {poll = true, interval = 10}))
+        assert.is_true(pw.polling)
+        local writer = coru.spawn(function()
+          coru.sleep(30)
+          fs.write_file(p, "bb")
+        end)
+        local ev, name = pw:next()
+        writer:await()
+        assert.equal("change", ev)
+        assert.equal("polled", name)
+        pw:close()
+        assert.is_nil(pw:next())
+      end)
+    end)
+
+    it("watch of a missing path fails", function()
+      local w, msg, name = run(fs.watch, dir .. "/nope")
+      assert.is_nil(w)
+      assert.equal("ENOENT", name, msg)
+    end)
+  end)
+end)

@@ -1,0 +1,1019 @@
+/*
+ * fs.c - the file system, luv's names and argument orders (fs_open,
+ * fs_read, fs_stat, ...), plus the fs_event and fs_poll handles.
+ *
+ * One request struct (fsreq) serves every call. Three modes (coru.h):
+ *   callback given      uv_fs_* with fs_cb; cb(err, results...)
+ *   inside a task       uv_fs_* with fs_cb; the task suspends on the cont
+ *   neither             uv_fs_* with a NULL callback: synchronous (luv's rule)
+ * The results of a request are pushed by one function (push_result) in all
+ * three modes. A cancelled task's request is uv_cancel'ed; if it was already
+ * running, fs_cb finds coru_cont_begin returning NULL and only frees it.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include "coru.h"
+
+typedef struct fsreq {
+  uv_fs_t req;
+  coru_cont cont;
+  char *buf;          /* fs_read: the buffer read into */
+  uv_buf_t *bufs;     /* fs_write: one per string */
+  uv_buf_t buf1;
+  int anchor;         /* registry ref: write data, the dir object */
+  char *detail;       /* path(s) for error messages (malloc'd), or NULL */
+  struct fsdir *dir;  /* readdir / closedir */
+  size_t nents;       /* opendir: entries per readdir */
+} fsreq;
+
+typedef struct fsdir {
+  uv_dir_t *dir;
+  uv_dirent_t *ents;
+  size_t nents;
+  int busy;           /* a readdir/closedir is pending */
+  int closed;
+} fsdir;
+
+#define DIR_MT "coru.fs_dir"
+#define SCANDIR_MT "coru.fs_scandir"
+
+static void fs_cb(uv_fs_t *req);
+
+/* ---------------------------------------------------------- helpers */
+
+static long live_reqs;   /* requests allocated and not freed (diagnostics) */
+
+static fsreq *fsreq_new(lua_State *L) {
+  fsreq *r = calloc(1, sizeof *r);
+  if (!r) luaL_error(L, "out of memory");
+  live_reqs++;
+  r->anchor = LUA_NOREF;
+  r->req.data = r;
+  r->cont.cb_ref = LUA_NOREF;
+  return r;
+}
+
+static void fsreq_free(fsreq *r) {
+  live_reqs--;
+  uv_fs_req_cleanup(&r->req);
+  if (r->anchor != LUA_NOREF && coru_R) coru_unref(coru_R->L, &r->anchor);
+  free(r->buf);
+  free(r->detail);
+  if (r->bufs != &r->buf1) free(r->bufs);
+  free(r);
+}
+
+static void set_detail(fsreq *r, const char *a, const char *b) {
+  size_t la = strlen(a), lb = b ? strlen(b) : 0;
+  r->detail = malloc(la + (b ? lb + 4 : 0) + 1);
+  if (!r->detail) return;   /* the message goes without the path */
+  memcpy(r->detail, a, la + 1);
+  if (b) {
+    memcpy(r->detail + la, " -> ", 4);
+    memcpy(r->detail + la + 4, b, lb + 1);
+  }
+}
+
+static void fs_cancel(coru_cont *c) {
+  fsreq *r = (fsreq *)((char *)c - offsetof(fsreq, cont));
+  uv_cancel((uv_req_t *)&r->req);
+}
+
+/* The callback may be given in place of trailing optional arguments
+ * (fs_open(path, "r", cb)): move it to the slot after the last positional
+ * one (npos) and return that slot. */
+static int fs_cbslot(lua_State *L, int npos) {
+  int top = lua_gettop(L);
+  if (top >= 1 && top <= npos && coru_is_callable(L, top)) {
+    lua_settop(L, npos + 1);
+    lua_pushvalue(L, top);
+    lua_replace(L, npos + 1);
+    lua_pushnil(L);
+    lua_replace(L, top);
+  }
+  return npos + 1;
+}
+
+static const char *const type_names[] = {"unknown", "file", "directory", "link", "fifo", "socket", "char", "block"};
+
+static const char *dirent_type(uv_dirent_type_t t) {
+  switch (t) {
+  case UV_DIRENT_FILE: return "file";
+  case UV_DIRENT_DIR: return "directory";
+  case UV_DIRENT_LINK: return "link";
+  case UV_DIRENT_FIFO: return "fifo";
+  case UV_DIRENT_SOCKET: return "socket";
+  case UV_DIRENT_CHAR: return "char";
+  case UV_DIRENT_BLOCK: return "block";
+  default: return "unknown";
+  }
+}
+
+static const char *mode_type(uint64_t mode) {
+  switch (mode & S_IFMT) {
+  case S_IFREG: return type_names[1];
+  case S_IFDIR: return type_names[2];
+  case S_IFLNK: return type_names[3];
+  case S_IFIFO: return type_names[4];
+  case S_IFSOCK: return type_names[5];
+  case S_IFCHR: return type_names[6];
+  case S_IFBLK: return type_names[7];
+  default: return type_names[0];
+  }
+}
+
+static void set_num(lua_State *L, const char *k, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void push_time(lua_State *L, const char *k, const uv_timespec_t *t) {
+  lua_createtable(L, 0, 2);
+  set_num(L, "sec", (double)t->tv_sec);
+  set_num(L, "nsec", (double)t->tv_nsec);
+  lua_setfield(L, -2, k);
+}
+
+static void push_stat(lua_State *L, const uv_stat_t *s) {
+  lua_createtable(L, 0, 16);
+  set_num(L, "dev", (double)s->st_dev);
+  set_num(L, "mode", (double)s->st_mode);
+  set_num(L, "nlink", (double)s->st_nlink);
+  set_num(L, "uid", (double)s->st_uid);
+  set_num(L, "gid", (double)s->st_gid);
+  set_num(L, "rdev", (double)s->st_rdev);
+  set_num(L, "ino", (double)s->st_ino);
+  set_num(L, "size", (double)s->st_size);
+  set_num(L, "blksize", (double)s->st_blksize);
+  set_num(L, "blocks", (double)s->st_blocks);
+  set_num(L, "flags", (double)s->st_flags);
+  set_num(L, "gen", (double)s->st_gen);
+  push_time(L, "atime", &s->st_atim);
+  push_time(L, "mtime", &s->st_mtim);
+  push_time(L, "ctime", &s->st_ctim);
+  push_time(L, "birthtime", &s->st_birthtim);
+  lua_pushstring(L, mode_type(s->st_mode));
+  lua_setfield(L, -2, "type");
+}
+
+static void push_dir(lua_State *L, fsreq *r);
+
+/* Push what a successful request gives; returns the count. Runs on the
+ * stack that gets the results (task, callback thread or caller). */
+static int push_result(lua_State *L, fsreq *r) {
+  uv_fs_t *req = &r->req;
+  switch (req->fs_type) {
+  case UV_FS_OPEN:
+  case UV_FS_SENDFILE:
+  case UV_FS_WRITE:
+    lua_pushinteger(L, (lua_Integer)req->result);
+    return 1;
+  case UV_FS_READ:
+    lua_pushlstring(L, r->buf ? r->buf : "", (size_t)req->result);
+    return 1;
+  case UV_FS_STAT: case UV_FS_LSTAT: case UV_FS_FSTAT:
+    push_stat(L, &req->statbuf);
+    return 1;
+  case UV_FS_STATFS: {
+    uv_statfs_t *s = req->ptr;
+    lua_createtable(L, 0, 7);
+    set_num(L, "type", (double)s->f_type);
+    set_num(L, "bsize", (double)s->f_bsize);
+    set_num(L, "blocks", (double)s->f_blocks);
+    set_num(L, "bfree", (double)s->f_bfree);
+    set_num(L, "bavail", (double)s->f_bavail);
+    set_num(L, "files", (double)s->f_files);
+    set_num(L, "ffree", (double)s->f_ffree);
+    return 1;
+  }
+  case UV_FS_MKDTEMP:
+    lua_pushstring(L, req->path);
+    return 1;
+  case UV_FS_MKSTEMP:
+    lua_pushinteger(L, (lua_Integer)req->result);
+    lua_pushstring(L, req->path);
+    return 2;
+  case UV_FS_READLINK:
+  case UV_FS_REALPATH:
+    lua_pushstring(L, req->ptr);
+    return 1;
+  case UV_FS_SCANDIR: {
+    /* an object for fs_scandir_next: {names..., types..., n, i} */
+    uv_dirent_t ent;
+    lua_newtable(L);
+    int n = 0;
+    while (uv_fs_scandir_next(req, &ent) != UV_EOF) {
+      lua_pushstring(L, ent.name);
+      lua_rawseti(L, -2, 2 * n + 1);
+      lua_pushstring(L, dirent_type(ent.type));
+      lua_rawseti(L, -2, 2 * n + 2);
+      n++;
+    }
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+    lua_pushinteger(L, 0);
+    lua_setfield(L, -2, "i");
+    luaL_getmetatable(L, SCANDIR_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+  }
+  case UV_FS_OPENDIR:
+    push_dir(L, r);
+    return 1;
+  case UV_FS_READDIR: {
+    uv_dir_t *d = req->ptr;
+    if (req->result == 0) { lua_pushnil(L); return 1; }
+    lua_createtable(L, (int)req->result, 0);
+    for (ssize_t i = 0; i < req->result; i++) {
+      lua_createtable(L, 0, 2);
+      lua_pushstring(L, d->dirents[i].name);
+      lua_setfield(L, -2, "name");
+      lua_pushstring(L, dirent_type(d->dirents[i].type));
+      lua_setfield(L, -2, "type");
+      lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+  }
+  default:
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+}
+
+/* readdir/closedir pending on a dir: done (the names were copied). */
+static void dir_done(fsreq *r) {
+  if (!r->dir) return;
+  r->dir->busy = 0;
+  if (r->req.fs_type == UV_FS_CLOSEDIR && r->req.result >= 0) r->dir->closed = 1;
+}
+
+/* ---------------------------------------------------------- the machinery */
+
+static void fs_cb(uv_fs_t *req) {
+  fsreq *r = req->data;
+  dir_done(r);
+  lua_State *S = coru_cont_begin(&r->cont);
+  if (S) {
+    /* Clean up before waking: the woken task may start the next request
+     * on the same directory at once, and the cleanup of a readdir frees
+     * the dirents' names (the Lua strings are copies). */
+    if (req->result < 0) {
+      uv_fs_req_cleanup(req);
+      coru_cont_fail(&r->cont, (int)req->result, r->detail);
+    } else {
+      int n = push_result(S, r);
+      uv_fs_req_cleanup(req);
+      coru_cont_ok(&r->cont, n);
+    }
+  } else if (req->fs_type == UV_FS_OPENDIR && req->result >= 0) {
+    /* the task moved on: nobody will close this directory */
+    uv_fs_t c;
+    uv_fs_closedir(NULL, &c, req->ptr, NULL);
+    uv_fs_req_cleanup(&c);
+  } else if ((req->fs_type == UV_FS_OPEN || req->fs_type == UV_FS_MKSTEMP) && req->result >= 0) {
+    uv_fs_t c;   /* same for a descriptor nobody will see */
+    uv_fs_close(NULL, &c, (uv_file)req->result, NULL);
+    uv_fs_req_cleanup(&c);
+  }
+  fsreq_free(r);
+}
+
+/* After the uv_fs_* call: synchronous result, immediate failure, or wait. */
+static int fs_finish(lua_State *L, fsreq *r, int ret) {
+  if (r->cont.mode == CORU_MODE_NONE || ret < 0) {
+    int n;
+    if (r->cont.mode != CORU_MODE_NONE) coru_cont_clear(L, &r->cont);
+    dir_done(r);
+    if (ret < 0) n = coru_fail(L, ret, r->detail);
+    else n = push_result(L, r);
+    fsreq_free(r);
+    return n;
+  }
+  return coru_cont_yield(L, &r->cont, 0);
+}
+
+#define FS_CALL(L, r, func, ...)                                                     \
+  do {                                                                               \
+    int ret_ = uv_fs_##func(coru_R->loop, &(r)->req, __VA_ARGS__,                    \
+                            (r)->cont.mode == CORU_MODE_NONE ? NULL : fs_cb);        \
+    return fs_finish(L, r, ret_);                                                    \
+  } while (0)
+
+/* ---------------------------------------------------------- argument checks */
+
+#define FN (__func__ + 2)   /* l_fs_open -> "fs_open" */
+
+static int argerr(lua_State *L, int i, const char *fn, const char *msg) {
+  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", i, fn, msg);
+  return lua_error(L);
+}
+
+static int typeerr(lua_State *L, int i, const char *fn, const char *want) {
+  return argerr(L, i, fn, lua_pushfstring(L, "%s expected, got %s", want, luaL_typename(L, i)));
+}
+
+static const char *checkpath(lua_State *L, int i, const char *fn) {
+  if (lua_type(L, i) != LUA_TSTRING) typeerr(L, i, fn, "string");
+  return lua_tostring(L, i);
+}
+
+static lua_Integer checkint(lua_State *L, int i, const char *fn) {
+  if (lua_type(L, i) != LUA_TNUMBER) typeerr(L, i, fn, "number");
+  lua_Number n = lua_tonumber(L, i);
+  lua_Integer v = (lua_Integer)n;
+  if ((lua_Number)v != n) argerr(L, i, fn, "integer expected");
+  return v;
+}
+
+static lua_Integer optint(lua_State *L, int i, const char *fn, lua_Integer def) {
+  return lua_isnoneornil(L, i) ? def : checkint(L, i, fn);
+}
+
+static uv_file checkfd(lua_State *L, int i, const char *fn) {
+  lua_Integer v = checkint(L, i, fn);
+  if (v < 0 || v > 0x7fffffff) argerr(L, i, fn, "invalid file descriptor");
+  return (uv_file)v;
+}
+
+static double checktime(lua_State *L, int i, const char *fn) {
+  if (lua_type(L, i) != LUA_TNUMBER) typeerr(L, i, fn, "number");
+  return lua_tonumber(L, i);
+}
+
+/* Permission bits: an integer 0..07777 or an octal string ("644"). */
+static int checkmode(lua_State *L, int i, const char *fn, int def) {
+  if (lua_isnoneornil(L, i)) return def;
+  lua_Integer m;
+  if (lua_type(L, i) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, i);
+    char *end;
+    m = strtol(s, &end, 8);
+    if (!*s || *end) argerr(L, i, fn, lua_pushfstring(L, "invalid mode '%s'", s));
+  } else if (lua_type(L, i) == LUA_TNUMBER) {
+    m = checkint(L, i, fn);
+  } else {
+    return typeerr(L, i, fn, "mode (number or octal string)");
+  }
+  if (m < 0 || m > 07777) argerr(L, i, fn, "invalid mode (must be 0 .. 07777)");
+  return (int)m;
+}
+
+static int checkflags(lua_State *L, int i, const char *fn) {
+  if (lua_type(L, i) == LUA_TNUMBER) return (int)checkint(L, i, fn);
+  if (lua_type(L, i) != LUA_TSTRING) return typeerr(L, i, fn, "flags (string or number)");
+  static const struct { const char *s; int f; } tab[] = {
+    {"r", O_RDONLY}, {"rs", O_RDONLY | O_SYNC}, {"sr", O_RDONLY | O_SYNC},
+    {"r+", O_RDWR}, {"rs+", O_RDWR | O_SYNC}, {"sr+", O_RDWR | O_SYNC},
+    {"w", O_TRUNC | O_CREAT | O_WRONLY}, {"wx", O_TRUNC | O_CREAT | O_WRONLY | O_EXCL},
+    {"xw", O_TRUNC | O_CREAT | O_WRONLY | O_EXCL},
+    {"w+", O_TRUNC | O_CREAT | O_RDWR}, {"wx+", O_TRUNC | O_CREAT | O_RDWR | O_EXCL},
+    {"xw+", O_TRUNC | O_CREAT | O_RDWR | O_EXCL},
+    {"a", O_APPEND | O_CREAT | O_WRONLY}, {"ax", O_APPEND | O_CREAT | O_WRONLY | O_EXCL},
+    {"xa", O_APPEND | O_CREAT | O_WRONLY | O_EXCL},
+    {"a+", O_APPEND | O_CREAT | O_RDWR}, {"ax+", O_APPEND | O_CREAT | O_RDWR | O_EXCL},
+    {"xa+", O_APPEND | O_CREAT | O_RDWR | O_EXCL},
+  };
+  const char *s = lua_tostring(L, i);
+  for (size_t k = 0; k < sizeof tab / sizeof tab[0]; k++)
+    if (strcmp(s, tab[k].s) == 0) return tab[k].f | O_CLOEXEC;
+  return argerr(L, i, fn, lua_pushfstring(L, "invalid flags '%s'", s));
+}
+
+/* The request, after every argument was checked (cbidx: the callback slot). */
+static fsreq *newreq(lua_State *L, int cbidx, const char *fn) {
+  if (!lua_isnoneornil(L, cbidx) && !coru_is_callable(L, cbidx)) typeerr(L, cbidx, fn, "function");
+  fsreq *r = fsreq_new(L);
+  coru_cont_init(L, &r->cont, cbidx, fs_cancel);
+  return r;
+}
+
+/* ---------------------------------------------------------- the functions */
+
+static int l_fs_open(lua_State *L) {
+  int cb = fs_cbslot(L, 3);
+  const char *path = checkpath(L, 1, FN);
+  int flags = checkflags(L, 2, FN);
+  int mode = checkmode(L, 3, FN, 0666);
+  fsreq *r = newreq(L, cb, FN);
+  set_detail(r, path, NULL);
+  FS_CALL(L, r, open, path, flags, mode);
+}
+
+static int l_fs_close(lua_State *L) {
+  int cb = fs_cbslot(L, 1);
+  uv_file fd = checkfd(L, 1, FN);
+  fsreq *r = newreq(L, cb, FN);
+  FS_CALL(L, r, close, fd);
+}
+
+static int l_fs_read(lua_State *L) {
+  int cb = fs_cbslot(L, 3);
+  uv_file fd = checkfd(L, 1, FN);
+  lua_Integer size = checkint(L, 2, FN);
+  int64_t off = (int64_t)optint(L, 3, FN, -1);
+  if (size < 0 || size > 0x7fffffff) argerr(L, 2, FN, "invalid size");
+  fsreq *r = newreq(L, cb, FN);
+  r->buf = malloc(size ? (size_t)size : 1);
+  if (!r->buf) { coru_cont_clear(L, &r->cont); fsreq_free(r); return luaL_error(L, "fs_read: out of memory"); }
+  r->buf1 = uv_buf_init(r->buf, (unsigned)size);
+  FS_CALL(L, r, read, fd, &r->buf1, 1, off);
+}
+
+static int l_fs_write(lua_State *L) {
+  int cb = fs_cbslot(L, 3);
+  uv_file fd = checkfd(L, 1, FN);
+  int64_t off = (int64_t)optint(L, 3, FN, -1);
+  int t = lua_type(L, 2), n = 1;
+  if (t == LUA_TTABLE) {
+    n = (int)lua_objlen(L, 2);
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, 2, i);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        argerr(L, 2, FN, lua_pushfstring(L, "item %d: string expected, got %s", i, luaL_typename(L, -1)));
+      lua_pop(L, 1);
+    }
+  } else if (t != LUA_TSTRING) {
+    typeerr(L, 2, FN, "string or table of strings");
+  }
+  fsreq *r = newreq(L, cb, FN);
+  if (t == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, 2, &len);
+    r->buf1 = uv_buf_init((char *)s, (unsigned)len);
+    r->bufs = &r->buf1;
+    lua_pushvalue(L, 2);
+  } else {
+    r->bufs = calloc(n ? (size_t)n : 1, sizeof *r->bufs);
+    lua_createtable(L, n, 0);      /* the strings, anchored while written */
+    for (int i = 1; i <= n; i++) {
+      size_t len;
+      lua_rawgeti(L, 2, i);
+      const char *s = lua_tolstring(L, -1, &len);
+      r->bufs[i - 1] = uv_buf_init((char *)s, (unsigned)len);
+      lua_rawseti(L, -2, i);
+    }
+  }
+  if (r->cont.mode != CORU_MODE_NONE) r->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  else lua_pop(L, 1);
+  FS_CALL(L, r, write, fd, r->bufs, (unsigned)n, off);
+}
+
+#define PATH_OP(name, npos, extra_decl, ...)                                         \
+  static int l_fs_##name(lua_State *L) {                                             \
+    int cb = fs_cbslot(L, npos);                                                     \
+    const char *path = checkpath(L, 1, FN);                                          \
+    extra_decl;                                                                      \
+    fsreq *r = newreq(L, cb, FN);                                                    \
+    set_detail(r, path, NULL);                                                       \
+    FS_CALL(L, r, name, path __VA_ARGS__);                                           \
+  }
+
+PATH_OP(stat, 1, (void)0)
+PATH_OP(lstat, 1, (void)0)
+PATH_OP(statfs, 1, (void)0)
+PATH_OP(unlink, 1, (void)0)
+PATH_OP(rmdir, 1, (void)0)
+PATH_OP(readlink, 1, (void)0)
+PATH_OP(realpath, 1, (void)0)
+PATH_OP(mkdtemp, 1, (void)0)
+PATH_OP(mkstemp, 1, (void)0)
+PATH_OP(mkdir, 2, int mode = checkmode(L, 2, FN, 0777), , mode)
+PATH_OP(chmod, 2, int mode = checkmode(L, 2, FN, -1); if (mode < 0) typeerr(L, 2, FN, "mode"), , mode)
+PATH_OP(scandir, 1, (void)0, , 0)
+PATH_OP(utime, 3, double at = checktime(L, 2, FN); double mt = checktime(L, 3, FN), , at, mt)
+PATH_OP(lutime, 3, double at = checktime(L, 2, FN); double mt = checktime(L, 3, FN), , at, mt)
+PATH_OP(chown, 3, uv_uid_t uid = (uv_uid_t)checkint(L, 2, FN); uv_gid_t gid = (uv_gid_t)checkint(L, 3, FN), , uid, gid)
+PATH_OP(lchown, 3, uv_uid_t uid = (uv_uid_t)checkint(L, 2, FN); uv_gid_t gid = (uv_gid_t)checkint(L, 3, FN), , uid, gid)
+
+static int l_fs_access(lua_State *L) {
+  int cb = fs_cbslot(L, 2);
+  const char *path = checkpath(L, 1, FN);
+  int mode = F_OK;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    for (const char *p = lua_tostring(L, 2); *p; p++) {
+      switch (*p) {
+      case 'r': case 'R': mode |= R_OK; break;
+      case 'w': case 'W': mode |= W_OK; break;
+      case 'x': case 'X': mode |= X_OK; break;
+      default: argerr(L, 2, FN, lua_pushfstring(L, "invalid access mode '%s' (use r, w, x)", lua_tostring(L, 2)));
+      }
+    }
+  } else if (!lua_isnoneornil(L, 2)) {
+    mode = (int)checkint(L, 2, FN);
+  }
+  fsreq *r = newreq(L, cb, FN);
+  set_detail(r, path, NULL);
+  FS_CALL(L, r, access, path, mode);
+}
+
+#define TWO_PATH_OP(name, npos, extra_decl, ...)                                     \
+  static int l_fs_##name(lua_State *L) {                                             \
+    int cb = fs_cbslot(L, npos);                                                     \
+    const char *path = checkpath(L, 1, FN);                                          \
+    const char *np = checkpath(L, 2, FN);                                            \
+    extra_decl;                                                                      \
+    fsreq *r = newreq(L, cb, FN);                                                    \
+    set_detail(r, path, np);                                                         \
+    FS_CALL(L, r, name, path, np __VA_ARGS__);                                       \
+  }
+
+static int symlink_flags(lua_State *L, int i, const char *fn) {
+  if (lua_istable(L, i)) {
+    int f = 0;
+    lua_getfield(L, i, "dir");
+    if (lua_toboolean(L, -1)) f |= UV_FS_SYMLINK_DIR;
+    lua_getfield(L, i, "junction");
+    if (lua_toboolean(L, -1)) f |= UV_FS_SYMLINK_JUNCTION;
+    lua_pop(L, 2);
+    return f;
+  }
+  return (int)optint(L, i, fn, 0);
+}
+
+static int copy_flags(lua_State *L, int i, const char *fn) {
+  if (lua_istable(L, i)) {
+    int f = 0;
+    lua_getfield(L, i, "excl");
+    if (lua_toboolean(L, -1)) f |= UV_FS_COPYFILE_EXCL;
+    lua_getfield(L, i, "ficlone");
+    if (lua_toboolean(L, -1)) f |= UV_FS_COPYFILE_FICLONE;
+    lua_getfield(L, i, "ficlone_force");
+    if (lua_toboolean(L, -1)) f |= UV_FS_COPYFILE_FICLONE_FORCE;
+    lua_pop(L, 3);
+    return f;
+  }
+  return (int)optint(L, i, fn, 0);
+}
+
+TWO_PATH_OP(rename, 2, (void)0)
+TWO_PATH_OP(link, 2, (void)0)
+TWO_PATH_OP(symlink, 3, int flags = symlink_flags(L, 3, FN), , flags)
+TWO_PATH_OP(copyfile, 3, int flags = copy_flags(L, 3, FN), , flags)
+
+#define FD_OP(name, npos, extra_decl, ...)                                           \
+  static int l_fs_##name(lua_State *L) {                                             \
+    int cb = fs_cbslot(L, npos);                                                     \
+    uv_file fd = checkfd(L, 1, FN);                                                  \
+    extra_decl;                                                                      \
+    fsreq *r = newreq(L, cb, FN);                                                    \
+    FS_CALL(L, r, name, fd __VA_ARGS__);                                             \
+  }
+
+FD_OP(fstat, 1, (void)0)
+FD_OP(fsync, 1, (void)0)
+FD_OP(fdatasync, 1, (void)0)
+FD_OP(ftruncate, 2, int64_t off = (int64_t)optint(L, 2, FN, 0), , off)
+FD_OP(fchmod, 2, int mode = checkmode(L, 2, FN, -1); if (mode < 0) typeerr(L, 2, FN, "mode"), , mode)
+FD_OP(futime, 3, double at = checktime(L, 2, FN); double mt = checktime(L, 3, FN), , at, mt)
+FD_OP(fchown, 3, uv_uid_t uid = (uv_uid_t)checkint(L, 2, FN); uv_gid_t gid = (uv_gid_t)checkint(L, 3, FN), , uid, gid)
+
+static int l_fs_sendfile(lua_State *L) {
+  int cb = fs_cbslot(L, 4);
+  uv_file out = checkfd(L, 1, FN), in = checkfd(L, 2, FN);
+  int64_t off = (int64_t)checkint(L, 3, FN);
+  lua_Integer len = checkint(L, 4, FN);
+  if (len < 0) argerr(L, 4, FN, "invalid length");
+  fsreq *r = newreq(L, cb, FN);
+  FS_CALL(L, r, sendfile, out, in, off, (size_t)len);
+}
+
+/* fs_scandir_next(req): name, type of the next entry, or nil. */
+static int l_fs_scandir_next(lua_State *L) {
+  if (!lua_istable(L, 1) || !lua_getmetatable(L, 1)) return typeerr(L, 1, "fs_scandir_next", "scandir request");
+  luaL_getmetatable(L, SCANDIR_MT);
+  if (!lua_rawequal(L, -1, -2)) return typeerr(L, 1, "fs_scandir_next", "scandir request");
+  lua_pop(L, 2);
+  lua_getfield(L, 1, "i");
+  lua_getfield(L, 1, "n");
+  int i = (int)lua_tointeger(L, -2), n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  if (i >= n) return 0;
+  lua_pushinteger(L, i + 1);
+  lua_setfield(L, 1, "i");
+  lua_rawgeti(L, 1, 2 * i + 1);
+  lua_rawgeti(L, 1, 2 * i + 2);
+  return 2;
+}
+
+/* ---------------------------------------------------------- directories */
+
+static void push_dir(lua_State *L, fsreq *r) {
+  fsdir *d = lua_newuserdata(L, sizeof *d);
+  memset(d, 0, sizeof *d);
+  d->dir = r->req.ptr;
+  d->nents = r->nents;
+  d->ents = calloc(d->nents, sizeof *d->ents);
+  luaL_getmetatable(L, DIR_MT);
+  lua_setmetatable(L, -2);
+  if (!d->ents) {
+    uv_fs_t c;
+    uv_fs_closedir(NULL, &c, d->dir, NULL);
+    uv_fs_req_cleanup(&c);
+    d->closed = 1;
+    luaL_error(L, "fs_opendir: out of memory");
+  }
+  d->dir->dirents = d->ents;
+  d->dir->nentries = d->nents;
+}
+
+static fsdir *checkdir(lua_State *L, int i, const char *fn) {
+  fsdir *d = lua_touserdata(L, i);
+  int ok = 0;
+  if (d && lua_getmetatable(L, i)) {
+    luaL_getmetatable(L, DIR_MT);
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  if (!ok) typeerr(L, i, fn, "directory (from fs_opendir)");
+  if (d->closed) luaL_error(L, "%s: directory is closed", fn);
+  if (d->busy) luaL_error(L, "%s: busy (a readdir or closedir is pending on this directory)", fn);
+  return d;
+}
+
+/* fs_opendir(path [, cb [, entries]]) as luv; entries may come second too. */
+static int l_fs_opendir(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TNUMBER) {   /* fs_opendir(path, entries [, cb]) */
+    lua_settop(L, 3);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_replace(L, 2);
+    lua_replace(L, 3);
+  }
+  const char *path = checkpath(L, 1, FN);
+  lua_Integer n = optint(L, 3, FN, 1);
+  if (n < 1 || n > 65536) argerr(L, 3, FN, "entries must be 1 .. 65536");
+  fsreq *r = newreq(L, 2, FN);
+  r->nents = (size_t)n;
+  set_detail(r, path, NULL);
+  FS_CALL(L, r, opendir, path);
+}
+
+static int l_fs_readdir(lua_State *L) {
+  int cb = fs_cbslot(L, 1);
+  fsdir *d = checkdir(L, 1, FN);
+  fsreq *r = newreq(L, cb, FN);
+  r->dir = d;
+  d->busy = 1;
+  if (r->cont.mode != CORU_MODE_NONE) { lua_pushvalue(L, 1); r->anchor = luaL_ref(L, LUA_REGISTRYINDEX); }
+  FS_CALL(L, r, readdir, d->dir);
+}
+
+static int l_fs_closedir(lua_State *L) {
+  int cb = fs_cbslot(L, 1);
+  fsdir *d = checkdir(L, 1, FN);
+  fsreq *r = newreq(L, cb, FN);
+  r->dir = d;
+  d->busy = 1;
+  if (r->cont.mode != CORU_MODE_NONE) { lua_pushvalue(L, 1); r->anchor = luaL_ref(L, LUA_REGISTRYINDEX); }
+  FS_CALL(L, r, closedir, d->dir);
+}
+
+static int dir_gc(lua_State *L) {
+  fsdir *d = lua_touserdata(L, 1);
+  if (!d->closed && d->dir) {
+    uv_fs_t c;
+    uv_fs_closedir(NULL, &c, d->dir, NULL);
+    uv_fs_req_cleanup(&c);
+    d->closed = 1;
+  }
+  free(d->ents);
+  d->ents = NULL;
+  return 0;
+}
+
+static int dir_tostring(lua_State *L) {
+  fsdir *d = lua_touserdata(L, 1);
+  lua_pushfstring(L, "coru.fs_dir: %p%s", (void *)d, d->closed ? " (closed)" : "");
+  return 1;
+}
+
+/* ---------------------------------------------------------- fs_event */
+
+typedef struct {
+  coru_handle base;
+  uv_fs_event_t ev;
+  int cb_ref;
+} cfsevent;
+
+static coru_htype fs_event_type;
+
+static void fs_event_on_close(coru_handle *h) { coru_unref(coru_R->L, &((cfsevent *)h)->cb_ref); }
+
+static int l_new_fs_event(lua_State *L) {
+  cfsevent *e = coru_handle_alloc(L, &fs_event_type, sizeof *e, offsetof(cfsevent, ev));
+  e->cb_ref = LUA_NOREF;
+  int r = uv_fs_event_init(coru_R->loop, &e->ev);
+  if (r < 0) { coru_handle_init_failed(L, &e->base); return coru_fail(L, r, NULL); }
+  return 1;
+}
+
+static void fs_event_cb(uv_fs_event_t *h, const char *filename, int events, int status) {
+  cfsevent *e = h->data;
+  lua_State *L = coru_R->L;
+  if (e->cb_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->cb_ref);
+  if (status < 0) {
+    coru_push_errmsg(L, status, NULL);
+    coru_callback(1);
+    return;
+  }
+  lua_pushnil(L);
+  if (filename) lua_pushstring(L, filename); else lua_pushnil(L);
+  lua_createtable(L, 0, 2);
+  if (events & UV_RENAME) { lua_pushboolean(L, 1); lua_setfield(L, -2, "rename"); }
+  if (events & UV_CHANGE) { lua_pushboolean(L, 1); lua_setfield(L, -2, "change"); }
+  coru_callback(3);
+}
+
+static int l_fs_event_start(lua_State *L) {
+  cfsevent *e = (cfsevent *)coru_check_handle(L, 1, &fs_event_type);
+  const char *path = checkpath(L, 2, "fs_event_start");
+  int flags = 0;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "watch_entry");
+    if (lua_toboolean(L, -1)) flags |= UV_FS_EVENT_WATCH_ENTRY;
+    lua_getfield(L, 3, "stat");
+    if (lua_toboolean(L, -1)) flags |= UV_FS_EVENT_STAT;
+    lua_getfield(L, 3, "recursive");
+    if (lua_toboolean(L, -1)) flags |= UV_FS_EVENT_RECURSIVE;
+    lua_pop(L, 3);
+  } else if (!lua_isnoneornil(L, 3)) {
+    flags = (int)checkint(L, 3, "fs_event_start");
+  }
+  int ref = coru_ref_cb(L, 4);
+  uv_fs_event_stop(&e->ev);
+  int r = uv_fs_event_start(&e->ev, fs_event_cb, path, (unsigned)flags);
+  if (r < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (e->cb_ref != LUA_NOREF) { coru_unref(L, &e->cb_ref); coru_handle_release(L, &e->base); }
+    return coru_fail(L, r, path);
+  }
+  if (e->cb_ref == LUA_NOREF) coru_handle_keep(L, &e->base);
+  coru_unref(L, &e->cb_ref);
+  e->cb_ref = ref;
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_fs_event_stop(lua_State *L) {
+  cfsevent *e = (cfsevent *)coru_check_handle(L, 1, &fs_event_type);
+  uv_fs_event_stop(&e->ev);
+  if (e->cb_ref != LUA_NOREF) { coru_unref(L, &e->cb_ref); coru_handle_release(L, &e->base); }
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_fs_event_getpath(lua_State *L) {
+  cfsevent *e = (cfsevent *)coru_check_handle(L, 1, &fs_event_type);
+  char buf[4096];
+  size_t len = sizeof buf;
+  int r = uv_fs_event_getpath(&e->ev, buf, &len);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushlstring(L, buf, len);
+  return 1;
+}
+
+static const coru_Reg fs_event_methods[] = {
+  {"start", l_fs_event_start, 0},
+  {"stop", l_fs_event_stop, 0},
+  {"getpath", l_fs_event_getpath, 0},
+  {NULL, NULL, 0}
+};
+static coru_htype fs_event_type = {"coru.fs_event", CORU_K_FS_EVENT, CORU_K_FS_EVENT,
+                                   fs_event_methods, fs_event_on_close, NULL, NULL};
+
+/* ---------------------------------------------------------- fs_poll */
+
+typedef struct {
+  coru_handle base;
+  uv_fs_poll_t p;
+  int cb_ref;
+} cfspoll;
+
+static coru_htype fs_poll_type;
+
+static void fs_poll_on_close(coru_handle *h) { coru_unref(coru_R->L, &((cfspoll *)h)->cb_ref); }
+
+static int l_new_fs_poll(lua_State *L) {
+  cfspoll *p = coru_handle_alloc(L, &fs_poll_type, sizeof *p, offsetof(cfspoll, p));
+  p->cb_ref = LUA_NOREF;
+  int r = uv_fs_poll_init(coru_R->loop, &p->p);
+  if (r < 0) { coru_handle_init_failed(L, &p->base); return coru_fail(L, r, NULL); }
+  return 1;
+}
+
+static void fs_poll_cb(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr) {
+  cfspoll *p = h->data;
+  lua_State *L = coru_R->L;
+  if (p->cb_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->cb_ref);
+  if (status < 0) coru_push_errmsg(L, status, NULL); else lua_pushnil(L);
+  if (prev) push_stat(L, prev); else lua_pushnil(L);
+  if (curr) push_stat(L, curr); else lua_pushnil(L);
+  coru_callback(3);
+}
+
+static int l_fs_poll_start(lua_State *L) {
+  cfspoll *p = (cfspoll *)coru_check_handle(L, 1, &fs_poll_type);
+  const char *path = checkpath(L, 2, "fs_poll_start");
+  lua_Integer iv = checkint(L, 3, "fs_poll_start");
+  if (iv < 1) argerr(L, 3, "fs_poll_start", "interval must be >= 1 (milliseconds)");
+  int ref = coru_ref_cb(L, 4);
+  uv_fs_poll_stop(&p->p);
+  int r = uv_fs_poll_start(&p->p, fs_poll_cb, path, (unsigned)iv);
+  if (r < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (p->cb_ref != LUA_NOREF) { coru_unref(L, &p->cb_ref); coru_handle_release(L, &p->base); }
+    return coru_fail(L, r, path);
+  }
+  if (p->cb_ref == LUA_NOREF) coru_handle_keep(L, &p->base);
+  coru_unref(L, &p->cb_ref);
+  p->cb_ref = ref;
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_fs_poll_stop(lua_State *L) {
+  cfspoll *p = (cfspoll *)coru_check_handle(L, 1, &fs_poll_type);
+  uv_fs_poll_stop(&p->p);
+  if (p->cb_ref != LUA_NOREF) { coru_unref(L, &p->cb_ref); coru_handle_release(L, &p->base); }
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_fs_poll_getpath(lua_State *L) {
+  cfspoll *p = (cfspoll *)coru_check_handle(L, 1, &fs_poll_type);
+  char buf[4096];
+  size_t len = sizeof buf;
+  int r = uv_fs_poll_getpath(&p->p, buf, &len);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushlstring(L, buf, len);
+  return 1;
+}
+
+static const coru_Reg fs_poll_methods[] = {
+  {"start", l_fs_poll_start, 0},
+  {"stop", l_fs_poll_stop, 0},
+  {"getpath", l_fs_poll_getpath, 0},
+  {NULL, NULL, 0}
+};
+static coru_htype fs_poll_type = {"coru.fs_poll", CORU_K_FS_POLL, CORU_K_FS_POLL,
+                                  fs_poll_methods, fs_poll_on_close, NULL, NULL};
+
+/* ---------------------------------------------------------- fs_read_file */
+
+/* coru's own: a whole file in ONE thread-pool round trip (open, fstat,
+ * read until end of file, close), where luv needs four. */
+typedef struct {
+  uv_work_t req;
+  coru_cont cont;
+  char *data;
+  size_t len;
+  int err;
+  char path[];
+} rfreq;
+
+static int read_whole(const char *path, char **out, size_t *outlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  struct stat st;
+  if (fstat(fd, &st) < 0) { int e = -errno; close(fd); return e; }
+  if (S_ISDIR(st.st_mode)) { close(fd); return UV_EISDIR; }
+  size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 65536, len = 0;
+  char *buf = malloc(cap);
+  if (!buf) { close(fd); return UV_ENOMEM; }
+  for (;;) {
+    if (len == cap) {
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) { free(buf); close(fd); return UV_ENOMEM; }
+      buf = nb;
+      cap *= 2;
+    }
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = -errno;
+      free(buf);
+      close(fd);
+      return e;
+    }
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  close(fd);
+  *out = buf;
+  *outlen = len;
+  return 0;
+}
+
+static void rf_work(uv_work_t *w) {
+  rfreq *r = w->data;
+  r->err = read_whole(r->path, &r->data, &r->len);
+}
+
+static void rf_free(rfreq *r) {
+  live_reqs--;
+  free(r->data);
+  free(r);
+}
+
+static void rf_after(uv_work_t *w, int status) {
+  rfreq *r = w->data;
+  lua_State *S = coru_cont_begin(&r->cont);
+  if (S) {
+    if (status < 0) coru_cont_fail(&r->cont, status, r->path);
+    else if (r->err < 0) coru_cont_fail(&r->cont, r->err, r->path);
+    else {
+      lua_pushlstring(S, r->data, r->len);
+      free(r->data);
+      r->data = NULL;
+      coru_cont_ok(&r->cont, 1);
+    }
+  }
+  rf_free(r);
+}
+
+static void rf_cancel(coru_cont *c) {
+  rfreq *r = (rfreq *)((char *)c - offsetof(rfreq, cont));
+  uv_cancel((uv_req_t *)&r->req);
+}
+
+/* coru.fs_read_file(path [, cb]) -> contents, or nil, msg, name. */
+static int l_fs_read_file(lua_State *L) {
+  int cb = fs_cbslot(L, 1);
+  const char *path = checkpath(L, 1, FN);
+  if (!lua_isnoneornil(L, cb) && !coru_is_callable(L, cb)) typeerr(L, cb, FN, "function");
+  size_t plen = strlen(path);
+  rfreq *r = calloc(1, sizeof *r + plen + 1);
+  if (!r) return luaL_error(L, "out of memory");
+  live_reqs++;
+  memcpy(r->path, path, plen + 1);
+  r->req.data = r;
+  int mode = coru_cont_init(L, &r->cont, cb, rf_cancel);
+  if (mode == CORU_MODE_NONE) {
+    int e = read_whole(path, &r->data, &r->len);
+    int n;
+    if (e < 0) n = coru_fail(L, e, path);
+    else { lua_pushlstring(L, r->data, r->len); n = 1; }
+    rf_free(r);
+    return n;
+  }
+  int e = uv_queue_work(coru_R->loop, &r->req, rf_work, rf_after);
+  if (e < 0) { coru_cont_clear(L, &r->cont); rf_free(r); return coru_fail(L, e, path); }
+  return coru_cont_yield(L, &r->cont, 0);
+}
+
+/* coru._fs_live_requests(): fs requests not yet completed and freed. */
+static int l_fs_live_requests(lua_State *L) {
+  lua_pushinteger(L, live_reqs);
+  return 1;
+}
+
+/* ---------------------------------------------------------- open */
+
+#define Y CORU_YIELDS
+static const coru_Reg fs_funcs[] = {
+  {"fs_open", l_fs_open, Y}, {"fs_close", l_fs_close, Y}, {"fs_read", l_fs_read, Y},
+  {"fs_write", l_fs_write, Y}, {"fs_stat", l_fs_stat, Y}, {"fs_fstat", l_fs_fstat, Y},
+  {"fs_lstat", l_fs_lstat, Y}, {"fs_statfs", l_fs_statfs, Y}, {"fs_unlink", l_fs_unlink, Y},
+  {"fs_mkdir", l_fs_mkdir, Y}, {"fs_mkdtemp", l_fs_mkdtemp, Y}, {"fs_mkstemp", l_fs_mkstemp, Y},
+  {"fs_rmdir", l_fs_rmdir, Y}, {"fs_scandir", l_fs_scandir, Y}, {"fs_scandir_next", l_fs_scandir_next, 0},
+  {"fs_opendir", l_fs_opendir, Y}, {"fs_readdir", l_fs_readdir, Y}, {"fs_closedir", l_fs_closedir, Y},
+  {"fs_rename", l_fs_rename, Y}, {"fs_fsync", l_fs_fsync, Y}, {"fs_fdatasync", l_fs_fdatasync, Y},
+  {"fs_ftruncate", l_fs_ftruncate, Y}, {"fs_sendfile", l_fs_sendfile, Y}, {"fs_access", l_fs_access, Y},
+  {"fs_chmod", l_fs_chmod, Y}, {"fs_fchmod", l_fs_fchmod, Y}, {"fs_utime", l_fs_utime, Y},
+  {"fs_futime", l_fs_futime, Y}, {"fs_lutime", l_fs_lutime, Y}, {"fs_link", l_fs_link, Y},
+  {"fs_symlink", l_fs_symlink, Y}, {"fs_readlink", l_fs_readlink, Y}, {"fs_realpath", l_fs_realpath, Y},
+  {"fs_chown", l_fs_chown, Y}, {"fs_fchown", l_fs_fchown, Y}, {"fs_lchown", l_fs_lchown, Y},
+  {"fs_copyfile", l_fs_copyfile, Y},
+  {"new_fs_event", l_new_fs_event, 0}, {"fs_event_start", l_fs_event_start, 0},
+  {"fs_event_stop", l_fs_event_stop, 0}, {"fs_event_getpath", l_fs_event_getpath, 0},
+  {"new_fs_poll", l_new_fs_poll, 0}, {"fs_poll_start", l_fs_poll_start, 0},
+  {"fs_poll_stop", l_fs_poll_stop, 0}, {"fs_poll_getpath", l_fs_poll_getpath, 0},
+  {"_fs_live_requests", l_fs_live_requests, 0},
+  {"fs_read_file", l_fs_read_file, Y},
+  {NULL, NULL, 0}
+};
+
+CORU_FAMILY(fs) {
+  luaL_newmetatable(L, DIR_MT);
+  lua_pushcfunction(L, dir_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, dir_tostring);
+  lua_setfield(L, -2, "__tostring");
+  static const coru_Reg dir_methods[] = {
+    {"readdir", l_fs_readdir, Y}, {"closedir", l_fs_closedir, Y}, {NULL, NULL, 0}};
+  lua_newtable(L);
+  coru_setfuncs(L, dir_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, SCANDIR_MT);
+  lua_pop(L, 1);
+  coru_register_htype(L, &fs_event_type);
+  coru_register_htype(L, &fs_poll_type);
+  coru_setfuncs(L, fs_funcs);
+}
