@@ -326,6 +326,25 @@ describe("coru.tls", function()
       end)
     end)
 
+    it("fails cleanly when a server answers garbage or hangs up mid-handshake", function()
+      coru.run(function()
+        local replies = {string.rep("\0\255garbage", 100), "\22\3\3\0\90\2\0\0"}
+        for i, reply in ipairs(replies) do
+          local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(raw)
+            raw:read()
+            raw:write(reply)
+            if i == 2 then raw:shutdown() coru.sleep(50) end
+          end))
+          local s, e, n = dial(srv:getsockname().port, {ca = c.ca_file})
+          assert.is_nil(s)
+          assert.equal("ETLS", n)
+          if i == 1 then assert.matches("^ETLS: handshake failed: ", e)
+          else assert.equal("ETLS: handshake failed: the peer closed the connection", e) end
+          srv:close()
+        end
+      end)
+    end)
+
     it("times out a handshake that never completes", function()
       coru.run(function()
         local port, results, srv = serve(merge(sopts, {handshake_timeout = 60}), function(s, e, n) return s, e, n end)
