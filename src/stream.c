@@ -453,7 +453,12 @@ static int l_read_start(lua_State *L) {
     luv_deliver(s, NULL, 0, s->rerr);
   } else {
     int r = rd_ensure_reading(s);
-    if (r < 0) return coru_fail(L, r, NULL);
+    if (r < 0) {
+      s->rmode = CORU_RD_NONE;
+      coru_unref(L, &s->read_cb_ref);
+      coru_handle_release(L, &s->base);
+      return coru_fail(L, r, NULL);
+    }
   }
   lua_pushinteger(L, 0);
   return 1;
