@@ -1,0 +1,664 @@
+local coru = require "coru"
+local H = require "tls_helper"
+local tls = coru.tls
+
+local function merge(a, b)
+  local o = {}
+  for k, v in pairs(a or {}) do o[k] = v end
+  for k, v in pairs(b or {}) do o[k] = v end
+  return o
+end
+
+-- A raw TCP server whose connections are wrapped with sopts; fn(s, e, n)
+-- runs per connection and what it returns goes to the channel `results`.
+local function serve(sopts, fn)
+  local results = coru.channel(1000)
+  local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(raw)
+    local s, e, n = tls.wrap(raw, sopts)
+    results:send({fn(s, e, n)})
+    if s and not s:is_closing() then s:close() end
+  end))
+  return srv:getsockname().port, results, srv
+end
+
+local function dial(port, copts)
+  local raw = assert(coru.tcp.connect("127.0.0.1", port))
+  return tls.wrap(raw, merge({host = "localhost"}, copts))
+end
+
+-- Poll path until pred(content) holds or secs pass (never blocks the loop).
+local function wait_file(path, pred, secs)
+  local t0 = coru.now()
+  while coru.now() - t0 < (secs or 10) * 1000 do
+    local f = io.open(path, "rb")
+    local s = f and f:read("*a") or ""
+    if f then f:close() end
+    if pred(s) then return s end
+    coru.sleep(25)
+  end
+  local f = io.open(path, "rb")
+  local s = f and f:read("*a") or ""
+  if f then f:close() end
+  return s
+end
+
+local function big(n)
+  local parts, x = {}, 1
+  for i = 1, n / 1024 do
+    x = (x * 1103515245 + 12345) % 2147483648
+    parts[i] = string.rep(string.char(x % 256), 1000) .. string.format("%024d", x)
+  end
+  return table.concat(parts)
+end
+
+describe("coru.tls", function()
+  local c, sopts
+  setup(function()
+    c = H.certs()
+    sopts = {server = true, cert = c.server.cert, key = c.server.key}
+  end)
+  teardown(function() H.cleanup() end)
+
+  describe("context", function()
+    it("loads files and PEM strings", function()
+      assert.truthy(tls.context{ca = c.ca_file})
+      assert.truthy(tls.context{ca = H.read_file(c.ca_file)})
+      assert.truthy(tls.context{server = true, cert = H.read_file(c.server.cert), key = H.read_file(c.server.key)})
+      assert.truthy(tls.context{server = true, cert = c.server.cert, key = c.server_enc_key, passphrase = "sesame"})
+      assert.truthy(tls.context{alpn = {"h2", "http/1.1"}, min_version = "1.3", ciphers = "HIGH"})
+      assert.truthy(tls.context{ca = c.dir})   -- a directory (hashed names) is accepted
+    end)
+
+    it("fails with a message naming the cause", function()
+      local ctx, err, name = tls.context{ca = "/nonexistent/ca.pem"}
+      assert.is_nil(ctx)
+      assert.matches("cannot load ca", err)
+      assert.equal("ETLS", name)
+      ctx, err = tls.context{server = true, cert = c.server.cert, key = c.server_enc_key, passphrase = "wrong"}
+      assert.is_nil(ctx)
+      assert.matches("cannot load key", err)
+      ctx, err = tls.context{server = true, cert = c.server.cert, key = c.other.key}
+      assert.is_nil(ctx)
+      assert.matches("mismatch", err)
+      ctx, err = tls.context{ciphers = "NO-SUCH-CIPHER"}
+      assert.is_nil(ctx)
+      assert.matches("ciphers", err)
+    end)
+
+    it("raises on programming errors", function()
+      assert.has_error(function() tls.context(5) end)
+      assert.has_error(function() tls.context{verify = "yes"} end)
+      assert.has_error(function() tls.context{min_version = "9.9"} end)
+      assert.has_error(function() tls.context{server = true} end)
+      assert.has_error(function() tls.context{alpn = "h2"} end)
+      assert.has_error(function() tls.wrap(42, {}, function() end) end)
+    end)
+
+    it("needs a task or a callback", function()
+      if coru.current() then return end   -- the host runs specs inside a task
+      assert.has_error(function() tls.connect("localhost", 1) end,
+        "coru.tls.connect: needs a running task or a callback")
+    end)
+  end)
+
+  describe("coru to coru", function()
+    it("handshakes, verifies and exchanges lines", function()
+      coru.run(function()
+        local port, results, srv = serve(merge(sopts, {alpn = {"x-coru", "http/1.1"}}), function(s, e)
+          assert(s, e)
+          local l = s:read_line()
+          s:write("echo:" .. l .. "\n")
+          return l, s:alpn(), s:read()
+        end)
+        local s = assert(dial(port, {ca = c.ca_file, alpn = {"x-coru"}}))
+        assert.truthy(s:write("hello\n"))
+        assert.equal("echo:hello", s:read_line())
+        local cert = s:peer_certificate()
+        assert.equal("CN=localhost", cert.subject)
+        assert.equal("CN=coru-test-ca", cert.issuer)
+        assert.equal("localhost", cert.common_name)
+        assert.matches("^%x%x:", cert.fingerprint_sha256)
+        assert.matches("^%x%x:", cert.fingerprint_sha1)
+        assert.is_number(cert.valid_from)
+        assert.is_true(cert.valid_to > os.time())
+        assert.is_string(cert.not_after)
+        assert.same({"DNS:localhost", "IP:127.0.0.1"}, cert.subject_alt_names)
+        assert.is_true(cert.verified)
+        assert.equal("TLSv1.3", s:version())
+        local name, bits = s:cipher()
+        assert.is_string(name)
+        assert.is_number(bits)
+        assert.equal("x-coru", s:alpn())
+        assert.truthy(s:shutdown())
+        local r = results:recv()
+        assert.equal("hello", r[1])
+        assert.equal("x-coru", r[2])
+        assert.is_nil(r[3])       -- the clean end
+        s:close()
+        srv:close()
+      end)
+    end)
+
+    it("uses PEM strings, an encrypted key, a reused context, and TLS 1.2", function()
+      coru.run(function()
+        local ctx = assert(tls.context{server = true, cert = H.read_file(c.server.cert),
+                                       key = c.server_enc_key, passphrase = "sesame"})
+        local port, results, srv = serve({server = true, context = ctx}, function(s, e)
+          assert(s, e)
+          s:write(s:version() .. "\n")
+          return true
+        end)
+        for _, v in ipairs{"1.2", "1.3", "1.2"} do
+          local s = assert(dial(port, {host = "127.0.0.1", ca = H.read_file(c.ca_file), max_version = v}))
+          assert.equal("TLSv" .. v, s:read_line())
+          assert.equal("TLSv" .. v, s:version())
+          s:close()
+          results:recv()
+        end
+        srv:close()
+      end)
+    end)
+
+    it("does mutual TLS when the server verifies", function()
+      coru.run(function()
+        local port, results, srv = serve(merge(sopts, {verify = true, ca = c.ca_file}), function(s, e, n)
+          if not s then return nil, e, n end
+          s:write("ok\n")
+          return s:peer_certificate().subject
+        end)
+        local s = assert(dial(port, {ca = c.ca_file, cert = c.client.cert, key = c.client.key}))
+        assert.equal("ok", s:read_line())
+        assert.equal("CN=coru-client", results:recv()[1])
+        s:close()
+        -- without a client certificate: refused
+        s = dial(port, {ca = c.ca_file})
+        if s then
+          local d, e = s:read()      -- TLS 1.3: the client learns it on its first read
+          assert.is_nil(d)
+          assert.is_string(e)
+          s:close()
+        end
+        local r = results:recv()
+        assert.is_nil(r[1])
+        assert.matches("certificate", r[2])
+        srv:close()
+      end)
+    end)
+
+    local function refused(cert, copts, pattern)
+      coru.run(function()
+        local port, results, srv = serve({server = true, cert = cert.cert, key = cert.key},
+          function(s, e, n) return s ~= nil, e, n end)
+        local s, e, n = dial(port, copts)
+        assert.is_nil(s)
+        assert.matches(pattern, e)
+        assert.equal("ECERT", n)
+        local r = results:recv()
+        assert.is_false(r[1])      -- the server saw the client give up
+        srv:close()
+      end)
+    end
+
+    it("refuses an expired certificate", function()
+      refused(c.expired, {ca = c.ca_file}, "^ECERT: certificate verify failed: certificate has expired$")
+    end)
+
+    it("refuses a self-signed certificate without ca", function()
+      refused(c.self, {}, "^ECERT: certificate verify failed: self%-signed certificate$")
+    end)
+
+    it("refuses a host name mismatch", function()
+      refused(c.other, {ca = c.ca_file}, "^ECERT: certificate verify failed: hostname mismatch$")
+    end)
+
+    it("refuses a certificate from a CA not in the system store", function()
+      refused(c.server, {}, "certificate verify failed: unable to get local issuer certificate")
+    end)
+
+    it("accepts anything with verify = false spelled out", function()
+      coru.run(function()
+        local port, results, srv = serve({server = true, cert = c.other.cert, key = c.other.key},
+          function(s) s:write("x\n") return true end)
+        local s = assert(dial(port, {verify = false}))
+        assert.equal("x", s:read_line())
+        assert.is_false(s:peer_certificate().verified)
+        s:close()
+        results:recv()
+        srv:close()
+      end)
+    end)
+
+    it("reports a truncated stream (no close_notify), not a clean end", function()
+      coru.run(function()
+        local port, results, srv = serve(sopts, function(s)
+          s:write("partial line without end")
+          coru.sleep(20)
+          s:transport():shutdown()     -- TCP FIN, no close_notify
+          return s:read()
+        end)
+        local s = assert(dial(port, {ca = c.ca_file}))
+        local l, e, partial = s:read_line()
+        assert.is_nil(l)
+        assert.matches("^ECONNABORTED", e)
+        local msg, name = s:tls_error()
+        assert.equal("ETRUNCATED", name)
+        assert.matches("without close_notify", msg)
+        assert.equal("ECONNABORTED", partial)   -- the name: nil, msg, name
+        s:close()
+        results:recv()
+        srv:close()
+      end)
+    end)
+
+    it("tells a clean end (close_notify) from a truncation", function()
+      coru.run(function()
+        local port, results, srv = serve(sopts, function(s)
+          s:write("all\nrest") s:shutdown() return s:read()
+        end)
+        local s = assert(dial(port, {ca = c.ca_file}))
+        assert.equal("all", s:read_line())
+        local l, e, partial = s:read_line()
+        assert.same({nil, "eof", "rest"}, {l, e, partial})
+        assert.equal("rest", s:read())          -- a failed read leaves the data (as TCP does)
+        local d, e2 = s:read()
+        assert.same({nil, "eof"}, {d, e2})
+        s:close()
+        results:recv()
+        srv:close()
+      end)
+    end)
+
+    it("fails cleanly on garbage records", function()
+      coru.run(function()
+        local port, results, srv = serve(sopts, function(s)
+          local d, e, n = s:read()
+          return d, e, n, s:tls_error()
+        end)
+        local s = assert(dial(port, {ca = c.ca_file}))
+        -- under the engine: an application-data record full of junk
+        assert(s:transport():write("\23\3\3\0\32" .. string.rep("\xAB", 32)))
+        local r = results:recv()
+        assert.is_nil(r[1])
+        assert.equal("EPROTO", r[3])
+        assert.matches("^ETLS: read failed", r[4])
+        s:close()
+        srv:close()
+      end)
+    end)
+
+    it("fails cleanly when the peer speaks plain text to a TLS server", function()
+      coru.run(function()
+        local port, results, srv = serve(sopts, function(s, e, n) return s, e, n end)
+        local raw = assert(coru.tcp.connect("127.0.0.1", port))
+        raw:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        local r = results:recv()
+        assert.is_nil(r[1])
+        assert.equal("ETLS", r[3])
+        assert.matches("^ETLS: handshake failed: ", r[2])
+        assert.same({nil, "eof"}, {raw:read()})   -- the server closed it
+        raw:close()
+        srv:close()
+      end)
+    end)
+
+    it("fails cleanly when the peer resets during the handshake", function()
+      coru.run(function()
+        local port, results, srv = serve(sopts, function(s, e, n) return s, e, n end)
+        local raw = assert(coru.tcp.connect("127.0.0.1", port))
+        raw:write("\22\3\1\2\0\1\0\1\252\3\3")     -- the start of a ClientHello
+        coru.sleep(20)
+        raw:close_reset()
+        local r = results:recv()
+        assert.is_nil(r[1])
+        assert.matches("^ETLS: handshake failed: ECONNRESET", r[2])
+        assert.equal("ECONNRESET", r[3])
+        srv:close()
+        -- and a server that resets on the client
+        local srv2 = assert(coru.tcp.listen("127.0.0.1", 0, function(raw2)
+          raw2:read()
+          raw2:close_reset()
+        end))
+        local s, e, n = dial(srv2:getsockname().port, {ca = c.ca_file})
+        assert.is_nil(s)
+        assert.matches("ECONNRESET", e)
+        assert.equal("ECONNRESET", n)
+        srv2:close()
+      end)
+    end)
+
+    it("fails cleanly when a server answers garbage or hangs up mid-handshake", function()
+      coru.run(function()
+        local replies = {string.rep("\0\255garbage", 100), "\22\3\3\0\90\2\0\0"}
+        for i, reply in ipairs(replies) do
+          local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(raw)
+            raw:read()
+            raw:write(reply)
+            if i == 2 then raw:shutdown() coru.sleep(50) end
+          end))
+          local s, e, n = dial(srv:getsockname().port, {ca = c.ca_file})
+          assert.is_nil(s)
+          assert.equal("ETLS", n)
+          if i == 1 then assert.matches("^ETLS: handshake failed: ", e)
+          else assert.equal("ETLS: handshake failed: the peer closed the connection", e) end
+          srv:close()
+        end
+      end)
+    end)
+
+    it("times out a handshake that never completes", function()
+      coru.run(function()
+        local port, results, srv = serve(merge(sopts, {handshake_timeout = 60}), function(s, e, n) return s, e, n end)
+        local raw = assert(coru.tcp.connect("127.0.0.1", port))   -- says nothing
+        local r = results:recv()
+        assert.same({nil, "ETLS: handshake timed out", "timeout"}, {r[1], r[2], r[3]})
+        raw:close()
+        srv:close()
+        -- client side: a server that never answers
+        local mute = assert(coru.tcp.listen("127.0.0.1", 0, function(raw2) coru.sleep(300) end))
+        local t0 = coru.now()
+        local s, e, n = dial(mute:getsockname().port, {ca = c.ca_file, handshake_timeout = 50})
+        assert.same({nil, "ETLS: handshake timed out", "timeout"}, {s, e, n})
+        assert.truthy(coru.now() - t0 >= 45)
+        mute:close()
+      end)
+    end)
+
+    it("times out a read and stays usable", function()
+      coru.run(function()
+        local port, results, srv = serve(sopts, function(s)
+          coru.sleep(80)
+          s:write("late\n")
+          return s:read()
+        end)
+        local s = assert(dial(port, {ca = c.ca_file}))
+        s:settimeouts(nil, nil, 20)
+        local l, e = s:read_line()
+        assert.same({nil, "timeout"}, {l, e})
+        s:settimeouts(nil, nil, 0)
+        assert.equal("late", s:read_line())
+        s:close()
+        results:recv()
+        srv:close()
+      end)
+    end)
+
+    it("limits line length", function()
+      coru.run(function()
+        local port, results, srv = serve(sopts, function(s)
+          s:write(string.rep("x", 5000)) return s:read()
+        end)
+        local s = assert(dial(port, {ca = c.ca_file}))
+        s:set_max_line(1000)
+        local l, e = s:read_line()
+        assert.same({nil, "line too long"}, {l, e})
+        s:close()
+        results:recv()
+        srv:close()
+      end)
+    end)
+
+    it("gives a second reader busy and wakes a reader on close", function()
+      coru.run(function()
+        local port, results, srv = serve(sopts, function(s) return s:read() end)
+        local s = assert(dial(port, {ca = c.ca_file}))
+        local r1 = coru.spawn(function() return s:read() end)
+        assert.same({nil, "busy"}, {s:read()})
+        s:close()
+        assert.same({nil, "closed"}, {r1:await()})
+        assert.has_error(function() s:read() end)
+        results:recv()
+        srv:close()
+      end)
+    end)
+
+    it("has read_bytes, read_until, read_all and luv-style read_start/write(cb)", function()
+      coru.run(function()
+        local port, results, srv = serve(sopts, function(s)
+          local got, done = {}, coru.channel(1)
+          s:read_start(function(err, data)
+            if data then got[#got + 1] = data else s:read_stop() done:send(err or "end") end
+          end)
+          local why = done:recv()
+          s:write("12345--END--rest of it")
+          s:shutdown()
+          return table.concat(got), why
+        end)
+        local s = assert(dial(port, {ca = c.ca_file}))
+        local w = coru.channel(1)
+        s:write("abc", function(err) w:send(err or "ok") end)
+        assert.equal("ok", w:recv())
+        assert(s:write({"d", "e", "f\n"}))
+        assert(s:shutdown())
+        assert.equal("12345", s:read_bytes(5))
+        assert.equal("", s:read_until("--END--"))
+        assert.equal("rest of it", s:read_all())
+        assert.same({"abcdef\n", "end"}, results:recv())
+        s:close()
+        srv:close()
+      end)
+    end)
+
+    it("wraps in callback mode and upgrades a plain connection (STARTTLS)", function()
+      coru.run(function()
+        local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(raw)
+          assert.equal("STARTTLS", raw:read_line())
+          raw:write("GO\n")
+          local s = assert(tls.wrap(raw, sopts))
+          s:write("secret\n")
+          s:read()
+        end))
+        local raw = assert(coru.tcp.connect("127.0.0.1", srv:getsockname().port))
+        raw:write("STARTTLS\n")
+        assert.equal("GO", raw:read_line())
+        local done = coru.channel(1)
+        tls.wrap(raw, {host = "localhost", ca = c.ca_file}, function(err, s) done:send({err, s}) end)
+        local r = done:recv()
+        assert.is_nil(r[1])
+        assert.equal("secret", r[2]:read_line())
+        r[2]:close()
+        srv:close()
+      end)
+    end)
+
+    it("runs over a unix socket, and TLS over TLS", function()
+      coru.run(function()
+        local path = c.dir .. "/tls.sock"
+        local psrv = assert(coru.pipe.listen(path, function(raw)
+          local s = assert(tls.wrap(raw, sopts))
+          local inner = assert(tls.wrap(s, {server = true, cert = c.other.cert, key = c.other.key}))
+          inner:write("deep " .. inner:read_line() .. "\n")
+          inner:read()
+        end))
+        local raw = assert(coru.pipe.connect(path))
+        local s = assert(tls.wrap(raw, {host = "localhost", ca = c.ca_file}))
+        local inner = assert(tls.wrap(s, {host = "other.example", ca = c.ca_file}))
+        assert.equal("CN=other.example", inner:peer_certificate().subject)
+        inner:write("hi\n")
+        assert.equal("deep hi", inner:read_line())
+        inner:close()
+        assert.is_true(raw:is_closing())   -- closing the outer stream closes all below
+        psrv:close()
+      end)
+    end)
+
+    it("transfers tens of MiB both ways at once with a checksum", function()
+      coru.run(function()
+        local up, down = big(24 * 1024 * 1024), big(20 * 1024 * 1024)
+        local port, results, srv = serve(sopts, function(s)
+          local w = coru.spawn(function() assert(s:write(down)) assert(s:shutdown()) end)
+          local data = s:read_all()
+          w:await()
+          return H.md5(data), #data
+        end)
+        local s = assert(dial(port, {ca = c.ca_file}))
+        local w = coru.spawn(function() assert(s:write(up)) assert(s:shutdown()) end)
+        local data = s:read_all()
+        w:await()
+        local r = results:recv()
+        assert.equal(#up, r[2])
+        assert.equal(H.md5(up), r[1])
+        assert.equal(#down, #data)
+        assert.equal(H.md5(down), H.md5(data))
+        s:close()
+        srv:close()
+      end)
+    end)
+
+    it("runs many connections at once", function()
+      coru.run(function()
+        local port, results, srv = serve({server = true, context = assert(tls.context(sopts))}, function(s)
+          local l = s:read_line() s:write(l .. "!\n") return s:read()
+        end)
+        local cctx = assert(tls.context{ca = c.ca_file})
+        local tasks = {}
+        for i = 1, 200 do
+          tasks[i] = coru.spawn(function()
+            local s = assert(dial(port, {context = cctx}))
+            s:write("n" .. i .. "\n")
+            local l = s:read_line()
+            s:close()
+            return l
+          end)
+        end
+        local res = coru.all(tasks)
+        for i = 1, 200 do assert.equal("n" .. i .. "!", res[i][1]) end
+        for _ = 1, 200 do results:recv() end
+        srv:close()
+      end)
+    end)
+
+    it("cancels a handshake and a read without leaking", function()
+      coru.run(function()
+        local mute = assert(coru.tcp.listen("127.0.0.1", 0, function(raw) coru.sleep(200) end))
+        local t = coru.spawn(function() return dial(mute:getsockname().port, {ca = c.ca_file}) end)
+        coru.sleep(10)
+        t:cancel("enough")
+        local ok, err = pcall(t.await, t)
+        assert.is_false(ok)
+        assert.is_true(coru.is_cancelled(err))
+        mute:close()
+        local port, results, srv = serve(sopts, function(s) return s:read() end)
+        local s = assert(dial(port, {ca = c.ca_file}))
+        local r = coru.spawn(function() return s:read() end)
+        coru.sleep(5)
+        r:cancel("enough")
+        ok, err = pcall(r.await, r)
+        assert.is_true(coru.is_cancelled(err))
+        s:write("still usable\n")
+        results:recv()
+        s:close()
+        srv:close()
+      end)
+      collectgarbage()
+      collectgarbage()
+    end)
+  end)
+
+  describe("with real openssl peers", function()
+    it("a coru client talks to openssl s_server", function()
+      coru.run(function()
+        local port = H.free_port()
+        local log = c.dir .. "/s_server.log"
+        local bg = H.background(("openssl s_server -accept 127.0.0.1:%d -cert %s -key %s -rev")
+          :format(port, c.server.cert, c.server.key), 20, log)
+        wait_file(log, function(s) return s:find("ACCEPT") end)
+        local s, e = tls.connect("localhost", port, {ca = c.ca_file})
+        assert(s, e)
+        assert(s:write("hello coru\n"))
+        assert.equal("uroc olleh", s:read_line())
+        assert.truthy(s:version())
+        s:close()
+        bg.kill()
+      end)
+    end)
+
+    it("a coru client refuses openssl s_server's bad certificates", function()
+      coru.run(function()
+        for _, case in ipairs{{c.expired, "certificate has expired"}, {c.other, "hostname mismatch"},
+                              {c.self, "self%-signed certificate"}} do
+          local port = H.free_port()
+          local log = c.dir .. "/s_server_bad.log"
+          os.remove(log)
+          local bg = H.background(("openssl s_server -accept 127.0.0.1:%d -cert %s -key %s -rev")
+            :format(port, case[1].cert, case[1].key), 20, log)
+          wait_file(log, function(s) return s:find("ACCEPT") end)
+          local s, e, n = tls.connect("localhost", port, {ca = case[1] ~= c.self and c.ca_file or nil})
+          assert.is_nil(s)
+          assert.matches("certificate verify failed: " .. case[2], e)
+          assert.equal("ECERT", n)
+          bg.kill()
+        end
+      end)
+    end)
+
+    it("openssl s_client talks to a coru server, both ways, with a checksum", function()
+      coru.run(function()
+        local down = big(8 * 1024 * 1024)
+        local upfile = c.dir .. "/up.bin"
+        local f = assert(io.open(upfile, "wb"))
+        local up = big(6 * 1024 * 1024)
+        f:write(up)
+        f:close()
+        local got = coru.channel(10)
+        local srv = assert(tls.listen("127.0.0.1", 0, {cert = c.server.cert, key = c.server.key}, function(s)
+          local first = s:read_bytes(6)
+          if first == "hello\n" then
+            s:write("HELLO " .. s:version() .. "\n")
+            s:write(down)
+            s:shutdown()
+            s:read()
+          else
+            local data = s:read_all()
+            got:send(H.md5(first .. data))
+          end
+        end))
+        local port = srv:getsockname().port
+        local out = c.dir .. "/s_client.out"
+        local bg = H.background(("(printf 'hello\\n'; sleep 5) | openssl s_client -connect 127.0.0.1:%d " ..
+          "-CAfile %s -verify_return_error -servername localhost -quiet"):format(port, c.ca_file), 20, out, "/dev/null")
+        local s = wait_file(out, function(x) return #x >= #down + 20 end)
+        local head, rest = s:match("^(HELLO [^\n]*)\n(.*)$")
+        assert.matches("^HELLO TLSv1%.3", head)
+        assert.equal(#down, #rest)
+        assert.equal(H.md5(down), H.md5(rest))
+        bg.kill()
+        -- upload: s_client sends a file, then close_notify at its end
+        local bg2 = H.background(("openssl s_client -connect 127.0.0.1:%d -CAfile %s -verify_return_error " ..
+          "-servername localhost -quiet -no_ign_eof < %s"):format(port, c.ca_file, upfile), 20)
+        local sum = got:recv()
+        assert.equal(H.md5(up), sum)
+        bg2.kill()
+        srv:close()
+      end)
+    end)
+
+    it("refuses an openssl s_client limited to TLS 1.0", function()
+      coru.run(function()
+        local errs = coru.channel(10)
+        local srv = assert(tls.listen("127.0.0.1", 0, {cert = c.server.cert, key = c.server.key,
+          handshake_timeout = 2000, on_handshake_error = function(e, n) errs:send({e, n}) end},
+          function(s) s:read() end))
+        local port = srv:getsockname().port
+        -- a TLS 1.0-only client is refused (min_version defaults to 1.2)
+        local bg = H.background(("openssl s_client -connect 127.0.0.1:%d -tls1 -quiet < /dev/null")
+          :format(port), 10)
+        local r = errs:recv()
+        assert.matches("^ETLS: handshake failed", r[1])
+        assert.equal("ETLS", r[2])
+        bg.kill()
+        srv:close()
+      end)
+    end)
+  end)
+
+  it("leaves no SSL object behind", function()
+    coru.run(function()
+      for _ = 1, 3 do
+        collectgarbage()
+        collectgarbage()
+        coru.sleep(50)
+      end
+      assert.equal(0, coru._tls.live())
+    end)
+  end)
+end)
