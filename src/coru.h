@@ -198,6 +198,10 @@ coru_handle *coru_test_handle(lua_State *L, int idx, const coru_htype *t); /* NU
 /* Keep the Lua object alive while the handle works (balanced calls). */
 void coru_handle_keep(lua_State *L, coru_handle *h);
 void coru_handle_release(lua_State *L, coru_handle *h);
+/* A callback slot of a handle (registry ref): while one is set the handle
+ * is kept alive. set takes ownership of ref and replaces any previous one. */
+void coru_handle_set_cb(lua_State *L, coru_handle *h, int *slot, int ref);
+void coru_handle_clear_cb(lua_State *L, coru_handle *h, int *slot);
 /* Push the handle's box (it must still exist). */
 int coru_handle_push(lua_State *L, coru_handle *h);
 /* Close (as h:close() would, without callback). */

@@ -749,12 +749,10 @@ static int l_fs_event_start(lua_State *L) {
   int r = uv_fs_event_start(&e->ev, fs_event_cb, path, (unsigned)flags);
   if (r < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    if (e->cb_ref != LUA_NOREF) { coru_unref(L, &e->cb_ref); coru_handle_release(L, &e->base); }
+    coru_handle_clear_cb(L, &e->base, &e->cb_ref);
     return coru_fail(L, r, path);
   }
-  if (e->cb_ref == LUA_NOREF) coru_handle_keep(L, &e->base);
-  coru_unref(L, &e->cb_ref);
-  e->cb_ref = ref;
+  coru_handle_set_cb(L, &e->base, &e->cb_ref, ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -762,7 +760,7 @@ static int l_fs_event_start(lua_State *L) {
 static int l_fs_event_stop(lua_State *L) {
   cfsevent *e = (cfsevent *)coru_check_handle(L, 1, &fs_event_type);
   uv_fs_event_stop(&e->ev);
-  if (e->cb_ref != LUA_NOREF) { coru_unref(L, &e->cb_ref); coru_handle_release(L, &e->base); }
+  coru_handle_clear_cb(L, &e->base, &e->cb_ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -827,12 +825,10 @@ static int l_fs_poll_start(lua_State *L) {
   int r = uv_fs_poll_start(&p->p, fs_poll_cb, path, (unsigned)iv);
   if (r < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    if (p->cb_ref != LUA_NOREF) { coru_unref(L, &p->cb_ref); coru_handle_release(L, &p->base); }
+    coru_handle_clear_cb(L, &p->base, &p->cb_ref);
     return coru_fail(L, r, path);
   }
-  if (p->cb_ref == LUA_NOREF) coru_handle_keep(L, &p->base);
-  coru_unref(L, &p->cb_ref);
-  p->cb_ref = ref;
+  coru_handle_set_cb(L, &p->base, &p->cb_ref, ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -840,7 +836,7 @@ static int l_fs_poll_start(lua_State *L) {
 static int l_fs_poll_stop(lua_State *L) {
   cfspoll *p = (cfspoll *)coru_check_handle(L, 1, &fs_poll_type);
   uv_fs_poll_stop(&p->p);
-  if (p->cb_ref != LUA_NOREF) { coru_unref(L, &p->cb_ref); coru_handle_release(L, &p->base); }
+  coru_handle_clear_cb(L, &p->base, &p->cb_ref);
   lua_pushinteger(L, 0);
   return 1;
 }

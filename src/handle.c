@@ -79,6 +79,18 @@ void coru_handle_release(lua_State *L, coru_handle *h) {
   if (h->keep > 0 && --h->keep == 0) coru_unref(L, &h->self_ref);
 }
 
+void coru_handle_set_cb(lua_State *L, coru_handle *h, int *slot, int ref) {
+  if (*slot == LUA_NOREF) coru_handle_keep(L, h);
+  else luaL_unref(L, LUA_REGISTRYINDEX, *slot);
+  *slot = ref;
+}
+
+void coru_handle_clear_cb(lua_State *L, coru_handle *h, int *slot) {
+  if (*slot == LUA_NOREF) return;
+  coru_unref(L, slot);
+  coru_handle_release(L, h);
+}
+
 int coru_handle_push(lua_State *L, coru_handle *h) {
   if (h->self_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->self_ref);

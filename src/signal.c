@@ -80,8 +80,7 @@ static void signal_cb(uv_signal_t *us, int signum) {
     /* oneshot: done, let the callback start it again */
     coru_handle_push(L, &s->base);
     unwatch(s);
-    coru_unref(L, &s->cb_ref);
-    coru_handle_release(L, &s->base);
+    coru_handle_clear_cb(L, &s->base, &s->cb_ref);
     lua_pop(L, 1);
   }
   const char *name = coru_signame(signum);
@@ -103,9 +102,7 @@ static int start(lua_State *L, int oneshot) {
   unwatch(s);
   s->signum = signum;
   watching[signum]++;
-  if (s->cb_ref == LUA_NOREF) coru_handle_keep(L, &s->base);
-  coru_unref(L, &s->cb_ref);
-  s->cb_ref = ref;
+  coru_handle_set_cb(L, &s->base, &s->cb_ref, ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -117,7 +114,7 @@ static int l_signal_stop(lua_State *L) {
   csignal *s = (csignal *)coru_check_handle(L, 1, &signal_type);
   uv_signal_stop(&s->s);
   unwatch(s);
-  if (s->cb_ref != LUA_NOREF) { coru_unref(L, &s->cb_ref); coru_handle_release(L, &s->base); }
+  coru_handle_clear_cb(L, &s->base, &s->cb_ref);
   lua_pushinteger(L, 0);
   return 1;
 }

@@ -759,9 +759,7 @@ static int l_listen(lua_State *L) {
   int ref = coru_ref_cb(L, 3);
   int r = uv_listen(u, backlog, connection_cb);
   if (r < 0) { coru_unref(L, &ref); return coru_fail(L, r, NULL); }
-  if (s->listen_ref == LUA_NOREF) coru_handle_keep(L, &s->base);
-  else coru_unref(L, &s->listen_ref);
-  s->listen_ref = ref;
+  coru_handle_set_cb(L, &s->base, &s->listen_ref, ref);
   lua_pushinteger(L, 0);
   return 1;
 }

@@ -42,8 +42,7 @@ static void timer_cb(uv_timer_t *ut) {
     /* one-shot: it is done; drop what kept it alive before calling, so
      * the callback may start it again */
     coru_handle_push(L, &t->base);
-    coru_unref(L, &t->cb_ref);
-    coru_handle_release(L, &t->base);
+    coru_handle_clear_cb(L, &t->base, &t->cb_ref);
     lua_pop(L, 1);
   }
   coru_callback(0);
@@ -58,17 +57,12 @@ static uint64_t checkms(lua_State *L, int idx) {
 static int l_timer_start(lua_State *L) {
   ctimer *t = checktimer(L, 1);
   uint64_t timeout = checkms(L, 2), rep = checkms(L, 3);
-  int ref = coru_ref_cb(L, 4);
-  int was_kept = t->cb_ref != LUA_NOREF;
-  coru_unref(L, &t->cb_ref);
-  t->cb_ref = ref;
+  coru_handle_set_cb(L, &t->base, &t->cb_ref, coru_ref_cb(L, 4));
   int r = uv_timer_start(&t->t, timer_cb, timeout, rep);
   if (r < 0) {
-    coru_unref(L, &t->cb_ref);
-    if (was_kept) coru_handle_release(L, &t->base);
+    coru_handle_clear_cb(L, &t->base, &t->cb_ref);
     return coru_fail(L, r, NULL);
   }
-  if (!was_kept) coru_handle_keep(L, &t->base);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -76,10 +70,7 @@ static int l_timer_start(lua_State *L) {
 static int l_timer_stop(lua_State *L) {
   ctimer *t = checktimer(L, 1);
   uv_timer_stop(&t->t);
-  if (t->cb_ref != LUA_NOREF) {
-    coru_unref(L, &t->cb_ref);
-    coru_handle_release(L, &t->base);
-  }
+  coru_handle_clear_cb(L, &t->base, &t->cb_ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -158,10 +149,7 @@ static void check_cb(uv_check_t *h) { watch_fire(h->data); }
   }                                                                                  \
   static int l_##kind##_start(lua_State *L) {                                        \
     cwatch *w = (cwatch *)coru_check_handle(L, 1, &kind##_type);                     \
-    int ref = coru_ref_cb(L, 2);                                                     \
-    if (w->cb_ref == LUA_NOREF) coru_handle_keep(L, &w->base);                       \
-    coru_unref(L, &w->cb_ref);                                                       \
-    w->cb_ref = ref;                                                                 \
+    coru_handle_set_cb(L, &w->base, &w->cb_ref, coru_ref_cb(L, 2));                   \
     uv_##kind##_start(&w->u.kind, kind##_cb);                                        \
     lua_pushinteger(L, 0);                                                           \
     return 1;                                                                        \
@@ -169,10 +157,7 @@ static void check_cb(uv_check_t *h) { watch_fire(h->data); }
   static int l_##kind##_stop(lua_State *L) {                                         \
     cwatch *w = (cwatch *)coru_check_handle(L, 1, &kind##_type);                     \
     uv_##kind##_stop(&w->u.kind);                                                    \
-    if (w->cb_ref != LUA_NOREF) {                                                    \
-      coru_unref(L, &w->cb_ref);                                                     \
-      coru_handle_release(L, &w->base);                                              \
-    }                                                                                \
+    coru_handle_clear_cb(L, &w->base, &w->cb_ref);                                   \
     lua_pushinteger(L, 0);                                                           \
     return 1;                                                                        \
   }                                                                                  \

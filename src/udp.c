@@ -291,9 +291,7 @@ static int l_udp_recv_start(lua_State *L) {
   cudp *u = checkudp(L, 1);
   int ref = coru_ref_cb(L, 2);
   if (u->waiting) { coru_unref(L, &ref); return coru_fail_str(L, "busy", NULL); }
-  if (u->recv_ref == LUA_NOREF) coru_handle_keep(L, &u->base);
-  else coru_unref(L, &u->recv_ref);
-  u->recv_ref = ref;
+  coru_handle_set_cb(L, &u->base, &u->recv_ref, ref);
   return ok0(L, recv_start(u), NULL);
 }
 

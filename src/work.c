@@ -547,9 +547,7 @@ static int l_poll_start(lua_State *L) {
   int ref = coru_ref_cb(L, cbidx);
   int r = uv_poll_start(&p->p, ev, poll_cb);
   if (r < 0) { luaL_unref(L, LUA_REGISTRYINDEX, ref); return coru_fail(L, r, NULL); }
-  if (p->cb_ref == LUA_NOREF) coru_handle_keep(L, &p->base);
-  coru_unref(L, &p->cb_ref);
-  p->cb_ref = ref;
+  coru_handle_set_cb(L, &p->base, &p->cb_ref, ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -557,7 +555,7 @@ static int l_poll_start(lua_State *L) {
 static int l_poll_stop(lua_State *L) {
   cpoll *p = (cpoll *)coru_check_handle(L, 1, &poll_type);
   uv_poll_stop(&p->p);
-  if (p->cb_ref != LUA_NOREF) { coru_unref(L, &p->cb_ref); coru_handle_release(L, &p->base); }
+  coru_handle_clear_cb(L, &p->base, &p->cb_ref);
   lua_pushinteger(L, 0);
   return 1;
 }
