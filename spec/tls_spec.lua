@@ -310,8 +310,13 @@ describe("coru.tls", function()
         raw:close_reset()
         local r = results:recv()
         assert.is_nil(r[1])
-        assert.matches("^ETLS: handshake failed: ECONNRESET", r[2])
-        assert.equal("ECONNRESET", r[3])
+        -- the RST races the server's read: a reset, or (when the kernel
+        -- reports the close first, e.g. under valgrind) a closed peer
+        if r[3] == "ECONNRESET" then
+          assert.matches("^ETLS: handshake failed: ECONNRESET", r[2])
+        else
+          assert.matches("^ETLS: handshake failed: the peer closed the connection", r[2])
+        end
         srv:close()
         -- and a server that resets on the client
         local srv2 = assert(coru.tcp.listen("127.0.0.1", 0, function(raw2)
