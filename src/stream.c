@@ -775,11 +775,25 @@ static int l_accept(lua_State *L) {
 
 /* ------------------------------------------------------ close, free */
 
+extern int coru_shutting_down;   /* rt.c */
+
 void coru_stream_closing(coru_stream *s) {
   lua_State *L = coru_R->L;
   if (s->rmode == CORU_RD_LUV) {
+    /* A luv-style reader is told too, as a waiting task is: whatever reads
+     * through it (a TLS stream on top of this one) learns that the stream
+     * is gone now, not at its next timeout. Not at shutdown. */
     s->rmode = CORU_RD_NONE;
-    coru_unref(L, &s->read_cb_ref);
+    int ref = s->read_cb_ref;
+    s->read_cb_ref = LUA_NOREF;
+    if (ref != LUA_NOREF && !coru_shutting_down) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+      luaL_unref(L, LUA_REGISTRYINDEX, ref);
+      lua_pushliteral(L, "closed");
+      coru_callback(1);
+    } else {
+      coru_unref(L, &ref);
+    }
   } else if (s->rmode) {
     rd_fail(s, 0, "closed", 0);
   }

@@ -1,0 +1,43 @@
+-- Regression specs named after the bug they pin.
+local coru = require "coru"
+local H = require "helper"
+
+describe("regress: closing a stream read with read_start", function()
+  it("tells the luv-style reader 'closed' instead of dropping it silently", function()
+    H.run(function()
+      local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(conn) conn:read() end))
+      local c = assert(coru.tcp.connect("127.0.0.1", srv:getsockname().port))
+      local got = coru.channel(1)
+      c:read_start(function(err, data) got:send({err, data}) end)
+      c:close()
+      local r = coru.timeout(3000, function() return got:recv() end)
+      assert.is_table(r, "the read callback was never called")
+      assert.equal("closed", r[1])
+      srv:close()
+    end)
+  end)
+
+  it("wakes a task reading a TLS stream when its lower stream is closed", function()
+    local TH = require "tls_helper"
+    local certs = TH.certs()
+    H.run(function()
+      local sopts = {server = true, cert = certs.server.cert, key = certs.server.key}
+      local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(raw)
+        local s = coru.tls.wrap(raw, sopts)
+        if s then s:read() end
+      end))
+      local raw = assert(coru.tcp.connect("127.0.0.1", srv:getsockname().port))
+      local s = assert(coru.tls.wrap(raw, {host = "localhost", ca = certs.ca_file}))
+      s:settimeout(10000)
+      local reader = coru.spawn(function() return s:read() end)
+      raw:close()                              -- the transport, not the TLS stream
+      local data, err = coru.timeout(3000, function() return reader:await() end)
+      assert.is_nil(data)
+      assert.is_string(err)
+      assert.are_not.equal("timeout", err)
+      s:close()
+      srv:close()
+    end)
+    TH.cleanup()
+  end)
+end)
