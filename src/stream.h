@@ -156,6 +156,8 @@ int coru_connect_start(lua_State *L, coru_uvstream *u, int cbidx, const char *fn
                        const struct sockaddr *sa, const char *pipename, const char *detail);
 /* "inet", "inet6", "unix", "unspec" or a number at idx (nil: AF_UNSPEC). */
 int coru_family_arg(lua_State *L, int idx);
+int coru_check_port(lua_State *L, int idx);                   /* 0..65535 or argerror */
+int coru_opt_flag(lua_State *L, int idx, const char *name);   /* opts table at idx: truthy field? */
 
 /* Address helpers shared by tcp, udp and dns. */
 int coru_parse_addr(lua_State *L, const char *host, int port, struct sockaddr_storage *ss);

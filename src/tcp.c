@@ -39,13 +39,13 @@ static int l_new_tcp(lua_State *L) {
   return 1;
 }
 
-static int checkport(lua_State *L, int idx) {
+int coru_check_port(lua_State *L, int idx) {
   lua_Integer p = luaL_checkinteger(L, idx);
   if (p < 0 || p > 65535) luaL_argerror(L, idx, "port must be 0..65535");
   return (int)p;
 }
 
-static int getflag(lua_State *L, int idx, const char *name) {
+int coru_opt_flag(lua_State *L, int idx, const char *name) {
   if (!lua_istable(L, idx)) return 0;
   lua_getfield(L, idx, name);
   int v = lua_toboolean(L, -1);
@@ -57,11 +57,11 @@ static int getflag(lua_State *L, int idx, const char *name) {
 static int l_tcp_bind(lua_State *L) {
   coru_uvstream *u = checktcp(L, 1);
   const char *host = luaL_checkstring(L, 2);
-  int port = checkport(L, 3);
+  int port = coru_check_port(L, 3);
   struct sockaddr_storage ss;
   if (coru_parse_addr(L, host, port, &ss) < 0) return coru_fail(L, UV_EINVAL, host);
-  unsigned flags = getflag(L, 4, "ipv6only") ? UV_TCP_IPV6ONLY : 0;
-  if (getflag(L, 4, "reuseport")) {
+  unsigned flags = coru_opt_flag(L, 4, "ipv6only") ? UV_TCP_IPV6ONLY : 0;
+  if (coru_opt_flag(L, 4, "reuseport")) {
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&u->u.tcp, &fd) < 0) {
       fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -153,7 +153,7 @@ int coru_connect_start(lua_State *L, coru_uvstream *u, int cbidx, const char *fn
 static int l_tcp_connect(lua_State *L) {
   coru_uvstream *u = checktcp(L, 1);
   const char *host = luaL_checkstring(L, 2);
-  int port = checkport(L, 3);
+  int port = coru_check_port(L, 3);
   char detail[72];
   snprintf(detail, sizeof detail, "%s:%d", host, port);
   struct sockaddr_storage ss;

@@ -47,19 +47,6 @@ static int l_new_udp(lua_State *L) {
   return 1;
 }
 
-static int checkport(lua_State *L, int idx) {
-  lua_Integer p = luaL_checkinteger(L, idx);
-  if (p < 0 || p > 65535) luaL_argerror(L, idx, "port must be 0..65535");
-  return (int)p;
-}
-
-static int getflag(lua_State *L, int idx, const char *name) {
-  if (!lua_istable(L, idx)) return 0;
-  lua_getfield(L, idx, name);
-  int v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
 
 static int ok0(lua_State *L, int r, const char *detail) {
   if (r < 0) return coru_fail(L, r, detail);
@@ -70,13 +57,13 @@ static int ok0(lua_State *L, int r, const char *detail) {
 static int l_udp_bind(lua_State *L) {
   cudp *u = checkudp(L, 1);
   const char *host = luaL_checkstring(L, 2);
-  int port = checkport(L, 3);
+  int port = coru_check_port(L, 3);
   struct sockaddr_storage ss;
   char detail[80];
   snprintf(detail, sizeof detail, "%s:%d", host, port);
   if (coru_parse_addr(L, host, port, &ss) < 0) return coru_fail(L, UV_EINVAL, detail);
-  unsigned flags = (getflag(L, 4, "ipv6only") ? UV_UDP_IPV6ONLY : 0) |
-                   (getflag(L, 4, "reuseaddr") ? UV_UDP_REUSEADDR : 0);
+  unsigned flags = (coru_opt_flag(L, 4, "ipv6only") ? UV_UDP_IPV6ONLY : 0) |
+                   (coru_opt_flag(L, 4, "reuseaddr") ? UV_UDP_REUSEADDR : 0);
   return ok0(L, uv_udp_bind(&u->u, (struct sockaddr *)&ss, flags), detail);
 }
 
@@ -84,7 +71,7 @@ static int l_udp_connect(lua_State *L) {
   cudp *u = checkudp(L, 1);
   if (lua_isnoneornil(L, 2)) return ok0(L, uv_udp_connect(&u->u, NULL), NULL);
   const char *host = luaL_checkstring(L, 2);
-  int port = checkport(L, 3);
+  int port = coru_check_port(L, 3);
   struct sockaddr_storage ss;
   if (coru_parse_addr(L, host, port, &ss) < 0) return coru_fail(L, UV_EINVAL, host);
   return ok0(L, uv_udp_connect(&u->u, (struct sockaddr *)&ss), host);
@@ -183,7 +170,7 @@ static int send_args(lua_State *L, uv_buf_t *b, struct sockaddr_storage *ss, str
   *addr = NULL;
   if (lua_isnoneornil(L, 3)) return 0;
   const char *host = luaL_checkstring(L, 3);
-  int port = checkport(L, 4);
+  int port = coru_check_port(L, 4);
   if (coru_parse_addr(L, host, port, ss) < 0) return UV_EINVAL;
   *addr = (struct sockaddr *)ss;
   return 0;
