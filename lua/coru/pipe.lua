@@ -5,13 +5,8 @@ local coru = require "coru"
 
 local M = {}
 
-local function apply(s, opts)
-  if opts.timeout then s:settimeout(opts.timeout) end
-  if opts.connect_timeout or opts.send_timeout or opts.read_timeout then
-    s:settimeouts(opts.connect_timeout, opts.send_timeout, opts.read_timeout)
-  end
-  if opts.max_line then s:set_max_line(opts.max_line) end
-end
+local serve = require "coru.serve"
+local apply = serve.apply_opts
 
 function M.connect(path, opts)
   if type(path) ~= "string" then error("coru.pipe.connect: path must be a string", 2) end
@@ -41,24 +36,9 @@ function M.listen(path, handler, opts)
   local ok, err, name = server:bind(path)
   if not ok then server:close(); return nil, err, name end
   if opts.mode then server:chmod(opts.mode) end
-  -- When the handler's task ends: close its connection; a failure is
-  -- raised again in a task of its own, which on_error reports (it carries
-  -- the handler's traceback). No wrapper frame: an idle connection's task
-  -- stays small.
-  local function ended(client)
-    return function(err)
-      if not client:is_closing() then client:close() end
-      if err ~= nil and not coru.is_cancelled(err) then coru.spawn(error, err, 0) end
-    end
-  end
-  ok, err, name = server:listen(opts.backlog or 1024, function(e)
-    if e then return end
-    local client = coru.new_pipe(opts.ipc)
-    if not server:accept(client) then client:close(); return end
-    apply(client, opts)
-    coru.spawn(handler, client):next(ended(client))
-  end)
-  if not ok then server:close(); return nil, err, name end
+  ok, err, name = serve.accept_loop(server, function() return coru.new_pipe(opts.ipc) end,
+                                    function(c) apply(c, opts) end, handler, opts.backlog)
+  if not ok then return nil, err, name end
   return server
 end
 

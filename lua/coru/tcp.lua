@@ -19,14 +19,12 @@ local function resolve(host, port, family)
 end
 M.resolve = resolve
 
+local serve = require "coru.serve"
+
 local function apply(s, opts)
   if opts.nodelay ~= false then s:nodelay(true) end
   if opts.keepalive then s:keepalive(true, tonumber(opts.keepalive) or 60) end
-  if opts.timeout then s:settimeout(opts.timeout) end
-  if opts.connect_timeout or opts.send_timeout or opts.read_timeout then
-    s:settimeouts(opts.connect_timeout, opts.send_timeout, opts.read_timeout)
-  end
-  if opts.max_line then s:set_max_line(opts.max_line) end
+  serve.apply_opts(s, opts)
 end
 
 -- Connect to host:port, trying each address in turn. opts: timeout (ms,
@@ -69,24 +67,9 @@ function M.listen(host, port, handler, opts)
   local server = coru.new_tcp(addr:find(":", 1, true) and "inet6" or "inet")
   local ok, err, name = server:bind(addr, port or 0, { reuseport = opts.reuseport, ipv6only = opts.ipv6only })
   if not ok then server:close(); return nil, err, name end
-  -- When the handler's task ends: close its connection; a failure is
-  -- raised again in a task of its own, which on_error reports (it carries
-  -- the handler's traceback). No wrapper frame: an idle connection's task
-  -- stays small.
-  local function ended(client)
-    return function(err)
-      if not client:is_closing() then client:close() end
-      if err ~= nil and not coru.is_cancelled(err) then coru.spawn(error, err, 0) end
-    end
-  end
-  ok, err, name = server:listen(opts.backlog or 1024, function(e)
-    if e then return end
-    local client = coru.new_tcp()
-    if client:is_closing() or not server:accept(client) then client:close(); return end
-    apply(client, opts)
-    coru.spawn(handler, client):next(ended(client))
-  end)
-  if not ok then server:close(); return nil, err, name end
+  ok, err, name = serve.accept_loop(server, coru.new_tcp, function(c) apply(c, opts) end,
+                                    handler, opts.backlog)
+  if not ok then return nil, err, name end
   return server
 end
 

@@ -105,13 +105,7 @@ local function tcp_opts(opts)
   return o
 end
 
-local function apply_timeouts(s, opts)
-  if opts.timeout then s:settimeout(opts.timeout) end
-  if opts.connect_timeout or opts.send_timeout or opts.read_timeout then
-    s:settimeouts(opts.connect_timeout, opts.send_timeout, opts.read_timeout)
-  end
-  if opts.max_line then s:set_max_line(opts.max_line) end
-end
+local apply_timeouts = require("coru.serve").apply_opts
 
 local function do_connect(host, port, opts)
   local ctx, e, n = context_for(opts, false)   -- fail before connecting
