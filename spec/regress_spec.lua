@@ -41,3 +41,20 @@ describe("regress: closing a stream read with read_start", function()
     TH.cleanup()
   end)
 end)
+
+describe("regress: a task that cancels itself and ends without suspending", function()
+  it("releases the cancel reason (no registry reference left)", function()
+    H.run(function()
+      local function churn()
+        for _ = 1, 200 do
+          local t = coru.spawn(function() coru.current():cancel("self"); return 1 end)
+          assert.equal("done", t:status())
+        end
+      end
+      churn()
+      local before = H.registry_refs()
+      churn()
+      assert.is_true(H.registry_refs() - before <= 2, "cancel reasons leaked")
+    end)
+  end)
+end)

@@ -154,8 +154,6 @@ lua_State *coru_cont_begin(coru_cont *c);
 void coru_cont_ok(coru_cont *c, int nresults);
 void coru_cont_fail(coru_cont *c, int uverr, const char *detail);
 void coru_cont_fail_str(coru_cont *c, const char *msg, const char *name);
-/* Task mode only: resume with the nvals values pushed after begin, as is. */
-void coru_cont_values(coru_cont *c, int nvals);
 int coru_need_task(lua_State *L, const char *fname);  /* raises */
 
 /* ---------------------------------------------------------------- handles */
@@ -225,9 +223,8 @@ enum {
 
 /* --------------------------------------------------------- deadlines */
 
-/* One-shot timer from a pool (no Lua object): fn(data) after ms. Returns an
- * opaque token for coru_deadline_stop (safe to stop an expired one? no: stop
- * it only before it fires; it is released after firing). */
+/* One-shot timer from a pool (no Lua object): fn(data) after ms. The
+ * token is released when it fires; coru_deadline_stop only before that. */
 typedef struct coru_deadline coru_deadline;
 coru_deadline *coru_deadline_start(uint64_t ms, void (*fn)(void *), void *data);
 void coru_deadline_stop(coru_deadline *d);

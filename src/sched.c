@@ -218,7 +218,6 @@ void coru_cont_ok(coru_cont *c, int n) {
   else coru_wake(c->task, n);
 }
 
-void coru_cont_values(coru_cont *c, int n) { coru_cont_ok(c, n); }
 
 void coru_cont_fail_str(coru_cont *c, const char *msg, const char *name) {
   if (c->mode == CORU_MODE_CB) {
@@ -402,6 +401,8 @@ static void finish(coru_task *T, int st) {
   coru_rt *R = coru_R;
   lua_State *L = R->L, *co = T->co;
   drop_cont(T);
+  T->cancel_pending = 0;           /* asked while running, never suspended again */
+  coru_unref(L, &T->cancel_ref);
   if (st == 0) {
     T->status = CORU_DONE;
   } else {
@@ -666,12 +667,10 @@ static int inline_cb_call(lua_State *L) {
   lua_pushvalue(L, 1);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_replace(L, 1);                       /* fn, args..., cb */
-  int cbidx = lua_gettop(L);
   lua_insert(L, 1);                        /* cb, fn, args... */
   coru_task *T = task_new(L);
   lua_insert(L, 2);                        /* cb, task, fn, args... */
   lua_xmove(L, T->co, lua_gettop(L) - 2);
-  (void)cbidx;
   if (hascb) add_observer(L, T, 1);
   run_task(T, lua_gettop(T->co) - 1);
   return 0;

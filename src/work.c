@@ -301,7 +301,7 @@ static void after_work_cb(uv_work_t *req, int status) {
       if (w->cont.mode == CORU_MODE_TASK) {
         lua_pushlightuserdata(S, coru_ERR);       /* raised in the task */
         lua_pushlstring(S, msg, len);
-        coru_cont_values(&w->cont, 2);
+        coru_cont_ok(&w->cont, 2);
       } else {
         lua_pop(S, 1);
         lua_pushlstring(S, msg, len);
