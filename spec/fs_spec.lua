@@ -6,14 +6,7 @@ local fs = coru.fs
 local TMP = (os.getenv("TMPDIR") or "/tmp") .. "/coru-fs-spec-XXXXXX"
 local CORU_BIN = os.getenv("CORU_BIN") or "build/coru"
 
-local function run(fn, ...) return coru.run(fn, ...) end
-
--- poll pred every 5 ms, for at most ms (slow runs: valgrind, sanitizers)
-local function wait_until(pred, ms)
-  local t0 = coru.hrtime()
-  while not pred() and (coru.hrtime() - t0) / 1e6 < (ms or 5000) do coru.sleep(5) end
-  return pred()
-end
+local run, wait_until = helper.run, helper.wait_until
 
 describe("fs", function()
   local dir

@@ -48,6 +48,7 @@ function M.wait_until(cond, ms, what)
     return true
   end)
   assert(ok, "timed out waiting for " .. (what or "a condition"))
+  return true
 end
 
 M.bin = os.getenv("CORU_BIN") or "build/coru"

@@ -3,13 +3,7 @@ local coru = require "coru"
 local helper = require "helper"
 local P = coru.process
 
-local function run(fn, ...) return coru.run(fn, ...) end
-
-local function wait_until(pred, ms)
-  local t0 = coru.hrtime()
-  while not pred() and (coru.hrtime() - t0) / 1e6 < (ms or 5000) do coru.sleep(5) end
-  return pred()
-end
+local run, wait_until = helper.run, helper.wait_until
 
 -- children of this process (zombies only, unless all), from /proc
 local function zombies(all)

@@ -3,14 +3,7 @@ local coru = require "coru"
 local helper = require "helper"
 local CORU_BIN = os.getenv("CORU_BIN") or "build/coru"
 
-local function run(fn, ...) return coru.run(fn, ...) end
-
--- poll pred every 5 ms, for at most ms (slow runs: valgrind, sanitizers)
-local function wait_until(pred, ms)
-  local t0 = coru.hrtime()
-  while not pred() and (coru.hrtime() - t0) / 1e6 < (ms or 5000) do coru.sleep(5) end
-  return pred()
-end
+local run, wait_until = helper.run, helper.wait_until
 
 local function live_handles()
   local n = 0

@@ -9,14 +9,7 @@ long write(int fd, const void *buf, unsigned long n);
 int close(int fd);
 ]])
 
-local function run(fn, ...) return coru.run(fn, ...) end
-
--- poll pred every 5 ms, for at most ms (slow runs: valgrind, sanitizers)
-local function wait_until(pred, ms)
-  local t0 = coru.hrtime()
-  while not pred() and (coru.hrtime() - t0) / 1e6 < (ms or 5000) do coru.sleep(5) end
-  return pred()
-end
+local run, wait_until = helper.run, helper.wait_until
 
 describe("work", function()
   it("runs a function in the pool and returns its results", function()
