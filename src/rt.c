@@ -94,6 +94,7 @@ static int default_on_error(lua_State *L) {
 }
 
 static int tb_ref = LUA_NOREF;
+static int msgh_ref = LUA_NOREF;
 
 /* Message handler of callbacks: keeps the error, remembers the traceback. */
 static int msgh(lua_State *L) {
@@ -125,7 +126,7 @@ void coru_report(lua_State *L, const char *traceback) {
 int coru_callback(int nargs) {
   lua_State *L = coru_R->L;
   int fidx = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, msgh);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, msgh_ref);   /* made once: no allocation per callback */
   lua_insert(L, fidx);
   coru_task *saved = coru_R->current;
   coru_R->current = NULL;        /* callbacks are outside any task */
@@ -244,6 +245,9 @@ int luaopen_coru(lua_State *L) {
   R->wrap_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
   R->boot_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  lua_pushcfunction(L, msgh);
+  msgh_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   lua_newtable(L);                      /* the module */
   int M = lua_gettop(L);
