@@ -58,3 +58,27 @@ describe("regress: a task that cancels itself and ends without suspending", func
     end)
   end)
 end)
+
+describe("regress: timeout/all/any where the task cannot suspend", function()
+  it("refuse before spawning or arming anything", function()
+    H.run(function()
+      local before = H.registry_refs()
+      local started = 0
+      for _ = 1, 50 do
+        local ok, err = pcall(table.sort, {2, 1}, function(a, b)
+          coru.timeout(10, function() started = started + 1; coru.sleep(1000) end)
+          return a < b
+        end)
+        assert.is_false(ok)
+        assert.matches("cannot suspend here", err)
+        local pending = coru.spawn(function() coru.sleep(1000) end)
+        local ok2, err2 = pcall(table.sort, {2, 1}, function(a, b) coru.all({pending}); return a < b end)
+        assert.is_false(ok2)
+        assert.matches("cannot suspend here", err2)
+        pending:cancel()
+      end
+      assert.equal(0, started)
+      assert.is_true(H.registry_refs() - before <= 2)
+    end)
+  end)
+end)

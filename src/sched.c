@@ -966,10 +966,16 @@ static void group_watch(lua_State *L, int gidx, coru_task *U, int i) {
   lua_pop(L, 2);
 }
 
-static int group_wait(lua_State *L, group *g, const char *fname) {
+/* Check that the caller may suspend before anything is armed (this
+ * raises otherwise), so an error cannot leave observers or deadlines. */
+static coru_task *group_prepare(lua_State *L, const char *fname) {
   coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, fname);
+  if (!T) coru_need_task(L, fname);
   coru_cont_init(L, &T->wait, 0, group_cancel);
+  return T;
+}
+
+static int group_wait(lua_State *L, coru_task *T, group *g) {
   T->aux = g;
   g->parent = T;
   return coru_cont_yield(L, &T->wait, 0);
@@ -1012,14 +1018,14 @@ static int l_all_any(lua_State *L, int mode, const char *fname) {
     g->count++;
   }
   if (g->count == n) return 1;          /* all settled */
-  if (!coru_R->current) return coru_need_task(L, fname);
+  coru_task *T = group_prepare(L, fname);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     coru_task *U = totask(L, -1);
     lua_pop(L, 1);
     if (!is_finished(U)) group_watch(L, 2, U, i);
   }
-  return group_wait(L, g, fname);
+  return group_wait(L, T, g);
 }
 
 static int l_all(lua_State *L) { return l_all_any(L, G_ALL, "coru.all"); }
@@ -1050,8 +1056,7 @@ static void timeout_fire(void *data) {
 static int l_timeout(lua_State *L) {
   lua_Number ms = luaL_checknumber(L, 1);
   if (!coru_is_callable(L, 2)) luaL_typerror(L, 2, "function");
-  coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "coru.timeout");
+  coru_task *T = group_prepare(L, "coru.timeout");
   int nargs = lua_gettop(L) - 2;
   coru_task *U = spawn_top(L, nargs);      /* task replaces fn at 2 */
   lua_settop(L, 2);
@@ -1063,7 +1068,7 @@ static int l_timeout(lua_State *L) {
   /* the group lives as long as U runs: its observer closure holds it */
   group_watch(L, 3, U, 1);
   g->dl = coru_deadline_start(ms < 0 ? 0 : (uint64_t)ms, timeout_fire, g);
-  return group_wait(L, g, "coru.timeout");
+  return group_wait(L, T, g);
 }
 
 /* ---------------------------------------------------------------- on_error */
