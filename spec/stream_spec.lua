@@ -185,7 +185,9 @@ describe("streams", function()
         if helper.registry_refs() <= before then break end
         coru.sleep(5)
       end
-      assert.equal(before, helper.registry_refs())
+      -- no growth (a reference from the warm-up round may go later: fewer is fine)
+      local after = helper.registry_refs()
+      assert.is_true(after <= before, ("registry references grew from %d to %d"):format(before, after))
     end)
   end)
 
