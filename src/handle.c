@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "coru.h"
+#include "check.h"
 
 static int live_ref = LUA_NOREF;   /* weak-valued table: light(h) -> box */
 
@@ -42,25 +43,26 @@ void coru_handle_init_failed(lua_State *L, coru_handle *h) {
   lua_pop(L, 1);
 }
 
-coru_handle *coru_test_handle(lua_State *L, int idx, const coru_htype *t) {
+/* The box at idx if it is a handle's (open or closed), else NULL. Only a
+ * registered handle metatable maps to an htype in the registry. */
+static coru_box *handle_box(lua_State *L, int idx, const coru_htype *t) {
   coru_box *box = lua_touserdata(L, idx);
-  if (!box || !lua_getmetatable(L, idx)) return NULL;
+  if (!box || lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
   lua_rawget(L, LUA_REGISTRYINDEX);      /* metatable -> htype (light userdata) */
-  const coru_htype *ht = lua_touserdata(L, -1);
+  const coru_htype *ht = lua_type(L, -1) == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1) : NULL;
   lua_pop(L, 1);
   if (!ht || !(ht->kind & t->accepts)) return NULL;
-  return box->h;   /* may be NULL: closed */
+  return box;
+}
+
+coru_handle *coru_test_handle(lua_State *L, int idx, const coru_htype *t) {
+  coru_box *box = handle_box(L, idx, t);
+  return box ? box->h : NULL;   /* may be NULL: closed */
 }
 
 coru_handle *coru_check_handle(lua_State *L, int idx, const coru_htype *t) {
-  coru_box *box = lua_touserdata(L, idx);
-  const coru_htype *ht = NULL;
-  if (box && lua_getmetatable(L, idx)) {
-    lua_rawget(L, LUA_REGISTRYINDEX);
-    ht = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-  }
-  if (!ht || !(ht->kind & t->accepts)) {
+  coru_box *box = handle_box(L, idx, t);
+  if (!box) {
     luaL_typerror(L, idx, t->name);
     return NULL;
   }
@@ -147,9 +149,8 @@ static coru_htype any_type = {"coru.handle", CORU_K_ANY, CORU_K_ANY, NULL, NULL,
 static coru_handle *anyhandle(lua_State *L) { return coru_check_handle(L, 1, &any_type); }
 
 static int l_close(lua_State *L) {
-  coru_box *box = lua_touserdata(L, 1);
-  if (!coru_test_handle(L, 1, &any_type) && !(box && lua_getmetatable(L, 1) && (lua_pop(L, 1), 1)))
-    return luaL_typerror(L, 1, "coru.handle");
+  coru_box *box = handle_box(L, 1, &any_type);
+  if (!box) return luaL_typerror(L, 1, "coru.handle");
   coru_handle *h = box->h;
   if (!h || h->closing) return 0;    /* closing twice is harmless */
   if (!lua_isnoneornil(L, 2)) h->close_ref = coru_ref_cb(L, 2);
@@ -163,8 +164,8 @@ static int l_has_ref(lua_State *L) { lua_pushboolean(L, uv_has_ref(anyhandle(L)-
 static int l_is_active(lua_State *L) { lua_pushboolean(L, uv_is_active(anyhandle(L)->uvh)); return 1; }
 
 static int l_is_closing(lua_State *L) {
-  coru_box *box = lua_touserdata(L, 1);
-  if (!coru_test_handle(L, 1, &any_type) && !(box && !box->h)) return luaL_typerror(L, 1, "coru.handle");
+  coru_box *box = handle_box(L, 1, &any_type);
+  if (!box) return luaL_typerror(L, 1, "coru.handle");
   lua_pushboolean(L, !box->h || box->h->closing);
   return 1;
 }
@@ -185,7 +186,8 @@ static int l_fileno(lua_State *L) {
 }
 
 static int l_tostring(lua_State *L) {
-  coru_box *box = lua_touserdata(L, 1);
+  coru_box *box = handle_box(L, 1, &any_type);
+  if (!box) return luaL_typerror(L, 1, "coru.handle");
   luaL_getmetafield(L, 1, "__name");
   const char *name = lua_tostring(L, -1);
   if (!box->h) lua_pushfstring(L, "%s: %p (closed)", name, (void *)box);
@@ -194,8 +196,8 @@ static int l_tostring(lua_State *L) {
 }
 
 static int l_gc(lua_State *L) {
-  coru_box *box = lua_touserdata(L, 1);
-  coru_handle *h = box->h;
+  coru_box *box = handle_box(L, 1, &any_type);
+  coru_handle *h = box ? box->h : NULL;
   if (!h) return 0;
   box->h = NULL;
   h->box = NULL;
@@ -227,6 +229,7 @@ void coru_register_htype(lua_State *L, coru_htype *t) {
   lua_setfield(L, -2, "__tostring");
   lua_pushcfunction(L, l_gc);
   lua_setfield(L, -2, "__gc");
+  coru_protect_mt(L);
   t->mt = lua_topointer(L, -1);
   /* registry[metatable] = htype, for the type checks */
   lua_pushlightuserdata(L, t);

@@ -20,6 +20,7 @@
 #include <openssl/x509v3.h>
 #include <openssl/pem.h>
 #include "coru.h"
+#include "check.h"
 #include "stream.h"
 #include "tls.h"
 
@@ -427,7 +428,8 @@ static tls_ctx *checkctx(lua_State *L, int idx) {
 }
 
 static int l_ctx_gc(lua_State *L) {
-  tls_ctx *c = luaL_checkudata(L, 1, CTX_MT);
+  tls_ctx *c = coru_test_udata(L, 1, CTX_MT);
+  if (!c) return 0;
   if (c->ctx) SSL_CTX_free(c->ctx);   /* connections hold their own reference */
   c->ctx = NULL;
   return 0;
@@ -1099,6 +1101,7 @@ CORU_FAMILY(tls) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, l_ctx_tostring);
   lua_setfield(L, -2, "__tostring");
+  coru_protect_mt(L);
   lua_pop(L, 1);
   coru_register_stream_type(L, &tls_type, tls_methods);
   luaL_getmetatable(L, tls_type.name);

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include "coru.h"
+#include "check.h"
 
 /* luaL_error without the position (the caller is coru's wrapper). */
 static int werror(lua_State *L, const char *fmt, ...) {
@@ -392,7 +393,8 @@ static int l_queue_work(lua_State *L) {
 }
 
 static int workctx_gc(lua_State *L) {
-  workctx *c = lua_touserdata(L, 1);
+  workctx *c = coru_test_udata(L, 1, WORKCTX_MT);
+  if (!c) return 0;
   sb_free(&c->code);
   if (coru_R) coru_unref(L, &c->after_ref);
   return 0;
@@ -588,6 +590,7 @@ CORU_FAMILY(work) {
   lua_pushcfunction(L, l_queue_work);
   lua_setfield(L, -2, "queue");
   lua_setfield(L, -2, "__index");
+  coru_protect_mt(L);
   lua_pop(L, 1);
   coru_register_htype(L, &async_type);
   coru_register_htype(L, &poll_type);

@@ -1,0 +1,120 @@
+/*
+ * check.c - argument checks at the Lua/C boundary (see check.h).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "check.h"
+
+int coru_argerror(lua_State *L, int idx, const char *fn, const char *msg) {
+  if (!fn) return luaL_argerror(L, idx, msg);
+  return luaL_error(L, "bad argument #%d to '%s' (%s)", idx, fn, msg);
+}
+
+static int typeerror(lua_State *L, int idx, const char *fn, const char *want) {
+  return coru_argerror(L, idx, fn, lua_pushfstring(L, "%s expected, got %s", want, luaL_typename(L, idx)));
+}
+
+lua_Integer coru_check_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *fn) {
+  if (!lua_isnumber(L, idx)) typeerror(L, idx, fn, "number");
+  lua_Number n = lua_tonumber(L, idx);
+  /* 2^63 is exact as a double and just out of range: compare before casting */
+  if (!(n >= -9223372036854775808.0 && n < 9223372036854775808.0) || n != floor(n))
+    coru_argerror(L, idx, fn, lua_pushfstring(L, "integer expected, got %s", lua_tostring(L, idx)));
+  lua_Integer v = (lua_Integer)n;
+  if (v < lo || v > hi) {
+    char m[128];
+    snprintf(m, sizeof m, "%lld out of range %lld .. %lld", (long long)v, (long long)lo, (long long)hi);
+    coru_argerror(L, idx, fn, m);
+  }
+  return v;
+}
+
+lua_Integer coru_opt_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, lua_Integer def, const char *fn) {
+  return lua_isnoneornil(L, idx) ? def : coru_check_int(L, idx, lo, hi, fn);
+}
+
+const char *coru_cstr_at(lua_State *L, int idx, const char *fn, const char *what) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (s && strlen(s) != len) {
+    if (what) luaL_error(L, "%s: %s contains a NUL byte", fn ? fn : "coru", what);
+    coru_argerror(L, idx, fn, "string contains a NUL byte");
+  }
+  return s;
+}
+
+const char *coru_check_cstr(lua_State *L, int idx, const char *fn) {
+  if (!lua_isstring(L, idx)) typeerror(L, idx, fn, "string");
+  return coru_cstr_at(L, idx, fn, NULL);
+}
+
+const char *coru_opt_cstr(lua_State *L, int idx, const char *def, const char *fn) {
+  return lua_isnoneornil(L, idx) ? def : coru_check_cstr(L, idx, fn);
+}
+
+uint64_t coru_ms_value(lua_State *L, lua_Number ms, int idx, const char *fn) {
+  if (ms != ms) coru_argerror(L, idx, fn, "milliseconds expected, got NaN");
+  if (ms <= 0) return 0;
+  if (ms >= (lua_Number)CORU_MS_FOREVER) return CORU_MS_FOREVER;
+  return (uint64_t)ms;
+}
+
+uint64_t coru_check_ms(lua_State *L, int idx, const char *fn) {
+  if (lua_type(L, idx) != LUA_TNUMBER) typeerror(L, idx, fn, "number");
+  return coru_ms_value(L, lua_tonumber(L, idx), idx, fn);
+}
+
+uint64_t coru_opt_ms(lua_State *L, int idx, uint64_t def, const char *fn) {
+  return lua_isnoneornil(L, idx) ? def : coru_check_ms(L, idx, fn);
+}
+
+void *coru_test_udata(lua_State *L, int idx, const char *tname) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
+  luaL_getmetatable(L, tname);
+  int ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return ok ? p : NULL;
+}
+
+void *coru_check_udata(lua_State *L, int idx, const char *tname, const char *fn) {
+  void *p = coru_test_udata(L, idx, tname);
+  if (!p) typeerror(L, idx, fn, tname);
+  return p;
+}
+
+void coru_protect_mt(lua_State *L) {
+  lua_pushliteral(L, "coru");
+  lua_setfield(L, -2, "__metatable");
+}
+
+static int tostring_body(lua_State *L) {
+  if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+  return 0;
+}
+
+const char *coru_safe_tostring(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(L) + idx + 1;
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);
+    return lua_tostring(L, -1);
+  }
+  lua_checkstack(L, 3);
+  lua_pushcfunction(L, tostring_body);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) == 0 && lua_type(L, -1) == LUA_TSTRING) return lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+}
+
+int coru_check_fd_kind(int fd, uv_handle_type want) {
+  if (fd < 0) return UV_EBADF;
+  uv_handle_type got = uv_guess_handle(fd);
+  if (got == UV_UNKNOWN_HANDLE) return UV_EBADF;   /* closed or unusable */
+  if (got == want) return 0;
+  /* a pipe handle can carry any stream socket (socketpair, an inherited TCP fd) */
+  if (want == UV_NAMED_PIPE && got == UV_TCP) return 0;
+  return UV_EINVAL;
+}

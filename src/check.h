@@ -1,0 +1,54 @@
+/*
+ * check.h - the boundary between Lua and C: every value a script hands to
+ * C goes through one of these. Each raises a Lua argument error that names
+ * the function (fn; NULL: the name Lua's debug info gives) and never lets a
+ * value wrap, truncate or be misread.
+ */
+#ifndef CORU_CHECK_H
+#define CORU_CHECK_H
+
+#include <stdint.h>
+#include "coru.h"
+
+/* "bad argument #i to 'fn' (msg)". */
+int coru_argerror(lua_State *L, int idx, const char *fn, const char *msg);
+
+/* An integer in lo..hi: a number with an integer value (no NaN, no
+ * fraction, no wrap). */
+lua_Integer coru_check_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *fn);
+lua_Integer coru_opt_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, lua_Integer def, const char *fn);
+#define CORU_INT_MIN ((lua_Integer)-2147483647 - 1)
+#define CORU_INT_MAX ((lua_Integer)2147483647)
+
+/* A string C can use as a C string: refused if it holds a NUL byte. */
+const char *coru_check_cstr(lua_State *L, int idx, const char *fn);
+const char *coru_opt_cstr(lua_State *L, int idx, const char *def, const char *fn);
+/* The same check of a string already at idx (a table field, say); what
+ * names the value in the error: "option 'cwd'". */
+const char *coru_cstr_at(lua_State *L, int idx, const char *fn, const char *what);
+
+/* Milliseconds: a number; NaN refused, negative is 0, anything above
+ * CORU_MS_FOREVER (2^52 ms, about 142,000 years: "practically forever")
+ * is CORU_MS_FOREVER. */
+#define CORU_MS_FOREVER ((uint64_t)1 << 52)
+uint64_t coru_check_ms(lua_State *L, int idx, const char *fn);
+uint64_t coru_opt_ms(lua_State *L, int idx, uint64_t def, const char *fn);
+uint64_t coru_ms_value(lua_State *L, lua_Number ms, int idx, const char *fn);
+
+/* A userdata whose metatable is registry[tname], or NULL (never raises):
+ * for metamethods, which Lua can call with anything. */
+void *coru_test_udata(lua_State *L, int idx, const char *tname);
+/* The same, raising "bad argument #idx to 'fn' (tname expected, got ...)". */
+void *coru_check_udata(lua_State *L, int idx, const char *tname, const char *fn);
+/* Make the metatable at the top private: getmetatable() gives "coru". */
+void coru_protect_mt(lua_State *L);
+
+/* Push a string for any value (an error object, say) and return it; never
+ * raises, whatever its __tostring does. */
+const char *coru_safe_tostring(lua_State *L, int idx);
+
+/* Is descriptor fd one libuv can adopt as want (UV_TCP, UV_NAMED_PIPE,
+ * UV_UDP, UV_TTY)? 0 if so, else a negative libuv error. */
+int coru_check_fd_kind(int fd, uv_handle_type want);
+
+#endif
