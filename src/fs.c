@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include "coru.h"
+#include "check.h"
 
 typedef struct fsreq {
   uv_fs_t req;
@@ -248,7 +249,13 @@ static int push_result(lua_State *L, fsreq *r) {
 static void dir_done(fsreq *r) {
   if (!r->dir) return;
   r->dir->busy = 0;
-  if (r->req.fs_type == UV_FS_CLOSEDIR && r->req.result >= 0) r->dir->closed = 1;
+  if (r->req.fs_type == UV_FS_CLOSEDIR) {
+    if (r->req.result >= 0) r->dir->closed = 1;
+    /* A closedir that never ran (cancelled) leaves req.ptr on the
+     * uv_dir_t, and uv_fs_req_cleanup frees req.ptr for every type but
+     * opendir: the directory is still ours and still open (__gc closes it). */
+    else r->req.ptr = NULL;
+  }
 }
 
 /* ---------------------------------------------------------- the machinery */
@@ -673,7 +680,8 @@ static int l_fs_closedir(lua_State *L) {
 }
 
 static int dir_gc(lua_State *L) {
-  fsdir *d = lua_touserdata(L, 1);
+  fsdir *d = coru_test_udata(L, 1, DIR_MT);
+  if (!d) return 0;
   if (!d->closed && d->dir) {
     uv_fs_t c;
     uv_fs_closedir(NULL, &c, d->dir, NULL);
@@ -686,7 +694,7 @@ static int dir_gc(lua_State *L) {
 }
 
 static int dir_tostring(lua_State *L) {
-  fsdir *d = lua_touserdata(L, 1);
+  fsdir *d = coru_check_udata(L, 1, DIR_MT, "tostring");
   lua_pushfstring(L, "coru.fs_dir: %p%s", (void *)d, d->closed ? " (closed)" : "");
   return 1;
 }
@@ -1006,8 +1014,10 @@ CORU_FAMILY(fs) {
   lua_newtable(L);
   coru_setfuncs(L, dir_methods);
   lua_setfield(L, -2, "__index");
+  coru_protect_mt(L);
   lua_pop(L, 1);
   luaL_newmetatable(L, SCANDIR_MT);
+  coru_protect_mt(L);
   lua_pop(L, 1);
   coru_register_htype(L, &fs_event_type);
   coru_register_htype(L, &fs_poll_type);
