@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "coru.h"
+#include "check.h"
 #include "boot.h"   /* generated from boot.lua: coru_boot_lua */
 
 static coru_rt runtime;
@@ -73,15 +74,8 @@ void coru_setfuncs(lua_State *L, const coru_Reg *r) {
 
 /* ---------------------------------------------------------- errors */
 
-static const char *errstring(lua_State *L, int idx) {
-  const char *s = lua_tostring(L, idx);
-  if (s) return s;
-  if (luaL_callmeta(L, idx, "__tostring") && lua_isstring(L, -1)) {
-    lua_replace(L, idx < 0 ? idx - 1 : idx);
-    return lua_tostring(L, idx);
-  }
-  return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
-}
+/* Formatting an error never raises (a __tostring may). Pushes the string. */
+static const char *errstring(lua_State *L, int idx) { return coru_safe_tostring(L, idx); }
 
 /* The default handler: message and traceback on stderr; exit status 1. */
 static int default_on_error(lua_State *L) {
@@ -116,8 +110,9 @@ void coru_report(lua_State *L, const char *traceback) {
   if (traceback) lua_pushstring(C, traceback); else lua_pushnil(C);
   if (lua_pcall(C, 2, 0, 0) != 0) {
     /* the handler itself failed: say both, never recurse */
-    fprintf(stderr, "coru: error in on_error handler: %s\ncoru: original error: %s\n",
-            errstring(C, -1), errstring(C, err));
+    const char *herr = errstring(C, -1);
+    const char *orig = errstring(C, err);
+    fprintf(stderr, "coru: error in on_error handler: %s\ncoru: original error: %s\n", herr, orig);
     R->exit_status = 1;
   }
   lua_settop(C, err - 1);

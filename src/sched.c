@@ -21,6 +21,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include "coru.h"
+#include "check.h"
 
 coru_rt *coru_R;
 char coru_SCHED[1], coru_ERR[1], coru_CALLBACK[1];
@@ -1146,12 +1147,11 @@ int coru_run_main(lua_State *L, int nargs) {
   int status = R->exit_status;
   if (T->status == CORU_FAILED || T->status == CORU_CANCELLED) {
     lua_State *co = T->co;
-    const char *msg = lua_tostring(co, 1);
-    if (!msg) {
-      if (luaL_callmeta(co, 1, "__tostring")) msg = lua_tostring(co, -1);
-      else msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, 1));
-    }
-    fprintf(stderr, "coru: %s\n%s\n", msg, lua_tostring(co, 2));
+    lua_pushvalue(co, 1);
+    lua_pushvalue(co, 2);
+    lua_xmove(co, L, 2);        /* formatted on the caller's stack: co is dead */
+    const char *msg = coru_safe_tostring(L, -2);
+    fprintf(stderr, "coru: %s\n%s\n", msg, lua_tostring(L, -2));
     status = 1;
   } else if (T->status != CORU_DONE) {
     fprintf(stderr, "coru: the main task is suspended and nothing can wake it (deadlock)\n");
