@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include "check.h"
 
 int coru_argerror(lua_State *L, int idx, const char *fn, const char *msg) {
@@ -15,19 +17,31 @@ static int typeerror(lua_State *L, int idx, const char *fn, const char *want) {
   return coru_argerror(L, idx, fn, lua_pushfstring(L, "%s expected, got %s", want, luaL_typename(L, idx)));
 }
 
-lua_Integer coru_check_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *fn) {
-  if (!lua_isnumber(L, idx)) typeerror(L, idx, fn, "number");
+static int interror(lua_State *L, int idx, const char *fn, const char *what, const char *msg) {
+  if (what) return luaL_error(L, "%s: %s: %s", fn ? fn : "coru", what, msg);
+  return coru_argerror(L, idx, fn, msg);
+}
+
+lua_Integer coru_check_int_at(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *fn, const char *what) {
+  if (!lua_isnumber(L, idx)) {
+    if (what) interror(L, idx, fn, what, lua_pushfstring(L, "number expected, got %s", luaL_typename(L, idx)));
+    typeerror(L, idx, fn, "number");
+  }
   lua_Number n = lua_tonumber(L, idx);
   /* 2^63 is exact as a double and just out of range: compare before casting */
   if (!(n >= -9223372036854775808.0 && n < 9223372036854775808.0) || n != floor(n))
-    coru_argerror(L, idx, fn, lua_pushfstring(L, "integer expected, got %s", lua_tostring(L, idx)));
+    interror(L, idx, fn, what, lua_pushfstring(L, "integer expected, got %s", lua_tostring(L, idx)));
   lua_Integer v = (lua_Integer)n;
   if (v < lo || v > hi) {
     char m[128];
     snprintf(m, sizeof m, "%lld out of range %lld .. %lld", (long long)v, (long long)lo, (long long)hi);
-    coru_argerror(L, idx, fn, m);
+    interror(L, idx, fn, what, m);
   }
   return v;
+}
+
+lua_Integer coru_check_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *fn) {
+  return coru_check_int_at(L, idx, lo, hi, fn, NULL);
 }
 
 lua_Integer coru_opt_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, lua_Integer def, const char *fn) {
@@ -109,12 +123,19 @@ const char *coru_safe_tostring(lua_State *L, int idx) {
   return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
 }
 
-int coru_check_fd_kind(int fd, uv_handle_type want) {
-  if (fd < 0) return UV_EBADF;
+int coru_check_fd_of(lua_State *L, int idx, uv_handle_type want, const char *fn) {
+  int fd = (int)coru_check_int(L, idx, 0, CORU_INT_MAX, fn);
+  if (fcntl(fd, F_GETFD) < 0) return UV_EBADF;
   uv_handle_type got = uv_guess_handle(fd);
-  if (got == UV_UNKNOWN_HANDLE) return UV_EBADF;   /* closed or unusable */
-  if (got == want) return 0;
+  if (got == want) return fd;
   /* a pipe handle can carry any stream socket (socketpair, an inherited TCP fd) */
-  if (want == UV_NAMED_PIPE && got == UV_TCP) return 0;
-  return UV_EINVAL;
+  if (want == UV_NAMED_PIPE && got == UV_TCP) return fd;
+  if (got == UV_TCP || got == UV_UDP || got == UV_NAMED_PIPE) {
+    if (got == UV_NAMED_PIPE && want != UV_NAMED_PIPE) {
+      struct stat st;   /* a FIFO is no socket at all */
+      if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) return UV_ENOTSOCK;
+    }
+    return UV_EINVAL;
+  }
+  return UV_ENOTSOCK;
 }

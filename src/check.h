@@ -17,6 +17,9 @@ int coru_argerror(lua_State *L, int idx, const char *fn, const char *msg);
  * fraction, no wrap). */
 lua_Integer coru_check_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *fn);
 lua_Integer coru_opt_int(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, lua_Integer def, const char *fn);
+/* The same for a value that is not an argument (a table field at idx):
+ * the error is "fn: what: ..." ("spawn: option 'uid': ..."). */
+lua_Integer coru_check_int_at(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *fn, const char *what);
 #define CORU_INT_MIN ((lua_Integer)-2147483647 - 1)
 #define CORU_INT_MAX ((lua_Integer)2147483647)
 
@@ -47,8 +50,10 @@ void coru_protect_mt(lua_State *L);
  * raises, whatever its __tostring does. */
 const char *coru_safe_tostring(lua_State *L, int idx);
 
-/* Is descriptor fd one libuv can adopt as want (UV_TCP, UV_NAMED_PIPE,
- * UV_UDP, UV_TTY)? 0 if so, else a negative libuv error. */
-int coru_check_fd_kind(int fd, uv_handle_type want);
+/* Argument idx: a descriptor (0 .. INT_MAX) that libuv can adopt as want
+ * (UV_TCP, UV_NAMED_PIPE, UV_UDP): returns it, or a negative libuv error
+ * (EBADF: not open, ENOTSOCK: a file or device, EINVAL: another kind of
+ * socket). libuv aborts on a descriptor of the wrong kind. */
+int coru_check_fd_of(lua_State *L, int idx, uv_handle_type want, const char *fn);
 
 #endif

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include "stream.h"
+#include "check.h"
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
@@ -68,7 +69,7 @@ static int l_getaddrinfo(lua_State *L) {
   const char *service = NULL;
   char portbuf[16];
   if (lua_type(L, 2) == LUA_TNUMBER) {
-    snprintf(portbuf, sizeof portbuf, "%d", (int)lua_tointeger(L, 2));
+    snprintf(portbuf, sizeof portbuf, "%d", (int)coru_check_int(L, 2, 0, 65535, "getaddrinfo"));
     service = portbuf;
   } else {
     service = luaL_optstring(L, 2, NULL);
@@ -87,11 +88,11 @@ static int l_getaddrinfo(lua_State *L) {
       hints.ai_socktype = !strcmp(t, "stream") ? SOCK_STREAM : !strcmp(t, "dgram") ? SOCK_DGRAM
                         : !strcmp(t, "raw") ? SOCK_RAW : (luaL_argerror(L, 3, "socktype: stream, dgram or raw"), 0);
     } else if (lua_isnumber(L, -1)) {
-      hints.ai_socktype = (int)lua_tointeger(L, -1);
+      hints.ai_socktype = (int)coru_check_int_at(L, -1, 0, CORU_INT_MAX, "getaddrinfo", "hint 'socktype'");
     }
     lua_pop(L, 1);
     lua_getfield(L, 3, "protocol");
-    if (lua_isnumber(L, -1)) hints.ai_protocol = (int)lua_tointeger(L, -1);
+    if (lua_isnumber(L, -1)) hints.ai_protocol = (int)coru_check_int_at(L, -1, 0, CORU_INT_MAX, "getaddrinfo", "hint 'protocol'");
     lua_pop(L, 1);
     hints.ai_flags = hint_flag(L, 3, "addrconfig", AI_ADDRCONFIG) | hint_flag(L, 3, "v4mapped", AI_V4MAPPED)
                    | hint_flag(L, 3, "all", AI_ALL) | hint_flag(L, 3, "numerichost", AI_NUMERICHOST)
@@ -133,7 +134,7 @@ static int l_getnameinfo(lua_State *L) {
   lua_getfield(L, 1, "ip");
   const char *ip = lua_tostring(L, -1);   /* stays on the stack */
   lua_getfield(L, 1, "port");
-  int port = (int)lua_tointeger(L, -1);
+  int port = lua_isnil(L, -1) ? 0 : (int)coru_check_int_at(L, -1, 0, 65535, "getnameinfo", "field 'port'");
   if (!ip) ip = "0.0.0.0";
   struct sockaddr_storage ss;
   if (coru_parse_addr(L, ip, port, &ss) < 0) return coru_fail(L, UV_EINVAL, ip);

@@ -330,10 +330,7 @@ static const char *checkpath(lua_State *L, int i, const char *fn) {
 
 static lua_Integer checkint(lua_State *L, int i, const char *fn) {
   if (lua_type(L, i) != LUA_TNUMBER) typeerr(L, i, fn, "number");
-  lua_Number n = lua_tonumber(L, i);
-  lua_Integer v = (lua_Integer)n;
-  if ((lua_Number)v != n) argerr(L, i, fn, "integer expected");
-  return v;
+  return coru_check_int(L, i, INT64_MIN, INT64_MAX, fn);
 }
 
 static lua_Integer optint(lua_State *L, int i, const char *fn, lua_Integer def) {
@@ -370,7 +367,7 @@ static int checkmode(lua_State *L, int i, const char *fn, int def) {
 }
 
 static int checkflags(lua_State *L, int i, const char *fn) {
-  if (lua_type(L, i) == LUA_TNUMBER) return (int)checkint(L, i, fn);
+  if (lua_type(L, i) == LUA_TNUMBER) return (int)coru_check_int(L, i, CORU_INT_MIN, CORU_INT_MAX, fn);
   if (lua_type(L, i) != LUA_TSTRING) return typeerr(L, i, fn, "flags (string or number)");
   static const struct { const char *s; int f; } tab[] = {
     {"r", O_RDONLY}, {"rs", O_RDONLY | O_SYNC}, {"sr", O_RDONLY | O_SYNC},
@@ -493,8 +490,8 @@ PATH_OP(chmod, 2, int mode = checkmode(L, 2, FN, -1); if (mode < 0) typeerr(L, 2
 PATH_OP(scandir, 1, (void)0, , 0)
 PATH_OP(utime, 3, double at = checktime(L, 2, FN); double mt = checktime(L, 3, FN), , at, mt)
 PATH_OP(lutime, 3, double at = checktime(L, 2, FN); double mt = checktime(L, 3, FN), , at, mt)
-PATH_OP(chown, 3, uv_uid_t uid = (uv_uid_t)checkint(L, 2, FN); uv_gid_t gid = (uv_gid_t)checkint(L, 3, FN), , uid, gid)
-PATH_OP(lchown, 3, uv_uid_t uid = (uv_uid_t)checkint(L, 2, FN); uv_gid_t gid = (uv_gid_t)checkint(L, 3, FN), , uid, gid)
+PATH_OP(chown, 3, uv_uid_t uid = (uv_uid_t)coru_check_int(L, 2, -1, 0xfffffffe, FN); uv_gid_t gid = (uv_gid_t)coru_check_int(L, 3, -1, 0xfffffffe, FN), , uid, gid)
+PATH_OP(lchown, 3, uv_uid_t uid = (uv_uid_t)coru_check_int(L, 2, -1, 0xfffffffe, FN); uv_gid_t gid = (uv_gid_t)coru_check_int(L, 3, -1, 0xfffffffe, FN), , uid, gid)
 
 static int l_fs_access(lua_State *L) {
   int cb = fs_cbslot(L, 2);
@@ -510,7 +507,7 @@ static int l_fs_access(lua_State *L) {
       }
     }
   } else if (!lua_isnoneornil(L, 2)) {
-    mode = (int)checkint(L, 2, FN);
+    mode = (int)coru_check_int(L, 2, 0, 7, FN);
   }
   fsreq *r = newreq(L, cb, FN);
   set_detail(r, path, NULL);
@@ -538,7 +535,7 @@ static int symlink_flags(lua_State *L, int i, const char *fn) {
     lua_pop(L, 2);
     return f;
   }
-  return (int)optint(L, i, fn, 0);
+  return (int)coru_opt_int(L, i, CORU_INT_MIN, CORU_INT_MAX, 0, fn);
 }
 
 static int copy_flags(lua_State *L, int i, const char *fn) {
@@ -553,7 +550,7 @@ static int copy_flags(lua_State *L, int i, const char *fn) {
     lua_pop(L, 3);
     return f;
   }
-  return (int)optint(L, i, fn, 0);
+  return (int)coru_opt_int(L, i, CORU_INT_MIN, CORU_INT_MAX, 0, fn);
 }
 
 TWO_PATH_OP(rename, 2, (void)0)
@@ -576,7 +573,7 @@ FD_OP(fdatasync, 1, (void)0)
 FD_OP(ftruncate, 2, int64_t off = (int64_t)optint(L, 2, FN, 0), , off)
 FD_OP(fchmod, 2, int mode = checkmode(L, 2, FN, -1); if (mode < 0) typeerr(L, 2, FN, "mode"), , mode)
 FD_OP(futime, 3, double at = checktime(L, 2, FN); double mt = checktime(L, 3, FN), , at, mt)
-FD_OP(fchown, 3, uv_uid_t uid = (uv_uid_t)checkint(L, 2, FN); uv_gid_t gid = (uv_gid_t)checkint(L, 3, FN), , uid, gid)
+FD_OP(fchown, 3, uv_uid_t uid = (uv_uid_t)coru_check_int(L, 2, -1, 0xfffffffe, FN); uv_gid_t gid = (uv_gid_t)coru_check_int(L, 3, -1, 0xfffffffe, FN), , uid, gid)
 
 static int l_fs_sendfile(lua_State *L) {
   int cb = fs_cbslot(L, 4);
@@ -750,7 +747,7 @@ static int l_fs_event_start(lua_State *L) {
     if (lua_toboolean(L, -1)) flags |= UV_FS_EVENT_RECURSIVE;
     lua_pop(L, 3);
   } else if (!lua_isnoneornil(L, 3)) {
-    flags = (int)checkint(L, 3, "fs_event_start");
+    flags = (int)coru_check_int(L, 3, CORU_INT_MIN, CORU_INT_MAX, "fs_event_start");
   }
   int ref = coru_ref_cb(L, 4);
   uv_fs_event_stop(&e->ev);
@@ -826,7 +823,7 @@ static void fs_poll_cb(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const
 static int l_fs_poll_start(lua_State *L) {
   cfspoll *p = (cfspoll *)coru_check_handle(L, 1, &fs_poll_type);
   const char *path = checkpath(L, 2, "fs_poll_start");
-  lua_Integer iv = checkint(L, 3, "fs_poll_start");
+  lua_Integer iv = coru_check_int(L, 3, CORU_INT_MIN, 0xffffffff, "fs_poll_start");
   if (iv < 1) argerr(L, 3, "fs_poll_start", "interval must be >= 1 (milliseconds)");
   int ref = coru_ref_cb(L, 4);
   uv_fs_poll_stop(&p->p);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "stream.h"
+#include "check.h"
 
 static coru_htype pipe_type;
 
@@ -26,7 +27,7 @@ static int l_new_pipe(lua_State *L) { return coru_new_pipe(L, lua_toboolean(L, 1
 
 static int l_pipe_open(lua_State *L) {
   coru_uvstream *u = checkpipe(L, 1);
-  int r = uv_pipe_open(&u->u.pipe, (uv_file)luaL_checkinteger(L, 2));
+  int fd = coru_check_fd_of(L, 2, UV_NAMED_PIPE, "pipe_open"), r = fd < 0 ? fd : uv_pipe_open(&u->u.pipe, fd);
   if (r < 0) return coru_fail(L, r, NULL);
   lua_pushinteger(L, 0);
   return 1;
@@ -75,7 +76,7 @@ static int l_pipe_chmod(lua_State *L) {
 }
 
 static int l_pipe_pending_instances(lua_State *L) {
-  uv_pipe_pending_instances(&checkpipe(L, 1)->u.pipe, (int)luaL_checkinteger(L, 2));
+  uv_pipe_pending_instances(&checkpipe(L, 1)->u.pipe, (int)coru_check_int(L, 2, 0, CORU_INT_MAX, "pipe_pending_instances"));
   return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "coru.h"
+#include "check.h"
 
 int coru_checksignal(lua_State *L, int idx, const char *fn, int def);
 const char *coru_signame(int num);
@@ -122,9 +123,9 @@ static int l_spawn_process(lua_State *L) {
   else { if (!lua_isnil(L, -1)) argerr(L, 2, "cwd must be a string"); lua_pop(L, 1); }
 
   lua_getfield(L, 2, "uid");
-  if (!lua_isnil(L, -1)) { o.uid = (uv_uid_t)luaL_checkinteger(L, -1); o.flags |= UV_PROCESS_SETUID; }
+  if (!lua_isnil(L, -1)) { o.uid = (uv_uid_t)coru_check_int_at(L, -1, 0, 0xfffffffe, "spawn", "option 'uid'"); o.flags |= UV_PROCESS_SETUID; }
   lua_getfield(L, 2, "gid");
-  if (!lua_isnil(L, -1)) { o.gid = (uv_gid_t)luaL_checkinteger(L, -1); o.flags |= UV_PROCESS_SETGID; }
+  if (!lua_isnil(L, -1)) { o.gid = (uv_gid_t)coru_check_int_at(L, -1, 0, 0xfffffffe, "spawn", "option 'gid'"); o.flags |= UV_PROCESS_SETGID; }
   lua_getfield(L, 2, "detached");
   if (lua_toboolean(L, -1)) o.flags |= UV_PROCESS_DETACHED;
   lua_getfield(L, 2, "verbatim");
@@ -157,7 +158,7 @@ static int l_spawn_process(lua_State *L) {
         st[i].data.fd = i;
       } else if (ty == LUA_TNUMBER) {
         st[i].flags = UV_INHERIT_FD;
-        st[i].data.fd = (int)lua_tointeger(L, -1);
+        st[i].data.fd = (int)coru_check_int_at(L, -1, 0, CORU_INT_MAX, "spawn", "option 'stdio' (a descriptor)");
       } else if (s && strcmp(s, "pipe") == 0) {
         st[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : i <= 2 ? UV_WRITABLE_PIPE : UV_READABLE_PIPE | UV_WRITABLE_PIPE);
         pipes[i] = (coru_handle *)&any_handle;   /* created below, once every entry is checked */

@@ -179,7 +179,7 @@ static int rt_gc(lua_State *L) {
 static int l_exit(lua_State *L) {
   int status = 0;
   if (lua_isboolean(L, 1)) status = lua_toboolean(L, 1) ? 0 : 1;
-  else status = (int)luaL_optinteger(L, 1, coru_R ? coru_R->exit_status : 0);
+  else status = (int)coru_opt_int(L, 1, CORU_INT_MIN, CORU_INT_MAX, coru_R ? coru_R->exit_status : 0, "exit");
   fflush(NULL);
   /* Close what we can; the loop cannot run from here (uv_run is not
    * reentrant), so memory stays reachable until the process ends. */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include "coru.h"
+#include "check.h"
 
 typedef struct {
   coru_handle base;
@@ -40,8 +41,8 @@ const char *coru_signame(int num) {
 int coru_checksignal(lua_State *L, int idx, const char *fn, int def) {
   if (lua_isnoneornil(L, idx) && def > 0) return def;
   if (lua_type(L, idx) == LUA_TNUMBER) {
-    int n = (int)lua_tointeger(L, idx);
-    if (n >= 0 && n < 65) return n;
+    lua_Number n = lua_tonumber(L, idx);
+    if (n >= 0 && n < 65 && n == (int)n) return (int)n;
   } else if (lua_type(L, idx) == LUA_TSTRING) {
     const char *s = lua_tostring(L, idx);
     for (size_t i = 0; i < sizeof signames / sizeof signames[0]; i++)
@@ -127,7 +128,7 @@ static int l_signal_getsignum(lua_State *L) {
 
 /* coru.kill(pid [, sig]): default sigterm. */
 static int l_kill(lua_State *L) {
-  int pid = (int)luaL_checkinteger(L, 1);
+  int pid = (int)coru_check_int(L, 1, CORU_INT_MIN + 1, CORU_INT_MAX, "kill");
   int sig = coru_checksignal(L, 2, "kill", SIGTERM);
   int r = uv_kill(pid, sig);
   if (r < 0) return coru_fail(L, r, NULL);

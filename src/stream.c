@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include "stream.h"
+#include "check.h"
 
 #define HIGH_WATER (64 * 1024)
 #define DEFAULT_MAX_LINE (1024 * 1024)
@@ -755,7 +756,7 @@ static void connection_cb(uv_stream_t *server, int status) {
 static int l_listen(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   uv_stream_t *u = need_uv(L, s, "stream:listen");
-  int backlog = (int)luaL_optinteger(L, 2, 1024);
+  int backlog = (int)coru_opt_int(L, 2, 0, CORU_INT_MAX, 1024, "listen");
   int ref = coru_ref_cb(L, 3);
   int r = uv_listen(u, backlog, connection_cb);
   if (r < 0) { coru_unref(L, &ref); return coru_fail(L, r, NULL); }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include "stream.h"
+#include "check.h"
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
@@ -22,7 +23,7 @@ static coru_uvstream *checktcp(lua_State *L, int idx) {
 
 int coru_family_arg(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return AF_UNSPEC;
-  if (lua_type(L, idx) == LUA_TNUMBER) return (int)lua_tointeger(L, idx);
+  if (lua_type(L, idx) == LUA_TNUMBER) return (int)coru_check_int(L, idx, 0, CORU_INT_MAX, NULL);
   const char *f = luaL_checkstring(L, idx);
   if (!strcmp(f, "inet") || !strcmp(f, "ipv4")) return AF_INET;
   if (!strcmp(f, "inet6") || !strcmp(f, "ipv6")) return AF_INET6;
@@ -40,8 +41,7 @@ static int l_new_tcp(lua_State *L) {
 }
 
 int coru_check_port(lua_State *L, int idx) {
-  lua_Integer p = luaL_checkinteger(L, idx);
-  if (p < 0 || p > 65535) luaL_argerror(L, idx, "port must be 0..65535");
+  lua_Integer p = coru_check_int(L, idx, 0, 65535, NULL);
   return (int)p;
 }
 
@@ -173,7 +173,7 @@ static int l_tcp_nodelay(lua_State *L) {
 static int l_tcp_keepalive(lua_State *L) {
   coru_uvstream *u = checktcp(L, 1);
   int on = lua_toboolean(L, 2);
-  unsigned delay = (unsigned)luaL_optinteger(L, 3, 60);
+  unsigned delay = (unsigned)coru_opt_int(L, 3, 0, CORU_INT_MAX, 60, "keepalive");
   if (on && delay < 1) luaL_argerror(L, 3, "delay must be >= 1 second");
   int r = uv_tcp_keepalive(&u->u.tcp, on, delay);
   if (r < 0) return coru_fail(L, r, NULL);
@@ -190,7 +190,7 @@ static int l_tcp_simultaneous_accepts(lua_State *L) {
 
 static int l_tcp_open(lua_State *L) {
   coru_uvstream *u = checktcp(L, 1);
-  int r = uv_tcp_open(&u->u.tcp, (uv_os_sock_t)luaL_checkinteger(L, 2));
+  int fd = coru_check_fd_of(L, 2, UV_TCP, "tcp_open"), r = fd < 0 ? fd : uv_tcp_open(&u->u.tcp, fd);
   if (r < 0) return coru_fail(L, r, NULL);
   lua_pushinteger(L, 0);
   return 1;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "stream.h"
+#include "check.h"
 
 static coru_htype tty_type;
 int coru_new_pipe(lua_State *L, int ipc);
@@ -24,7 +25,7 @@ static int new_tty(lua_State *L, int fd, int readable) {
 }
 
 static int l_new_tty(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1);
+  int fd = (int)coru_check_int(L, 1, 0, CORU_INT_MAX, "new_tty");
   return new_tty(L, fd, lua_toboolean(L, 2));
 }
 
@@ -38,7 +39,7 @@ static int l_tty_set_mode(lua_State *L) {
     else if (!strcmp(m, "io")) mode = UV_TTY_MODE_IO;
     else return luaL_argerror(L, 2, "expected \"normal\", \"raw\" or \"io\"");
   } else {
-    mode = (int)luaL_checkinteger(L, 2);
+    mode = (int)coru_check_int(L, 2, 0, 2, "set_mode");
   }
   int r = uv_tty_set_mode(&u->u.tty, mode);
   if (r < 0) return coru_fail(L, r, NULL);
@@ -63,7 +64,7 @@ static int l_tty_reset_mode(lua_State *L) {
 }
 
 static int l_guess_handle(lua_State *L) {
-  switch (uv_guess_handle((int)luaL_checkinteger(L, 1))) {
+  switch (uv_guess_handle((int)coru_check_int(L, 1, 0, CORU_INT_MAX, "guess_handle"))) {
   case UV_TTY: lua_pushliteral(L, "tty"); break;
   case UV_NAMED_PIPE: lua_pushliteral(L, "pipe"); break;
   case UV_TCP: lua_pushliteral(L, "tcp"); break;
@@ -196,7 +197,7 @@ static coru_htype file_type = {"coru.filestream", CORU_K_PIPE, CORU_K_PIPE, NULL
 /* new_stdio(fd): a stream on fd as whatever it is (tty, pipe, socket or a
  * regular file). */
 static int l_new_stdio(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1);
+  int fd = (int)coru_check_int(L, 1, 0, CORU_INT_MAX, "new_stdio");
   int r;
   switch (uv_guess_handle(fd)) {
   case UV_TTY:

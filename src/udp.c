@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include "stream.h"
+#include "check.h"
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
@@ -78,7 +79,9 @@ static int l_udp_connect(lua_State *L) {
 }
 
 static int l_udp_open(lua_State *L) {
-  return ok0(L, uv_udp_open(&checkudp(L, 1)->u, (uv_os_sock_t)luaL_checkinteger(L, 2)), NULL);
+  cudp *u = checkudp(L, 1);
+  int fd = coru_check_fd_of(L, 2, UV_UDP, "udp_open");
+  return ok0(L, fd < 0 ? fd : uv_udp_open(&u->u, fd), NULL);
 }
 
 static int sockname(lua_State *L, int peer) {
@@ -110,7 +113,7 @@ static int l_udp_set_multicast_loop(lua_State *L) {
   return ok0(L, uv_udp_set_multicast_loop(&checkudp(L, 1)->u, lua_toboolean(L, 2)), NULL);
 }
 static int l_udp_set_multicast_ttl(lua_State *L) {
-  return ok0(L, uv_udp_set_multicast_ttl(&checkudp(L, 1)->u, (int)luaL_checkinteger(L, 2)), NULL);
+  return ok0(L, uv_udp_set_multicast_ttl(&checkudp(L, 1)->u, (int)coru_check_int(L, 2, 0, 255, "set_multicast_ttl")), NULL);
 }
 static int l_udp_set_multicast_interface(lua_State *L) {
   return ok0(L, uv_udp_set_multicast_interface(&checkudp(L, 1)->u, luaL_optstring(L, 2, NULL)), NULL);
@@ -119,7 +122,7 @@ static int l_udp_set_broadcast(lua_State *L) {
   return ok0(L, uv_udp_set_broadcast(&checkudp(L, 1)->u, lua_toboolean(L, 2)), NULL);
 }
 static int l_udp_set_ttl(lua_State *L) {
-  return ok0(L, uv_udp_set_ttl(&checkudp(L, 1)->u, (int)luaL_checkinteger(L, 2)), NULL);
+  return ok0(L, uv_udp_set_ttl(&checkudp(L, 1)->u, (int)coru_check_int(L, 2, 1, 255, "set_ttl")), NULL);
 }
 static int l_udp_get_send_queue_size(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)uv_udp_get_send_queue_size(&checkudp(L, 1)->u));

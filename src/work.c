@@ -497,7 +497,7 @@ static coru_htype poll_type;
 static void poll_on_close(coru_handle *h) { coru_unref(coru_R->L, &((cpoll *)h)->cb_ref); }
 
 static int new_poll(lua_State *L, int socket) {
-  int fd = (int)luaL_checkinteger(L, 1);
+  int fd = (int)coru_check_int(L, 1, 0, CORU_INT_MAX, "new_poll");
   cpoll *p = coru_handle_alloc(L, &poll_type, sizeof *p, offsetof(cpoll, p));
   p->cb_ref = LUA_NOREF;
   int r = socket ? uv_poll_init_socket(coru_R->loop, &p->p, fd) : uv_poll_init(coru_R->loop, &p->p, fd);
