@@ -10,6 +10,7 @@
  * three modes. A cancelled task's request is uv_cancel'ed; if it was already
  * running, fs_cb finds coru_cont_begin returning NULL and only frees it.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -874,20 +875,26 @@ typedef struct {
   coru_cont cont;
   char *data;
   size_t len;
+  size_t max;       /* the limit: more is EFBIG */
   int err;
   char path[];
 } rfreq;
 
-static int read_whole(const char *path, char **out, size_t *outlen) {
+#define READ_FILE_MAX_DEFAULT ((size_t)256 << 20)   /* 256 MiB, docs/fs.md */
+#define READ_FILE_MAX ((size_t)0x7ffffefe)          /* the longest LuaJIT string */
+
+static int read_whole(const char *path, char **out, size_t *outlen, size_t max) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   struct stat st;
   if (fstat(fd, &st) < 0) { int e = -errno; close(fd); return e; }
   if (S_ISDIR(st.st_mode)) { close(fd); return UV_EISDIR; }
+  if (st.st_size > 0 && (uint64_t)st.st_size > max) { close(fd); return UV_EFBIG; }
   size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 65536, len = 0;
   char *buf = malloc(cap);
   if (!buf) { close(fd); return UV_ENOMEM; }
   for (;;) {
+    if (len > max) { free(buf); close(fd); return UV_EFBIG; }   /* grew past its size (/dev/zero) */
     if (len == cap) {
       char *nb = realloc(buf, cap * 2);
       if (!nb) { free(buf); close(fd); return UV_ENOMEM; }
@@ -911,9 +918,23 @@ static int read_whole(const char *path, char **out, size_t *outlen) {
   return 0;
 }
 
+/* The failure of r: for EFBIG the detail names the limit. */
+static void rf_fail(coru_cont *c, lua_State *L, rfreq *r, int err) {
+  if (err != UV_EFBIG) {
+    if (c) coru_cont_fail(c, err, r->path); else coru_fail(L, err, r->path);
+    return;
+  }
+  static const char fmt[] = "%s (larger than the limit of %zu bytes: read_file(path, {max = n}) raises it)";
+  size_t n = strlen(r->path) + sizeof fmt + 24;
+  char *d = malloc(n);
+  if (d) snprintf(d, n, fmt, r->path, r->max);
+  if (c) coru_cont_fail(c, err, d ? d : r->path); else coru_fail(L, err, d ? d : r->path);
+  free(d);
+}
+
 static void rf_work(uv_work_t *w) {
   rfreq *r = w->data;
-  r->err = read_whole(r->path, &r->data, &r->len);
+  r->err = read_whole(r->path, &r->data, &r->len, r->max);
 }
 
 static void rf_free(rfreq *r) {
@@ -927,7 +948,7 @@ static void rf_after(uv_work_t *w, int status) {
   lua_State *S = coru_cont_begin(&r->cont);
   if (S) {
     if (status < 0) coru_cont_fail(&r->cont, status, r->path);
-    else if (r->err < 0) coru_cont_fail(&r->cont, r->err, r->path);
+    else if (r->err < 0) rf_fail(&r->cont, NULL, r, r->err);
     else {
       lua_pushlstring(S, r->data, r->len);
       free(r->data);
@@ -945,20 +966,29 @@ static void rf_cancel(coru_cont *c) {
 
 /* coru.fs_read_file(path [, cb]) -> contents, or nil, msg, name. */
 static int l_fs_read_file(lua_State *L) {
-  int cb = fs_cbslot(L, 1);
+  int cb = fs_cbslot(L, 2);
   const char *path = checkpath(L, 1, FN);
+  size_t max = READ_FILE_MAX_DEFAULT;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "max");
+    if (!lua_isnil(L, -1)) max = (size_t)coru_check_int_at(L, -1, 0, READ_FILE_MAX, FN, "option 'max'");
+    lua_pop(L, 1);
+  } else if (!lua_isnoneornil(L, 2)) {
+    max = (size_t)coru_check_int(L, 2, 0, READ_FILE_MAX, FN);
+  }
   if (!lua_isnoneornil(L, cb) && !coru_is_callable(L, cb)) typeerr(L, cb, FN, "function");
   size_t plen = strlen(path);
   rfreq *r = calloc(1, sizeof *r + plen + 1);
   if (!r) return luaL_error(L, "out of memory");
   live_reqs++;
   memcpy(r->path, path, plen + 1);
+  r->max = max;
   r->req.data = r;
   int mode = coru_cont_init(L, &r->cont, cb, rf_cancel);
   if (mode == CORU_MODE_NONE) {
-    int e = read_whole(path, &r->data, &r->len);
+    int e = read_whole(path, &r->data, &r->len, max);
     int n;
-    if (e < 0) n = coru_fail(L, e, path);
+    if (e < 0) { rf_fail(NULL, L, r, e); n = 3; }
     else { lua_pushlstring(L, r->data, r->len); n = 1; }
     rf_free(r);
     return n;

@@ -22,6 +22,8 @@
 
 #define HIGH_WATER (64 * 1024)
 #define DEFAULT_MAX_LINE (1024 * 1024)
+#define DEFAULT_MAX_ALL (64 * 1024 * 1024)
+#define STREAM_MAX ((size_t)1 << 30)   /* no limit or count may exceed 1 GiB: the buffer is 32-bit */
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
 coru_htype coru_stream_type = {"coru.stream", 0, CORU_K_STREAM, NULL, NULL, NULL, NULL};
@@ -29,6 +31,7 @@ coru_htype coru_stream_type = {"coru.stream", 0, CORU_K_STREAM, NULL, NULL, NULL
 void coru_stream_init(coru_stream *s, const coru_transport *tp) {
   s->tp = tp;
   s->max_line = DEFAULT_MAX_LINE;
+  s->max_all = DEFAULT_MAX_ALL;
   s->read_cb_ref = LUA_NOREF;
   s->listen_ref = LUA_NOREF;
   s->rd.cb_ref = LUA_NOREF;
@@ -41,6 +44,7 @@ coru_stream *coru_check_stream(lua_State *L, int idx) {
 /* ------------------------------------------------------------- the buffer */
 
 static void buf_append(coru_stream *s, const char *p, size_t n) {
+  if (s->rerr == UV_ENOBUFS) return;
   if (s->pos == s->len) s->pos = s->len = 0;
   if ((size_t)s->len + n > s->cap) {
     if (s->pos > 0) {
@@ -51,9 +55,14 @@ static void buf_append(coru_stream *s, const char *p, size_t n) {
     if ((size_t)s->len + n > s->cap) {
       size_t cap = s->cap ? s->cap : 256;
       while (cap < (size_t)s->len + n) cap *= 2;
-      if (cap > 0xffffffffu) abort();
-      char *nb = realloc(s->buf, cap);
-      if (!nb) abort();
+      /* Every reader is bounded (STREAM_MAX); past that, or without
+       * memory, the stream fails with ENOBUFS: never an abort. */
+      char *nb = cap > 0xffffffffu ? NULL : realloc(s->buf, cap);
+      if (!nb) {
+        s->rerr = UV_ENOBUFS;
+        if (s->reading) { s->reading = 0; s->tp->read_stop(s); }
+        return;
+      }
       s->buf = nb;
       s->cap = (uint32_t)cap;
     }
@@ -81,7 +90,7 @@ static void buf_release(coru_stream *s) {
 
 /* ------------------------------------------------------------- scanning */
 
-enum { SC_NEED, SC_OK, SC_LONG };
+enum { SC_NEED, SC_OK, SC_LONG, SC_BIG };
 
 /* Does p[0, n) answer the reader? On SC_OK: the value is p[0, *take) and
  * *skip bytes are consumed. *scanned: bytes known to hold no answer. */
@@ -122,7 +131,7 @@ static int scan(coru_stream *s, const char *p, size_t n, size_t *take, size_t *s
     return *take > s->max_line ? SC_LONG : SC_OK;
   }
   default: /* CORU_RD_ALL */
-    return SC_NEED;
+    return n > s->max_all ? SC_BIG : SC_NEED;
   }
 }
 
@@ -179,10 +188,48 @@ static void luv_deliver(coru_stream *s, const char *p, size_t n, int err) {
 /* Over the limit: drop the line. If its end is buffered (skip > 0), drop
  * up to it; else drop everything and discard what comes until its end, so
  * the next read starts at the next line. */
+static const char *discard_find(coru_stream *s, const char *p, size_t n);
+
+/* Start discarding after p[0, n) (which holds no delimiter). */
+static void discard_start(coru_stream *s, const char *p, size_t n) {
+  s->discard = s->rmode;
+  s->dtail = 0;
+  discard_find(s, p, n);   /* keeps its last bytes: a delimiter may begin there */
+}
+
 static void drop_long(coru_stream *s, size_t skip) {
   if (skip) { buf_consume(s, skip); return; }
+  discard_start(s, s->buf + s->pos, BUFFERED(s));
   buf_release(s);
-  s->discard = s->rmode;
+}
+
+/* Discarding: where the delimiter ends in p[0, n), or NULL (all of p is
+ * discarded). The last dlen - 1 bytes discarded are kept (at delim + dlen)
+ * so that a delimiter split across two reads is found. */
+static const char *discard_find(coru_stream *s, const char *p, size_t n) {
+  const char *d = s->discard == CORU_RD_UNTIL ? s->delim : "\n";
+  size_t dl = s->discard == CORU_RD_UNTIL ? s->dlen : 1;
+  char *tail = s->discard == CORU_RD_UNTIL ? s->delim + dl : NULL;
+  size_t t = s->dtail;
+  /* a delimiter that began in the tail: the longest such start is the earliest */
+  for (size_t k = t < dl - 1 ? t : dl - 1; k >= 1; k--) {
+    if (n < dl - k || memcmp(tail + t - k, d, k) != 0) continue;
+    if (memcmp(p, d + k, dl - k) == 0) { s->dtail = 0; return p + (dl - k); }
+  }
+  const char *hit = memmem(p, n, d, dl);
+  if (hit) { s->dtail = 0; return hit + dl; }
+  if (dl > 1) {   /* keep the last dl - 1 bytes of tail + p */
+    size_t keep = dl - 1;
+    if (n >= keep) { memcpy(tail, p + n - keep, keep); t = keep; }
+    else {
+      size_t from_tail = t + n > keep ? keep - n : t;
+      memmove(tail, tail + t - from_tail, from_tail);
+      memcpy(tail + from_tail, p, n);
+      t = from_tail + n;
+    }
+    s->dtail = t;
+  }
+  return NULL;
 }
 
 static void lines_too_long(coru_stream *s, size_t skip) {
@@ -218,6 +265,7 @@ static int rd_from_buffer(coru_stream *s) {
     return 0;
   }
   if (r == SC_LONG) { lines_too_long(s, skip); return 1; }
+  if (r == SC_BIG) { rd_fail(s, 0, "too large", 0); return 1; }   /* the data stays buffered */
   /* build the string before consuming: the wakeup may run the task */
   if (s->rmode == CORU_RD_LUV) {
     lua_State *L = coru_R->L;
@@ -243,13 +291,11 @@ static void rd_stop_reading(coru_stream *s) {
 void coru_stream_feed(coru_stream *s, const char *p, size_t n) {
   if (!n || s->base.closing) return;
   if (s->discard) {          /* the rest of an overlong line */
-    const char *d = s->discard == CORU_RD_UNTIL ? s->delim : "\n";
-    size_t dl = s->discard == CORU_RD_UNTIL ? s->dlen : 1;
-    const char *hit = memmem(p, n, d, dl);
-    if (!hit) return;
+    const char *end = discard_find(s, p, n);
+    if (!end) return;
     s->discard = 0;
-    n -= (size_t)(hit - p) + dl;
-    p = hit + dl;
+    n -= (size_t)(end - p);
+    p = end;
     if (!n) return;
   }
   if (s->rmode == CORU_RD_NONE) {
@@ -271,9 +317,14 @@ void coru_stream_feed(coru_stream *s, const char *p, size_t n) {
     s->scanned = (uint32_t)scanned;
     return;
   }
+  if (r == SC_BIG) {
+    buf_append(s, p, n);
+    rd_fail(s, 0, "too large", 0);
+    return;
+  }
   if (r == SC_LONG) {
     if (skip && skip < n) buf_append(s, p + skip, n - skip);
-    else if (!skip) s->discard = s->rmode;
+    else if (!skip) discard_start(s, p, n);
     rd_fail(s, 0, "line too long", 0);
     return;
   }
@@ -333,6 +384,11 @@ static int rd_now(lua_State *L, coru_stream *s) {
     drop_long(s, skip);
     lua_pushnil(L);
     lua_pushliteral(L, "line too long");
+    return 2;
+  }
+  if (r == SC_BIG) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "too large");
     return 2;
   }
   s->scanned = (uint32_t)scanned;
@@ -409,10 +465,9 @@ static int l_read_all(lua_State *L) {
 
 static int l_read_bytes(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
-  lua_Number n = luaL_checknumber(L, 2);
-  if (n < 0 || n > 0x7fffffff) luaL_argerror(L, 2, "must be a count >= 0");
+  size_t n = (size_t)coru_check_int(L, 2, 0, STREAM_MAX, "read_bytes");
   if (s->rmode) { lua_pushnil(L); lua_pushliteral(L, "busy"); return 2; }
-  s->want = (size_t)n;
+  s->want = n;
   return rd_op(L, s, CORU_RD_BYTES, cbarg(L, 3), "stream:read_bytes");
 }
 
@@ -421,14 +476,16 @@ static int l_read_until(lua_State *L) {
   size_t dlen;
   const char *d = luaL_checklstring(L, 2, &dlen);
   if (!dlen) luaL_argerror(L, 2, "delimiter must not be empty");
+  if (dlen > 65536) luaL_argerror(L, 2, "delimiter longer than 65536 bytes");
   if (s->rmode) { lua_pushnil(L); lua_pushliteral(L, "busy"); return 2; }
   if (dlen != s->dlen || memcmp(d, s->delim, dlen) != 0) {
-    char *nd = realloc(s->delim, dlen);
+    char *nd = realloc(s->delim, 2 * dlen);   /* the second half: discard_find's tail */
     if (!nd) return luaL_error(L, "out of memory");
     memcpy(nd, d, dlen);
     s->delim = nd;
     s->dlen = dlen;
     s->scanned = 0;
+    s->dtail = 0;
   }
   return rd_op(L, s, CORU_RD_UNTIL, cbarg(L, 3), "stream:read_until");
 }
@@ -657,6 +714,7 @@ static int l_shutdown(lua_State *L) {
 static uint32_t opt_ms(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return 0;
   lua_Number ms = luaL_checknumber(L, idx);
+  if (ms != ms) luaL_argerror(L, idx, "milliseconds expected, got NaN");
   if (ms < 0) luaL_argerror(L, idx, "must be >= 0 (milliseconds)");
   if (ms > 0 && ms < 1) ms = 1;
   return ms > 4e9 ? 4000000000u : (uint32_t)ms;
@@ -678,9 +736,13 @@ static int l_settimeout(lua_State *L) {
 
 static int l_set_max_line(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
-  lua_Number n = luaL_checknumber(L, 2);
-  if (n < 1) luaL_argerror(L, 2, "must be >= 1");
-  s->max_line = (size_t)n;
+  s->max_line = (size_t)coru_check_int(L, 2, 1, STREAM_MAX, "set_max_line");
+  return 0;
+}
+
+static int l_set_max_all(lua_State *L) {
+  coru_stream *s = coru_check_stream(L, 1);
+  s->max_all = (size_t)coru_check_int(L, 2, 1, STREAM_MAX, "set_max_all");
   return 0;
 }
 
@@ -922,6 +984,7 @@ const coru_Reg coru_stream_methods[] = {
   {"settimeouts", l_settimeouts, 0},
   {"settimeout", l_settimeout, 0},
   {"set_max_line", l_set_max_line, 0},
+  {"set_max_all", l_set_max_all, 0},
   {"buffered", l_buffered, 0},
   {"is_readable", l_is_readable, 0},
   {"is_writable", l_is_writable, 0},

@@ -113,6 +113,8 @@ struct coru_stream {
   char *delim;             /* read_until: the delimiter (malloc'd) */
   size_t dlen;
   size_t max_line;         /* line/delimiter search limit */
+  size_t max_all;          /* read_all limit (bytes) */
+  size_t dtail;            /* discarding: bytes kept at delim + dlen (a delimiter split across reads) */
   coru_deadline *rdl;      /* read timeout in effect */
   int read_cb_ref;         /* luv read_start callback */
   uint32_t to_connect, to_send, to_read;   /* ms, 0 = none */
