@@ -243,3 +243,44 @@ describe("boundary: read_until after 'line too long'", function()
     end)
   end)
 end)
+
+describe("boundary: the host's start and signals", function()
+  it("runs with fd 0, 1 or 2 closed and exits cleanly", function()
+    local path = os.tmpname()
+    local out, status = H.sh(string.format(
+      "%s -e 'local t = coru.new_timer(); t:start(5, 0, function() t:close() end); coru.sleep(10); io.open(%q, \"w\"):write(\"ran\")' <&- >&- 2>&-",
+      H.bin, path))
+    assert.equal(0, status)
+    assert.equal("ran", io.open(path):read("*a"))
+    os.remove(path)
+  end)
+
+  local function signalled(code, sig)
+    return H.sh(string.format(
+      "%s -e '%s' 2>&1 & p=$!; sleep 0.3; kill -%s $p; wait $p", H.bin, code, sig))
+  end
+
+  it("SIGINT stops a busy interpreted loop with 'interrupted!' and status 130", function()
+    local out, status = signalled("jit.off() local x = 0 while true do x = x + 1 end", "INT")
+    assert.equal(130, status)
+    assert.matches("interrupted!", out)
+  end)
+
+  it("SIGTERM ends a busy compiled loop with status 143", function()
+    local _, status = signalled("local x = 0 while true do x = x + math.sin(x) end", "TERM")
+    assert.equal(143, status)
+  end)
+
+  it("SIGTERM ends a script blocked in a synchronous call with status 143", function()
+    local _, status = signalled("os.execute(\"sleep 2\")", "TERM")
+    assert.equal(143, status)
+  end)
+
+  it("a script that watches SIGINT still gets it while busy", function()
+    local out, status = signalled(
+      "local s = coru.new_signal(); s:start(\"sigint\", function() print(\"got it\"); s:close() end); local t = os.time(); while os.time() - t < 1 do end; coru.sleep(10)",
+      "INT")
+    assert.equal(0, status)
+    assert.matches("got it", out)
+  end)
+end)

@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <unistd.h>
 #include <limits.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <luajit.h>
 #include "coru.h"
 
@@ -69,6 +71,18 @@ static void set_paths(lua_State *L, const char *argv0) {
   }
 }
 
+/* Started with fd 0, 1 or 2 closed (`cmd <&-`, a daemonizer): libuv's own
+ * descriptors would land there and be taken for stdio (uv_loop_close then
+ * asserts). Reopen the missing ones on /dev/null first, as Node does. */
+static void reopen_std_fds(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    int got = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (got < 0) abort();             /* nothing safe to run on */
+    if (got != fd) { dup2(got, fd); close(got); }
+  }
+}
+
 static int l_os_exit(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "coru.module");
   lua_getfield(L, -1, "exit");
@@ -78,6 +92,7 @@ static int l_os_exit(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
+  reopen_std_fds();
   if (argv[0] && argv[0][0]) progname = argv[0];
   signal(SIGPIPE, SIG_IGN);
   lua_State *L = luaL_newstate();

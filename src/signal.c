@@ -3,7 +3,13 @@
  * for SIGINT/SIGTERM: with no signal handle of the script watching it, the
  * host closes its handles and exits with 128 + signal (130, 143).
  */
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <time.h>
+#include <unistd.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include "coru.h"
@@ -161,14 +167,89 @@ static void host_signal_cb(uv_signal_t *h, int signum) {
   lua_pcall(L, 1, 0, 0);              /* closes the handles, exits */
 }
 
+/* A busy script never returns to the loop, so the handles above never
+ * run. As luajit does, the signal handler also sets a debug hook, which
+ * runs at the next Lua instruction of whatever is running and ends the
+ * process: SIGINT prints "interrupted!" and a traceback, status 130;
+ * SIGTERM status 143. Our handler wraps libuv's (which stays installed
+ * while the host handles watch) and chains to it. JIT-compiled code never
+ * runs hooks and a blocking C call runs none: a watchdog thread ends the
+ * process (_exit, same statuses) if the hook has not within TRAP_GRACE_MS.
+ * A second signal while the first is still pending takes the default action. */
+#define TRAP_GRACE_MS 500
+static struct sigaction uv_action[2];
+static volatile sig_atomic_t trap_pending;
+static sem_t trap_sem;
+
+static void *trap_watchdog(void *arg) {
+  (void)arg;
+  for (;;) {
+    while (sem_wait(&trap_sem) != 0) {}
+    struct timespec ts = {TRAP_GRACE_MS / 1000, (TRAP_GRACE_MS % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {}
+    int sig = trap_pending;
+    if (!sig) continue;
+    if (sig == SIGINT) {
+      static const char msg[] = "coru: interrupted! (in compiled code or a blocking call)\n";
+      ssize_t w = write(2, msg, sizeof msg - 1);
+      (void)w;
+    }
+    _exit(128 + sig);
+  }
+  return NULL;
+}
+
+static void host_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  int sig = trap_pending;
+  lua_sethook(L, NULL, 0, 0);
+  if (!sig) return;
+  if (sig == SIGINT) {
+    luaL_traceback(L, L, "interrupted!", 1);
+    fprintf(stderr, "coru: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, LUA_REGISTRYINDEX, "coru.module");
+  lua_getfield(L, -1, "exit");
+  lua_pushinteger(L, 128 + sig);
+  lua_call(L, 1, 0);                  /* does not return */
+}
+
+static void host_trap(int sig, siginfo_t *si, void *uc) {
+  int saved = errno, i = sig == SIGINT ? 0 : 1;
+  if (watching[sig] <= 0 && coru_R && coru_R->L) {
+    if (trap_pending) { signal(sig, SIG_DFL); raise(sig); }
+    trap_pending = sig;
+    lua_sethook(coru_R->L, host_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    sem_post(&trap_sem);
+  }
+  errno = saved;
+  if (uv_action[i].sa_flags & SA_SIGINFO) uv_action[i].sa_sigaction(sig, si, uc);
+  else if (uv_action[i].sa_handler != SIG_DFL && uv_action[i].sa_handler != SIG_IGN) uv_action[i].sa_handler(sig);
+}
+
 /* Called by the host (main.c) after loading coru. */
 void coru_signal_host_defaults(void) {
   int sigs[2] = {SIGINT, SIGTERM};
+  pthread_t th;
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  if (sem_init(&trap_sem, 0, 0) != 0 || pthread_create(&th, &at, trap_watchdog, NULL) != 0) return;
+  pthread_attr_destroy(&at);
   for (int i = 0; i < 2; i++) {
     uv_signal_init(coru_R->loop, &host_sig[i]);
     host_sig[i].data = NULL;          /* not a coru handle: shutdown just closes it */
     uv_signal_start(&host_sig[i], host_signal_cb, sigs[i]);
     uv_unref((uv_handle_t *)&host_sig[i]);
+    struct sigaction sa;
+    if (sigaction(sigs[i], NULL, &uv_action[i]) == 0) {
+      memset(&sa, 0, sizeof sa);
+      sa.sa_sigaction = host_trap;
+      sa.sa_flags = SA_SIGINFO | (uv_action[i].sa_flags & SA_RESTART);
+      sigfillset(&sa.sa_mask);
+      sigaction(sigs[i], &sa, NULL);
+    }
   }
 }
 
