@@ -804,12 +804,11 @@ static void sleep_cancel(coru_cont *c) {
 }
 
 static int l_sleep(lua_State *L) {
-  lua_Number ms = luaL_checknumber(L, 1);
+  uint64_t ms = coru_check_ms(L, 1, "sleep");
   coru_task *T = coru_R->current;
   if (!T) return coru_need_task(L, "coru.sleep");
-  if (ms < 0) ms = 0;
   coru_cont_init(L, &T->wait, 0, sleep_cancel);
-  T->aux = coru_deadline_start((uint64_t)ms, sleep_fire, T);
+  T->aux = coru_deadline_start(ms, sleep_fire, T);
   return coru_cont_yield(L, &T->wait, 0);
 }
 
@@ -1055,7 +1054,7 @@ static void timeout_fire(void *data) {
 }
 
 static int l_timeout(lua_State *L) {
-  lua_Number ms = luaL_checknumber(L, 1);
+  uint64_t ms = coru_check_ms(L, 1, "timeout");
   if (!coru_is_callable(L, 2)) luaL_typerror(L, 2, "function");
   coru_task *T = group_prepare(L, "coru.timeout");
   int nargs = lua_gettop(L) - 2;
@@ -1068,7 +1067,7 @@ static int l_timeout(lua_State *L) {
   g->child_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* the group lives as long as U runs: its observer closure holds it */
   group_watch(L, 3, U, 1);
-  g->dl = coru_deadline_start(ms < 0 ? 0 : (uint64_t)ms, timeout_fire, g);
+  g->dl = coru_deadline_start(ms, timeout_fire, g);
   return group_wait(L, T, g);
 }
 
@@ -1239,8 +1238,7 @@ static void chan_cancel(coru_cont *c) {
 }
 
 static int l_chan_new(lua_State *L) {
-  lua_Number cap = luaL_optnumber(L, 1, 0);
-  if (cap < 0 || cap > 0x7fffffff) luaL_argerror(L, 1, "capacity must be a count >= 0");
+  lua_Integer cap = coru_opt_int(L, 1, 0, CORU_INT_MAX, 0, "channel");
   chan *ch = lua_newuserdata(L, sizeof *ch);
   memset(ch, 0, sizeof *ch);
   ch->cap = (int)cap;

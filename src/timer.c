@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 #include "coru.h"
+#include "check.h"
 
 /* ---------------------------------------------------------------- timers */
 
@@ -51,7 +52,7 @@ static void timer_cb(uv_timer_t *ut) {
 static uint64_t checkms(lua_State *L, int idx) {
   lua_Number n = luaL_checknumber(L, idx);
   if (n < 0) luaL_argerror(L, idx, "must be >= 0 (milliseconds)");
-  return (uint64_t)n;
+  return coru_ms_value(L, n, idx, NULL);   /* NaN refused, huge clamped */
 }
 
 static int l_timer_start(lua_State *L) {

@@ -886,7 +886,7 @@ static int l_wrap(lua_State *L) {
   int server = lua_toboolean(L, 3);
   const char *sni = luaL_optstring(L, 4, NULL);
   const char *vh = luaL_optstring(L, 5, NULL);
-  lua_Number ms = luaL_optnumber(L, 6, 0);
+  uint64_t ms = coru_opt_ms(L, 6, 0, "tls.wrap (handshake_timeout)");
   int cbidx = lua_isnoneornil(L, 7) ? 0 : 7;
   if (cbidx && !coru_is_callable(L, 7)) luaL_typerror(L, 7, "function");
   if (!cbidx && !coru_R->current) return coru_need_task(L, "coru.tls.wrap");
@@ -914,7 +914,7 @@ static int l_wrap(lua_State *L) {
   t->rcb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   coru_cont_init(L, &t->hs, cbidx, hs_cancel);
   coru_handle_keep(L, &t->s.base);
-  if (ms > 0) t->hs_dl = coru_deadline_start((uint64_t)ms, hs_timeout, t);
+  if (ms > 0) t->hs_dl = coru_deadline_start(ms, hs_timeout, t);
   /* the first step runs from the loop, so that a result is never ready
    * before this call has suspended */
   t->start_dl = coru_deadline_start(0, tls_start, t);

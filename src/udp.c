@@ -137,6 +137,7 @@ static int l_udp_settimeout(lua_State *L) {
   cudp *u = checkudp(L, 1);
   lua_Number ms = luaL_optnumber(L, 2, 0);
   if (ms < 0) luaL_argerror(L, 2, "must be >= 0 (milliseconds)");
+  ms = (lua_Number)coru_ms_value(L, ms, 2, "settimeout");
   u->to_read = ms > 4e9 ? 4000000000u : (uint32_t)ms;
   return 0;
 }
