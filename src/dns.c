@@ -65,14 +65,14 @@ static int hint_flag(lua_State *L, int idx, const char *name, int flag) {
 
 /* getaddrinfo(host, service [, hints] [, cb]) -> array of addresses */
 static int l_getaddrinfo(lua_State *L) {
-  const char *host = luaL_optstring(L, 1, NULL);
+  const char *host = coru_opt_cstr(L, 1, NULL, NULL);
   const char *service = NULL;
   char portbuf[16];
   if (lua_type(L, 2) == LUA_TNUMBER) {
     snprintf(portbuf, sizeof portbuf, "%d", (int)coru_check_int(L, 2, 0, 65535, "getaddrinfo"));
     service = portbuf;
   } else {
-    service = luaL_optstring(L, 2, NULL);
+    service = coru_opt_cstr(L, 2, NULL, NULL);
   }
   if (!host && !service) luaL_argerror(L, 1, "host or service needed");
   int cbidx = 0;

@@ -326,7 +326,7 @@ static int typeerr(lua_State *L, int i, const char *fn, const char *want) {
 
 static const char *checkpath(lua_State *L, int i, const char *fn) {
   if (lua_type(L, i) != LUA_TSTRING) typeerr(L, i, fn, "string");
-  return lua_tostring(L, i);
+  return coru_cstr_at(L, i, fn, NULL);
 }
 
 static lua_Integer checkint(lua_State *L, int i, const char *fn) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "coru.h"
+#include "check.h"
 
 static int l_hrtime(lua_State *L) {
   lua_pushnumber(L, (lua_Number)uv_hrtime());
@@ -92,7 +93,7 @@ static int l_os_tmpdir(lua_State *L) { return push_buf(L, uv_os_tmpdir, NULL); }
 static int l_os_gethostname(lua_State *L) { return push_buf(L, uv_os_gethostname, NULL); }
 
 static int l_chdir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = coru_check_cstr(L, 1, NULL);
   int r = uv_chdir(path);
   if (r < 0) return coru_fail(L, r, path);
   lua_pushboolean(L, 1);
@@ -100,7 +101,7 @@ static int l_chdir(lua_State *L) {
 }
 
 static int l_os_getenv(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = coru_check_cstr(L, 1, NULL);
   char small[1024];
   size_t len = sizeof small;
   int r = uv_os_getenv(name, small, &len);
@@ -119,7 +120,7 @@ static int l_os_getenv(lua_State *L) {
 }
 
 static int l_os_setenv(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1), *value = luaL_checkstring(L, 2);
+  const char *name = coru_check_cstr(L, 1, NULL), *value = coru_check_cstr(L, 2, NULL);
   int r = uv_os_setenv(name, value);
   if (r < 0) return coru_fail(L, r, name);
   lua_pushboolean(L, 1);
@@ -127,7 +128,7 @@ static int l_os_setenv(lua_State *L) {
 }
 
 static int l_os_unsetenv(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = coru_check_cstr(L, 1, NULL);
   int r = uv_os_unsetenv(name);
   if (r < 0) return coru_fail(L, r, name);
   lua_pushboolean(L, 1);

@@ -35,7 +35,7 @@ static int l_pipe_open(lua_State *L) {
 
 static int l_pipe_bind(lua_State *L) {
   coru_uvstream *u = checkpipe(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = coru_check_cstr(L, 2, NULL);
   int r = uv_pipe_bind(&u->u.pipe, name);
   if (r < 0) return coru_fail(L, r, name);
   lua_pushinteger(L, 0);
@@ -44,7 +44,7 @@ static int l_pipe_bind(lua_State *L) {
 
 static int l_pipe_connect(lua_State *L) {
   coru_uvstream *u = checkpipe(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = coru_check_cstr(L, 2, NULL);
   return coru_connect_start(L, u, 3, "pipe:connect", NULL, name, name);
 }
 
@@ -63,7 +63,7 @@ static int l_pipe_getpeername(lua_State *L) { return pipename(L, 1); }
 
 static int l_pipe_chmod(lua_State *L) {
   coru_uvstream *u = checkpipe(L, 1);
-  const char *m = luaL_checkstring(L, 2);
+  const char *m = coru_check_cstr(L, 2, NULL);
   int flags = 0;
   if (!strcmp(m, "r")) flags = UV_READABLE;
   else if (!strcmp(m, "w")) flags = UV_WRITABLE;

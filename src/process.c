@@ -68,7 +68,7 @@ static char **string_array(lua_State *L, int t, const char *what, int keep, int 
     }
     lua_pushvalue(L, -1);
     lua_rawseti(L, keep, (int)lua_objlen(L, keep) + 1);
-    a[k++] = (char *)lua_tostring(L, -1);
+    a[k++] = (char *)coru_cstr_at(L, -1, "spawn_process", what);
     lua_pop(L, 1);
   }
   a[k] = NULL;
@@ -81,7 +81,7 @@ static coru_htype any_handle = {"coru.handle", CORU_K_ANY, CORU_K_ANY, NULL, NUL
  * process, pid, pipes ({[1] = stdin pipe, [2] = stdout pipe, ...} for
  * "pipe" entries), or nil, msg, name. */
 static int l_spawn_process(lua_State *L) {
-  const char *file = luaL_checkstring(L, 1);
+  const char *file = coru_check_cstr(L, 1, NULL);
   if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2)) luaL_typerror(L, 2, "table");
   if (!lua_isnoneornil(L, 3) && !coru_is_callable(L, 3)) luaL_typerror(L, 3, "function");
   lua_settop(L, 3);
@@ -108,7 +108,8 @@ static int l_spawn_process(lua_State *L) {
     lua_pushnil(L);
     while (lua_next(L, et)) {
       if (lua_type(L, -2) == LUA_TNUMBER) lua_pushvalue(L, -1);
-      else if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+      else if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1))
+        lua_pushfstring(L, "%s=%s", coru_cstr_at(L, -2, "spawn_process", "env"), coru_cstr_at(L, -1, "spawn_process", "env"));
       else argerr(L, 2, "env: strings expected");
       lua_rawseti(L, arr, ++n);
       lua_pop(L, 1);
@@ -119,7 +120,7 @@ static int l_spawn_process(lua_State *L) {
   lua_pop(L, 1);
 
   lua_getfield(L, 2, "cwd");
-  if (lua_isstring(L, -1)) { o.cwd = lua_tostring(L, -1); lua_rawseti(L, keep, 1000001); }
+  if (lua_isstring(L, -1)) { o.cwd = coru_cstr_at(L, -1, "spawn_process", "option 'cwd'"); lua_rawseti(L, keep, 1000001); }
   else { if (!lua_isnil(L, -1)) argerr(L, 2, "cwd must be a string"); lua_pop(L, 1); }
 
   lua_getfield(L, 2, "uid");

@@ -24,7 +24,7 @@ static coru_uvstream *checktcp(lua_State *L, int idx) {
 int coru_family_arg(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return AF_UNSPEC;
   if (lua_type(L, idx) == LUA_TNUMBER) return (int)coru_check_int(L, idx, 0, CORU_INT_MAX, NULL);
-  const char *f = luaL_checkstring(L, idx);
+  const char *f = coru_check_cstr(L, idx, NULL);
   if (!strcmp(f, "inet") || !strcmp(f, "ipv4")) return AF_INET;
   if (!strcmp(f, "inet6") || !strcmp(f, "ipv6")) return AF_INET6;
   if (!strcmp(f, "unix")) return AF_UNIX;
@@ -56,7 +56,7 @@ int coru_opt_flag(lua_State *L, int idx, const char *name) {
 /* bind(host, port [, {ipv6only=, reuseport=}]) */
 static int l_tcp_bind(lua_State *L) {
   coru_uvstream *u = checktcp(L, 1);
-  const char *host = luaL_checkstring(L, 2);
+  const char *host = coru_check_cstr(L, 2, NULL);
   int port = coru_check_port(L, 3);
   struct sockaddr_storage ss;
   if (coru_parse_addr(L, host, port, &ss) < 0) return coru_fail(L, UV_EINVAL, host);
@@ -152,7 +152,7 @@ int coru_connect_start(lua_State *L, coru_uvstream *u, int cbidx, const char *fn
 /* connect(host, port [, cb]) */
 static int l_tcp_connect(lua_State *L) {
   coru_uvstream *u = checktcp(L, 1);
-  const char *host = luaL_checkstring(L, 2);
+  const char *host = coru_check_cstr(L, 2, NULL);
   int port = coru_check_port(L, 3);
   char detail[72];
   snprintf(detail, sizeof detail, "%s:%d", host, port);

@@ -234,7 +234,9 @@ static const char *optstr(lua_State *L, int o, const char *k) {
   const char *s = NULL;
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "coru.tls: option '%s' must be a string", k);
-    s = lua_tostring(L, -1);
+    const char *what = lua_pushfstring(L, "option '%s'", k);
+    s = coru_cstr_at(L, -2, "coru.tls", what);
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);    /* the string stays alive: opts holds it */
   return s;
@@ -884,8 +886,8 @@ static int l_wrap(lua_State *L) {
   coru_stream *low = coru_check_stream(L, 1);
   tls_ctx *c = checkctx(L, 2);
   int server = lua_toboolean(L, 3);
-  const char *sni = luaL_optstring(L, 4, NULL);
-  const char *vh = luaL_optstring(L, 5, NULL);
+  const char *sni = coru_opt_cstr(L, 4, NULL, NULL);
+  const char *vh = coru_opt_cstr(L, 5, NULL, NULL);
   uint64_t ms = coru_opt_ms(L, 6, 0, "tls.wrap (handshake_timeout)");
   int cbidx = lua_isnoneornil(L, 7) ? 0 : 7;
   if (cbidx && !coru_is_callable(L, 7)) luaL_typerror(L, 7, "function");

@@ -57,7 +57,7 @@ static int ok0(lua_State *L, int r, const char *detail) {
 
 static int l_udp_bind(lua_State *L) {
   cudp *u = checkudp(L, 1);
-  const char *host = luaL_checkstring(L, 2);
+  const char *host = coru_check_cstr(L, 2, NULL);
   int port = coru_check_port(L, 3);
   struct sockaddr_storage ss;
   char detail[80];
@@ -71,7 +71,7 @@ static int l_udp_bind(lua_State *L) {
 static int l_udp_connect(lua_State *L) {
   cudp *u = checkudp(L, 1);
   if (lua_isnoneornil(L, 2)) return ok0(L, uv_udp_connect(&u->u, NULL), NULL);
-  const char *host = luaL_checkstring(L, 2);
+  const char *host = coru_check_cstr(L, 2, NULL);
   int port = coru_check_port(L, 3);
   struct sockaddr_storage ss;
   if (coru_parse_addr(L, host, port, &ss) < 0) return coru_fail(L, UV_EINVAL, host);
@@ -99,9 +99,9 @@ static int l_udp_getpeername(lua_State *L) { return sockname(L, 1); }
 
 static int l_udp_set_membership(lua_State *L) {
   cudp *u = checkudp(L, 1);
-  const char *maddr = luaL_checkstring(L, 2);
-  const char *iface = luaL_optstring(L, 3, NULL);
-  const char *m = luaL_checkstring(L, 4);
+  const char *maddr = coru_check_cstr(L, 2, NULL);
+  const char *iface = coru_opt_cstr(L, 3, NULL, NULL);
+  const char *m = coru_check_cstr(L, 4, NULL);
   uv_membership mem;
   if (!strcmp(m, "join")) mem = UV_JOIN_GROUP;
   else if (!strcmp(m, "leave")) mem = UV_LEAVE_GROUP;
@@ -116,7 +116,7 @@ static int l_udp_set_multicast_ttl(lua_State *L) {
   return ok0(L, uv_udp_set_multicast_ttl(&checkudp(L, 1)->u, (int)coru_check_int(L, 2, 0, 255, "set_multicast_ttl")), NULL);
 }
 static int l_udp_set_multicast_interface(lua_State *L) {
-  return ok0(L, uv_udp_set_multicast_interface(&checkudp(L, 1)->u, luaL_optstring(L, 2, NULL)), NULL);
+  return ok0(L, uv_udp_set_multicast_interface(&checkudp(L, 1)->u, coru_opt_cstr(L, 2, NULL, NULL)), NULL);
 }
 static int l_udp_set_broadcast(lua_State *L) {
   return ok0(L, uv_udp_set_broadcast(&checkudp(L, 1)->u, lua_toboolean(L, 2)), NULL);
@@ -173,7 +173,7 @@ static int send_args(lua_State *L, uv_buf_t *b, struct sockaddr_storage *ss, str
   b->len = len;
   *addr = NULL;
   if (lua_isnoneornil(L, 3)) return 0;
-  const char *host = luaL_checkstring(L, 3);
+  const char *host = coru_check_cstr(L, 3, NULL);
   int port = coru_check_port(L, 4);
   if (coru_parse_addr(L, host, port, ss) < 0) return UV_EINVAL;
   *addr = (struct sockaddr *)ss;
