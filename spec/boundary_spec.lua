@@ -345,3 +345,23 @@ describe("boundary: NUL bytes where C needs a C string", function()
     end)
   end)
 end)
+
+describe("boundary: exit flushes queued stream writes", function()
+  for _, how in ipairs({"os.exit(0)", "coru.exit(0)"}) do
+    it("10 MiB queued to a slow pipe all arrive after " .. how, function()
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write([[
+        local coru = require "coru"
+        local p = coru.new_pipe()
+        assert(p:open(1))
+        p:write(("x"):rep(10 * 1024 * 1024), function() end)
+      ]] .. how)
+      f:close()
+      local out, status = H.sh(string.format("%s %s | (sleep 0.3; wc -c)", H.bin, path))
+      os.remove(path)
+      assert.equal(0, status)
+      assert.equal("10485760", out:match("%d+"))
+    end)
+  end
+end)

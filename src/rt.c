@@ -176,6 +176,60 @@ static int rt_gc(lua_State *L) {
   return 0;
 }
 
+/* exit: streams with queued writes are shut down (libuv finishes the
+ * queued writes first) and closed after; everything else is closed now.
+ * The loop then runs until they are done, at most EXIT_FLUSH_MS. */
+#define EXIT_FLUSH_MS 5000
+
+static int has_queued_writes(uv_handle_t *h) {
+  uv_handle_type t = uv_handle_get_type(h);
+  return (t == UV_TCP || t == UV_NAMED_PIPE || t == UV_TTY) && !uv_is_closing(h) &&
+         uv_stream_get_write_queue_size((uv_stream_t *)h) > 0;
+}
+
+static void flush_close(uv_handle_t *h) {
+  if (uv_is_closing(h)) return;
+  coru_handle *ch = h->data;
+  if (ch && ch->type) coru_handle_close(coru_R->L, ch);
+  else uv_close(h, NULL);
+}
+
+static void flush_shutdown_cb(uv_shutdown_t *req, int status) {
+  (void)status;
+  flush_close((uv_handle_t *)req->handle);
+  free(req);
+}
+
+static void walk_exit(uv_handle_t *h, void *arg) {
+  int *flushing = arg;
+  if (uv_is_closing(h)) return;
+  if (has_queued_writes(h)) {
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req && uv_shutdown(req, (uv_stream_t *)h, flush_shutdown_cb) == 0) { (*flushing)++; return; }
+    free(req);
+  }
+  flush_close(h);
+}
+
+static void flush_timeout(uv_timer_t *t) {
+  uv_walk(t->loop, walk_close, coru_R->L);   /* a peer that does not read: give up */
+}
+
+static void flush_and_close(void) {
+  int flushing = 0;
+  uv_walk(coru_R->loop, walk_exit, &flushing);
+  if (flushing) {
+    uv_timer_t t;
+    uv_timer_init(coru_R->loop, &t);
+    t.data = NULL;                 /* not a coru handle (walk_close) */
+    uv_timer_start(&t, flush_timeout, EXIT_FLUSH_MS, 0);
+    uv_unref((uv_handle_t *)&t);   /* the shutdowns keep the loop running */
+    /* Not reentrant in general, but this call never returns to the outer
+     * uv_run: exit() follows. Late completions resume nothing (shutting down). */
+    uv_run(coru_R->loop, UV_RUN_DEFAULT);
+  }
+}
+
 static int l_exit(lua_State *L) {
   int status = 0;
   if (lua_isboolean(L, 1)) status = lua_toboolean(L, 1) ? 0 : 1;
@@ -184,9 +238,11 @@ static int l_exit(lua_State *L) {
   /* Close what we can; the loop cannot run from here (uv_run is not
    * reentrant), so memory stays reachable until the process ends. */
   if (coru_R && coru_R->loop) {
+    coru_shutting_down = 1;
     coru_sched_close();
-    uv_walk(coru_R->loop, walk_close, coru_R->L);
+    flush_and_close();
   }
+  fflush(NULL);
   exit(status);
   return 0;
 }
