@@ -882,6 +882,33 @@ static void tls_on_free(coru_handle *h) {
 /* _tls.wrap(stream, ctx, server, servername, verify_host, timeout_ms [, cb]):
  * the TLS stream once the handshake is done, or nil, msg, name. The lower
  * belongs to the TLS stream from now on (closed with it, or on failure). */
+static int wrapped_ref = LUA_NOREF;   /* weak-keyed: lower stream box -> true */
+
+static void make_wrapped(lua_State *L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  wrapped_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Mark the lower stream at idx as wrapped; 0 if it already was. */
+static int mark_wrapped(lua_State *L, int idx) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, wrapped_ref);
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  int was = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (!was) {
+    lua_pushvalue(L, idx);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+  }
+  lua_pop(L, 1);
+  return !was;
+}
+
 static int l_wrap(lua_State *L) {
   coru_stream *low = coru_check_stream(L, 1);
   tls_ctx *c = checkctx(L, 2);
@@ -896,6 +923,7 @@ static int l_wrap(lua_State *L) {
   if (c->server != server)
     return luaL_error(L, "coru.tls.wrap: a %s needs a %s context", server ? "server" : "client",
                       server ? "server" : "client");
+  if (!mark_wrapped(L, 1)) return luaL_error(L, "coru.tls.wrap: the stream is already wrapped by TLS");
   tls_stream *t = coru_handle_alloc(L, &tls_type, sizeof *t, offsetof(tls_stream, idle));
   int box = lua_gettop(L);
   t->low_ref = t->rcb_ref = LUA_NOREF;
@@ -1094,6 +1122,7 @@ static int l_openssl_version(lua_State *L) {
 }
 
 CORU_FAMILY(tls) {
+  make_wrapped(L);
   if (alpn_idx < 0) alpn_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, alpn_free);
   luaL_newmetatable(L, CTX_MT);
   lua_newtable(L);

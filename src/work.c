@@ -494,7 +494,18 @@ typedef struct {
 
 static coru_htype poll_type;
 
-static void poll_on_close(coru_handle *h) { coru_unref(coru_R->L, &((cpoll *)h)->cb_ref); }
+/* Closing a started poll tells its callback "closed" (as streams, UDP and
+ * watchers do): coru.poll.wait returns instead of waiting for ever. */
+static void poll_on_close(coru_handle *h) {
+  cpoll *p = (cpoll *)h;
+  if (p->cb_ref == LUA_NOREF) return;
+  lua_State *L = coru_R->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->cb_ref);
+  coru_unref(L, &p->cb_ref);
+  if (coru_shutting_down || !coru_R->loop) { lua_pop(L, 1); return; }
+  lua_pushliteral(L, "closed");
+  coru_callback(1);
+}
 
 static int new_poll(lua_State *L, int socket) {
   int fd = (int)coru_check_int(L, 1, 0, CORU_INT_MAX, "new_poll");

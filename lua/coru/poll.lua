@@ -13,7 +13,7 @@ function M.wait(p, events)
   if not coru.current() then error("poll.wait: needs a running task", 2) end
   local ok, ev, msg = pcall(coru.await, function(cb)
     p:start(events or "r", function(err, got)
-      p:stop()
+      if not p:is_closing() then p:stop() end
       if err then cb(nil, nil, err) else cb(nil, got) end
     end)
   end)
