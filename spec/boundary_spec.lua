@@ -399,3 +399,33 @@ describe("boundary: poll and TLS misuse", function()
     end)
   end)
 end)
+
+describe("boundary: stale temporary files of atomic writes", function()
+  it("the next atomic write to the same target removes those their dead writers left", function()
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int flock(int fd, int operation);")
+    H.run(function()
+      local fs = coru.fs
+      local dir = assert(coru.fs_mkdtemp("/tmp/coru-stale-XXXXXX"))
+      local target = dir .. "/data.json"
+      local old = os.time() - 3600
+      local stale, fresh, held = dir .. "/.data.json.tmp-AAAAAA", dir .. "/.data.json.tmp-BBBBBB", dir .. "/.data.json.tmp-CCCCCC"
+      local other = dir .. "/.other.json.tmp-DDDDDD"
+      for _, p in ipairs({stale, fresh, held, other}) do assert(fs.write_file(p, ("z"):rep(1000))) end
+      for _, p in ipairs({stale, held, other}) do assert(coru.fs_utime(p, old, old)) end
+      local hfd = assert(coru.fs_open(held, "r"))
+      assert.equal(0, ffi.C.flock(hfd, 6))     -- a live writer holds it
+      assert(fs.write_file(target, "new", {atomic = true}))
+      assert.is_nil((coru.fs_stat(stale)))
+      assert.is_table(coru.fs_stat(fresh))
+      assert.is_table(coru.fs_stat(held))
+      assert.is_table(coru.fs_stat(other))
+      coru.fs_close(hfd)
+      assert.equal(1, fs.cleanup_stale(target))   -- the one no longer held
+      assert.equal(1, fs.cleanup_stale(dir .. "/other.json"))
+      assert.equal("new", fs.read_file(target))
+      for _, p in ipairs({fresh, target}) do coru.fs_unlink(p) end
+      assert(coru.fs_rmdir(dir))
+    end)
+  end)
+end)

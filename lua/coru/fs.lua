@@ -63,6 +63,49 @@ local function write_plain(path, data, flags, mode)
   return true
 end
 
+-- Temporary files of atomic writes: ".<basename>.tmp-XXXXXX" next to the
+-- target. The writer holds an flock on its own until it renames it; one
+-- that nobody holds and that was last written more than STALE_AGE seconds
+-- ago was left by a writer that died (a crash, SIGKILL).
+local ffi = require "ffi"
+pcall(ffi.cdef, "int flock(int fd, int operation);")
+local LOCK_EX, LOCK_NB = 2, 4
+local STALE_AGE = 5
+
+local function try_lock(fd) return ffi.C.flock(fd, LOCK_EX + LOCK_NB) == 0 end
+
+local function tmp_pattern(base)
+  return "^%." .. base:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0") .. "%.tmp%-" .. ("[%w]"):rep(6) .. "$"
+end
+
+-- cleanup_stale(path) -> count: removes the temporary files that atomic
+-- writes to path left behind when they died.
+function M.cleanup_stale(path)
+  if type(path) ~= "string" then
+    error("bad argument #1 to 'cleanup_stale' (string expected, got " .. type(path) .. ")", 2)
+  end
+  local dir, pat = dirname(path), tmp_pattern(basename(path))
+  local req = coru.fs_scandir(dir)
+  if not req then return 0 end
+  local n, now = 0, os.time()
+  while true do
+    local name, typ = coru.fs_scandir_next(req)
+    if not name then break end
+    if typ == "file" and name:find(pat) then
+      local full = join(dir, name)
+      local st = coru.fs_lstat(full)
+      if st and now - st.mtime.sec > STALE_AGE then
+        local fd = coru.fs_open(full, "r")
+        if fd then
+          if try_lock(fd) and coru.fs_unlink(full) then n = n + 1 end
+          coru.fs_close(fd)
+        end
+      end
+    end
+  end
+  return n
+end
+
 -- write_file(path, data [, {atomic = true, mode = 420, fsync = true}])
 -- atomic: a temporary file in the same directory is written, fsync'ed and
 -- renamed over path, then the directory is fsync'ed: a crash leaves the
@@ -81,8 +124,10 @@ function M.write_file(path, data, opts)
     local st = coru.fs_stat(path)
     mode = st and st.mode % 4096 or 420
   end
+  if opts.cleanup ~= false then M.cleanup_stale(path) end
   local fd, tmp, tname = coru.fs_mkstemp(join(dir, "." .. basename(path) .. ".tmp-XXXXXX"))
   if not fd then return nil, tmp, tname end
+  try_lock(fd)   -- held until the close after fsync: marks the file as being written
   local function fail(err, name)
     coru.fs_close(fd)
     coru.fs_unlink(tmp)
