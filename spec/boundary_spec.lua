@@ -429,3 +429,61 @@ describe("boundary: stale temporary files of atomic writes", function()
     end)
   end)
 end)
+
+describe("boundary: classes the API fuzzer found", function()
+  it("fs_close refuses the loop's own descriptors and those a handle holds", function()
+    local t = coru.new_tcp()
+    assert(t:bind("127.0.0.1", 0))
+    local fd = t:fileno()
+    local r, msg, name = coru.fs_close(fd)
+    assert.is_nil(r); assert.equal("EBUSY", name)
+    local ok, _, n2 = coru.pipe_open(coru.new_pipe(), fd)
+    assert.is_nil(ok); assert.equal("EBUSY", n2)
+    t:close()
+    -- the loop's epoll descriptor
+    local seen = 0
+    for f = 3, 64 do
+      if coru.fs_readlink("/proc/self/fd/" .. f) == "anon_inode:[eventpoll]" then
+        seen = seen + 1
+        assert.equal("EBUSY", select(3, coru.fs_close(f)))
+      end
+    end
+    assert.is_true(seen >= 1)
+    local tm = coru.new_timer()   -- the loop still works
+    H.run(function() coru.sleep(1) end)
+    tm:close()
+  end)
+
+  it("fs_close(0..2) leaves the descriptor open on /dev/null", function()
+    local out, status = child([[
+      local coru = require "coru"
+      assert(coru.fs_close(2))
+      print(coru.resident_set_memory() > 0, coru.fs_fstat(2).type)
+    ]])
+    assert.equal(0, status)
+    assert.matches("true\tchar", out)
+  end)
+
+  it("a suspending call behind a C boundary raises before allocating anything", function()
+    H.run(function()
+      local before = coru._fs_live_requests()
+      for _ = 1, 20 do
+        local ok, err = pcall(table.sort, {3, 2, 1}, function(a, b) coru.fs_stat(".") return a < b end)
+        assert.is_false(ok)
+        assert.matches("cannot suspend here", err)
+        pcall(string.gsub, "a", "a", function() coru.fs.read_file("/etc/hostname") end)
+      end
+      assert.equal(before, coru._fs_live_requests())
+    end)
+  end)
+
+  it("a directory's __gc called directly while a request holds it does nothing", function()
+    H.run(function()
+      local dir = assert(coru.fs_opendir("."))
+      local t = coru.spawn(function() return dir:readdir() end)
+      debug.getmetatable(dir).__gc(dir)
+      assert.is_not_nil(t:await())
+      assert(dir:closedir())
+    end)
+  end)
+end)

@@ -123,9 +123,47 @@ const char *coru_safe_tostring(lua_State *L, int idx) {
   return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
 }
 
+void coru_check_suspend(lua_State *L, int cbidx) {
+  if (cbidx && !lua_isnoneornil(L, cbidx)) return;
+  if (coru_R->current && !lua_isyieldable(L))
+    luaL_error(L, "cannot suspend here: a C function (table.sort, string.gsub, require, ...) "
+                  "is between this call and the task; call it from the task's own code");
+}
+
+typedef struct { int fd, found; } fd_probe;
+
+static void probe_handle(uv_handle_t *h, void *arg) {
+  fd_probe *p = arg;
+  uv_os_fd_t fd;
+  if (!p->found && !uv_is_closing(h) && uv_fileno(h, &fd) == 0 && fd == p->fd) p->found = 1;
+}
+
+#define SNAP_FDS 1024
+static unsigned char snap_before[SNAP_FDS], loop_fds[SNAP_FDS];
+
+void coru_fds_snapshot(int phase) {
+  for (int fd = 3; fd < SNAP_FDS; fd++) {
+    int open_now = fcntl(fd, F_GETFD) != -1;
+    if (phase == 0) snap_before[fd] = (unsigned char)open_now;
+    else if (open_now && !snap_before[fd]) loop_fds[fd] = 1;
+  }
+}
+
+int coru_fd_in_use(uv_loop_t *loop, int fd) {
+  if (fd < 0 || !loop) return 0;
+  if (fd < SNAP_FDS && loop_fds[fd]) return 1;
+  if (fd == loop->backend_fd || fd == loop->signal_pipefd[0] || fd == loop->signal_pipefd[1] ||
+      fd == loop->async_io_watcher.fd || fd == loop->async_wfd || fd == loop->inotify_fd)
+    return 1;
+  fd_probe p = {fd, 0};
+  uv_walk(loop, probe_handle, &p);
+  return p.found;
+}
+
 int coru_check_fd_of(lua_State *L, int idx, uv_handle_type want, const char *fn) {
   int fd = (int)coru_check_int(L, idx, 0, CORU_INT_MAX, fn);
   if (fcntl(fd, F_GETFD) < 0) return UV_EBADF;
+  if (coru_fd_in_use(coru_R->loop, fd)) return UV_EBUSY;   /* closing the handle would close it */
   uv_handle_type got = uv_guess_handle(fd);
   if (got == want) return fd;
   /* a pipe handle can carry any stream socket (socketpair, an inherited TCP fd) */

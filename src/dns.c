@@ -107,6 +107,7 @@ static int l_getaddrinfo(lua_State *L) {
   if (lua_isnoneornil(L, cbidx)) cbidx = 0;
   else if (!coru_is_callable(L, cbidx)) luaL_typerror(L, cbidx, "function");
   if (!cbidx && !coru_R->current) return coru_need_task(L, "coru.getaddrinfo");
+  coru_check_suspend(L, cbidx);
   dns_req *q = malloc(sizeof *q);
   if (!q) return luaL_error(L, "out of memory");
   snprintf(q->detail, sizeof q->detail, "%s", host ? host : service);
@@ -141,6 +142,7 @@ static int l_getnameinfo(lua_State *L) {
   int cbidx = lua_isnoneornil(L, 2) ? 0 : 2;
   if (cbidx && !coru_is_callable(L, 2)) luaL_typerror(L, 2, "function");
   if (!cbidx && !coru_R->current) return coru_need_task(L, "coru.getnameinfo");
+  coru_check_suspend(L, cbidx);
   dns_req *q = malloc(sizeof *q);
   if (!q) return luaL_error(L, "out of memory");
   snprintf(q->detail, sizeof q->detail, "%s", ip);

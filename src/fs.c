@@ -391,6 +391,7 @@ static int checkflags(lua_State *L, int i, const char *fn) {
 /* The request, after every argument was checked (cbidx: the callback slot). */
 static fsreq *newreq(lua_State *L, int cbidx, const char *fn) {
   if (!lua_isnoneornil(L, cbidx) && !coru_is_callable(L, cbidx)) typeerr(L, cbidx, fn, "function");
+  coru_check_suspend(L, cbidx);
   fsreq *r = fsreq_new(L);
   coru_cont_init(L, &r->cont, cbidx, fs_cancel);
   return r;
@@ -411,6 +412,14 @@ static int l_fs_open(lua_State *L) {
 static int l_fs_close(lua_State *L) {
   int cb = fs_cbslot(L, 1);
   uv_file fd = checkfd(L, 1, FN);
+  if (coru_fd_in_use(coru_R->loop, fd)) return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop or a handle");
+  if (fd <= 2) {   /* 0..2 stay open (libuv asserts if its own files land there): on /dev/null */
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int old = nul < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (old >= 0 && dup2(nul, fd) >= 0) fd = old;   /* the request closes what fd was */
+    else if (old >= 0) close(old);
+    if (nul >= 0) close(nul);
+  }
   fsreq *r = newreq(L, cb, FN);
   FS_CALL(L, r, close, fd);
 }
@@ -679,7 +688,8 @@ static int l_fs_closedir(lua_State *L) {
 
 static int dir_gc(lua_State *L) {
   fsdir *d = coru_test_udata(L, 1, DIR_MT);
-  if (!d) return 0;
+  /* busy: a request holds the object, so only a direct call gets here */
+  if (!d || d->busy) return 0;
   if (!d->closed && d->dir) {
     uv_fs_t c;
     uv_fs_closedir(NULL, &c, d->dir, NULL);
@@ -977,6 +987,7 @@ static int l_fs_read_file(lua_State *L) {
     max = (size_t)coru_check_int(L, 2, 0, READ_FILE_MAX, FN);
   }
   if (!lua_isnoneornil(L, cb) && !coru_is_callable(L, cb)) typeerr(L, cb, FN, "function");
+  coru_check_suspend(L, cb);
   size_t plen = strlen(path);
   rfreq *r = calloc(1, sizeof *r + plen + 1);
   if (!r) return luaL_error(L, "out of memory");

@@ -276,7 +276,9 @@ int luaopen_coru(lua_State *L) {
   coru_rt *R = &runtime;
   memset(R, 0, sizeof *R);
   R->on_error_ref = LUA_NOREF;
+  coru_fds_snapshot(0);
   R->loop = uv_default_loop();
+  coru_fds_snapshot(1);
   if (loop_in_use == R->loop && uv_loop_alive(R->loop))
     return luaL_error(L, "coru: the loop of a previous runtime is still alive");
   loop_in_use = R->loop;

@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include "stream.h"
 #include "check.h"
+#include "scan.h"
 
 #define HIGH_WATER (64 * 1024)
 #define DEFAULT_MAX_LINE (1024 * 1024)
@@ -90,7 +91,7 @@ static void buf_release(coru_stream *s) {
 
 /* ------------------------------------------------------------- scanning */
 
-enum { SC_NEED, SC_OK, SC_LONG, SC_BIG };
+enum { SC_NEED = CORU_SCAN_NEED, SC_OK = CORU_SCAN_OK, SC_LONG = CORU_SCAN_LONG, SC_BIG };
 
 /* Does p[0, n) answer the reader? On SC_OK: the value is p[0, *take) and
  * *skip bytes are consumed. *scanned: bytes known to hold no answer. */
@@ -105,31 +106,10 @@ static int scan(coru_stream *s, const char *p, size_t n, size_t *take, size_t *s
     if (n < s->want) return SC_NEED;
     *take = *skip = s->want;
     return SC_OK;
-  case CORU_RD_LINE: {
-    size_t from = *scanned;
-    const char *nl = from < n ? memchr(p + from, '\n', n - from) : NULL;
-    if (!nl) {
-      *scanned = n;
-      *skip = 0;
-      return n > s->max_line ? SC_LONG : SC_NEED;
-    }
-    size_t i = (size_t)(nl - p);
-    *skip = i + 1;
-    *take = (i > 0 && p[i - 1] == '\r') ? i - 1 : i;
-    return *take > s->max_line ? SC_LONG : SC_OK;
-  }
-  case CORU_RD_UNTIL: {
-    size_t from = *scanned, d = s->dlen;
-    const char *hit = n - from >= d ? memmem(p + from, n - from, s->delim, d) : NULL;
-    if (!hit) {
-      *scanned = n >= d ? n - d + 1 : 0;
-      *skip = 0;
-      return n > s->max_line ? SC_LONG : SC_NEED;
-    }
-    *take = (size_t)(hit - p);
-    *skip = *take + d;
-    return *take > s->max_line ? SC_LONG : SC_OK;
-  }
+  case CORU_RD_LINE:
+    return coru_scan_line(p, n, s->max_line, take, skip, scanned);
+  case CORU_RD_UNTIL:
+    return coru_scan_until(p, n, s->delim, s->dlen, s->max_line, take, skip, scanned);
   default: /* CORU_RD_ALL */
     return n > s->max_all ? SC_BIG : SC_NEED;
   }
@@ -207,29 +187,9 @@ static void drop_long(coru_stream *s, size_t skip) {
  * discarded). The last dlen - 1 bytes discarded are kept (at delim + dlen)
  * so that a delimiter split across two reads is found. */
 static const char *discard_find(coru_stream *s, const char *p, size_t n) {
-  const char *d = s->discard == CORU_RD_UNTIL ? s->delim : "\n";
-  size_t dl = s->discard == CORU_RD_UNTIL ? s->dlen : 1;
-  char *tail = s->discard == CORU_RD_UNTIL ? s->delim + dl : NULL;
-  size_t t = s->dtail;
-  /* a delimiter that began in the tail: the longest such start is the earliest */
-  for (size_t k = t < dl - 1 ? t : dl - 1; k >= 1; k--) {
-    if (n < dl - k || memcmp(tail + t - k, d, k) != 0) continue;
-    if (memcmp(p, d + k, dl - k) == 0) { s->dtail = 0; return p + (dl - k); }
-  }
-  const char *hit = memmem(p, n, d, dl);
-  if (hit) { s->dtail = 0; return hit + dl; }
-  if (dl > 1) {   /* keep the last dl - 1 bytes of tail + p */
-    size_t keep = dl - 1;
-    if (n >= keep) { memcpy(tail, p + n - keep, keep); t = keep; }
-    else {
-      size_t from_tail = t + n > keep ? keep - n : t;
-      memmove(tail, tail + t - from_tail, from_tail);
-      memcpy(tail + from_tail, p, n);
-      t = from_tail + n;
-    }
-    s->dtail = t;
-  }
-  return NULL;
+  int until = s->discard == CORU_RD_UNTIL;
+  return coru_discard_find(until ? s->delim : "\n", until ? s->dlen : 1,
+                           until ? s->delim + s->dlen : NULL, &s->dtail, p, n);
 }
 
 static void lines_too_long(coru_stream *s, size_t skip) {
@@ -627,6 +587,7 @@ static int l_write(lua_State *L) {
     return coru_fail(L, UV_EPIPE, "the stream was shut down");
   }
   if (!cbidx && !coru_R->current) { free(owned); return coru_need_task(L, "stream:write"); }
+  if (!cbidx && !lua_isyieldable(L)) { free(owned); coru_check_suspend(L, 0); }
   uv_buf_t *rest = bufs;
   unsigned nrest = n;
   if (!cbidx && s->tp->try_write) {
@@ -697,6 +658,7 @@ static int l_shutdown(lua_State *L) {
   int cbidx = cbarg(L, 2);
   if (!cbidx && !coru_R->current) return coru_need_task(L, "stream:shutdown");
   if (s->shut) return coru_fail(L, UV_ENOTCONN, "already shut down");
+  coru_check_suspend(L, cbidx);
   coru_sreq *q = malloc(sizeof *q);
   if (!q) return luaL_error(L, "out of memory");
   q->s = s;

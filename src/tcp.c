@@ -130,6 +130,7 @@ int coru_connect_start(lua_State *L, coru_uvstream *u, int cbidx, const char *fn
   if (cbidx && lua_isnoneornil(L, cbidx)) cbidx = 0;
   if (cbidx && !coru_is_callable(L, cbidx)) luaL_typerror(L, cbidx, "function");
   if (!cbidx && !coru_R->current) return coru_need_task(L, fname);
+  coru_check_suspend(L, cbidx);
   conn_req *c = malloc(sizeof *c);
   if (!c) return luaL_error(L, "out of memory");
   c->u = u;

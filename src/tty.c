@@ -26,6 +26,7 @@ static int new_tty(lua_State *L, int fd, int readable) {
 
 static int l_new_tty(lua_State *L) {
   int fd = (int)coru_check_int(L, 1, 0, CORU_INT_MAX, "new_tty");
+  if (coru_fd_in_use(coru_R->loop, fd)) return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop or a handle");
   return new_tty(L, fd, lua_toboolean(L, 2));
 }
 
@@ -198,6 +199,7 @@ static coru_htype file_type = {"coru.filestream", CORU_K_PIPE, CORU_K_PIPE, NULL
  * regular file). */
 static int l_new_stdio(lua_State *L) {
   int fd = (int)coru_check_int(L, 1, 0, CORU_INT_MAX, "new_stdio");
+  if (coru_fd_in_use(coru_R->loop, fd)) return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop or a handle");
   int r;
   switch (uv_guess_handle(fd)) {
   case UV_TTY:

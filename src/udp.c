@@ -195,6 +195,7 @@ static int l_udp_send(lua_State *L) {
     if (r >= 0) { lua_pushboolean(L, 1); return 1; }
     if (r != UV_EAGAIN) return coru_fail(L, r, NULL);
   }
+  coru_check_suspend(L, cbidx);
   send_req *q = malloc(sizeof *q);
   if (!q) return luaL_error(L, "out of memory");
   q->u = u;

@@ -30,7 +30,7 @@ static int werror(lua_State *L, const char *fmt, ...) {
 typedef struct { char *p; size_t len, cap; int oom; } sbuf;
 
 static void sb_add(sbuf *b, const void *d, size_t n) {
-  if (b->oom) return;
+  if (b->oom || n == 0) return;
   if (b->len + n > b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 256;
     while (cap < b->len + n) cap *= 2;
@@ -343,6 +343,7 @@ static int l_work(lua_State *L) {
     if (e) { sb_free(&code); sb_free(&io); return werror(L, "coru.work: argument #%d: %s", i, e); }
   }
   if (io.oom) { sb_free(&code); sb_free(&io); return werror(L, "coru.work: out of memory"); }
+  if (!lua_isyieldable(L) && coru_R->current && !cb) { sb_free(&code); sb_free(&io); coru_check_suspend(L, 0); }
   workreq *w = work_new(L);
   w->code = code;
   w->io = io;
@@ -377,7 +378,8 @@ static int l_new_work(lua_State *L) {
 }
 
 static int l_queue_work(lua_State *L) {
-  workctx *c = luaL_checkudata(L, 1, WORKCTX_MT);
+  workctx *c = coru_check_udata(L, 1, WORKCTX_MT, "queue_work");
+  if (c->after_ref == LUA_NOREF) return luaL_error(L, "queue_work: the work context is freed");
   sbuf io = {0};
   ser_args(L, 2, lua_gettop(L), &io, "queue_work");
   workreq *w = work_new(L);
