@@ -18,7 +18,7 @@ SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 HDRS := $(wildcard src/*.h) $(BUILD)/boot.h
 
-.PHONY: valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san
+.PHONY: valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san fuzz fuzz-api fuzz-c
 
 all: $(BUILD)/coru $(BUILD)/coru.so
 
@@ -80,5 +80,57 @@ install-rock: all
 	for f in lua/coru/*.lua; do [ -f "$$f" ] && install -m 644 "$$f" $(INST_LUADIR)/coru/; done; true
 	install -m 755 $(BUILD)/coru $(INST_BINDIR)/coru
 
+# ---------------------------------------------------------------- fuzzing
+# make fuzz: the Lua API fuzzer (fuzz/api_fuzz.lua in $(BUILD)/coru for
+# FUZZ_TIME seconds; SANITIZE=1 runs it under ASan+UBSan) and every libFuzzer
+# harness fuzz/*_fuzz.c (FUZZ_C_TIME seconds each). FUZZ_SEED replays a run.
+# Conventions: fuzz/README.md.
+FUZZ_TIME   ?= 60
+FUZZ_C_TIME ?= 30
+FUZZ_SEED   ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+FUZZ_CC     ?= clang
+FUZZ_BUILD   = build-fuzz
+FUZZ_HARNESSES := $(wildcard fuzz/*_fuzz.c)
+FUZZ_BINS    := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_HARNESSES))
+FUZZ_DEPS_OK := $(FUZZ_BUILD)/.deps-ok
+
+$(FUZZ_DEPS_OK): deps/fuzz-packages.txt deps/install.sh
+	@sh deps/install.sh deps/fuzz-packages.txt
+	@mkdir -p $(FUZZ_BUILD) && touch $@
+
+# A harness names the sources it links in one "FUZZ_SRCS:" comment line.
+$(FUZZ_BUILD)/%_fuzz: fuzz/%_fuzz.c $(wildcard src/*.c src/*.h) | $(FUZZ_DEPS_OK)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc \
+	  $(shell sed -n 's/.*FUZZ_SRCS:\(.*\)$$/\1/p' $<) $< -o $@
+
+fuzz: fuzz-api fuzz-c
+
+fuzz-c: $(FUZZ_BINS)
+	@for h in $(FUZZ_BINS); do \
+	  n=$$(basename $$h); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
+	  seeds=$$( [ -d fuzz/corpus/$$n ] && echo fuzz/corpus/$$n ); \
+	  echo "fuzz: $$n for $(FUZZ_C_TIME) s, seed $(FUZZ_SEED)"; \
+	  if ! $$h -seed=$(FUZZ_SEED) -max_total_time=$(FUZZ_C_TIME) -print_final_stats=1 \
+	       $(FUZZ_BUILD)/corpus/$$n $$seeds >$(FUZZ_BUILD)/$$n.log 2>&1; then \
+	    tail -n 60 $(FUZZ_BUILD)/$$n.log; \
+	    echo "fuzz: FINDING in $$n (the crashing input is named in the log above)"; exit 1; \
+	  fi; \
+	  grep -E "stat::number_of_executed_runs|Done" $(FUZZ_BUILD)/$$n.log | tr '\n' ' '; echo; \
+	done
+
+fuzz-api: all
+	@mkdir -p $(FUZZ_BUILD) && rm -f $(FUZZ_BUILD)/api-san.*
+	@echo "fuzz: api_fuzz.lua in $(BUILD)/coru for $(FUZZ_TIME) s, seed $(FUZZ_SEED)"
+	@ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/$(FUZZ_BUILD)/api-san \
+	 UBSAN_OPTIONS=log_path=$(CURDIR)/$(FUZZ_BUILD)/api-san $(SPEC_ENV) \
+	 timeout -k 10 $$(( $(FUZZ_TIME) + 60 )) $(BUILD)/coru fuzz/api_fuzz.lua $(FUZZ_SEED) $(FUZZ_TIME) \
+	   </dev/null >/dev/null 2>$(FUZZ_BUILD)/api.log; st=$$?; \
+	 grep -a "^api fuzz:" $(FUZZ_BUILD)/api.log; \
+	 if [ $$st -ne 0 ] || ls $(FUZZ_BUILD)/api-san.* >/dev/null 2>&1; then \
+	   cat $(FUZZ_BUILD)/api-san.* 2>/dev/null | head -n 80; tail -n 20 $(FUZZ_BUILD)/api.log; \
+	   echo "fuzz: FINDING (status $$st, 124: a hang): make fuzz-api FUZZ_SEED=$(FUZZ_SEED) FUZZ_TIME=$(FUZZ_TIME)$(if $(SANITIZE), SANITIZE=1)"; \
+	   exit 1; \
+	 fi
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
