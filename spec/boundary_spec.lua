@@ -487,3 +487,29 @@ describe("boundary: classes the API fuzzer found", function()
     end)
   end)
 end)
+
+describe("boundary: SIGPIPE stays ignored", function()
+  it("after a script's SIGPIPE watcher stops or closes, a write to a closed pipe is EPIPE, not death", function()
+    local out, status = child([[
+      local coru = require "coru"
+      for _, how in ipairs({"stop", "close"}) do
+        local s = coru.new_signal()
+        s:start("sigpipe", function() end)
+        if how == "stop" then s:stop() end
+        s:close()
+        coru.sleep(5)
+        local p = coru.process.spawn("true", {}, {stdio = {"pipe", nil, nil}})
+        p:wait()
+        local ok, err, name
+        for _ = 1, 20 do
+          ok, err, name = p.stdin:write(("x"):rep(65536))
+          if not ok then break end
+        end
+        print(how, name)
+      end
+    ]])
+    assert.equal(0, status)
+    assert.matches("stop\tEPIPE", out)
+    assert.matches("close\tEPIPE", out)
+  end)
+end)

@@ -64,6 +64,17 @@ static void unwatch(csignal *s) {
   if (s->signum > 0) { watching[s->signum]--; s->signum = 0; }
 }
 
+/* libuv puts SIG_DFL back when the last watcher of a signal stops; for
+ * SIGPIPE that means death at the next write to a closed pipe or socket.
+ * coru ignores SIGPIPE (stream.c): ignore it again. */
+static void restore_sigpipe(void) {
+  struct sigaction sa;
+  if (watching[SIGPIPE] <= 0 && sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void signal_on_free(coru_handle *h) { (void)h; restore_sigpipe(); }
+
 static void signal_on_close(coru_handle *h) {
   csignal *s = (csignal *)h;
   unwatch(s);
@@ -87,6 +98,7 @@ static void signal_cb(uv_signal_t *us, int signum) {
     /* oneshot: done, let the callback start it again */
     coru_handle_push(L, &s->base);
     unwatch(s);
+    restore_sigpipe();
     coru_handle_clear_cb(L, &s->base, &s->cb_ref);
     lua_pop(L, 1);
   }
@@ -109,6 +121,7 @@ static int start(lua_State *L, int oneshot) {
   unwatch(s);
   s->signum = signum;
   watching[signum]++;
+  restore_sigpipe();   /* a restart on another signal stopped the old one */
   coru_handle_set_cb(L, &s->base, &s->cb_ref, ref);
   lua_pushinteger(L, 0);
   return 1;
@@ -121,6 +134,7 @@ static int l_signal_stop(lua_State *L) {
   csignal *s = (csignal *)coru_check_handle(L, 1, &signal_type);
   uv_signal_stop(&s->s);
   unwatch(s);
+  restore_sigpipe();
   coru_handle_clear_cb(L, &s->base, &s->cb_ref);
   lua_pushinteger(L, 0);
   return 1;
@@ -151,7 +165,7 @@ static const coru_Reg signal_methods[] = {
 };
 
 static coru_htype signal_type = {"coru.signal", CORU_K_SIGNAL, CORU_K_SIGNAL, signal_methods,
-                                 signal_on_close, NULL, NULL};
+                                 signal_on_close, signal_on_free, NULL};
 
 /* ------------------------------------------------------ host defaults */
 
