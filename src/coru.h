@@ -53,6 +53,10 @@ extern char coru_CALLBACK[1];
  * (function first), as a callback: errors go to on_error. Returns 1 if it
  * ran without error. Results are dropped. */
 int coru_callback(int nargs);
+/* The same call, errors not reported: returns 0 (results dropped), or the
+ * error status with the error value and its traceback (a string, or nil)
+ * left at the top of coru_R->L. */
+int coru_pcall(int nargs);
 /* Report an error value (at the top of L, popped) with a traceback string (may be NULL). */
 void coru_report(lua_State *L, const char *traceback);
 
@@ -93,6 +97,8 @@ struct coru_task {
   unsigned char queued;  /* in the ready queue */
   unsigned char dispatching; /* the scheduler is calling a yielded function for it */
   unsigned char cancel_pending;
+  unsigned char waking;      /* a completion claimed its wait (coru_cont_begin): only that completion wakes it */
+  unsigned char cancelling;  /* a cancellation is on its way to it: a second cancel adds nothing */
   int nready;            /* values waiting on co's stack to resume with */
   coru_cont *cont;       /* the native operation it waits on */
   unsigned gen;          /* suspension generation: resume objects check it */
@@ -113,8 +119,10 @@ struct coru_task {
 /* The task running now (NULL outside any task). */
 #define coru_current() (coru_R->current)
 
-/* Wake a suspended task: nargs values are already on T->co. Runs it now
- * when called from the loop, or queues it when the scheduler is busy. */
+/* Wake a suspended task: nargs values are already on T->co. The one way a
+ * task is resumed: runs it now when called from the loop, or queues it when
+ * the scheduler is busy (the yielded function dispatching for it takes the
+ * values when it returns). */
 void coru_wake(coru_task *T, int nargs);
 
 /* Push the cancellation error for reason at the top (popped). */

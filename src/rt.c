@@ -123,7 +123,7 @@ void coru_report(lua_State *L, const char *traceback) {
   lua_settop(C, err - 1);
 }
 
-int coru_callback(int nargs) {
+int coru_pcall(int nargs) {
   lua_State *L = coru_R->L;
   int fidx = lua_gettop(L) - nargs;
   lua_rawgeti(L, LUA_REGISTRYINDEX, msgh_ref);   /* made once: no allocation per callback */
@@ -133,13 +133,24 @@ int coru_callback(int nargs) {
   int st = lua_pcall(L, nargs, 0, fidx);
   coru_R->current = saved;
   if (st != 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, tb_ref);
+    lua_remove(L, fidx);                            /* the handler */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, tb_ref);      /* err, traceback */
+  } else {
+    lua_settop(L, fidx - 1);
+  }
+  return st;
+}
+
+int coru_callback(int nargs) {
+  lua_State *L = coru_R->L;
+  int base = lua_gettop(L) - nargs - 1;
+  int st = coru_pcall(nargs);
+  if (st != 0) {
     const char *tb = lua_tostring(L, -1);
     lua_pushvalue(L, -2);
     coru_report(L, tb);
-    lua_pop(L, 2);
   }
-  lua_settop(L, fidx - 1);
+  lua_settop(L, base);
   return st == 0;
 }
 

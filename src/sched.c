@@ -119,12 +119,25 @@ static void run_task(coru_task *T, int nargs) {
   if (coru_R->depth == 0) drain();
 }
 
-void coru_wake(coru_task *T, int nargs) {
+/* Past this many nested steps a run-now (spawn, cancel) is queued instead:
+ * each level is a lua_resume on the C stack. */
+#define CORU_MAX_NEST 100
+
+/* The one way a task is resumed (nargs values on T->co). A wake from the
+ * loop runs it now; a wake while the scheduler is busy queues it, unless
+ * the caller asks for now (spawn, cancel: "it has started/unwound when
+ * this returns") and the C stack is not too deep; a wake of a task whose
+ * yielded function is being called leaves the values to the dispatch. */
+static void wake(coru_task *T, int nargs, int now) {
   T->cont = NULL;
+  T->waking = 0;
   if (T->dispatching) { T->nready = nargs; T->dispatching = 2; return; }
-  if (coru_R->depth > 0) { enqueue(T, nargs); return; }
+  int depth = coru_R->depth;
+  if (depth > 0 && (!now || depth >= CORU_MAX_NEST)) { enqueue(T, nargs); return; }
   run_task(T, nargs);
 }
+
+void coru_wake(coru_task *T, int nargs) { wake(T, nargs, 0); }
 
 /* ------------------------------------------------------------------ conts */
 
@@ -204,6 +217,11 @@ lua_State *coru_cont_begin(coru_cont *c) {
   if (c->mode == CORU_MODE_TASK) {
     coru_task *T = c->task;
     if (T->cont != c || T->status != CORU_SUSPENDED) return NULL;
+    /* Claim the wait: until this completion wakes T (coru_cont_ok/fail),
+     * nothing else can resume it, and a cancel waits for its next
+     * suspension, whatever Lua the completion runs meanwhile. */
+    T->cont = NULL;
+    T->waking = 1;
     if (!T->native) {   /* a native suspension left the stack empty, with LUA_MINSTACK free */
       lua_settop(T->co, 0);
       lua_checkstack(T->co, 20);
@@ -249,6 +267,13 @@ void coru_cont_fail(coru_cont *c, int err, const char *detail) {
     lua_pop(L, 1);
     coru_wake(c->task, 3);
   }
+}
+
+/* Would coru_cont_begin(c) give a completion now? (without claiming it) */
+static int cont_current(const coru_cont *c) {
+  if (!c->active || coru_shutting_down) return 0;
+  if (c->mode != CORU_MODE_TASK) return 1;
+  return c->task->cont == c && c->task->status == CORU_SUSPENDED;
 }
 
 int coru_need_task(lua_State *L, const char *fname) {
@@ -402,6 +427,7 @@ static void finish(coru_task *T, int st) {
   lua_State *L = R->L, *co = T->co;
   drop_cont(T);
   T->cancel_pending = 0;           /* asked while running, never suspended again */
+  T->cancelling = T->waking = 0;
   coru_unref(L, &T->cancel_ref);
   if (st == 0) {
     T->status = CORU_DONE;
@@ -448,6 +474,21 @@ static void resume_with_error_msg(coru_task *T, const char *msg) {
   lua_pushstring(T->co, msg);
 }
 
+/* The cancel asked while T ran, was queued or dispatching, delivered at
+ * its real suspension: stop what it waits on, resume with (ERR, error). */
+static int deliver_cancel(coru_task *T) {
+  lua_State *L = coru_R->L, *co = T->co;
+  T->cancel_pending = 0;
+  drop_cont(T);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, T->cancel_ref);   /* reason */
+  coru_unref(L, &T->cancel_ref);
+  coru_push_cancel_error(L, -1);
+  lua_settop(co, 0);
+  lua_pushlightuserdata(co, coru_ERR);
+  lua_xmove(L, co, 1);
+  return 2;
+}
+
 /* What T yielded is on its stack; decide. Returns the count of values to
  * resume with now, or -1 when T stays suspended. */
 static int dispatch(coru_task *T) {
@@ -468,18 +509,7 @@ static int dispatch(coru_task *T) {
   }
   if (T->cont && !(n == 0 && T->cancel_pending)) drop_cont(T);
   if (T->cancel_pending && n == 0 && !T->cont) return 0;  /* plain yield: raised at the next real suspension */
-  if (T->cancel_pending) {
-    T->cancel_pending = 0;
-    drop_cont(T);
-    lua_State *L = coru_R->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, T->cancel_ref);   /* reason */
-    coru_unref(L, &T->cancel_ref);
-    coru_push_cancel_error(L, -1);
-    lua_settop(co, 0);
-    lua_pushlightuserdata(co, coru_ERR);
-    lua_xmove(L, co, 1);
-    return 2;
-  }
+  if (T->cancel_pending) return deliver_cancel(T);
   if (n == 0) return 0;
   switch (lua_type(co, 1)) {
   case LUA_TFUNCTION:
@@ -530,6 +560,7 @@ static void task_step(coru_task *T, int nargs) {
     T->status = CORU_RUNNING;
     T->gen++;
     T->native = 0;
+    T->cancelling = 0;
     int st = lua_resume(co, nargs);
     R->current = prev;
     if (st != LUA_YIELD) { finish(T, st); return; }
@@ -586,13 +617,16 @@ static int call_yielded(coru_task *T, int n) {
   T->aux = NULL;
   T->cont = &T->wait;
   T->dispatching = 1;
-  int st = lua_pcall(L, nargs, 0, 0);
+  int st = coru_pcall(nargs);        /* as a callback: outside any task */
   int resumed = T->dispatching == 2;
   T->dispatching = 0;
   if (st != 0) {
-    if (resumed) {
-      coru_report(L, NULL);          /* resume came first; the error is not lost */
+    if (resumed) {                   /* resume came first; the error is not lost */
+      const char *tb = lua_tostring(L, -1);
+      lua_pushvalue(L, -2);
+      coru_report(L, tb);
     } else {
+      lua_pop(L, 1);                 /* the traceback: the task's own comes at its end */
       T->cont = NULL;
       T->wait.active = 0;
       T->gen++;                      /* a later resume is stale */
@@ -605,6 +639,11 @@ static int call_yielded(coru_task *T, int n) {
   }
   lua_settop(L, base);
   if (resumed) { int k = T->nready; T->nready = 0; return k; }
+  if (T->cancel_pending) {           /* cancelled by f itself: it waits now, so deliver */
+    T->wait.active = 0;
+    T->gen++;                        /* a later resume is stale */
+    return deliver_cancel(T);
+  }
   return -1;
 }
 
@@ -637,7 +676,7 @@ static coru_task *spawn_top(lua_State *L, int nargs) {
   coru_task *T = task_new(L);
   lua_insert(L, -(nargs + 2));
   lua_xmove(L, T->co, nargs + 1);
-  run_task(T, nargs);
+  wake(T, nargs, 1);
   return T;
 }
 
@@ -672,7 +711,7 @@ static int inline_cb_call(lua_State *L) {
   lua_insert(L, 2);                        /* cb, task, fn, args... */
   lua_xmove(L, T->co, lua_gettop(L) - 2);
   if (hascb) add_observer(L, T, 1);
-  run_task(T, lua_gettop(T->co) - 1);
+  wake(T, lua_gettop(T->co) - 1, 1);
   return 0;
 }
 
@@ -736,30 +775,30 @@ static int l_task_cancel(lua_State *L) {
   coru_task *T = checktask(L, 1);
   lua_settop(L, 2);
   if (is_finished(T)) { lua_pushboolean(L, 0); return 1; }
-  if (T->status == CORU_RUNNING) {
-    /* raised at its next suspension */
+  lua_pushboolean(L, 1);
+  if (T->cancelling) return 1;       /* one is on its way */
+  if (T->status == CORU_RUNNING || T->queued || T->dispatching || T->waking) {
+    /* Running, or already woken with values it must get (queued, a resume
+     * during its yielded function, a completion in progress): raised at
+     * its next real suspension, so nothing delivered is lost. */
+    lua_pushvalue(L, 2);
     coru_unref(L, &T->cancel_ref);
     T->cancel_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     T->cancel_pending = 1;
-    lua_pushboolean(L, 1);
     return 1;
   }
+  /* Suspended on an operation: stop it (may run Lua: a timeout cancels its
+   * subtask; T cannot be resumed meanwhile, its wait is gone), then wake T
+   * with the error, now as spawn does when the C stack allows. */
+  T->cancelling = 1;
   drop_cont(T);
-  if (T->in_pass) T->in_pass = 0;
+  T->in_pass = 0;
   lua_State *co = T->co;
   coru_push_cancel_error(L, 2);
   lua_settop(co, 0);
   lua_pushlightuserdata(co, coru_ERR);
   lua_xmove(L, co, 1);
-  if (T->queued) {
-    T->nready = 2;
-  } else {
-    /* take effect now, as spawn does: the task unwinds (or catches it)
-     * before cancel returns */
-    T->cont = NULL;
-    run_task(T, 2);
-  }
-  lua_pushboolean(L, 1);
+  wake(T, 2, 1);
   return 1;
 }
 
@@ -914,10 +953,11 @@ static int group_observer(lua_State *L) {
     return 0;
   }
   coru_task *P = g->parent;
-  if (!coru_cont_begin(&P->wait)) { group_finish(L, g); return 0; }
+  if (!cont_current(&P->wait)) { group_finish(L, g); return 0; }
   lua_State *co = P->co;
   if (!lua_isnil(L, 1)) {          /* failure: raise in the parent */
     group_finish(L, g);
+    coru_cont_begin(&P->wait);
     lua_pushlightuserdata(co, coru_ERR);
     lua_pushvalue(L, 1);
     lua_xmove(L, co, 1);
@@ -926,20 +966,20 @@ static int group_observer(lua_State *L) {
     return 0;
   }
   if (g->mode == G_ALL) {
-    P->wait.active = 1;            /* still waiting */
     lua_getfenv(L, lua_upvalueindex(1));
     lua_createtable(L, n - 1, 1);
     for (int i = 2; i <= n; i++) { lua_pushvalue(L, i); lua_rawseti(L, -2, i - 1); }
     lua_pushinteger(L, n - 1); lua_setfield(L, -2, "n");
     lua_rawseti(L, -2, idx);
     if (++g->count < g->total) return 0;
-    P->wait.active = 0;
     group_finish(L, g);
+    coru_cont_begin(&P->wait);
     lua_xmove(L, co, 1);             /* the results table */
     coru_cont_ok(&P->wait, 1);
     return 0;
   }
   group_finish(L, g);
+  coru_cont_begin(&P->wait);
   lua_checkstack(co, n + 2);
   if (g->mode == G_ANY) lua_pushinteger(co, idx);
   lua_xmove(L, co, n - 1);
@@ -988,7 +1028,9 @@ static int l_all_any(lua_State *L, int mode, const char *fname) {
   int n = (int)lua_objlen(L, 1);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
-    if (!totask(L, -1)) return luaL_error(L, "%s: element %d is not a task", fname, i);
+    coru_task *U = totask(L, -1);
+    if (!U) return luaL_error(L, "%s: element %d is not a task", fname, i);
+    if (U == coru_R->current) return luaL_error(L, "%s: a task cannot await itself (element %d)", fname, i);
     lua_pop(L, 1);
   }
   if (mode == G_ANY && n == 0) return luaL_error(L, "%s: no tasks", fname);

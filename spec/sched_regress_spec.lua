@@ -1,0 +1,208 @@
+-- Regression specs of issue 9: each pins a class of scheduler bug (a task
+-- resumed twice, with stale values, or too deep), named after the bug.
+local coru = require "coru"
+local H = require "helper"
+local run = H.run
+
+describe("regress 9.1: a cancel between wake and run", function()
+  it("loses no value: the woken receiver gets it, the cancel comes at its next suspension", function()
+    run(function()
+      local ch = coru.channel()
+      local got, caught
+      local r = coru.spawn(function()
+        got = ch:recv()
+        local ok, err = pcall(coru.sleep, 1000)
+        caught = err
+        return ok
+      end)
+      assert.is_true(ch:send("precious"))   -- from a task: r is queued, not yet run
+      assert.is_true(r:cancel("late"))
+      assert.is_false(r:await())
+      assert.equal("precious", got)
+      assert.is_true(coru.is_cancelled(caught))
+      assert.equal("late", caught.reason)
+    end)
+  end)
+
+  it("loses no result of an awaited task either", function()
+    run(function()
+      local child = coru.spawn(function() coru.pass(); return "result" end)
+      local got, caught
+      local w = coru.spawn(function()
+        got = child:await()
+        local _, err = pcall(coru.pass)
+        caught = err
+      end)
+      -- the child ends in a loop callback and wakes w: cancel w from a task
+      -- spawned by that same wakeup chain (a third task running before w)
+      coru.spawn(function() child:await(); w:cancel() end)
+      w:await()
+      assert.equal("result", got)
+      assert.is_true(coru.is_cancelled(caught))
+    end)
+  end)
+end)
+
+describe("regress 9.2: re-entrant cancel during dispatch", function()
+  it("a yielded function that resumes and then cancels its task leaves no stale values", function()
+    run(function()
+      local t = coru.spawn(function()
+        local me = coru.current()
+        local a, b = coroutine.yield(function(resume) resume("v", "w"); me:cancel("x") end)
+        local t0 = coru.now()
+        local ok, err = pcall(coru.sleep, 10000)
+        return a, b, ok, coru.is_cancelled(err), coru.now() - t0 < 5000
+      end)
+      local a, b, ok, cancelled, quick = t:await()
+      assert.equal("v", a); assert.equal("w", b)
+      assert.is_false(ok)
+      assert.is_true(cancelled)
+      assert.is_true(quick)
+      collectgarbage(); collectgarbage()
+    end)
+  end)
+
+  it("a yielded function that cancels its task and raises: the error is raised, the task ends done", function()
+    run(function()
+      local t = coru.spawn(function()
+        local me = coru.current()
+        local ok, err = pcall(coroutine.yield, function() me:cancel(); error("boom", 0) end)
+        return "finished", ok, err
+      end)
+      local r, ok, err = t:await()
+      assert.equal("finished", r)
+      assert.is_false(ok)
+      assert.equal("boom", err)
+      assert.equal("done", t:status())
+    end)
+  end)
+
+  it("a yielded function that cancels its task without resuming: the cancel is raised at the yield", function()
+    run(function()
+      local saved
+      local t = coru.spawn(function()
+        local me = coru.current()
+        local ok, err = pcall(coroutine.yield, function(resume) saved = resume; me:cancel("now") end)
+        return ok, err
+      end)
+      local ok, err = t:await()
+      assert.is_false(ok)
+      assert.is_true(coru.is_cancelled(err))
+      assert.equal("now", err.reason)
+      assert.is_false(saved("late"))      -- the late resume is discarded
+    end)
+  end)
+end)
+
+describe("regress 9.3: timeout expiry resumes its caller once", function()
+  it("when the subtask's unwinding cancels the caller, the cancel waits for the next suspension", function()
+    run(function()
+      local parent = coru.spawn(function()
+        local me = coru.current()
+        local r1, r2 = coru.timeout(10, function()
+          local _, e = pcall(coru.sleep, 1000)
+          me:cancel("from the child")
+          error(e, 0)
+        end)
+        local ok, err = pcall(coru.sleep, 50)
+        return r1, r2, ok, err
+      end)
+      local r1, r2, ok, err = parent:await()
+      assert.is_nil(r1)
+      assert.equal("timeout", r2)
+      assert.is_false(ok)
+      assert.is_true(coru.is_cancelled(err))
+      assert.equal("from the child", err.reason)
+      assert.equal("done", parent:status())
+    end)
+  end)
+
+  it("a finished caller is not restarted by the expiry", function()
+    run(function()
+      local runs = 0
+      local parent = coru.spawn(function()
+        local me = coru.current()
+        runs = runs + 1
+        coru.timeout(10, function()
+          pcall(coru.sleep, 1000)
+          me:cancel()
+        end)
+        return "end"
+      end)
+      local ok, err = pcall(parent.await, parent)
+      coru.sleep(20)
+      assert.equal(1, runs)
+      -- the pending cancel is never delivered: the caller ended without suspending
+      assert.is_true(ok, tostring(err))
+      assert.equal("end", err)
+    end)
+  end)
+end)
+
+describe("regress 9.4: bounded C recursion", function()
+  it("recursive spawn + await runs 50,000 levels deep", function()
+    run(function()
+      local function f(n)
+        if n == 0 then return 0 end
+        return coru.spawn(f, n - 1):await() + 1
+      end
+      assert.equal(50000, f(50000))
+    end)
+  end)
+
+  it("a chain of 50,000 cancels, each unwinding cancelling the next", function()
+    run(function()
+      local N = 50000
+      local tasks, unwound = {}, 0
+      for i = 1, N do
+        tasks[i] = coru.spawn(function()
+          pcall(coru.sleep, 100000)
+          unwound = unwound + 1
+          if tasks[i + 1] then tasks[i + 1]:cancel() end
+        end)
+      end
+      tasks[1]:cancel()
+      H.wait_until(function() return unwound == N end, 10000, "every task to unwind")
+      assert.equal("done", tasks[N]:status())
+    end)
+  end)
+end)
+
+describe("regress 9.5: a yielded function runs like a callback", function()
+  it("sees no current task, and a suspending call names the rule", function()
+    run(function()
+      local cur, err = "unset", nil
+      coroutine.yield(function(resume)
+        cur = coru.current()
+        local _, e = pcall(coru.sleep, 1)
+        err = e
+        resume()
+      end)
+      assert.is_nil(cur)
+      assert.matches("needs a running task or a callback", err)
+    end)
+  end)
+
+  it("an error raised after resume reaches on_error with a traceback", function()
+    run(function()
+      local errs = H.capture_errors(function()
+        coroutine.yield(function(resume) resume(); error("after resume") end)
+      end)
+      assert.equal(1, #errs)
+      assert.matches("after resume", errs[1].err)
+      assert.matches("traceback", errs[1].tb)
+    end)
+  end)
+end)
+
+describe("regress 9.6: all/any of the caller itself", function()
+  it("raise instead of waiting for ever", function()
+    run(function()
+      local me = coru.current()
+      local other = coru.spawn(function() coru.sleep(1) end)
+      assert.error_matches(function() coru.all({other, me}) end, "cannot await itself")
+      assert.error_matches(function() coru.any({me}) end, "cannot await itself")
+      other:await()
+    end)
+  end)
+end)
