@@ -206,3 +206,117 @@ describe("regress 9.6: all/any of the caller itself", function()
     end)
   end)
 end)
+
+-- A suspending call where the VM cannot yield (a table.sort comparator)
+-- is refused before anything is allocated or changed.
+local function refused(f, ...)
+  local args, ok, err = {...}, nil, nil
+  table.sort({2, 1}, function(a, b)
+    if ok == nil then ok, err = pcall(f, unpack(args)) end
+    return a < b
+  end)
+  return ok, err
+end
+
+describe("regress 9.7: refused suspensions leave nothing behind", function()
+  it("every scheduler wait says 'cannot suspend here' and leaks no reference", function()
+    run(function()
+      local ch = coru.channel()
+      local other = coru.spawn(function() coru.sleep(5) end)
+      local before = H.registry_refs()
+      for i = 1, 50 do
+        for _, call in ipairs({
+          {coru.sleep, 1}, {coru.pass}, {other.await, other}, {ch.recv, ch}, {ch.send, ch, i},
+          {coru.all, {other}}, {coru.any, {other}}, {coru.timeout, 10, function() end},
+          {coru.run, function() end},
+        }) do
+          local ok, err = refused(unpack(call))
+          assert.is_false(ok)
+          assert.matches("cannot suspend here", err)
+        end
+      end
+      assert.equal(0, ch:len())
+      assert.equal(before, H.registry_refs())
+      other:await()
+    end)
+  end)
+
+  it("fs, work, dns refuse before the request exists", function()
+    run(function()
+      local live = coru._fs_live_requests()
+      local before = H.registry_refs()
+      for _ = 1, 50 do
+        for _, call in ipairs({
+          {coru.fs_stat, "."}, {coru.fs_read_file, "Makefile"}, {coru.fs_mkdtemp, "/tmp/coru-XXXXXX"},
+          {coru.work, function() return 1 end}, {coru.getaddrinfo, "localhost"},
+        }) do
+          local ok, err = refused(unpack(call))
+          assert.is_false(ok)
+          assert.matches("cannot suspend here", err)
+        end
+      end
+      assert.equal(live, coru._fs_live_requests())
+      assert.equal(before, H.registry_refs())
+    end)
+  end)
+
+  it("a refused stream read leaves the stream readable; a refused write sends nothing", function()
+    run(function()
+      local got = coru.channel(1)
+      local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(conn)
+        got:send(conn:read_all())
+        conn:close()
+      end))
+      local c = assert(coru.tcp.connect("127.0.0.1", srv:getsockname().port))
+      local big = string.rep("x", 8 * 1024 * 1024)
+      for _, call in ipairs({
+        {c.read, c}, {c.read_line, c}, {c.read_bytes, c, 3}, {c.read_until, c, "\n"},
+        {c.read_all, c}, {c.write, c, big}, {c.write, c, {big, big}}, {c.shutdown, c},
+      }) do
+        local ok, err = refused(unpack(call))
+        assert.is_false(ok)
+        assert.matches("cannot suspend here", err)
+      end
+      -- not "busy": a reader may still read (a timeout shows it waits)
+      c:settimeouts(nil, nil, 20)
+      assert.same({nil, "timeout", ""}, {c:read_line()})
+      c:settimeouts(nil, nil, 0)
+      assert.is_true(c:write("END"))
+      assert.is_true(c:shutdown())
+      assert.equal("END", got:recv())
+      c:close()
+      srv:close()
+    end)
+  end)
+
+  it("udp send/recv and connect refuse before anything starts", function()
+    run(function()
+      local u = coru.new_udp()
+      assert(u:bind("127.0.0.1", 0))
+      local port = u:getsockname().port
+      local before = H.registry_refs()
+      for _ = 1, 20 do
+        assert.matches("cannot suspend here", select(2, refused(u.send, u, "x", "127.0.0.1", port)))
+        assert.matches("cannot suspend here", select(2, refused(u.recv, u)))
+        assert.matches("cannot suspend here", select(2, refused(coru.tcp.connect, "127.0.0.1", 1)))
+      end
+      assert.equal(before, H.registry_refs())
+      -- the socket is not busy and got nothing
+      coru.timeout(20, function() return u:recv() end)
+      assert.is_true(u:send("y", "127.0.0.1", port))
+      assert.equal("y", (u:recv()))
+      u:close()
+    end)
+  end)
+end)
+
+describe("regress 9.8: callable tables wherever a callback goes", function()
+  it("coru.work takes a callable table as its callback", function()
+    run(function()
+      local ch = coru.channel(1)
+      local cb = setmetatable({}, {__call = function(_, err, v) ch:send({err, v}) end})
+      coru.work(function(a) return a * 2 end, 21, cb)
+      assert.same({nil, 42}, ch:recv())
+    end)
+  end)
+end)

@@ -149,6 +149,23 @@ void coru_push_cancel_error(lua_State *L, int reason_idx);
  * completion then finds coru_cont_begin returning NULL.
  */
 
+/* The entry of every yielding C function, called before it allocates or
+ * changes anything. cbidx: stack index of the optional callback (0: none
+ * allowed; nil/none there: none). Raises (argerror) if the slot holds
+ * something not callable (callable tables and userdata are accepted); in a
+ * task where the VM cannot yield ("cannot suspend here"); outside any task
+ * without a callback ("<fname>: needs a running task or a callback")
+ * unless flags has CORU_SYNC_OK (the caller then runs synchronously).
+ * Returns the mode: CB, TASK or NONE. */
+#define CORU_SYNC_OK 1
+int coru_enter(lua_State *L, int cbidx, const char *fname, int flags);
+
+/* Completion of a request whose success carries no value: status < 0 is a
+ * failure (named "closed" when closed says the handle was closed under
+ * it); a task gets true or nil, msg, name; a callback cb(nil) or cb(msg).
+ * Does coru_cont_begin itself (a discarded completion does nothing). */
+void coru_cont_complete(coru_cont *c, int status, int closed, const char *detail);
+
 /* cbidx: stack index of the optional callback (0: none allowed). Returns the
  * mode: CB if a callable is there, TASK if inside a task, NONE otherwise
  * (the caller then runs synchronously or raises coru_need_task). */

@@ -141,6 +141,25 @@ void coru_wake(coru_task *T, int nargs) { wake(T, nargs, 0); }
 
 /* ------------------------------------------------------------------ conts */
 
+static void refuse_suspension(lua_State *L, const char *fname) {
+  luaL_error(L, "%s: cannot suspend here: a C function (table.sort, string.gsub, require, "
+                "a metamethod, __gc, ...) is between this call and the task; call it from "
+                "the task's own code", fname ? fname : "coru");
+}
+
+int coru_enter(lua_State *L, int cbidx, const char *fname, int flags) {
+  if (cbidx && !lua_isnoneornil(L, cbidx)) {
+    if (!coru_is_callable(L, cbidx)) luaL_typerror(L, cbidx, "function");
+    return CORU_MODE_CB;
+  }
+  if (!coru_R->current) {
+    if (flags & CORU_SYNC_OK) return CORU_MODE_NONE;
+    coru_need_task(L, fname);
+  }
+  if (!lua_isyieldable(L)) refuse_suspension(L, fname);
+  return CORU_MODE_TASK;
+}
+
 int coru_cont_init(lua_State *L, coru_cont *c, int cbidx, void (*cancel)(coru_cont *)) {
   c->cancel = cancel;
   c->cb_ref = LUA_NOREF;
@@ -154,9 +173,7 @@ int coru_cont_init(lua_State *L, coru_cont *c, int cbidx, void (*cancel)(coru_co
     /* Refuse before anything is armed: a yield from here would fail (a
      * Lua function called from C: table.sort comparator, gsub callback,
      * a chunk being required, a metamethod called from C). */
-    if (!lua_isyieldable(L))
-      luaL_error(L, "cannot suspend here: a C function (table.sort, string.gsub, require, ...) "
-                    "is between this call and the task; call it from the task's own code");
+    if (!lua_isyieldable(L)) refuse_suspension(L, NULL);   /* coru_enter said so first */
     c->task = coru_R->current;
     return c->mode = CORU_MODE_TASK;
   }
@@ -274,6 +291,15 @@ static int cont_current(const coru_cont *c) {
   if (!c->active || coru_shutting_down) return 0;
   if (c->mode != CORU_MODE_TASK) return 1;
   return c->task->cont == c && c->task->status == CORU_SUSPENDED;
+}
+
+void coru_cont_complete(coru_cont *c, int status, int closed, const char *detail) {
+  lua_State *S = coru_cont_begin(c);
+  if (!S) return;
+  if (status == UV_ECANCELED && closed) coru_cont_fail_str(c, "closed", NULL);
+  else if (status < 0) coru_cont_fail(c, status, detail);
+  else if (c->mode == CORU_MODE_CB) coru_cont_ok(c, 0);
+  else { lua_pushboolean(S, 1); coru_cont_ok(c, 1); }
 }
 
 int coru_need_task(lua_State *L, const char *fname) {
@@ -738,7 +764,7 @@ static int l_task_await(lua_State *L) {
     if (T && U->status == CORU_FAILED && lua_isstring(U->co, 3)) T->carry_str = 1;
     return raise_outcome(L, U);
   }
-  if (!T) return coru_need_task(L, "task:await");
+  coru_enter(L, 0, "task:await", 0);
   if (T == U) return luaL_error(L, "task:await: a task cannot await itself");
   push_task(L, T);
   add_observer(L, U, -1);
@@ -843,8 +869,8 @@ static void sleep_cancel(coru_cont *c) {
 
 static int l_sleep(lua_State *L) {
   lua_Number ms = luaL_checknumber(L, 1);
+  coru_enter(L, 0, "coru.sleep", 0);
   coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "coru.sleep");
   if (ms < 0) ms = 0;
   coru_cont_init(L, &T->wait, 0, sleep_cancel);
   T->aux = coru_deadline_start((uint64_t)ms, sleep_fire, T);
@@ -888,8 +914,8 @@ static void tick_start(void) {
 }
 
 static int l_pass(lua_State *L) {
+  coru_enter(L, 0, "coru.pass", 0);
   coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "coru.pass");
   coru_cont_init(L, &T->wait, 0, pass_cancel);
   T->in_pass = 1;
   T->aux = (void *)(uintptr_t)tick_epoch;
@@ -1009,8 +1035,8 @@ static void group_watch(lua_State *L, int gidx, coru_task *U, int i) {
 /* Check that the caller may suspend before anything is armed (this
  * raises otherwise), so an error cannot leave observers or deadlines. */
 static coru_task *group_prepare(lua_State *L, const char *fname) {
+  coru_enter(L, 0, fname, 0);
   coru_task *T = coru_R->current;
-  if (!T) coru_need_task(L, fname);
   coru_cont_init(L, &T->wait, 0, group_cancel);
   return T;
 }
@@ -1135,6 +1161,7 @@ static int l_run(lua_State *L) {
   if (!coru_is_callable(L, 1)) luaL_typerror(L, 1, "function");
   if (R->current) {
     /* inside a task (the host): spawn and await */
+    coru_enter(L, 0, "coru.run", 0);
     spawn_top(L, lua_gettop(L) - 1);
     lua_settop(L, 1);
     return l_task_await(L);
@@ -1344,9 +1371,8 @@ static int l_chan_send(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "channel:send (it must wait)");
-  return chan_wait(L, ch, T, 1);
+  coru_enter(L, 0, "channel:send (it must wait)", 0);
+  return chan_wait(L, ch, coru_R->current, 1);
 }
 
 static int l_chan_recv(lua_State *L) {
@@ -1379,10 +1405,9 @@ static int l_chan_recv(lua_State *L) {
     return 1;
   }
   if (ch->closed) { lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
-  coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "channel:recv (it must wait)");
+  coru_enter(L, 0, "channel:recv (it must wait)", 0);
   lua_settop(L, 1);
-  return chan_wait(L, ch, T, 0);
+  return chan_wait(L, ch, coru_R->current, 0);
 }
 
 static int l_chan_close(lua_State *L) {

@@ -332,8 +332,8 @@ static workreq *work_new(lua_State *L) {
 /* coru.work(fn, ... [, cb]) -> fn's results (task), or cb(err, results...). */
 static int l_work(lua_State *L) {
   int top = lua_gettop(L);
-  int cb = top >= 2 && lua_type(L, top) == LUA_TFUNCTION ? top : 0;
-  if (!cb && !coru_R->current) return coru_need_task(L, "coru.work");
+  int cb = top >= 2 && coru_is_callable(L, top) ? top : 0;
+  coru_enter(L, cb, "coru.work", 0);
   sbuf code = {0}, io = {0};
   dump_fn(L, 1, &code, "coru.work");
   char errbuf[200];
