@@ -40,6 +40,21 @@ typedef struct coru_rt {
   int boot_ref;          /* registry ref of the boot table (Lua half of the scheduler) */
   int wrap_ref;          /* registry ref of boot.wrap (wraps a yielding C function) */
   coru_task *ready_head, *ready_tail;  /* tasks woken while the scheduler runs */
+  /* Lifecycle state: everything a runtime holds lives here, so that one can
+   * be opened, closed (lua_close) and opened again in the same process. */
+  int shutting_down;     /* late completions resume nothing */
+  int msgh_ref, tb_ref;  /* callbacks' message handler, its last traceback */
+  int task_mt_ref, cancel_mt_ref, chan_mt_ref, taskco_ref;
+  int unobserved_ref, unobserved_n;    /* failed tasks nobody observed yet */
+  int live_ref;          /* handle.c: weak table light(h) -> box */
+  uv_idle_t tick;        /* next-iteration work: coru.pass, reports */
+  unsigned tick_epoch;
+  int tick_inited;
+  coru_task *pass_head, *pass_tail;
+  coru_task *main_task;  /* the host's main task while uv_run runs */
+  coru_task *tasks_head; /* every task not finished (coru.tasks) */
+  struct coru_deadline *dl_free;       /* timer.c: pooled deadline timers */
+  int dl_nfree;
 } coru_rt;
 
 extern coru_rt *coru_R;  /* the runtime, NULL until luaopen_coru */

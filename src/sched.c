@@ -25,17 +25,10 @@
 coru_rt *coru_R;
 char coru_SCHED[1], coru_ERR[1], coru_CALLBACK[1];
 
-static int task_mt_ref = LUA_NOREF, cancel_mt_ref = LUA_NOREF, taskco_ref = LUA_NOREF;
-static int unobserved_ref = LUA_NOREF;  /* table of failed tasks nobody observed yet */
-static int unobserved_n;
 /* Next-iteration work (coru.pass, reports) runs in an idle handle (which
  * also keeps the poll phase from blocking). A pass is tagged with the count
  * of idle runs so far and served only by a later run, so a poll phase always
  * lies between the suspension and the resume, whichever phase it came from. */
-static uv_idle_t tick;
-static unsigned tick_epoch;
-static int tick_inited;
-static coru_task *pass_head, *pass_tail;
 
 static void task_step(coru_task *T, int nargs);
 static void tick_start(void);
@@ -71,7 +64,7 @@ void coru_push_cancel_error(lua_State *L, int reason_idx) {
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, reason_idx);
   lua_setfield(L, -2, "reason");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, cancel_mt_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->cancel_mt_ref);
   lua_setmetatable(L, -2);
   lua_remove(L, reason_idx);
 }
@@ -214,14 +207,13 @@ void coru_cont_clear(lua_State *L, coru_cont *c) {
   coru_unref(L, &c->cb_ref);
 }
 
-extern int coru_shutting_down;   /* rt.c */
 
 lua_State *coru_cont_begin(coru_cont *c) {
   if (!c->active) return NULL;
   c->active = 0;
   /* At shutdown (lua_close in plain LuaJIT) the tasks' coroutines may be
    * going away: a request that completes now is discarded. */
-  if (coru_shutting_down) return NULL;
+  if (coru_R->shutting_down) return NULL;
   if (c->mode == CORU_MODE_CB) {
     lua_State *L = coru_R->L;
     lua_checkstack(L, 20);
@@ -288,7 +280,7 @@ void coru_cont_fail(coru_cont *c, int err, const char *detail) {
 
 /* Would coru_cont_begin(c) give a completion now? (without claiming it) */
 static int cont_current(const coru_cont *c) {
-  if (!c->active || coru_shutting_down) return 0;
+  if (!c->active || coru_R->shutting_down) return 0;
   if (c->mode != CORU_MODE_TASK) return 1;
   return c->task->cont == c && c->task->status == CORU_SUSPENDED;
 }
@@ -416,22 +408,22 @@ static void report_task(lua_State *L, coru_task *T) {
 }
 
 static void queue_unobserved(lua_State *L, coru_task *T) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, unobserved_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->unobserved_ref);
   push_task(L, T);
-  lua_rawseti(L, -2, ++unobserved_n);
+  lua_rawseti(L, -2, ++coru_R->unobserved_n);
   lua_pop(L, 1);
   tick_start();
 }
 
 /* Report failed tasks that nobody awaited since they failed. */
 void coru_flush_reports(void) {
-  if (!unobserved_n) return;
+  if (!coru_R->unobserved_n) return;
   lua_State *L = coru_R->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, unobserved_ref);
-  int n = unobserved_n;
-  unobserved_n = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->unobserved_ref);
+  int n = coru_R->unobserved_n;
+  coru_R->unobserved_n = 0;
   lua_newtable(L);
-  lua_rawseti(L, LUA_REGISTRYINDEX, unobserved_ref);   /* fresh list */
+  lua_rawseti(L, LUA_REGISTRYINDEX, coru_R->unobserved_ref);   /* fresh list */
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
     coru_task *T = totask(L, -1);
@@ -446,7 +438,6 @@ void coru_flush_reports(void) {
 
 /* ---------------------------------------------------------- the resume loop */
 
-static coru_task *main_task;   /* the host's main task while uv_run runs */
 
 static void finish(coru_task *T, int st) {
   coru_rt *R = coru_R;
@@ -477,7 +468,7 @@ static void finish(coru_task *T, int st) {
     }
     lua_pop(L, 1);
     T->status = cancelled ? CORU_CANCELLED : CORU_FAILED;
-    if (T == main_task) uv_stop(R->loop);
+    if (T == coru_R->main_task) uv_stop(R->loop);
   }
   int had_observers = T->nobs > 0;
   /* keep T alive through the notifications */
@@ -679,11 +670,11 @@ static coru_task *task_new(lua_State *L) {
   coru_task *T = lua_newuserdata(L, sizeof *T);
   memset(T, 0, sizeof *T);
   T->wait.cb_ref = T->aux_ref = T->cancel_ref = LUA_NOREF;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, task_mt_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->task_mt_ref);
   lua_setmetatable(L, -2);
   lua_createtable(L, 2, 0);
   T->co = lua_newthread(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, taskco_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->taskco_ref);
   lua_pushvalue(L, -2);
   lua_pushboolean(L, 1);
   lua_rawset(L, -3);
@@ -881,10 +872,10 @@ static int l_sleep(lua_State *L) {
 static void pass_cancel(coru_cont *c) {
   coru_task *T = c->task, *prev = NULL;
   T->in_pass = 0;
-  for (coru_task *x = pass_head; x; prev = x, x = x->next_pass) {
+  for (coru_task *x = coru_R->pass_head; x; prev = x, x = x->next_pass) {
     if (x != T) continue;
-    if (prev) prev->next_pass = x->next_pass; else pass_head = x->next_pass;
-    if (pass_tail == x) pass_tail = prev;
+    if (prev) prev->next_pass = x->next_pass; else coru_R->pass_head = x->next_pass;
+    if (coru_R->pass_tail == x) coru_R->pass_tail = prev;
     x->next_pass = NULL;
     return;
   }
@@ -893,24 +884,24 @@ static void pass_cancel(coru_cont *c) {
 static void tick_cb(uv_idle_t *h) {
   /* serve the passes queued before this run; the ones they queue, and the
    * ones tagged with this epoch, wait for the next run */
-  unsigned epoch = tick_epoch;
-  while (pass_head && pass_head->aux != (void *)(uintptr_t)epoch) {
-    coru_task *T = pass_head;
-    pass_head = T->next_pass;
-    if (!pass_head) pass_tail = NULL;
+  unsigned epoch = coru_R->tick_epoch;
+  while (coru_R->pass_head && coru_R->pass_head->aux != (void *)(uintptr_t)epoch) {
+    coru_task *T = coru_R->pass_head;
+    coru_R->pass_head = T->next_pass;
+    if (!coru_R->pass_head) coru_R->pass_tail = NULL;
     T->next_pass = NULL;
     if (T->in_pass) {
       T->in_pass = 0;
       if (coru_cont_begin(&T->wait)) coru_cont_ok(&T->wait, 0);
     }
   }
-  tick_epoch = epoch + 1;
+  coru_R->tick_epoch = epoch + 1;
   coru_flush_reports();
-  if (!pass_head && !unobserved_n) uv_idle_stop(h);
+  if (!coru_R->pass_head && !coru_R->unobserved_n) uv_idle_stop(h);
 }
 
 static void tick_start(void) {
-  if (!uv_is_active((uv_handle_t *)&tick)) uv_idle_start(&tick, tick_cb);
+  if (!uv_is_active((uv_handle_t *)&coru_R->tick)) uv_idle_start(&coru_R->tick, tick_cb);
 }
 
 static int l_pass(lua_State *L) {
@@ -918,10 +909,10 @@ static int l_pass(lua_State *L) {
   coru_task *T = coru_R->current;
   coru_cont_init(L, &T->wait, 0, pass_cancel);
   T->in_pass = 1;
-  T->aux = (void *)(uintptr_t)tick_epoch;
+  T->aux = (void *)(uintptr_t)coru_R->tick_epoch;
   T->next_pass = NULL;
-  if (pass_tail) pass_tail->next_pass = T; else pass_head = T;
-  pass_tail = T;
+  if (coru_R->pass_tail) coru_R->pass_tail->next_pass = T; else coru_R->pass_head = T;
+  coru_R->pass_tail = T;
   tick_start();
   return coru_cont_yield(L, &T->wait, 0);
 }
@@ -1205,11 +1196,11 @@ int coru_run_main(lua_State *L, int nargs) {
    * ~85 instructions per iteration); finish() stops the loop if the main
    * task fails. */
   if (T->status != CORU_FAILED && T->status != CORU_CANCELLED) {
-    main_task = T;
+    coru_R->main_task = T;
     R->loop_running = 1;
     uv_run(R->loop, UV_RUN_DEFAULT);
     R->loop_running = 0;
-    main_task = NULL;
+    coru_R->main_task = NULL;
   }
   coru_flush_reports();
   int status = R->exit_status;
@@ -1241,12 +1232,11 @@ typedef struct chan {
   coru_task *sq_head, *sq_tail;   /* senders waiting */
 } chan;
 
-static int chan_mt_ref = LUA_NOREF;
 
 static chan *checkchan(lua_State *L, int idx) {
   chan *c = lua_touserdata(L, idx);
   if (c && lua_getmetatable(L, idx)) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, chan_mt_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->chan_mt_ref);
     int ok = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
     if (ok) return c;
@@ -1313,7 +1303,7 @@ static int l_chan_new(lua_State *L) {
   chan *ch = lua_newuserdata(L, sizeof *ch);
   memset(ch, 0, sizeof *ch);
   ch->cap = (int)cap;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, chan_mt_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->chan_mt_ref);
   lua_setmetatable(L, -2);
   lua_createtable(L, ch->cap > 64 ? 64 : ch->cap, 0);
   lua_setfenv(L, -2);
@@ -1499,26 +1489,26 @@ static int make_mt(lua_State *L, const char *name, const coru_Reg *methods, lua_
 
 CORU_FAMILY(sched) {
   coru_rt *R = coru_R;
-  task_mt_ref = make_mt(L, "coru.task", task_methods, l_task_tostring);
+  coru_R->task_mt_ref = make_mt(L, "coru.task", task_methods, l_task_tostring);
   R->task_mt = lua_topointer(L, -1);
   lua_pop(L, 1);
-  chan_mt_ref = make_mt(L, "coru.channel", chan_methods, l_chan_tostring);
+  coru_R->chan_mt_ref = make_mt(L, "coru.channel", chan_methods, l_chan_tostring);
   lua_pop(L, 1);
   lua_newtable(L);
   lua_pushcfunction(L, l_cancel_tostring);
   lua_setfield(L, -2, "__tostring");
   R->cancel_mt = lua_topointer(L, -1);
-  cancel_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  coru_R->cancel_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawgeti(L, LUA_REGISTRYINDEX, R->boot_ref);
   lua_getfield(L, -1, "taskco");
-  taskco_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  coru_R->taskco_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
   lua_newtable(L);
-  unobserved_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (!tick_inited) {
-    uv_idle_init(R->loop, &tick);
-    tick.data = NULL;
-    tick_inited = 1;
+  coru_R->unobserved_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (!coru_R->tick_inited) {
+    uv_idle_init(R->loop, &coru_R->tick);
+    coru_R->tick.data = NULL;
+    coru_R->tick_inited = 1;
   }
   coru_setfuncs(L, sched_funcs);
   lua_pushlightuserdata(L, coru_CALLBACK);
@@ -1527,9 +1517,9 @@ CORU_FAMILY(sched) {
 
 /* Close the internal handles (shutdown). */
 void coru_sched_close(void) {
-  if (tick_inited && !uv_is_closing((uv_handle_t *)&tick)) {
-    tick_inited = 0;            /* a later luaopen_coru starts afresh */
-    pass_head = pass_tail = NULL;
-    uv_close((uv_handle_t *)&tick, NULL);
+  if (coru_R->tick_inited && !uv_is_closing((uv_handle_t *)&coru_R->tick)) {
+    coru_R->tick_inited = 0;            /* a later luaopen_coru starts afresh */
+    coru_R->pass_head = coru_R->pass_tail = NULL;
+    uv_close((uv_handle_t *)&coru_R->tick, NULL);
   }
 }

@@ -762,7 +762,6 @@ static int l_accept(lua_State *L) {
 
 /* ------------------------------------------------------ close, free */
 
-extern int coru_shutting_down;   /* rt.c */
 
 void coru_stream_closing(coru_stream *s) {
   lua_State *L = coru_R->L;
@@ -773,7 +772,7 @@ void coru_stream_closing(coru_stream *s) {
     s->rmode = CORU_RD_NONE;
     int ref = s->read_cb_ref;
     s->read_cb_ref = LUA_NOREF;
-    if (ref != LUA_NOREF && !coru_shutting_down) {
+    if (ref != LUA_NOREF && !coru_R->shutting_down) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
       luaL_unref(L, LUA_REGISTRYINDEX, ref);
       lua_pushliteral(L, "closed");

@@ -176,7 +176,6 @@ static void state_put(lua_State *S) {
 
 /* ------------------------------------------------------------ work */
 
-extern int coru_shutting_down;   /* rt.c: no callbacks while the runtime closes */
 
 typedef struct {
   uv_work_t req;
@@ -277,7 +276,7 @@ static void after_work_cb(uv_work_t *req, int status) {
   workreq *w = req->data;
   lua_State *L = coru_R->L;
   if (w->after_ref != LUA_NOREF) {           /* queue_work */
-    if (status == 0 && !coru_shutting_down) {
+    if (status == 0 && !coru_R->shutting_down) {
       if (w->failed) {
         lua_pushlstring(L, w->io.p ? w->io.p : "out of memory", w->io.p ? w->io.len : 13);
         coru_report(L, NULL);
