@@ -320,3 +320,32 @@ describe("regress 9.8: callable tables wherever a callback goes", function()
     end)
   end)
 end)
+
+describe("coru.tasks", function()
+  it("lists every task not ended and what a suspended one waits on", function()
+    run(function()
+      local ch = coru.channel()
+      local a = coru.spawn(function() return ch:recv() end)
+      local b = coru.spawn(function() coru.sleep(1000) end)
+      local c = coru.spawn(function() return a:await() end)
+      local d = coru.spawn(function() coroutine.yield(function() end) end)
+      local seen = {}
+      for _, e in ipairs(coru.tasks()) do seen[e.task] = e end
+      assert.equal("running", seen[coru.current()].status)
+      assert.equal("channel:recv", seen[a].waits)
+      assert.equal("coru.sleep", seen[b].waits)
+      assert.equal("task:await", seen[c].waits)
+      assert.equal("coroutine.yield(f)", seen[d].waits)
+      ch:send("x")
+      assert.equal("(woken: about to run)", (function()
+        for _, e in ipairs(coru.tasks()) do if e.task == a then return e.waits end end
+      end)())
+      for _, t in ipairs({b, d}) do t:cancel() end
+      assert.equal("x", c:await())
+      coru.pass()
+      for _, e in ipairs(coru.tasks()) do
+        for _, t in ipairs({a, b, c, d}) do assert.are_not.equal(t, e.task) end
+      end
+    end)
+  end)
+end)

@@ -129,6 +129,8 @@ struct coru_task {
   int aux_ref;               /* registry ref anchoring the object it waits on */
   int cancel_ref;            /* reason of a cancel asked while it runs */
   coru_cont wait;            /* for waits owned by the scheduler itself */
+  const char *what;          /* what it waits on (the name given to coru_enter), for coru.tasks() */
+  coru_task *tnext, *tprev;  /* every unfinished task: coru_R->tasks_head */
 };
 
 /* The task running now (NULL outside any task). */

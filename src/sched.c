@@ -150,6 +150,7 @@ int coru_enter(lua_State *L, int cbidx, const char *fname, int flags) {
     coru_need_task(L, fname);
   }
   if (!lua_isyieldable(L)) refuse_suspension(L, fname);
+  coru_R->current->what = fname;
   return CORU_MODE_TASK;
 }
 
@@ -476,6 +477,9 @@ static void finish(coru_task *T, int st) {
   int ref = T->self_ref;
   notify(L, T);
   if (T->status == CORU_FAILED && !had_observers && !T->observed) queue_unobserved(L, T);
+  if (T->tprev) T->tprev->tnext = T->tnext; else R->tasks_head = T->tnext;
+  if (T->tnext) T->tnext->tprev = T->tprev;
+  T->tnext = T->tprev = NULL;
   T->self_ref = LUA_NOREF;
   luaL_unref(L, LUA_REGISTRYINDEX, ref);
   lua_pop(L, 1);
@@ -551,6 +555,7 @@ static int dispatch(coru_task *T) {
       T->wait.cancel = NULL;
       T->aux = U;
       T->cont = &T->wait;
+      T->what = "coroutine.yield(task)";
       return -1;
     }
   } /* fallthrough */
@@ -634,6 +639,7 @@ static int call_yielded(coru_task *T, int n) {
   T->aux = NULL;
   T->cont = &T->wait;
   T->dispatching = 1;
+  T->what = "coroutine.yield(f)";
   int st = coru_pcall(nargs);        /* as a callback: outside any task */
   int resumed = T->dispatching == 2;
   T->dispatching = 0;
@@ -684,6 +690,10 @@ static coru_task *task_new(lua_State *L) {
   lua_pushvalue(L, -1);
   T->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   T->status = CORU_SUSPENDED;
+  T->what = "start (queued)";
+  T->tnext = coru_R->tasks_head;           /* anchored by self_ref while listed */
+  if (T->tnext) T->tnext->tprev = T;
+  coru_R->tasks_head = T;
   return T;
 }
 
@@ -822,6 +832,30 @@ static int l_task_cancel(lua_State *L) {
 static int l_task_tostring(lua_State *L) {
   coru_task *T = checktask(L, 1);
   lua_pushfstring(L, "coru.task: %p (%s)", (void *)T, status_names[T->status]);
+  return 1;
+}
+
+/* coru.tasks() -> array (oldest first) of {task =, status =, waits =} for
+ * every task not finished: what a suspended task waits on, for debugging
+ * a hang (and the specs' leak gate). */
+static int l_tasks(lua_State *L) {
+  int n = 0;
+  for (coru_task *T = coru_R->tasks_head; T; T = T->tnext) n++;
+  lua_createtable(L, n, 0);
+  int i = n;
+  for (coru_task *T = coru_R->tasks_head; T; T = T->tnext, i--) {
+    lua_createtable(L, 0, 3);
+    push_task(L, T);
+    lua_setfield(L, -2, "task");
+    lua_pushstring(L, status_names[T->status]);
+    lua_setfield(L, -2, "status");
+    if (T->status == CORU_SUSPENDED) {
+      if (T->queued || T->waking) lua_pushliteral(L, "(woken: about to run)");
+      else lua_pushstring(L, T->what ? T->what : "?");
+      lua_setfield(L, -2, "waits");
+    }
+    lua_rawseti(L, -2, i);
+  }
   return 1;
 }
 
@@ -1326,6 +1360,7 @@ static void sender_done(lua_State *L, coru_task *S, int ok) {
 
 static int chan_wait(lua_State *L, chan *ch, coru_task *T, int sending) {
   coru_cont_init(L, &T->wait, 0, chan_cancel);
+  T->what = sending ? "channel:send" : "channel:recv";
   T->aux = ch;
   lua_pushvalue(L, 1);
   T->aux_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1461,6 +1496,7 @@ static const coru_Reg sched_funcs[] = {
   {"inline", l_inline, 0},
   {"inline_callbacks", l_inline_callbacks, 0},
   {"current", coru_l_current, 0},
+  {"tasks", l_tasks, 0},
   {"is_cancelled", l_is_cancelled, 0},
   {"sleep", l_sleep, CORU_YIELDS},
   {"pass", l_pass, CORU_YIELDS},
