@@ -97,8 +97,7 @@ static int default_on_error(lua_State *L) {
 /* Message handler of callbacks: keeps the error, remembers the traceback. */
 static int msgh(lua_State *L) {
   luaL_traceback(L, L, NULL, 1);
-  coru_unref(L, &coru_R->tb_ref);
-  coru_R->tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawseti(L, LUA_REGISTRYINDEX, coru_R->tb_ref);   /* one slot, reused */
   return 1;
 }
 
@@ -258,6 +257,8 @@ int luaopen_coru(lua_State *L) {
 
   lua_pushcfunction(L, msgh);
   coru_R->msgh_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushboolean(L, 0);
+  coru_R->tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   lua_newtable(L);                      /* the module */
   int M = lua_gettop(L);
