@@ -140,6 +140,15 @@ static void refuse_suspension(lua_State *L, const char *fname) {
                 "the task's own code", fname ? fname : "coru");
 }
 
+/* coru_enter for the scheduler's own waits (no callback slot). */
+static inline coru_task *enter_task(lua_State *L, const char *fname) {
+  coru_task *T = coru_R->current;
+  if (!T) coru_need_task(L, fname);
+  if (!lua_isyieldable(L)) refuse_suspension(L, fname);
+  T->what = fname;
+  return T;
+}
+
 int coru_enter(lua_State *L, int cbidx, const char *fname, int flags) {
   if (cbidx && !lua_isnoneornil(L, cbidx)) {
     if (!coru_is_callable(L, cbidx)) luaL_typerror(L, cbidx, "function");
@@ -172,6 +181,15 @@ int coru_cont_init(lua_State *L, coru_cont *c, int cbidx, void (*cancel)(coru_co
     return c->mode = CORU_MODE_TASK;
   }
   return c->mode = CORU_MODE_NONE;
+}
+
+/* The scheduler's own waits, after coru_enter said the task may suspend. */
+static inline void wait_init(coru_task *T, void (*cancel)(coru_cont *)) {
+  coru_cont *c = &T->wait;
+  c->cancel = cancel;
+  c->task = T;
+  c->active = 0;
+  c->mode = CORU_MODE_TASK;
 }
 
 /* A cont left behind by a yield that failed (a yield across a C call
@@ -770,7 +788,7 @@ static int l_task_await(lua_State *L) {
   push_task(L, T);
   add_observer(L, U, -1);
   lua_pop(L, 1);
-  coru_cont_init(L, &T->wait, 0, cancel_awaiting);
+  wait_init(T, cancel_awaiting);
   T->aux = U;
   return coru_cont_yield(L, &T->wait, 0);
 }
@@ -894,10 +912,9 @@ static void sleep_cancel(coru_cont *c) {
 
 static int l_sleep(lua_State *L) {
   lua_Number ms = luaL_checknumber(L, 1);
-  coru_enter(L, 0, "coru.sleep", 0);
-  coru_task *T = coru_R->current;
+  coru_task *T = enter_task(L, "coru.sleep");
   if (ms < 0) ms = 0;
-  coru_cont_init(L, &T->wait, 0, sleep_cancel);
+  wait_init(T, sleep_cancel);
   T->aux = coru_deadline_start((uint64_t)ms, sleep_fire, T);
   return coru_cont_yield(L, &T->wait, 0);
 }
@@ -939,9 +956,8 @@ static void tick_start(void) {
 }
 
 static int l_pass(lua_State *L) {
-  coru_enter(L, 0, "coru.pass", 0);
-  coru_task *T = coru_R->current;
-  coru_cont_init(L, &T->wait, 0, pass_cancel);
+  coru_task *T = enter_task(L, "coru.pass");
+  wait_init(T, pass_cancel);
   T->in_pass = 1;
   T->aux = (void *)(uintptr_t)coru_R->tick_epoch;
   T->next_pass = NULL;
@@ -1060,9 +1076,8 @@ static void group_watch(lua_State *L, int gidx, coru_task *U, int i) {
 /* Check that the caller may suspend before anything is armed (this
  * raises otherwise), so an error cannot leave observers or deadlines. */
 static coru_task *group_prepare(lua_State *L, const char *fname) {
-  coru_enter(L, 0, fname, 0);
-  coru_task *T = coru_R->current;
-  coru_cont_init(L, &T->wait, 0, group_cancel);
+  coru_task *T = enter_task(L, fname);
+  wait_init(T, group_cancel);
   return T;
 }
 
@@ -1359,7 +1374,7 @@ static void sender_done(lua_State *L, coru_task *S, int ok) {
 }
 
 static int chan_wait(lua_State *L, chan *ch, coru_task *T, int sending) {
-  coru_cont_init(L, &T->wait, 0, chan_cancel);
+  wait_init(T, chan_cancel);
   T->what = sending ? "channel:send" : "channel:recv";
   T->aux = ch;
   lua_pushvalue(L, 1);
