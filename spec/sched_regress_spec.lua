@@ -195,6 +195,26 @@ describe("regress 9.5: a yielded function runs like a callback", function()
   end)
 end)
 
+describe("regress 9.5b: on_error runs like a callback too", function()
+  it("sees no current task when a nested task's yielded function fails after resume", function()
+    run(function()
+      local seen, got = "unset", nil
+      local prev = coru.on_error(function(err) seen = coru.current(); got = err end)
+      local outer = coru.spawn(function()
+        -- a nested task (spawned from a task) whose yielded function raises after resume
+        coru.spawn(function()
+          coroutine.yield(function(resume) resume(); error("late", 0) end)
+        end)
+        return "outer"
+      end)
+      assert.equal("outer", outer:await())
+      coru.on_error(prev)
+      assert.equal("late", got)
+      assert.is_nil(seen)
+    end)
+  end)
+end)
+
 describe("regress 9.6: all/any of the caller itself", function()
   it("raise instead of waiting for ever", function()
     run(function()
@@ -228,7 +248,7 @@ describe("regress 9.7: refused suspensions leave nothing behind", function()
         for _, call in ipairs({
           {coru.sleep, 1}, {coru.pass}, {other.await, other}, {ch.recv, ch}, {ch.send, ch, i},
           {coru.all, {other}}, {coru.any, {other}}, {coru.timeout, 10, function() end},
-          {coru.run, function() end},
+          {coru.run, function() end}, {coru.await, function(cb) cb() end},
         }) do
           local ok, err = refused(unpack(call))
           assert.is_false(ok)

@@ -111,7 +111,11 @@ void coru_report(lua_State *L, const char *traceback) {
   else lua_rawgeti(C, LUA_REGISTRYINDEX, R->on_error_ref);
   lua_pushvalue(C, err);
   if (traceback) lua_pushstring(C, traceback); else lua_pushnil(C);
-  if (lua_pcall(C, 2, 0, 0) != 0) {
+  coru_task *saved = R->current;
+  R->current = NULL;             /* the handler is a callback: outside any task */
+  int st = lua_pcall(C, 2, 0, 0);
+  R->current = saved;
+  if (st != 0) {
     /* the handler itself failed: say both, never recurse */
     fprintf(stderr, "coru: error in on_error handler: %s\ncoru: original error: %s\n",
             errstring(C, -1), errstring(C, err));
