@@ -261,6 +261,21 @@ describe("regress 9.7: refused suspensions leave nothing behind", function()
     end)
   end)
 
+  it("a coroutine of the user's resumed where the task cannot yield is refused too", function()
+    run(function()
+      local ok, err = refused(function()
+        local co = coroutine.create(function() return coru.sleep(1) end)
+        local ok2, err2 = coroutine.resume(co)
+        if not ok2 then error(err2, 0) end
+      end)
+      assert.is_false(ok)
+      assert.matches("coru.sleep: cannot suspend here", err)
+      -- from the task's own code, the same coroutine suspends fine
+      local co = coroutine.wrap(function() coru.sleep(1); return "inner" end)
+      assert.equal("inner", co())
+    end)
+  end)
+
   it("fs, work, dns refuse before the request exists", function()
     run(function()
       local live = coru._fs_live_requests()

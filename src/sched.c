@@ -140,11 +140,19 @@ static void refuse_suspension(lua_State *L, const char *fname) {
                 "the task's own code", fname ? fname : "coru");
 }
 
+/* Can a suspension from L (the task's coroutine, or a coroutine of the
+ * user's that it resumed) reach the scheduler? Both must be able to yield:
+ * an inner coroutine resumed from a table.sort comparator can yield, but
+ * its pass-through yield of the task cannot. */
+static inline int can_suspend(lua_State *L, coru_task *T) {
+  return lua_isyieldable(L) && (L == T->co || lua_isyieldable(T->co));
+}
+
 /* coru_enter for the scheduler's own waits (no callback slot). */
 static inline coru_task *enter_task(lua_State *L, const char *fname) {
   coru_task *T = coru_R->current;
   if (!T) coru_need_task(L, fname);
-  if (!lua_isyieldable(L)) refuse_suspension(L, fname);
+  if (!can_suspend(L, T)) refuse_suspension(L, fname);
   T->what = fname;
   return T;
 }
@@ -158,7 +166,7 @@ int coru_enter(lua_State *L, int cbidx, const char *fname, int flags) {
     if (flags & CORU_SYNC_OK) return CORU_MODE_NONE;
     coru_need_task(L, fname);
   }
-  if (!lua_isyieldable(L)) refuse_suspension(L, fname);
+  if (!can_suspend(L, coru_R->current)) refuse_suspension(L, fname);
   coru_R->current->what = fname;
   return CORU_MODE_TASK;
 }
