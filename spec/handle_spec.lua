@@ -68,10 +68,13 @@ describe("timers", function()
 
   it("rejects bad arguments naming the function", function()
     local t = coru.new_timer()
-    assert.has_error(function() t:start(-1, 0, function() end) end)
-    assert.has_error(function() t:start(1, 0, 42) end)
-    assert.has_error(function() t:start("soon", 0, function() end) end)
-    assert.has_error(function() coru.timer_start({}, 1, 0, function() end) end)
+    assert.has_error(function() t:start(-1, 0, function() end) end,
+      "bad argument #1 to 'start' (must be >= 0 (milliseconds))")
+    assert.has_error(function() t:start(1, 0, 42) end, "bad argument #3 to 'start' (function expected, got number)")
+    assert.has_error(function() t:start("soon", 0, function() end) end,
+      "bad argument #1 to 'start' (number expected, got string)")
+    assert.has_error(function() coru.timer_start({}, 1, 0, function() end) end,
+      "bad argument #1 to 'timer_start' (coru.timer expected, got table)")
     t:close()
   end)
 end)

@@ -1,5 +1,5 @@
 local H = require "helper"
-local bin = H.bin
+local bin = H.qbin   -- quoted: the checkout's path may hold spaces
 
 local function tmpfile(content)
   local name = os.tmpname()
@@ -18,7 +18,7 @@ describe("the coru host", function()
 
   it("exits 1 after an uncaught error, with message and traceback on stderr", function()
     local f = tmpfile("local function deep() error('kaboom') end\ndeep()\n")
-    local out, status = H.sh(bin .. " " .. f .. " 2>&1")
+    local out, status = H.sh(bin .. " " .. H.shq(f) .. " 2>&1")
     os.remove(f)
     assert.equal(1, status)
     assert.matches("kaboom", out)
@@ -44,7 +44,7 @@ describe("the coru host", function()
 
   it("passes arguments in arg and ...", function()
     local f = tmpfile("print(arg[0] ~= nil, arg[1], arg[2], select('#', ...), ...)\n")
-    local out, status = H.sh(bin .. " " .. f .. " one two")
+    local out, status = H.sh(bin .. " " .. H.shq(f) .. " one two")
     os.remove(f)
     assert.equal(0, status)
     assert.equal("true\tone\ttwo\t2\tone\ttwo\n", out)
@@ -52,7 +52,7 @@ describe("the coru host", function()
 
   it("runs -l and -e in order, then the script; -- ends options", function()
     local f = tmpfile("io.write(' script:', tostring(x), ' ', arg[1])\n")
-    local out, status = H.sh(bin .. " -l string -e 'x = 1' -e 'io.write(\"e\", x)' -- " .. f .. " -v")
+    local out, status = H.sh(bin .. " -l string -e 'x = 1' -e 'io.write(\"e\", x)' -- " .. H.shq(f) .. " -v")
     os.remove(f)
     assert.equal(0, status)
     assert.equal("e1 script:1 -v", out)
@@ -66,7 +66,7 @@ describe("the coru host", function()
 
   it("skips a #! first line", function()
     local f = tmpfile("#!/usr/bin/env coru\nio.write('shebang ok')\n")
-    local out, status = H.sh(bin .. " " .. f)
+    local out, status = H.sh(bin .. " " .. H.shq(f))
     os.remove(f)
     assert.equal(0, status)
     assert.equal("shebang ok", out)
@@ -103,7 +103,7 @@ describe("the coru host", function()
 
   it("a syntax error in the script exits 1", function()
     local f = tmpfile("this is not lua\n")
-    local out, status = H.sh(bin .. " " .. f .. " 2>&1")
+    local out, status = H.sh(bin .. " " .. H.shq(f) .. " 2>&1")
     os.remove(f)
     assert.equal(1, status)
     assert.matches("expected near", out)

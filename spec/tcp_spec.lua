@@ -354,21 +354,23 @@ describe("tcp streams", function()
       c:close()
       srv:close()
     end)
-    if not coru.current() then   -- plain luajit: the spec runs outside any task
-      local c = coru.new_tcp()
-      assert.has_error(function() c:read_line() end, "stream:read_line: needs a running task or a callback")
-      assert.has_error(function() c:connect("127.0.0.1", 1) end, "tcp:connect: needs a running task or a callback")
-      c:close()
-    end
+    local c = coru.new_tcp()
+    assert.has_error(function() helper.outside_task(c.read_line, c) end,
+      "stream:read_line: needs a running task or a callback")
+    assert.has_error(function() helper.outside_task(c.connect, c, "127.0.0.1", 1) end,
+      "tcp:connect: needs a running task or a callback")
+    c:close()
   end)
 
   it("checks its arguments", function()
-    assert.has_error(function() coru.new_tcp("bogus") end)
+    assert.has_error(function() coru.new_tcp("bogus") end,
+      "bad argument #1 to 'new_tcp' (unknown address family (inet, inet6, unix, unspec))")
     local c = coru.new_tcp()
-    assert.has_error(function() c:bind("127.0.0.1", 70000) end)
-    assert.has_error(function() c:write(42) end)
-    assert.has_error(function() c:read_until("") end)
-    assert.has_error(function() coru.tcp_nodelay(42) end)
+    assert.has_error(function() c:bind("127.0.0.1", 70000) end, "bad argument #2 to 'bind' (port must be 0..65535)")
+    assert.has_error(function() c:write(42) end,
+      "bad argument #2 to 'write' (string or array of strings expected, got number)")
+    assert.has_error(function() c:read_until("") end, "bad argument #2 to 'read_until' (delimiter must not be empty)")
+    assert.has_error(function() coru.tcp_nodelay(42) end, "bad argument #1 to 'tcp_nodelay' (coru.tcp expected, got number)")
     local ok, err, name = c:bind("not an ip", 0)
     assert.is_nil(ok)
     assert.equal("EINVAL", name)
