@@ -83,6 +83,19 @@ function M.outside_task(fn, ...)
   return unpack(r, 2, r.n)
 end
 
+-- Inside a task: poll cond() in the caller's own task (no subtask, no
+-- timer armed while cond runs, so counts of references or handles are not
+-- disturbed) until it holds or ms pass. Returns whether it held; the
+-- caller asserts on the value with a message of its own.
+function M.settle(cond, ms)
+  local deadline = coru.now() + (ms or 5000)
+  while not cond() do
+    if coru.now() >= deadline then return false end
+    coru.sleep(2)
+  end
+  return true
+end
+
 -- Whether the IPv6 loopback can be bound (containers and namespaces often
 -- have no ::1): true, or false and the reason.
 function M.ipv6_loopback()

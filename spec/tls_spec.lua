@@ -667,7 +667,7 @@ describe("coru.tls", function()
     coru.run(function()
       -- dropped streams are freed by the collector, closes end on later turns
       local live
-      pcall(require("helper").wait_until, function()
+      require("helper").settle(function()
         collectgarbage()
         collectgarbage()
         live = coru._tls.live()
