@@ -70,7 +70,7 @@ describe("udp", function()
       local a = coru.new_udp()
       a:bind("127.0.0.1", 0)
       local t = coru.spawn(function() return a:recv() end)
-      coru.sleep(5)
+      assert.equal("suspended", t:status())   -- waiting in recv
       a:close()
       local d, err = t:await()
       assert.is_nil(d)
