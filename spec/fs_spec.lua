@@ -75,7 +75,8 @@ describe("fs", function()
       local want = {}
       for v in out:gmatch("%S+") do want[#want + 1] = v end
       assert.same({tonumber(want[1]), tonumber(want[2], 16), tonumber(want[3]), tonumber(want[4]), tonumber(want[5]),
-                   tonumber(want[6]), tonumber(want[7]), tonumber(want[8]), tonumber(want[9]) * tonumber(want[10]) / 512},
+                   tonumber(want[6]), tonumber(want[7]), tonumber(want[8]),
+                   tonumber(want[9]) * tonumber(want[10]) / 512},
                   {st.dev, st.mode, st.nlink, st.uid, st.gid, st.ino, st.size, st.mtime.sec, st.blocks})
       assert.equal("directory", coru.fs_stat(dir).type)
       assert.is_true(coru.fs_symlink(dir .. "/f", dir .. "/l"))

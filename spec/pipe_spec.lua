@@ -63,7 +63,8 @@ describe("pipes (unix sockets)", function()
 
   it("checks its arguments", function()
     local p = coru.new_pipe()
-    assert.has_error(function() p:chmod("x") end, "bad argument #1 to 'chmod' (expected \"r\", \"w\", \"rw\" or \"wr\")")
+    assert.has_error(function() p:chmod("x") end,
+      "bad argument #1 to 'chmod' (expected \"r\", \"w\", \"rw\" or \"wr\")")
     assert.has_error(function() p:bind() end, "bad argument #1 to 'bind' (string expected, got no value)")
     p:close()
     assert.has_error(function() coru.pipe.listen("/tmp/x", 42) end, "coru.pipe.listen: handler must be a function")
