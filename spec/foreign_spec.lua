@@ -71,12 +71,13 @@ describe("foreign peers", function()
   it("serves a Python socket client", function()
     if not have("python3") then pending("no python3") return end
     coru.run(function()
-      local got = coru.channel(1)
+      local got, done = coru.channel(1), coru.channel(1)
       local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(s)
         local line = s:read_line()
         s:write("hello, " .. line .. "\n")
         got:send(line)
-        s:read()
+        s:read()              -- until the client hangs up
+        done:send(true)
       end))
       local port = srv:getsockname().port
       local client = coru.spawn(P.exec, "python3", {"-c", [[
@@ -90,6 +91,7 @@ s.close()
       local reply, err, code = client:await()
       assert.equal("hello, python\n", reply, err)
       assert.equal(0, code)
+      assert.is_true(done:recv())   -- the handler ended: the client hung up
       srv:close()
     end)
   end)

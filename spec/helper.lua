@@ -129,4 +129,87 @@ function M.registry_refs()
   end
   return n
 end
+
+-- ------------------------------------------------------------ the leak gate
+
+-- What a spec could leave behind: handles, registry references, fs
+-- requests, TLS engines, tasks that have not ended.
+local function census()
+  collectgarbage("collect")
+  collectgarbage("collect")
+  local c = {handles = {}, tasks = {}}
+  coru.walk(function(h) c.handles[#c.handles + 1] = tostring(h) end)
+  c.refs, c.reflist = 0, {}
+  for k, v in pairs(debug.getregistry()) do
+    if type(k) == "number" and type(v) ~= "number" then c.refs = c.refs + 1; c.reflist[k] = v end
+  end
+  c.fs = coru._fs_live_requests()
+  local tls = rawget(coru, "_tls")
+  c.tls = tls and tls.live() or 0
+  for _, e in ipairs(coru.tasks()) do c.tasks[e.task] = e end
+  return c
+end
+
+-- Let closes and late completions finish: a few loop iterations.
+local function settle()
+  coru.run(function() for _ = 1, 3 do coru.pass() end end)
+end
+
+local function leftovers(before, now)
+  local problems = {}
+  if #now.handles > #before.handles then
+    problems[#problems + 1] = ("%d handle(s) left open: %s"):format(
+      #now.handles - #before.handles, table.concat(now.handles, ", "))
+  end
+  if now.refs > before.refs then
+    local new = {}
+    for k, v in pairs(now.reflist) do
+      if before.reflist[k] ~= v then new[#new + 1] = ("[%d] = %s"):format(k, tostring(v)) end
+    end
+    problems[#problems + 1] = ("%d registry reference(s) left (%s)"):format(
+      now.refs - before.refs, table.concat(new, ", "))
+  end
+  if now.fs > before.fs then problems[#problems + 1] = ("%d fs request(s) live"):format(now.fs - before.fs) end
+  if now.tls > before.tls then problems[#problems + 1] = ("%d TLS engine(s) live"):format(now.tls - before.tls) end
+  for t, e in pairs(now.tasks) do
+    if not before.tasks[t] and e.status ~= "running" then
+      problems[#problems + 1] = ("a task left suspended in %s: %s"):format(tostring(e.waits), tostring(t))
+    end
+  end
+  return problems
+end
+
+-- After a spec: what is still there once background work had up to
+-- GATE_GRACE ms to end (a handler finishing its last write, a close
+-- callback) fails the spec.
+local GRACE = tonumber(os.getenv("CORU_GATE_GRACE") or "") or 1000
+local function check(before)
+  settle()
+  local problems = leftovers(before, census())
+  local t0 = coru.now()
+  while #problems > 0 and coru.now() - t0 < GRACE do
+    coru.run(coru.sleep, 5)       -- the census is taken outside any task of ours
+    problems = leftovers(before, census())
+  end
+  if #problems > 0 then
+    error("leak gate: the spec left behind " .. table.concat(problems, "; "), 0)
+  end
+end
+
+-- Install the gate (spec/gate.lua, busted's helper): each spec's body is
+-- wrapped so that what it leaves behind fails that spec.
+function M.gate()
+  local busted = require "busted"
+  busted.subscribe({"test", "start"}, function(element)
+    local run = element.run
+    element.run = function(...)
+      settle()
+      local before = census()
+      run(...)
+      check(before)
+    end
+    return nil, true
+  end)
+end
+
 return M

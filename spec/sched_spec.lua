@@ -169,6 +169,7 @@ describe("tasks", function()
       assert.is_nil(r1[1]); assert.equal("one", r1[2]); assert.equal("two", r1[3])
       assert.matches("bad", r2[1])
       f(nil, 1)   -- cb may be nil
+      coru.sleep(10)        -- its task ends (nobody else waits for it)
     end)
   end)
 
@@ -296,14 +297,17 @@ describe("cancellation", function()
   it("cancels a task waiting on a task, a channel, pass", function()
     run(function()
       local forever = coru.channel()
+      local inner = coru.spawn(function() coru.sleep(1000) end)
       local waiters = {
-        coru.spawn(function() return coru.spawn(function() coru.sleep(1000) end):await() end),
+        coru.spawn(function() return inner:await() end),
         coru.spawn(function() return forever:recv() end),
         coru.spawn(function() coru.pass() end),
       }
       for _, t in ipairs(waiters) do t:cancel() end
       for _, t in ipairs(waiters) do assert.is_false(pcall(t.await, t)) end
       for _, t in ipairs(waiters) do assert.equal("cancelled", t:status()) end
+      assert.equal("suspended", inner:status())   -- an awaiter's cancel is not its target's
+      inner:cancel()
     end)
   end)
 
