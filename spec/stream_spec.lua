@@ -114,7 +114,7 @@ describe("streams", function()
       assert.same({ nil, "two" }, { r[1], r[2] })
       -- read_start delivers what is buffered first
       c:write("abc")
-      coru.sleep(10)
+      helper.wait_until(function() return s:buffered() == 3 end, 5000, "abc to arrive")
       local chunks = coru.channel(8)
       s:read_start(function(err, data) chunks:send(data or err or "eof") end)
       assert.equal("abc", chunks:recv())
@@ -158,33 +158,28 @@ describe("streams", function()
         c:write("a\nb")
         assert.equal("a", s:read_line())
         local t = coru.spawn(function() return s:read_line() end)   -- cancelled read
-        coru.sleep(2)
+        assert.equal("suspended", t:status())
         t:cancel()
         s:settimeouts(nil, 20, 20)
         assert.same({ nil, "timeout", "b" }, { s:read_line() })     -- read timeout
         local w = coru.spawn(function() return s:write(string.rep("x", 8 * 1024 * 1024)) end)
-        coru.sleep(5)
+        assert.equal("suspended", w:status())
         w:cancel()                                                  -- cancelled write
         local got = coru.channel(1)
         c:read_bytes(1e9, function(err, d) got:send(err or d) end)  -- callback read ...
         local r = coru.spawn(function() return c:read_line() end)
-        coru.sleep(2)
         c:close()                                                   -- ... woken by close
         assert.equal("closed", got:recv())
         assert.same({ nil, "busy" }, { r:await() })
         s:close()
         srv:close()
         hold:close()
-        coru.sleep(5)
       end
       round()
       local before = helper.registry_refs()
       for _ = 1, 3 do round() end
       -- closes finish on later loop turns (slowly under valgrind): wait for it
-      for _ = 1, 1000 do
-        if helper.registry_refs() <= before then break end
-        coru.sleep(5)
-      end
+      helper.settle(function() return helper.registry_refs() <= before end)
       -- no growth (a reference from the warm-up round may go later: fewer is fine)
       local after = helper.registry_refs()
       assert.is_true(after <= before, ("registry references grew from %d to %d"):format(before, after))
@@ -192,11 +187,11 @@ describe("streams", function()
   end)
 
   it("raises outside a task without a callback", function()
-    if coru.current() then return end   -- the host runs specs inside a task
     local t = coru.new_tcp()
-    assert.has_error(function() t:read() end, "stream:read: needs a running task or a callback")
-    assert.has_error(function() t:write("x") end, "stream:write: needs a running task or a callback")
-    assert.has_error(function() t:shutdown() end, "stream:shutdown: needs a running task or a callback")
+    local outside = helper.outside_task
+    assert.has_error(function() outside(t.read, t) end, "stream:read: needs a running task or a callback")
+    assert.has_error(function() outside(t.write, t, "x") end, "stream:write: needs a running task or a callback")
+    assert.has_error(function() outside(t.shutdown, t) end, "stream:shutdown: needs a running task or a callback")
     t:close()
   end)
 end)
