@@ -94,6 +94,27 @@ describe("regress 9.2: re-entrant cancel during dispatch", function()
   end)
 end)
 
+describe("regress 9.2b: a second cancel while one is on its way", function()
+  it("adds nothing: the task sees one cancellation", function()
+    run(function()
+      local t
+      t = coru.spawn(function()
+        local ok1, e1 = pcall(coru.timeout, 1000, function()
+          pcall(coru.sleep, 1000)
+          t:cancel("again")             -- runs while t's own cancel stops this subtask
+        end)
+        local ok2, e2 = pcall(coru.sleep, 1)
+        return ok1, e1, ok2, e2
+      end)
+      t:cancel("first")
+      local ok1, e1, ok2 = t:await()
+      assert.is_false(ok1)
+      assert.equal("first", e1.reason)
+      assert.is_true(ok2)
+    end)
+  end)
+end)
+
 describe("regress 9.3: timeout expiry resumes its caller once", function()
   it("when the subtask's unwinding cancels the caller, the cancel waits for the next suspension", function()
     run(function()

@@ -112,8 +112,7 @@ struct coru_task {
   unsigned char queued;  /* in the ready queue */
   unsigned char dispatching; /* the scheduler is calling a yielded function for it */
   unsigned char cancel_pending;
-  unsigned char waking;      /* a completion claimed its wait (coru_cont_begin): only that completion wakes it */
-  unsigned char cancelling;  /* a cancellation is on its way to it: a second cancel adds nothing */
+  unsigned char waking;      /* its wait is claimed: 1 by a completion (coru_cont_begin), 2 by a cancel; only that one wakes it */
   int nready;            /* values waiting on co's stack to resume with */
   coru_cont *cont;       /* the native operation it waits on */
   unsigned gen;          /* suspension generation: resume objects check it */
