@@ -235,19 +235,25 @@ describe("hostile peers: TLS", function()
 
   it("a TLS client refuses a server that answers garbage or nothing", function()
     H.run(function()
+      local done = coru.channel(2)
       local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(conn)
         conn:read()
         conn:write(("\0\255garbage"):rep(100))
-        coru.sleep(200)
+        while conn:read() do end        -- until the client hangs up
+        done:send(true)
       end))
       local s, msg = coru.tls.connect("127.0.0.1", srv:getsockname().port, {ca = certs.ca_file, host = "localhost"})
       assert.is_nil(s); assert.is_string(msg)
       srv:close()
-      local mute = assert(coru.tcp.listen("127.0.0.1", 0, function(conn) coru.sleep(2000) end))
+      local mute = assert(coru.tcp.listen("127.0.0.1", 0, function(conn)
+        while conn:read() do end        -- says nothing, until the client gives up
+        done:send(true)
+      end))
       local s2, msg2 = coru.tls.connect("127.0.0.1", mute:getsockname().port,
         {ca = certs.ca_file, host = "localhost", handshake_timeout = 200})
       assert.is_nil(s2); assert.is_string(msg2)
       mute:close()
+      assert.is_true(done:recv()); assert.is_true(done:recv())
     end)
   end)
 

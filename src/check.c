@@ -123,13 +123,6 @@ const char *coru_safe_tostring(lua_State *L, int idx) {
   return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
 }
 
-void coru_check_suspend(lua_State *L, int cbidx) {
-  if (cbidx && !lua_isnoneornil(L, cbidx)) return;
-  if (coru_R->current && !lua_isyieldable(L))
-    luaL_error(L, "cannot suspend here: a C function (table.sort, string.gsub, require, ...) "
-                  "is between this call and the task; call it from the task's own code");
-}
-
 typedef struct { int fd, found; } fd_probe;
 
 static void probe_handle(uv_handle_t *h, void *arg) {

@@ -56,12 +56,6 @@ const char *coru_safe_tostring(lua_State *L, int idx);
  * socket). libuv aborts on a descriptor of the wrong kind. */
 int coru_check_fd_of(lua_State *L, int idx, uv_handle_type want, const char *fn);
 
-/* Raise now, before anything is allocated or armed, the error that
- * coru_cont_init would raise later: in a task, without a callback (slot
- * cbidx, 0: none), where the task cannot suspend (a C function such as
- * table.sort is between the call and the task). */
-void coru_check_suspend(lua_State *L, int cbidx);
-
 /* Is fd one that libuv's loop uses itself (epoll, its signal and wakeup
  * pipes, inotify) or that a live handle holds? Closing it under them ends
  * in an assertion inside libuv: fs_close refuses (EBUSY). */
