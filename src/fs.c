@@ -313,6 +313,9 @@ static int fs_finish(lua_State *L, fsreq *r, int ret) {
 
 /* ---------------------------------------------------------- argument checks */
 
+#define READ_FILE_MAX_DEFAULT ((size_t)256 << 20)   /* 256 MiB, docs/fs.md */
+#define READ_FILE_MAX ((size_t)0x7ffffefe)          /* the longest LuaJIT string: reads are bounded by it */
+
 #define FN (__func__ + 2)   /* l_fs_open -> "fs_open" */
 
 static int argerr(lua_State *L, int i, const char *fn, const char *msg) {
@@ -429,7 +432,7 @@ static int l_fs_read(lua_State *L) {
   uv_file fd = checkfd(L, 1, FN);
   lua_Integer size = checkint(L, 2, FN);
   int64_t off = (int64_t)optint(L, 3, FN, -1);
-  if (size < 0 || size > 0x7fffffff) argerr(L, 2, FN, "invalid size");
+  if (size < 0 || (size_t)size > READ_FILE_MAX) argerr(L, 2, FN, "invalid size (0 .. 2^31 - 258: the longest LuaJIT string)");
   fsreq *r = newreq(L, cb, FN);
   r->buf = malloc(size ? (size_t)size : 1);
   if (!r->buf) { coru_cont_clear(L, &r->cont); fsreq_free(r); return luaL_error(L, "fs_read: out of memory"); }
@@ -603,7 +606,8 @@ static int l_fs_scandir_next(lua_State *L) {
   lua_pop(L, 2);
   lua_getfield(L, 1, "i");
   lua_getfield(L, 1, "n");
-  int i = (int)lua_tointeger(L, -2), n = (int)lua_tointeger(L, -1);
+  int i = (int)coru_check_int_at(L, -2, 0, CORU_INT_MAX, "fs_scandir_next", "field 'i'");
+  int n = (int)coru_check_int_at(L, -1, 0, CORU_INT_MAX, "fs_scandir_next", "field 'n'");
   lua_pop(L, 2);
   if (i >= n) return 0;
   lua_pushinteger(L, i + 1);
@@ -890,8 +894,6 @@ typedef struct {
   char path[];
 } rfreq;
 
-#define READ_FILE_MAX_DEFAULT ((size_t)256 << 20)   /* 256 MiB, docs/fs.md */
-#define READ_FILE_MAX ((size_t)0x7ffffefe)          /* the longest LuaJIT string */
 
 static int read_whole(const char *path, char **out, size_t *outlen, size_t max) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
