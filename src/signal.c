@@ -218,6 +218,7 @@ static void host_hook(lua_State *L, lua_Debug *ar) {
   int sig = trap_pending;
   lua_sethook(L, NULL, 0, 0);
   if (!sig) return;
+  trap_pending = 0;   /* handled: the watchdog leaves the exit (and its flush) alone */
   if (sig == SIGINT) {
     luaL_traceback(L, L, "interrupted!", 1);
     fprintf(stderr, "coru: %s\n", lua_tostring(L, -1));
