@@ -2,6 +2,7 @@
  * rt.c - the runtime: one per process. luaopen_coru, the callback thread,
  * error reporting (on_error), registration helpers, shutdown.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,7 @@ void coru_shutdown(void) {
     uv_loop_close(R->loop);
   }
   R->loop = NULL;
+  signal(SIGPIPE, SIG_IGN);   /* libuv left SIG_DFL when its SIGPIPE watcher (signal.c) closed */
 }
 
 /* The runtime sentinel's __gc: lua_close in plain LuaJIT. */

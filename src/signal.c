@@ -277,7 +277,22 @@ static const coru_Reg signal_funcs[] = {
   {NULL, NULL, 0}
 };
 
+/* SIGPIPE: coru ignores it (stream.c), but libuv puts SIG_DFL back when
+ * the last watcher of a signal stops, and a pool thread's write to a broken
+ * pipe in that moment kills the process. This internal watcher (unref'd,
+ * no Lua object) keeps libuv's handler on SIGPIPE for the runtime's life,
+ * so a script's SIGPIPE watchers never leave SIG_DFL behind; writes get
+ * EPIPE. After shutdown closed it, SIGPIPE goes back to ignored (rt.c). */
+static uv_signal_t pipe_guard;
+
+static void pipe_guard_cb(uv_signal_t *h, int signum) { (void)h; (void)signum; }
+
 CORU_FAMILY(signal) {
   coru_register_htype(L, &signal_type);
   coru_setfuncs(L, signal_funcs);
+  if (uv_signal_init(coru_R->loop, &pipe_guard) == 0) {
+    pipe_guard.data = NULL;          /* not a coru handle: shutdown closes it */
+    uv_signal_start(&pipe_guard, pipe_guard_cb, SIGPIPE);
+    uv_unref((uv_handle_t *)&pipe_guard);
+  }
 }
