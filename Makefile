@@ -94,7 +94,9 @@ install-rock: all
 # Conventions: fuzz/README.md.
 FUZZ_TIME   ?= 60
 FUZZ_C_TIME ?= 30
-FUZZ_SEED   ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+ifeq ($(origin FUZZ_SEED),undefined)
+FUZZ_SEED   := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
 FUZZ_CC     ?= clang
 FUZZ_BUILD   = build-fuzz
 FUZZ_HARNESSES := $(wildcard fuzz/*_fuzz.c)
