@@ -95,6 +95,14 @@ local function all_true(res)
   return true
 end
 
+-- UTF-16 code units of a UTF-8 string (the unit of patch offsets and
+-- highlight ranges): one per character, two for one outside the BMP.
+function M.utf16_len(s)
+  local _, cont = s:gsub("[\128-\191]", "")
+  local _, astral = s:gsub("[\240-\247]", "")
+  return #s - cont + astral
+end
+
 local function strip_cr(s) return (s:gsub("\r\n", "\n"):gsub("\r", "\n")) end
 
 -- A path the server accepts (colab:lib/room.js): not empty, no leading or
@@ -584,7 +592,7 @@ function M._lost(self, reason, server_said)
   local again = self.opts.reconnect ~= false and not server_said
   emit(self, "disconnect", {reason = reason, reconnecting = again})
   if not again then return M._end(self, reason) end
-  spawn(function()
+  self.reconnect_task = spawn(function()
     local delay, tries = 500, 0
     local max_tries = self.opts.max_retries
     while not self.closed do
@@ -609,6 +617,9 @@ function M._end(self, reason)
   self.ended = true
   self.reason = reason
   if self.conn then self.conn:close(reason) self.conn = nil end
+  local rt = self.reconnect_task
+  self.reconnect_task = nil
+  if rt and rt ~= current() and rt:status() == "suspended" then rt:cancel("session closed") end
   for _, b in pairs(self.bufs) do
     local ws = b._waiters
     b._waiters = {}
@@ -966,6 +977,10 @@ function M.connect(opts)
     opts = o, bufs = {}, users = {}, perms = {}, handlers = {},
     events = {head = 1, tail = 0}, state_waiters = {},
   }, Session)
+  if o.on ~= nil then
+    if type(o.on) ~= "table" then error("coru.floo.connect: option 'on' must be a table of handlers", 2) end
+    for name, fn in pairs(o.on) do self:on(name, fn) end
+  end
   local ok, err = join(self)
   if not ok then return nil, err end
   self.ever_joined = true
