@@ -1,16 +1,9 @@
 local coru = require "coru"
 local helper = require "helper"
 
--- coru.floo needs coru.dmp (diff-match-patch, issue 16): until it is in
--- the build these specs cannot run in either face.
-local have_dmp = pcall(require, "coru.dmp")
-
-local floo, testing, jsonl
-if have_dmp then
-  floo = require "coru.floo"
-  testing = require "coru.floo.testing"
-  jsonl = require "coru.jsonl"
-end
+local floo = require "coru.floo"
+local testing = require "coru.floo.testing"
+local jsonl = require "coru.jsonl"
 
 local function join(srv, user, extra)
   local o = {host = srv.host, port = srv.port, username = user or "alice", secret = "s",
@@ -34,9 +27,7 @@ local function count(log, name)
   return n
 end
 
-local describe_dmp = have_dmp and describe or function(name) pending(name .. ": needs coru.dmp (issue 16), not in this build") end
-
-describe_dmp("coru.floo", function()
+describe("coru.floo", function()
   describe("joining", function()
     it("joins, fetches every buffer and knows users and perms", function()
       coru.run(function()
@@ -523,7 +514,7 @@ describe_dmp("coru.floo", function()
   end)
 end)
 
-describe_dmp("coru.floo examples", function()
+describe("coru.floo examples", function()
   local function spawn_example(args)
     local p = assert(coru.process.spawn(helper.bin, args, {stdio = {"ignore", "pipe", "pipe"}}))
     return p
