@@ -103,6 +103,53 @@ function M.utf16_len(s)
   return #s - cont + astral
 end
 
+-- nil if s is valid UTF-8, else the byte position of the first bad sequence
+function M.utf8_error(s)
+  local find, byte = s.find, s.byte
+  local i = find(s, "[\128-\255]")
+  while i do
+    local c = byte(s, i)
+    local n
+    if c >= 0xC2 and c <= 0xDF then n = 1
+    elseif c >= 0xE0 and c <= 0xEF then n = 2
+    elseif c >= 0xF0 and c <= 0xF4 then n = 3
+    else return i end
+    local c2 = byte(s, i + 1)
+    local lo, hi = 0x80, 0xBF
+    if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F
+    elseif c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    if not c2 or c2 < lo or c2 > hi then return i end
+    for k = 2, n do
+      local ck = byte(s, i + k)
+      if not ck or ck < 0x80 or ck > 0xBF then return i end
+    end
+    i = find(s, "[\128-\255]", i + n + 1)
+  end
+  return nil
+end
+
+local function check_utf8(s)
+  local bad = M.utf8_error(s)
+  if bad then return nil, ("invalid UTF-8 at byte %d"):format(bad) end
+  return true
+end
+
+-- dmp calls that cannot raise into the reader: nil, nil, err on failure
+-- (a text that is not valid UTF-8 from the server, say)
+local function try_apply(ps, text)
+  local d = D()
+  local ok, t, res = pcall(d.patch_apply, d, ps, text)
+  if not ok then return nil, nil, t end
+  return t, res
+end
+
+local function try_make(a, b)
+  local d = D()
+  local ok, ps = pcall(d.patch_make, d, a, b)
+  if not ok then return nil, ps end
+  return ps
+end
+
 local function strip_cr(s) return (s:gsub("\r\n", "\n"):gsub("\r", "\n")) end
 
 -- A path the server accepts (colab:lib/room.js): not empty, no leading or
@@ -216,9 +263,10 @@ local function rebase(self, b, old_conf, old_text, new_conf)
   if old_text == nil or old_conf == nil or old_text == old_conf or b.encoding == "base64" then
     return new_conf
   end
-  local d = D()
-  local ps = d:patch_make(old_conf, old_text)
-  local t, res = d:patch_apply(ps, new_conf)
+  local ps = try_make(old_conf, old_text)
+  local t, res
+  if ps then t, res = try_apply(ps, new_conf) end
+  if not t then t, res = new_conf, {false} end
   if not all_true(res) then
     emit(self, "error", {msg = ("local edits to %s did not all apply on the server's text; the parts that did not were dropped"):format(b.path),
                          local_error = true, id = b.id})
@@ -323,17 +371,17 @@ function H.patch(self, m)
     return resync(self, b, "md5_before does not match our copy")
   end
   local d = D()
-  local ps = d:patch_from_text(m.patch)
-  if not ps then return resync(self, b, "the patch could not be parsed") end
-  local new, res = d:patch_apply(ps, b.confirmed)
-  if not all_true(res) then return resync(self, b, "the patch did not apply") end
+  local ok, ps = pcall(d.patch_from_text, d, m.patch)
+  if not ok or not ps then return resync(self, b, "the patch could not be parsed") end
+  local new, res = try_apply(ps, b.confirmed)
+  if not new or not all_true(res) then return resync(self, b, "the patch did not apply") end
   if md5(new) ~= m.md5_after then return resync(self, b, "md5_after does not match the patched text") end
   local old_text = b.text
   if old_text == b.confirmed then
     b.text = new
   else
-    local t, r2 = d:patch_apply(ps, old_text)
-    if all_true(r2) then b.text = t else b.text = rebase(self, b, b.confirmed, old_text, new) end
+    local t, r2 = try_apply(ps, old_text)
+    if t and all_true(r2) then b.text = t else b.text = rebase(self, b, b.confirmed, old_text, new) end
   end
   b.confirmed, b.md5 = new, m.md5_after
   b._ver = b._ver + 1
@@ -355,8 +403,8 @@ function H.get_buf(self, m)
   if la and m.res_id == la.req_id and b.encoding ~= "base64" then
     local old_conf = b.confirmed
     if apply_get_buf(self, b, m, "patch refused after its ack") and b.text == b.confirmed then
-      local t, res = D():patch_apply(la.ps, b.confirmed)
-      if all_true(res) and t ~= b.confirmed and old_conf ~= b.confirmed then
+      local t, res = try_apply(la.ps, b.confirmed)
+      if t and all_true(res) and t ~= b.confirmed and old_conf ~= b.confirmed then
         b.text = t
         M._flush(self, b)
       end
@@ -639,30 +687,35 @@ end
 
 -- One flusher task per buffer sends text - confirmed as a patch, one at a
 -- time, until they agree; edits waiting meanwhile ride along.
-function M._flush(self, b)
-  if b._flushing then return end
-  b._flushing = true
-  spawn(function()
-    local rejected = 0
-    while true do
-      if not wait_for(self, function() return b.deleted or (can_send(self) and not b.syncing and not b._busy) end) then break end
-      if b.deleted then
-        local ws = b._waiters
-        b._waiters = {}
-        for _, w in ipairs(ws) do w(nil, "buffer deleted") end
-        break
-      end
-      if b.text == b.confirmed then
-        local ws = b._waiters
-        b._waiters = {}
-        for _, w in ipairs(ws) do w(true) end
-        break
-      end
-      local batch = b._waiters
+local function flush_loop(self, b)
+  local rejected = 0
+  while true do
+    if not wait_for(self, function() return b.deleted or (can_send(self) and not b.syncing and not b._busy) end) then break end
+    if b.deleted then
+      local ws = b._waiters
       b._waiters = {}
-      local d = D()
-      local base, target = b.confirmed, b.text
-      local ps = d:patch_make(base, target)
+      for _, w in ipairs(ws) do w(nil, "buffer deleted") end
+      break
+    end
+    if b.text == b.confirmed then
+      local ws = b._waiters
+      b._waiters = {}
+      for _, w in ipairs(ws) do w(true) end
+      break
+    end
+    local batch = b._waiters
+    b._waiters = {}
+    b._batch = batch
+    local d = D()
+    local base, target = b.confirmed, b.text
+    local ps, perr = try_make(base, target)
+    if not ps then
+      -- only a confirmed text that is not valid UTF-8 gets here
+      for _, w in ipairs(batch) do w(nil, "cannot diff the buffer: " .. tostring(perr)) end
+      b._drop_local = true
+      resync(self, b, "the confirmed text could not be diffed")
+      b._batch = nil
+    else
       local inf = {target = target, md5_before = b.md5, md5_after = md5(target), ver = b._ver}
       b._inflight = inf
       local conn = self.conn
@@ -677,8 +730,12 @@ function M._flush(self, b)
             else
               -- patches arrived while ours was in flight: the server applied
               -- ours on top of them, as we do
-              local t = d:patch_apply(ps, b.confirmed)
-              b.confirmed, b.md5 = t, md5(t)
+              local t = try_apply(ps, b.confirmed)
+              if t then
+                b.confirmed, b.md5 = t, md5(t)
+              else
+                resync(self, b, "our patch could not be applied locally")
+              end
             end
             b._ver = b._ver + 1
             b._last_acked = {req_id = rep.res_id, ps = ps}
@@ -690,9 +747,10 @@ function M._flush(self, b)
         end,
       })
       local function requeue()
-        for i = #b._waiters, 1, -1 do table.insert(batch, b._waiters[i]) end
+        for _, w in ipairs(b._waiters) do batch[#batch + 1] = w end
         b._waiters = batch
       end
+      b._batch = nil
       if r and r.name == "ack" then
         rejected = 0
         for _, w in ipairs(batch) do w(true) end
@@ -707,6 +765,9 @@ function M._flush(self, b)
           requeue()
         end
       elseif r and r.name == "error" then
+        -- the local edits are dropped with it: later ones fail too
+        for _, w in ipairs(b._waiters) do batch[#batch + 1] = w end
+        b._waiters = {}
         for _, w in ipairs(batch) do w(nil, "server error: " .. tostring(r.msg)) end
         b.syncing = nil
         resync(self, b, "patch refused with an error")
@@ -720,7 +781,24 @@ function M._flush(self, b)
         if self.conn == conn then wait_state(self) end
       end
     end
+  end
+end
+
+function M._flush(self, b)
+  if b._flushing then return end
+  b._flushing = true
+  spawn(function()
+    local ok, e = pcall(flush_loop, self, b)
     b._flushing = false
+    notify(self)
+    if not ok then
+      -- a bug must not leave edits waiting for ever
+      local ws = b._batch or {}
+      for _, w in ipairs(b._waiters) do ws[#ws + 1] = w end
+      b._batch, b._waiters = nil, {}
+      for _, w in ipairs(ws) do w(nil, "coru.floo internal error: " .. tostring(e)) end
+      report(e)
+    end
   end)
 end
 
@@ -770,6 +848,8 @@ function Session:edit(id, new)
     if type(new) ~= "string" then error("coru.floo: edit: the function must return a string", 2) end
   end
   new = strip_cr(new)
+  local valid, verr = check_utf8(new)
+  if not valid then return nil, verr end
   if new == b.text and b.text == b.confirmed then return true end
   b.text = new
   local ret
@@ -800,6 +880,10 @@ function Session:create_buf(path, text, encoding)
   encoding = encoding or "utf8"
   if encoding ~= "utf8" and encoding ~= "base64" then error("coru.floo: create_buf: encoding must be 'utf8' or 'base64'", 2) end
   if not M.valid_path(path) then return nil, "invalid path: " .. path end
+  if encoding == "utf8" then
+    local valid, verr = check_utf8(text)
+    if not valid then return nil, verr end
+  end
   for _, b in pairs(self.bufs) do
     if b.path == path then return nil, "path exists: " .. path end
   end
@@ -817,7 +901,11 @@ function Session:set_buf(id, text)
   if type(text) ~= "string" then error("coru.floo: set_buf: bad argument #2 (string expected, got " .. type(text) .. ")", 2) end
   local b, err = get_buf_obj(self, id)
   if not b then return nil, err end
-  if b.encoding ~= "base64" then text = strip_cr(text) end
+  if b.encoding ~= "base64" then
+    text = strip_cr(text)
+    local valid, verr = check_utf8(text)
+    if not valid then return nil, verr end
+  end
   local ok, perr = need_perm(self, "set_buf")
   if not ok then return nil, perr end
   if not wait_for(self, function() return b.deleted or (not b._flushing and not b.syncing and not b._busy and can_send(self)) end) then
