@@ -162,6 +162,34 @@ describe("coru.floo", function()
       end)
     end)
 
+    it("takes a patch made on top of its own as the ack when it comes before the ack", function()
+      coru.run(function()
+        local srv = assert(testing.server{bufs = {["a.txt"] = "base\n"}})
+        local s = assert(join(srv))
+        local log = record(s, "resync", "patch")
+        local id = s:find("a.txt").id
+        srv:script("patch", function(m, c, sv)
+          -- an ack held back (a server that acks once the change is on disk)
+          local send, held = c.send, nil
+          c.send = function(cl, msg)
+            if msg.name == "ack" and msg.res_id == m.req_id then held = msg return true end
+            return send(cl, msg)
+          end
+          testing.DEFAULT.patch(sv, c, m)
+          c.send = send
+          sv:change(id, sv.bufs[id].text .. "theirs\n")
+          c:send(held)
+        end)
+        assert.is_true(s:edit(id, "base\nmine\n"))
+        helper.wait_until(function() return count(log, "patch") == 1 end, 2000, "their patch")
+        assert.equal("base\nmine\ntheirs\n", srv.bufs[id].text)
+        assert.equal(srv.bufs[id].text, s.bufs[id].text)
+        assert.equal(srv.bufs[id].md5, s.bufs[id].md5)
+        assert.equal(0, count(log, "resync"))
+        s:close() srv:close()
+      end)
+    end)
+
     it("converges when two sessions edit one buffer at once (inserts, deletes, multi-byte and astral text)", function()
       coru.run(function()
         local srv = assert(testing.server{bufs = {["a.txt"] = "héllo wörld 😀 start\n"}})

@@ -368,7 +368,23 @@ function H.patch(self, m)
   if b.encoding == "base64" then return resync(self, b, "patch to a binary buffer") end
   if m.md5_before ~= b.md5 then
     if m.md5_after == b.md5 then return end    -- we already have it
-    return resync(self, b, "md5_before does not match our copy")
+    -- A server may send a patch made on top of ours before our ack (coru's
+    -- own acks once the change is on disk): its md5_before is then the
+    -- text with our patch in flight applied.
+    local inf = b._inflight
+    if inf and not inf.applied then
+      local cand, sum = inf.target, inf.md5_after
+      if b._ver ~= inf.ver then
+        cand = try_apply(inf.ps, b.confirmed)
+        sum = cand and md5(cand)
+      end
+      if cand and sum == m.md5_before then
+        b.confirmed, b.md5 = cand, sum
+        b._ver = b._ver + 1
+        inf.applied = true
+      end
+    end
+    if m.md5_before ~= b.md5 then return resync(self, b, "md5_before does not match our copy") end
   end
   local d = D()
   local ok, ps = pcall(d.patch_from_text, d, m.patch)
@@ -716,7 +732,7 @@ local function flush_loop(self, b)
       resync(self, b, "the confirmed text could not be diffed")
       b._batch = nil
     else
-      local inf = {target = target, md5_before = b.md5, md5_after = md5(target), ver = b._ver}
+      local inf = {target = target, md5_before = b.md5, md5_after = md5(target), ver = b._ver, ps = ps}
       b._inflight = inf
       local conn = self.conn
       local r, err = conn:request({name = "patch", id = b.id, path = b.path, patch = d:patch_to_text(ps),
@@ -725,7 +741,9 @@ local function flush_loop(self, b)
         on_reply = function(rep)
           b._inflight = nil
           if rep.name == "ack" then
-            if b._ver == inf.ver then
+            if inf.applied then
+              -- taken as applied when a patch on top of it arrived first
+            elseif b._ver == inf.ver then
               b.confirmed, b.md5 = target, inf.md5_after
             else
               -- patches arrived while ours was in flight: the server applied
