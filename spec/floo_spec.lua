@@ -48,6 +48,18 @@ describe("coru.floo", function()
       end)
     end)
 
+    it("fetches many buffers on join, several at a time", function()
+      coru.run(function()
+        local bufs = {}
+        for i = 1, 30 do bufs["f" .. i .. ".txt"] = ("text %d\n"):format(i):rep(i) end
+        local srv = assert(testing.server{bufs = bufs})
+        local s = assert(join(srv))
+        for path, text in pairs(bufs) do assert.equal(text, s:find(path).text) end
+        assert.equal(30, #srv:sent("get_buf"))
+        s:close() srv:close()
+      end)
+    end)
+
     it("fetches lazily when asked, on first use", function()
       coru.run(function()
         local srv = assert(testing.server{bufs = {["a.txt"] = "lazy\n"}})

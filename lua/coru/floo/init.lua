@@ -621,24 +621,28 @@ local function join(self)
   end
   self.joined = true
   conn:on_close(function(reason) if self.conn == conn then M._lost(self, reason, conn.peer_reason) end end)
-  -- fetch what must be fetched (eager mode, or changed while away)
+  -- fetch what must be fetched (eager mode, or changed while away), a few
+  -- buffers at a time
   local todo = {}
   for _, b in pairs(self.bufs) do
-    if b.syncing then todo[#todo + 1] = b end
+    if b.syncing then
+      if b.confirmed == nil and self.opts.fetch == "lazy" then b.syncing = nil else todo[#todo + 1] = b end
+    end
   end
-  for _, b in ipairs(todo) do
-    b.syncing = nil
-    if b.confirmed == nil and self.opts.fetch == "lazy" then
-      -- nothing: fetched on first use
-    else
-      b.syncing = true
-      local ok, ferr = fetch(self, b, self.ever_joined and "changed while disconnected" or "initial fetch")
+  local why = self.ever_joined and "changed while disconnected" or "initial fetch"
+  local function worker()
+    while #todo > 0 do
+      local b = table.remove(todo)
+      local ok, ferr = fetch(self, b, why)
       if not ok and ferr ~= "disconnected" then
         b.syncing = nil
         emit(self, "error", {msg = ("could not fetch %s: %s"):format(b.path, ferr), local_error = true, id = b.id})
       end
     end
   end
+  local workers = {}
+  for i = 1, min(8, #todo) do workers[i] = spawn(worker) end
+  for i = 1, #workers do workers[i]:await() end
   notify(self)
   for _, b in pairs(self.bufs) do
     if b.text ~= nil and b.text ~= b.confirmed then M._flush(self, b) end
