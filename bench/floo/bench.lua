@@ -4,7 +4,7 @@
 --
 -- The server runs in a child process (the same binary): `fake` is
 -- coru.floo.testing's scripted server, `coru` the collaborative server
--- coru.floo.server (when it is in the tree). Session A edits one buffer,
+-- coru.floo.server (from the collaborative-server branch, once merged). Session A edits one buffer,
 -- session B follows it. Reported:
 --   sequential  edits/s of `edit` awaited one after the other (one patch
 --               in flight: bounded by the round trip)
