@@ -552,6 +552,54 @@ describe("coru.floo", function()
       end)
     end)
 
+    it("takes a patch the server applied before the connection died as confirmed, sending it once", function()
+      coru.run(function()
+        local srv = assert(testing.server{bufs = {["a.txt"] = "one\n"}})
+        local s = assert(join(srv))
+        local log = record(s, "reconnect", "resync")
+        local id = s:find("a.txt").id
+        local first = true
+        srv:script("patch", function(m, c, sv)
+          if not first then return "default" end
+          first = false
+          -- apply it, then die before the ack leaves
+          c.send = function() return true end
+          testing.DEFAULT.patch(sv, c, m)
+          c:drop()
+        end)
+        assert.is_true(s:edit(id, "one\ntwo\n"))
+        assert.equal("one\ntwo\n", srv.bufs[id].text)
+        assert.equal(1, #srv:sent("patch"))
+        assert.equal(1, count(log, "reconnect"))
+        assert.equal(0, count(log, "resync"))
+        assert.equal(srv.bufs[id].md5, s.bufs[id].md5)
+        s:close() srv:close()
+      end)
+    end)
+
+    it("keeps replies apart when the server leaks res_ids on every broadcast", function()
+      coru.run(function()
+        local srv = assert(testing.server{leak_res_id = true})
+        local a = assert(join(srv, "alice"))
+        local b = assert(join(srv, "bob"))
+        local function creator(s, prefix)
+          local ids = {}
+          for i = 1, 15 do ids[prefix .. i] = assert(s:create_buf(prefix .. i .. ".txt", prefix)) end
+          return ids
+        end
+        local ta, tb = coru.spawn(creator, a, "a"), coru.spawn(creator, b, "b")
+        for name, id in pairs(ta:await()) do assert.equal(name .. ".txt", srv.bufs[id].path) end
+        for name, id in pairs(tb:await()) do assert.equal(name .. ".txt", srv.bufs[id].path) end
+        helper.wait_until(function()
+          local n = 0
+          for _ in pairs(a.bufs) do n = n + 1 end
+          for _ in pairs(b.bufs) do n = n + 1 end
+          return n == 60
+        end, 2000, "both sessions with all 30 buffers")
+        a:close() b:close() srv:close()
+      end)
+    end)
+
     it("answers the server's ping with a pong carrying its req_id", function()
       coru.run(function()
         local srv = assert(testing.server{})
