@@ -382,16 +382,21 @@ describe("coru.jsonl", function()
 
     it("a peer answering pings keeps the connection; idle_timeout closes a quiet one", function()
       coru.run(function()
+        local pings = 0
         local srv, port = raw_server(function(s)
           while true do
             local l = s:read_line()
             if not l then return end
             local m = jsonl.decode(l)
-            if m.name == "ping" then s:write(jsonl.encode({name = "pong", res_id = m.req_id}) .. "\n") end
+            if m.name == "ping" then
+              pings = pings + 1
+              s:write(jsonl.encode({name = "pong", res_id = m.req_id}) .. "\n")
+            end
           end
         end)
-        local c = connect(port, {heartbeat = 30, heartbeat_timeout = 100})
-        coru.sleep(250)
+        -- unanswered, one ping is all there would be (and a close at ~240 ms)
+        local c = connect(port, {heartbeat = 40, heartbeat_timeout = 200})
+        helper.wait_until(function() return pings >= 5 end, 5000, "five answered pings")
         assert.is_false(c:is_closed())
         c:close()
         local q = connect(port, {idle_timeout = 50})
