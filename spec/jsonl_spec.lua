@@ -421,6 +421,28 @@ describe("coru.jsonl", function()
       end)
     end)
 
+    it("closes the connection of a failing handler and reports it; the server goes on", function()
+      coru.run(function()
+        local n = 0
+        local srv = assert(jsonl.listen({port = 0}, function(conn)
+          n = n + 1
+          if n == 1 then error("setup bug") end
+          conn:on("hi", function() return {name = "hello"} end)
+        end))
+        local port = srv:getsockname().port
+        local errs = helper.capture_errors(function()
+          local c = connect(port)
+          assert.equal("closed by peer", c:wait())
+        end)
+        assert.equal(1, #errs)
+        assert.matches("setup bug", tostring(errs[1].err), 1, true)
+        local c2 = connect(port)
+        assert.equal("hello", assert(c2:request({name = "hi"}, {expect = "hello"})).name)
+        c2:close()
+        srv:close()
+      end)
+    end)
+
     it("speaks over TLS, and a client refuses a server whose certificate it cannot verify", function()
       local tlsh = require "tls_helper"
       local certs = tlsh.certs()
