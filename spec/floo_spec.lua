@@ -202,6 +202,35 @@ describe("coru.floo", function()
       end)
     end)
 
+    it("does not apply its patch twice when the server's text with it arrives before the ack", function()
+      coru.run(function()
+        local srv = assert(testing.server{bufs = {["a.txt"] = "alpha\nbeta\ngamma\n"}})
+        local s = assert(join(srv))
+        local log = record(s, "resync")
+        local id = s:find("a.txt").id
+        srv:script("patch", function(m, c, sv)
+          local send, held = c.send, nil
+          c.send = function(cl, msg)
+            if msg.name == "ack" and msg.res_id == m.req_id then held = msg return true end
+            return send(cl, msg)
+          end
+          testing.DEFAULT.patch(sv, c, m)
+          c.send = send
+          local b = sv.bufs[id]
+          c:send({name = "get_buf", id = id, path = b.path, buf = b.text, md5 = b.md5, encoding = "utf8"})
+          c:send(held)
+        end)
+        assert.is_true(s:edit(id, "alpha\nbeta\nmine\ngamma\n"))
+        helper.wait_until(function() return #log == 1 end, 2000, "the resync")
+        assert.equal("alpha\nbeta\nmine\ngamma\n", s.bufs[id].text)
+        assert.equal("alpha\nbeta\nmine\ngamma\n", s.bufs[id].confirmed)
+        assert.equal(srv.bufs[id].md5, s.bufs[id].md5)
+        coru.sleep(20)
+        assert.equal(1, #srv:sent("patch"))
+        s:close() srv:close()
+      end)
+    end)
+
     it("converges when two sessions edit one buffer at once (inserts, deletes, multi-byte and astral text)", function()
       coru.run(function()
         local srv = assert(testing.server{bufs = {["a.txt"] = "héllo wörld 😀 start\n"}})

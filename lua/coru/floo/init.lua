@@ -286,13 +286,29 @@ local function apply_get_buf(self, b, m, why)
                          local_error = true, id = b.id})
   end
   local old_conf, old_text = b.confirmed, b.text
+  -- a server that acks after other messages may send its text with our
+  -- in-flight patch already in: then the ack must not apply it again, and
+  -- the local edits to carry over start from that text
+  local base = old_conf
+  local inf = b._inflight
+  if inf and not inf.applied and old_conf ~= nil then
+    local cand, sum = inf.target, inf.md5_after
+    if b._ver ~= inf.ver then
+      cand = try_apply(inf.ps, old_conf)
+      sum = cand and md5(cand)
+    end
+    if cand and sum == m.md5 then
+      inf.applied = true
+      base = cand
+    end
+  end
   if type(m.path) == "string" then b.path = m.path end
   if m.encoding == "utf8" or m.encoding == "base64" then b.encoding = m.encoding end
   b.confirmed, b.md5 = text, m.md5
   b._ver = b._ver + 1
   local lost = b._drop_local
   b._drop_local = nil
-  if lost then b.text = text else b.text = rebase(self, b, old_conf, old_text, text) end
+  if lost then b.text = text else b.text = rebase(self, b, base, old_text, text) end
   b.syncing = nil
   notify(self)
   if old_conf ~= nil then
