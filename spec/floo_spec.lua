@@ -293,6 +293,70 @@ describe("coru.floo", function()
       end)
     end)
 
+    it("loses no acknowledged edit and applies none twice, with two editors and dropped connections", function()
+      coru.run(function()
+        local srv = assert(testing.server{bufs = {["t.txt"] = "start 😀 é\n"}})
+        local a, b = assert(join(srv, "alice")), assert(join(srv, "bob"))
+        local id = a:find("t.txt").id
+        local acked = {}
+        -- each edit inserts a unique token at a random place outside other tokens
+        local function editor(s, tag, seed)
+          math.randomseed(seed)
+          for i = 1, 150 do
+            local tok = ("<%s%d>"):format(tag, i)
+            local ok = s:edit(id, function(t)
+              local cps, spots, inside = {}, {0}, false
+              for ch in t:gmatch("[%z\1-\127\194-\244][\128-\191]*") do
+                cps[#cps + 1] = ch
+                if ch == "<" then inside = true elseif ch == ">" then inside = false end
+                if not inside then spots[#spots + 1] = #cps end
+              end
+              table.insert(cps, spots[math.random(#spots)] + 1, tok .. (i % 5 == 0 and "𝄞" or ""))
+              return table.concat(cps)
+            end)
+            if ok then acked[#acked + 1] = tok end
+            if i % 25 == 0 then coru.sleep(1) end
+          end
+        end
+        local t1, t2 = coru.spawn(editor, a, "a", 1), coru.spawn(editor, b, "b", 2)
+        for _ = 1, 2 do
+          coru.sleep(30)
+          srv:drop_all()
+          srv:wait_clients(2, 5000)
+        end
+        t1:await() t2:await()
+        helper.wait_until(function()
+          return a.bufs[id].text == srv.bufs[id].text and b.bufs[id].text == srv.bufs[id].text
+        end, 5000, "both sessions at the server's text")
+        assert.is_true(#acked >= 250)
+        for _, tok in ipairs(acked) do
+          local _, n = srv.bufs[id].text:gsub(tok:gsub("%p", "%%%0"), "")
+          assert.equal(1, n, tok)
+        end
+        a:close() b:close() srv:close()
+      end)
+    end)
+
+    it("reports an edit lost when it cannot be carried over onto the server's text", function()
+      coru.run(function()
+        local srv = assert(testing.server{bufs = {["a.txt"] = "aaaa bbbb cccc dddd\n"}})
+        local s = assert(join(srv))
+        local id = s:find("a.txt").id
+        srv:script("patch", function(m, c, sv)
+          -- someone replaced the whole text meanwhile: ours does not apply
+          local b = sv.bufs[id]
+          b.text, b.md5 = "0123456789\n", coru.md5("0123456789\n")
+          return "default"
+        end)
+        local ok, err = s:edit(id, "aaaa bbbb NEW cccc dddd\n")
+        assert.is_nil(ok)
+        assert.equal("edit lost: it conflicted with the server's text (see the resync and error events)", err)
+        assert.equal("0123456789\n", s.bufs[id].text)
+        assert.equal(srv.bufs[id].md5, s.bufs[id].md5)
+        s:close() srv:close()
+      end)
+    end)
+
     it("fails an operation the session has no permission for locally, keeping the connection", function()
       coru.run(function()
         local srv = assert(testing.server{bufs = {["a.txt"] = "x\n"},

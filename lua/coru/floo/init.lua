@@ -26,10 +26,18 @@ local M = {}
 -- narrow; applying ours the same way predicts the server's result.
 M.DMP_OPTIONS = {match_threshold = 0.375, match_distance = 100, patch_delete_threshold = 0.375}
 
-local D_, md5_
+-- Carrying local edits over onto a new server text happens only here, so
+-- it may search harder: the spot may have moved far (a long disconnection).
+M.REBASE_OPTIONS = {match_threshold = 0.5, match_distance = 100000, patch_delete_threshold = 0.5}
+
+local D_, DR_, md5_
 local function D()
   if not D_ then D_ = require("coru.dmp").new(M.DMP_OPTIONS) end
   return D_
+end
+local function DR()
+  if not DR_ then DR_ = require("coru.dmp").new(M.REBASE_OPTIONS) end
+  return DR_
 end
 local function md5(s)
   if not md5_ then md5_ = coru.md5 end
@@ -136,8 +144,8 @@ end
 
 -- dmp calls that cannot raise into the reader: nil, nil, err on failure
 -- (a text that is not valid UTF-8 from the server, say)
-local function try_apply(ps, text)
-  local d = D()
+local function try_apply(ps, text, d)
+  d = d or D()
   local ok, t, res = pcall(d.patch_apply, d, ps, text)
   if not ok then return nil, nil, t end
   return t, res
@@ -259,17 +267,25 @@ local function msg_text(m)
 end
 
 -- Local edits (text vs confirmed) carried onto a new confirmed text.
+local LOST = "edit lost: it conflicted with the server's text (see the resync and error events)"
+
 local function rebase(self, b, old_conf, old_text, new_conf)
   if old_text == nil or old_conf == nil or old_text == old_conf or b.encoding == "base64" then
     return new_conf
   end
   local ps = try_make(old_conf, old_text)
   local t, res
-  if ps then t, res = try_apply(ps, new_conf) end
+  if ps then t, res = try_apply(ps, new_conf, DR()) end
   if not t then t, res = new_conf, {false} end
   if not all_true(res) then
     emit(self, "error", {msg = ("local edits to %s did not all apply on the server's text; the parts that did not were dropped"):format(b.path),
                          local_error = true, id = b.id})
+    -- the edits waiting for an ack are not all there any more: say so
+    -- rather than report them acknowledged
+    b._lost = true
+    local ws = b._waiters
+    b._waiters = {}
+    for _, w in ipairs(ws) do w(nil, LOST) end
   end
   return t
 end
@@ -412,8 +428,21 @@ function H.patch(self, m)
   if old_text == b.confirmed then
     b.text = new
   else
-    local t, r2 = try_apply(ps, old_text)
-    if t and all_true(r2) then b.text = t else b.text = rebase(self, b, b.confirmed, old_text, new) end
+    local t, r2 = try_apply(ps, old_text, DR())
+    if t and all_true(r2) then
+      b.text = t
+    else
+      -- carry the local edits over from the text the server will have
+      -- once our patch in flight is applied, so that they keep it
+      local inf = b._inflight
+      local old_base, new_base = b.confirmed, new
+      if inf and not inf.applied then
+        local po = b._ver == inf.ver and inf.target or try_apply(inf.ps, b.confirmed)
+        local pn = try_apply(inf.ps, new)
+        if po and pn then old_base, new_base = po, pn end
+      end
+      b.text = rebase(self, b, old_base, old_text, new_base)
+    end
   end
   b.confirmed, b.md5 = new, m.md5_after
   b._ver = b._ver + 1
@@ -428,11 +457,14 @@ function H.get_buf(self, m)
     return emit(self, "error", {msg = ("get_buf for buffer %d, which this session never had: ignored"):format(m.id),
                                 local_error = true, id = m.id})
   end
-  -- a get_buf answering a patch we saw acknowledged: the ack was a stale
-  -- one (FLOOBITS-PROTOCOL §2 quirk 2) and the patch was refused
+  -- a get_buf answering a patch we saw acknowledged, with the text from
+  -- before that patch: the ack was a stale one (FLOOBITS-PROTOCOL §2
+  -- quirk 2) and the patch was refused. (With any other text the server
+  -- has the patch: a late get_buf, as coru's server sends after a stale
+  -- base; sending the patch again would apply it twice.)
   local la = b._last_acked
   b._last_acked = nil
-  if la and m.res_id == la.req_id and b.encoding ~= "base64" then
+  if la and m.res_id == la.req_id and la.prev_md5 and m.md5 == la.prev_md5 and b.encoding ~= "base64" then
     local old_conf = b.confirmed
     if apply_get_buf(self, b, m, "patch refused after its ack") and b.text == b.confirmed then
       local t, res = try_apply(la.ps, b.confirmed)
@@ -754,6 +786,7 @@ local function flush_loop(self, b)
     else
       local inf = {target = target, md5_before = b.md5, md5_after = md5(target), ver = b._ver, ps = ps}
       b._inflight = inf
+      b._lost = nil
       local conn = self.conn
       local r, err = conn:request({name = "patch", id = b.id, path = b.path, patch = d:patch_to_text(ps),
                                    md5_before = inf.md5_before, md5_after = inf.md5_after}, {
@@ -761,6 +794,8 @@ local function flush_loop(self, b)
         on_reply = function(rep)
           b._inflight = nil
           if rep.name == "ack" then
+            -- the server's md5 before our patch, as far as we know
+            local prev = not inf.applied and b.md5 or nil
             if inf.applied then
               -- taken as applied when a patch on top of it arrived first
             elseif b._ver == inf.ver then
@@ -776,7 +811,7 @@ local function flush_loop(self, b)
               end
             end
             b._ver = b._ver + 1
-            b._last_acked = {req_id = rep.res_id, ps = ps}
+            b._last_acked = {req_id = rep.res_id, ps = ps, prev_md5 = prev}
           elseif rep.name == "get_buf" then
             apply_get_buf(self, b, rep, "patch refused")
           elseif rep.name == "error" then
@@ -792,6 +827,11 @@ local function flush_loop(self, b)
       if r and r.name == "ack" then
         rejected = 0
         for _, w in ipairs(batch) do w(true) end
+        b._lost = nil
+      elseif r and r.name == "get_buf" and b._lost then
+        -- refused, and carrying it over onto the server's text lost part of it
+        b._lost = nil
+        for _, w in ipairs(batch) do w(nil, LOST) end
       elseif r and r.name == "get_buf" then
         rejected = rejected + 1
         -- sent again as long as the rebase onto the server's text kept it
