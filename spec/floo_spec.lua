@@ -693,6 +693,30 @@ describe("coru.floo", function()
       end)
     end)
 
+    it("finds its patch in the server's text after a lost ack even when the text changed since", function()
+      coru.run(function()
+        local srv = assert(testing.server{bufs = {["a.txt"] = "first line\nsecond line\nthird line\n"}})
+        local s = assert(join(srv))
+        local id = s:find("a.txt").id
+        local first = true
+        srv:script("patch", function(m, c, sv)
+          if not first then return "default" end
+          first = false
+          c.send = function() return true end     -- the ack is lost
+          testing.DEFAULT.patch(sv, c, m)
+          sv:change(id, sv.bufs[id].text .. "someone else's line\n")
+          c:drop()
+        end)
+        assert.is_true(s:edit(id, "first line\nsecond line, edited\nthird line\n"))
+        local want = "first line\nsecond line, edited\nthird line\nsomeone else's line\n"
+        helper.wait_until(function() return s.bufs[id].confirmed == want end, 5000, "the server's text")
+        assert.equal(want, srv.bufs[id].text)
+        assert.equal(want, s.bufs[id].text)
+        assert.equal(1, #srv:sent("patch"))
+        s:close() srv:close()
+      end)
+    end)
+
     it("keeps replies apart when the server leaks res_ids on every broadcast", function()
       coru.run(function()
         local srv = assert(testing.server{leak_res_id = true})

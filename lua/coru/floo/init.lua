@@ -267,6 +267,32 @@ local function msg_text(m)
 end
 
 -- Local edits (text vs confirmed) carried onto a new confirmed text.
+-- Whether text holds the change of a patch whose ack was lost with the
+-- connection, the server's text having changed since: every hunk's
+-- after-image occurs in text more often than it did before the patch.
+-- Undecided counts as no (the edit is then carried over again).
+local function count(hay, needle)
+  local n, i = 0, 1
+  while true do
+    local f = hay:find(needle, i, true)
+    if not f then return n end
+    n, i = n + 1, f + 1
+  end
+end
+
+local function holds_patch(inf, text)
+  if not inf.base or type(inf.ps) ~= "table" or #inf.ps == 0 then return false end
+  for _, hunk in ipairs(inf.ps) do
+    local post = {}
+    for _, d in ipairs(hunk.diffs or {}) do
+      if d[1] >= 0 then post[#post + 1] = d[2] end
+    end
+    post = concat(post)
+    if post == "" or count(text, post) <= count(inf.base, post) then return false end
+  end
+  return true
+end
+
 local LOST = "edit lost: it conflicted with the server's text (see the resync and error events)"
 
 local function rebase(self, b, old_conf, old_text, new_conf)
@@ -313,11 +339,12 @@ local function apply_get_buf(self, b, m, why)
       cand = try_apply(inf.ps, old_conf)
       sum = cand and md5(cand)
     end
-    if cand and sum == m.md5 then
+    if cand and (sum == m.md5 or (inf.dead and holds_patch(inf, text))) then
       inf.applied = true
       base = cand
     end
   end
+  if inf and inf.dead then b._inflight = nil end
   if type(m.path) == "string" then b.path = m.path end
   if m.encoding == "utf8" or m.encoding == "base64" then b.encoding = m.encoding end
   b.confirmed, b.md5 = text, m.md5
@@ -615,9 +642,9 @@ local function apply_room_info(self, r)
           b._ver = b._ver + 1
           b.syncing = nil
         else
-          b.syncing = true
+          b.syncing = true   -- apply_get_buf decides about the patch in flight
         end
-        b._inflight = nil
+        if not b.syncing then b._inflight = nil end
       end
     end
   end
@@ -784,7 +811,7 @@ local function flush_loop(self, b)
       resync(self, b, "the confirmed text could not be diffed")
       b._batch = nil
     else
-      local inf = {target = target, md5_before = b.md5, md5_after = md5(target), ver = b._ver, ps = ps}
+      local inf = {base = base, target = target, md5_before = b.md5, md5_after = md5(target), ver = b._ver, ps = ps}
       b._inflight = inf
       b._lost = nil
       local conn = self.conn
@@ -855,6 +882,7 @@ local function flush_loop(self, b)
         resync(self, b, "no answer to a patch")
       else
         -- connection lost: the re-join decides whether the server has it
+        inf.dead = true
         requeue()
         if self.conn == conn then wait_state(self) end
       end
