@@ -330,6 +330,21 @@ describe("coru.jsonl", function()
       end)
     end)
 
+    it("closes with 'event queue full' when handlers fall behind by max_queue messages", function()
+      coru.run(function()
+        local srv, port = raw_server(function(s)
+          for i = 1, 10 do s:write(('{"name":"e","n":%d}\n'):format(i)) end
+          s:read_line()
+        end)
+        local c = connect(port, {max_queue = 3})
+        local seen = 0
+        c:on("e", function() seen = seen + 1 coru.sleep(30) end)
+        assert.equal("event queue full", c:wait())
+        assert.is_true(seen >= 1 and seen <= 4)
+        srv:close()
+      end)
+    end)
+
     it("reports a peer that closes mid-line, failing pending requests", function()
       coru.run(function()
         local srv, port = raw_server(function(s)
