@@ -67,6 +67,10 @@ int coru_is_callable(lua_State *L, int idx);
 int coru_ref_cb(lua_State *L, int idx);              /* checks callable (argerror), returns registry ref */
 void coru_unref(lua_State *L, int *ref);              /* unref and set LUA_NOREF */
 
+/* An array of strings at idx (absolute, length n) holding numbers is
+ * replaced there by a copy holding their string forms (luv's coercion). */
+void coru_coerce_buffers(lua_State *L, int idx, unsigned n);
+
 /* Errors: failures are `nil, "ENAME: message[: detail]", "ENAME"`. */
 void coru_push_errmsg(lua_State *L, int uverr, const char *detail);   /* pushes the message only */
 int coru_fail(lua_State *L, int uverr, const char *detail);           /* pushes nil, msg, name; returns 3 */
@@ -248,6 +252,7 @@ CORU_FAMILY(signal);
 CORU_FAMILY(work);
 CORU_FAMILY(misc);
 CORU_FAMILY(tls);
+CORU_FAMILY(luv);
 
 __attribute__((visibility("default"))) int luaopen_coru(lua_State *L);
 /* Host support. */

@@ -1,0 +1,372 @@
+/*
+ * luv.c - what coru.luv (lua/coru/luv.lua, luv's API over coru) needs from
+ * C: uv.run with its modes and uv.stop, also from inside a task, and the
+ * few system functions coru's own table does not have. Everything lands in
+ * the hidden table coru._luv; the luv names are given in luv.lua.
+ *
+ * uv.run() inside a task (the host's main chunk, or a task of coru.run)
+ * cannot call uv_run: the loop is already running. The task waits instead
+ * until nothing but itself keeps the loop alive, which is what uv_run's
+ * default mode waits for: a referenced prepare handle keeps the loop
+ * running meanwhile, and before each poll it looks (unreferenced for the
+ * look) whether anything else is alive. uv.stop() wakes such waiters too.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/time.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include "coru.h"
+
+void coru_flush_reports(void);   /* sched.c */
+
+/* ------------------------------------------------------------------ run */
+
+typedef struct waiter {
+  coru_cont cont;
+  struct waiter *next;
+} waiter;
+
+static uv_prepare_t watch;        /* data NULL: coru_shutdown closes it as a plain uv handle */
+static int watch_inited;
+static waiter *waiters;
+static int stop_asked;
+static const char *run_mode;      /* mode of a uv_run started by l_run, NULL otherwise */
+
+static void unlink_waiter(waiter *w) {
+  for (waiter **p = &waiters; *p; p = &(*p)->next)
+    if (*p == w) { *p = w->next; return; }
+}
+
+static void waiter_cancel(coru_cont *c) {
+  waiter *w = (waiter *)c;
+  unlink_waiter(w);
+  free(w);
+  if (!waiters && watch_inited) uv_prepare_stop(&watch);
+}
+
+static void watch_cb(uv_prepare_t *p) {
+  int alive;
+  uv_unref((uv_handle_t *)p);
+  alive = uv_loop_alive(p->loop);
+  uv_ref((uv_handle_t *)p);
+  if (alive && !stop_asked) return;
+  int stopped = stop_asked;
+  stop_asked = 0;
+  waiter *list = waiters;
+  waiters = NULL;
+  uv_prepare_stop(p);
+  while (list) {
+    waiter *w = list;
+    list = w->next;
+    lua_State *S = coru_cont_begin(&w->cont);
+    if (S) {
+      lua_pushboolean(S, stopped && alive);
+      coru_cont_ok(&w->cont, 1);
+    }
+    free(w);
+  }
+}
+
+static const char *const modes[] = {"default", "once", "nowait", NULL};
+
+/* _luv.run([mode]) -> boolean. In a task: only "default" (luv.lua turns the
+ * other modes into one loop iteration). */
+static int l_run(lua_State *L) {
+  coru_rt *R = coru_R;
+  int m = luaL_checkoption(L, 1, "default", modes);
+  if (R->current) {
+    if (m != 0) return luaL_argerror(L, 1, "only \"default\" waits inside a task");
+    if (!watch_inited) {
+      int r = uv_prepare_init(R->loop, &watch);
+      if (r < 0) return coru_fail(L, r, NULL);
+      watch.data = NULL;
+      watch_inited = 1;
+    }
+    waiter *w = calloc(1, sizeof *w);
+    if (!w) return luaL_error(L, "out of memory");
+    coru_cont_init(L, &w->cont, 0, waiter_cancel);
+    w->next = waiters;
+    waiters = w;
+    if (!uv_is_active((uv_handle_t *)&watch)) uv_prepare_start(&watch, watch_cb);
+    return coru_cont_yield(L, &w->cont, 0);
+  }
+  if (R->loop_running || R->depth)
+    return luaL_error(L, "run: the loop is already running (called from a callback)");
+  static const uv_run_mode uvm[] = {UV_RUN_DEFAULT, UV_RUN_ONCE, UV_RUN_NOWAIT};
+  run_mode = modes[m];
+  R->loop_running = 1;
+  int r = uv_run(R->loop, uvm[m]);
+  R->loop_running = 0;
+  run_mode = NULL;
+  coru_flush_reports();
+  lua_pushboolean(L, r != 0);
+  return 1;
+}
+
+/* _luv.stop(): ends a luv-style run (uv_run started by run, or tasks
+ * waiting in run). Without one it does nothing: the host's own loop is not
+ * luv's to stop. */
+static int l_stop(lua_State *L) {
+  (void)L;
+  if (waiters) stop_asked = 1;
+  if (run_mode) uv_stop(coru_R->loop);
+  return 0;
+}
+
+static int l_loop_mode(lua_State *L) {
+  if (run_mode) lua_pushstring(L, run_mode);
+  else if (waiters || coru_R->loop_running) lua_pushliteral(L, "default");
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_loop_alive(lua_State *L) {
+  lua_pushboolean(L, uv_loop_alive(coru_R->loop));
+  return 1;
+}
+
+static int l_backend_fd(lua_State *L) {
+  int fd = uv_backend_fd(coru_R->loop);
+  if (fd < 0) return 0;
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+static int l_backend_timeout(lua_State *L) {
+  lua_pushinteger(L, uv_backend_timeout(coru_R->loop));
+  return 1;
+}
+
+/* ------------------------------------------------------- system functions */
+
+static int l_sleep(lua_State *L) {
+  lua_Number ms = luaL_checknumber(L, 1);
+  if (ms < 0) return luaL_argerror(L, 1, "must be >= 0 (milliseconds)");
+  uv_sleep((unsigned int)ms);
+  return 0;
+}
+
+static int l_version(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_version());
+  return 1;
+}
+
+static int l_version_string(lua_State *L) {
+  lua_pushstring(L, uv_version_string());
+  return 1;
+}
+
+static void setnum(lua_State *L, const char *k, lua_Number v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static int l_getrusage(lua_State *L) {
+  uv_rusage_t u;
+  int r = uv_getrusage(&u);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_createtable(L, 0, 16);
+  lua_createtable(L, 0, 2);
+  setnum(L, "sec", (lua_Number)u.ru_utime.tv_sec);
+  setnum(L, "usec", (lua_Number)u.ru_utime.tv_usec);
+  lua_setfield(L, -2, "utime");
+  lua_createtable(L, 0, 2);
+  setnum(L, "sec", (lua_Number)u.ru_stime.tv_sec);
+  setnum(L, "usec", (lua_Number)u.ru_stime.tv_usec);
+  lua_setfield(L, -2, "stime");
+  setnum(L, "maxrss", (lua_Number)u.ru_maxrss);
+  setnum(L, "ixrss", (lua_Number)u.ru_ixrss);
+  setnum(L, "idrss", (lua_Number)u.ru_idrss);
+  setnum(L, "isrss", (lua_Number)u.ru_isrss);
+  setnum(L, "minflt", (lua_Number)u.ru_minflt);
+  setnum(L, "majflt", (lua_Number)u.ru_majflt);
+  setnum(L, "nswap", (lua_Number)u.ru_nswap);
+  setnum(L, "inblock", (lua_Number)u.ru_inblock);
+  setnum(L, "oublock", (lua_Number)u.ru_oublock);
+  setnum(L, "msgsnd", (lua_Number)u.ru_msgsnd);
+  setnum(L, "msgrcv", (lua_Number)u.ru_msgrcv);
+  setnum(L, "nsignals", (lua_Number)u.ru_nsignals);
+  setnum(L, "nvcsw", (lua_Number)u.ru_nvcsw);
+  setnum(L, "nivcsw", (lua_Number)u.ru_nivcsw);
+  return 1;
+}
+
+static int l_gettimeofday(lua_State *L) {
+  uv_timeval64_t tv;
+  int r = uv_gettimeofday(&tv);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushnumber(L, (lua_Number)tv.tv_sec);
+  lua_pushinteger(L, tv.tv_usec);
+  return 2;
+}
+
+/* _luv.random(len) -> string (synchronous; luv.lua adds the callback form) */
+static int l_random(lua_State *L) {
+  lua_Number n = luaL_checknumber(L, 1);
+  if (n < 0 || n > 0x7fffffff) return luaL_argerror(L, 1, "length must be >= 0");
+  size_t len = (size_t)n;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  while (len > 0) {
+    char *p = luaL_prepbuffer(&b);
+    size_t k = len < LUAL_BUFFERSIZE ? len : LUAL_BUFFERSIZE;
+    int r = uv_random(NULL, NULL, p, k, 0, NULL);
+    if (r < 0) return coru_fail(L, r, NULL);
+    luaL_addsize(&b, k);
+    len -= k;
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+static int l_interface_addresses(lua_State *L) {
+  uv_interface_address_t *ifs;
+  int n, r = uv_interface_addresses(&ifs, &n);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_newtable(L);
+  for (int i = 0; i < n; i++) {
+    char ip[INET6_ADDRSTRLEN], mask[INET6_ADDRSTRLEN], mac[18];
+    const char *family = "unknown";
+    ip[0] = mask[0] = 0;
+    if (ifs[i].address.address4.sin_family == AF_INET) {
+      uv_ip4_name(&ifs[i].address.address4, ip, sizeof ip);
+      uv_ip4_name(&ifs[i].netmask.netmask4, mask, sizeof mask);
+      family = "inet";
+    } else if (ifs[i].address.address4.sin_family == AF_INET6) {
+      uv_ip6_name(&ifs[i].address.address6, ip, sizeof ip);
+      uv_ip6_name(&ifs[i].netmask.netmask6, mask, sizeof mask);
+      family = "inet6";
+    }
+    const unsigned char *m = (const unsigned char *)ifs[i].phys_addr;
+    snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+    lua_getfield(L, -1, ifs[i].name);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, -3, ifs[i].name);
+    }
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, ip); lua_setfield(L, -2, "ip");
+    lua_pushstring(L, mask); lua_setfield(L, -2, "netmask");
+    lua_pushstring(L, family); lua_setfield(L, -2, "family");
+    lua_pushstring(L, mac); lua_setfield(L, -2, "mac");
+    lua_pushboolean(L, ifs[i].is_internal); lua_setfield(L, -2, "internal");
+    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+    lua_pop(L, 1);
+  }
+  uv_free_interface_addresses(ifs, n);
+  return 1;
+}
+
+static int l_os_get_passwd(lua_State *L) {
+  uv_passwd_t pw;
+  int r = uv_os_get_passwd(&pw);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, pw.username); lua_setfield(L, -2, "username");
+  lua_pushinteger(L, pw.uid); lua_setfield(L, -2, "uid");
+  lua_pushinteger(L, pw.gid); lua_setfield(L, -2, "gid");
+  if (pw.shell) { lua_pushstring(L, pw.shell); lua_setfield(L, -2, "shell"); }
+  if (pw.homedir) { lua_pushstring(L, pw.homedir); lua_setfield(L, -2, "homedir"); }
+  uv_os_free_passwd(&pw);
+  return 1;
+}
+
+static int l_os_getpriority(lua_State *L) {
+  int prio, r = uv_os_getpriority((uv_pid_t)luaL_checkinteger(L, 1), &prio);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, prio);
+  return 1;
+}
+
+static int l_os_setpriority(lua_State *L) {
+  int r = uv_os_setpriority((uv_pid_t)luaL_checkinteger(L, 1), (int)luaL_checkinteger(L, 2));
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* _luv.pipe(read_nonblock, write_nonblock) -> {read = fd, write = fd} */
+static int l_pipe(lua_State *L) {
+  uv_file fds[2];
+  int rf = lua_toboolean(L, 1) ? UV_NONBLOCK_PIPE : 0, wf = lua_toboolean(L, 2) ? UV_NONBLOCK_PIPE : 0;
+  int r = uv_pipe(fds, rf, wf);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, fds[0]); lua_setfield(L, -2, "read");
+  lua_pushinteger(L, fds[1]); lua_setfield(L, -2, "write");
+  return 1;
+}
+
+/* _luv.socketpair(socktype, protocol, nonblock1, nonblock2) -> {fd1, fd2} */
+static int l_socketpair(lua_State *L) {
+  uv_os_sock_t s[2];
+  int type = (int)luaL_optinteger(L, 1, SOCK_STREAM), proto = (int)luaL_optinteger(L, 2, 0);
+  int f0 = lua_toboolean(L, 3) ? UV_NONBLOCK_PIPE : 0, f1 = lua_toboolean(L, 4) ? UV_NONBLOCK_PIPE : 0;
+  int r = uv_socketpair(type, proto, s, f0, f1);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_createtable(L, 2, 0);
+  lua_pushinteger(L, s[0]); lua_rawseti(L, -2, 1);
+  lua_pushinteger(L, s[1]); lua_rawseti(L, -2, 2);
+  return 1;
+}
+
+/* _luv.is_ip(s) -> "inet", "inet6" or nil: luv raises on a malformed
+ * address where coru answers EINVAL. */
+static int l_is_ip(lua_State *L) {
+  const char *s = luaL_checkstring(L, 1);
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, s, buf) == 1) lua_pushliteral(L, "inet");
+  else if (inet_pton(AF_INET6, s, buf) == 1) lua_pushliteral(L, "inet6");
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_get_process_title(lua_State *L) {
+  char buf[512];
+  int r = uv_get_process_title(buf, sizeof buf);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+static const coru_Reg luv_funcs[] = {
+  {"run", l_run, CORU_YIELDS},
+  {"stop", l_stop, 0},
+  {"loop_mode", l_loop_mode, 0},
+  {"loop_alive", l_loop_alive, 0},
+  {"backend_fd", l_backend_fd, 0},
+  {"backend_timeout", l_backend_timeout, 0},
+  {"sleep", l_sleep, 0},
+  {"version", l_version, 0},
+  {"version_string", l_version_string, 0},
+  {"getrusage", l_getrusage, 0},
+  {"gettimeofday", l_gettimeofday, 0},
+  {"random", l_random, 0},
+  {"interface_addresses", l_interface_addresses, 0},
+  {"os_get_passwd", l_os_get_passwd, 0},
+  {"os_getpriority", l_os_getpriority, 0},
+  {"os_setpriority", l_os_setpriority, 0},
+  {"pipe", l_pipe, 0},
+  {"socketpair", l_socketpair, 0},
+  {"is_ip", l_is_ip, 0},
+  {"get_process_title", l_get_process_title, 0},
+  {NULL, NULL, 0}
+};
+
+CORU_FAMILY(luv) {
+  watch_inited = 0;   /* a new runtime: the old prepare handle was closed with its loop */
+  waiters = NULL;
+  stop_asked = 0;
+  run_mode = NULL;
+  lua_newtable(L);
+  coru_setfuncs(L, luv_funcs);
+  lua_setfield(L, -2, "_luv");
+}
