@@ -21,6 +21,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
 #include "coru.h"
 
 void coru_flush_reports(void);   /* sched.c */
@@ -337,9 +339,168 @@ static int l_get_process_title(lua_State *L) {
   return 1;
 }
 
+
+/* ------------------------------------------------------ tables, handles */
+
+/* Any coru handle (type checks accept every kind). */
+static coru_htype any_handle = {"uv_handle_t", CORU_K_ANY, CORU_K_ANY, NULL, NULL, NULL, NULL};
+
+static int buffer_size(lua_State *L, int (*fn)(uv_handle_t *, int *)) {
+  coru_handle *h = coru_check_handle(L, 1, &any_handle);
+  int v = (int)luaL_optinteger(L, 2, 0);
+  if (v < 0) return luaL_argerror(L, 2, "must be >= 0");
+  int r = fn(h->uvh, &v);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, v);   /* the size read, or 0 once set */
+  return 1;
+}
+
+static int l_send_buffer_size(lua_State *L) { return buffer_size(L, uv_send_buffer_size); }
+static int l_recv_buffer_size(lua_State *L) { return buffer_size(L, uv_recv_buffer_size); }
+
+static int l_handle_type_of(lua_State *L) {
+  coru_handle *h = coru_test_handle(L, 1, &any_handle);
+  if (!h) return 0;
+  lua_pushstring(L, uv_handle_type_name(uv_handle_get_type(h->uvh)));
+  return 1;
+}
+
+static int l_errno_table(lua_State *L) {
+  lua_newtable(L);
+#define XX(code, _) lua_pushinteger(L, UV_##code); lua_setfield(L, -2, #code);
+  UV_ERRNO_MAP(XX)
+#undef XX
+  return 1;
+}
+
+static int l_err_name(lua_State *L) {
+  int e = (int)luaL_checkinteger(L, 1);
+  if (e > 0) e = uv_translate_sys_error(e);
+  lua_pushstring(L, uv_err_name(e));
+  lua_pushstring(L, uv_strerror(e));
+  return 2;
+}
+
+static int l_constants(lua_State *L) {
+  lua_newtable(L);
+#define K(name) lua_pushinteger(L, name); lua_setfield(L, -2, #name);
+  K(O_RDONLY) K(O_WRONLY) K(O_RDWR) K(O_APPEND) K(O_CREAT) K(O_DSYNC) K(O_EXCL) K(O_NOCTTY)
+  K(O_NONBLOCK) K(O_RSYNC) K(O_SYNC) K(O_TRUNC) K(O_DIRECTORY) K(O_NOFOLLOW)
+  K(O_CLOEXEC)
+  K(S_IFMT) K(S_IFREG) K(S_IFDIR) K(S_IFCHR) K(S_IFBLK) K(S_IFIFO) K(S_IFLNK) K(S_IFSOCK)
+  K(AF_UNIX) K(AF_INET) K(AF_INET6) K(AF_IPX) K(AF_NETLINK) K(AF_X25) K(AF_AX25)
+  K(AF_ATMPVC) K(AF_APPLETALK) K(AF_PACKET)
+  K(AI_ADDRCONFIG) K(AI_V4MAPPED) K(AI_ALL) K(AI_NUMERICHOST) K(AI_PASSIVE) K(AI_NUMERICSERV)
+  K(AI_CANONNAME)
+  K(SIGHUP) K(SIGINT) K(SIGQUIT) K(SIGILL) K(SIGTRAP) K(SIGABRT) K(SIGIOT) K(SIGBUS)
+  K(SIGFPE) K(SIGKILL) K(SIGUSR1) K(SIGSEGV) K(SIGUSR2) K(SIGPIPE) K(SIGALRM) K(SIGTERM)
+  K(SIGCHLD) K(SIGSTKFLT) K(SIGCONT) K(SIGSTOP) K(SIGTSTP) K(SIGTTIN) K(SIGTTOU) K(SIGURG)
+  K(SIGXCPU) K(SIGXFSZ) K(SIGVTALRM) K(SIGPROF) K(SIGWINCH) K(SIGIO) K(SIGPOLL) K(SIGPWR)
+  K(SIGSYS)
+  K(SOCK_STREAM) K(SOCK_DGRAM) K(SOCK_SEQPACKET) K(SOCK_RAW) K(SOCK_RDM)
+  K(UV_TTY_MODE_NORMAL) K(UV_TTY_MODE_RAW) K(UV_TTY_MODE_IO)
+  K(UV_FS_SYMLINK_DIR) K(UV_FS_SYMLINK_JUNCTION)
+  K(UV_FS_COPYFILE_EXCL) K(UV_FS_COPYFILE_FICLONE) K(UV_FS_COPYFILE_FICLONE_FORCE)
+  K(UV_UDP_IPV6ONLY) K(UV_UDP_PARTIAL) K(UV_UDP_REUSEADDR) K(UV_UDP_MMSG_CHUNK) K(UV_UDP_RECVMMSG)
+  K(UV_READABLE) K(UV_WRITABLE) K(UV_DISCONNECT) K(UV_PRIORITIZED)
+  K(UV_FS_EVENT_WATCH_ENTRY) K(UV_FS_EVENT_STAT) K(UV_FS_EVENT_RECURSIVE)
+  K(UV_RENAME) K(UV_CHANGE)
+#undef K
+  /* luv's names drop the UV_ prefix of libuv's own constants */
+  static const struct { const char *luv; int v; } alias[] = {
+    {"TTY_MODE_NORMAL", UV_TTY_MODE_NORMAL}, {"TTY_MODE_RAW", UV_TTY_MODE_RAW}, {"TTY_MODE_IO", UV_TTY_MODE_IO},
+    {"FS_SYMLINK_DIR", UV_FS_SYMLINK_DIR}, {"FS_SYMLINK_JUNCTION", UV_FS_SYMLINK_JUNCTION},
+    {"FS_COPYFILE_EXCL", UV_FS_COPYFILE_EXCL}, {"FS_COPYFILE_FICLONE", UV_FS_COPYFILE_FICLONE},
+    {"FS_COPYFILE_FICLONE_FORCE", UV_FS_COPYFILE_FICLONE_FORCE},
+    {"UDP_IPV6ONLY", UV_UDP_IPV6ONLY}, {"UDP_PARTIAL", UV_UDP_PARTIAL}, {"UDP_REUSEADDR", UV_UDP_REUSEADDR},
+    {"UDP_MMSG_CHUNK", UV_UDP_MMSG_CHUNK}, {"UDP_RECVMMSG", UV_UDP_RECVMMSG},
+    {"FS_UTIME_NOW", -1}, {"FS_UTIME_OMIT", -2},
+    {NULL, 0}
+  };
+  for (int i = 0; alias[i].luv; i++) { lua_pushinteger(L, alias[i].v); lua_setfield(L, -2, alias[i].luv); }
+  return 1;
+}
+
+static int l_loop_configure(lua_State *L) {
+  static const char *const opts[] = {"block_signal", "metrics_idle_time", NULL};
+  int o = luaL_checkoption(L, 1, NULL, opts), r;
+  if (o == 0) {
+    int sig = lua_type(L, 2) == LUA_TNUMBER ? (int)lua_tointeger(L, 2)
+            : strcmp(luaL_checkstring(L, 2), "sigprof") == 0 ? SIGPROF : -1;
+    r = sig < 0 ? UV_EINVAL : uv_loop_configure(coru_R->loop, UV_LOOP_BLOCK_SIGNAL, sig);
+  } else {
+    r = uv_loop_configure(coru_R->loop, UV_METRICS_IDLE_TIME);
+  }
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_metrics_idle_time(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_metrics_idle_time(coru_R->loop));
+  return 1;
+}
+
+static int l_ids(lua_State *L) {
+  lua_pushinteger(L, getuid());
+  lua_pushinteger(L, getgid());
+  return 2;
+}
+
+static int l_setid(lua_State *L) {
+  int gid = lua_toboolean(L, 2);
+  int id = (int)luaL_checkinteger(L, 1);
+  if ((gid ? setgid((gid_t)id) : setuid((uid_t)id)) < 0)
+    return luaL_error(L, "Error setting %s to %d: %s", gid ? "GID" : "UID", id, strerror(errno));
+  return 0;
+}
+
+static int l_get_constrained_memory(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_get_constrained_memory());
+  return 1;
+}
+
+static int l_set_process_title(lua_State *L) {
+  int r = uv_set_process_title(luaL_checkstring(L, 1));
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_if_indextoname(lua_State *L) {
+  char buf[UV_IF_NAMESIZE];
+  size_t n = sizeof buf;
+  int idx = (int)luaL_checkinteger(L, 1);
+  int r = lua_toboolean(L, 2) ? uv_if_indextoiid((unsigned)idx, buf, &n) : uv_if_indextoname((unsigned)idx, buf, &n);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushlstring(L, buf, n);
+  return 1;
+}
+
+static int l_print_handles(lua_State *L) {
+  if (lua_toboolean(L, 1)) uv_print_active_handles(coru_R->loop, stderr);
+  else uv_print_all_handles(coru_R->loop, stderr);
+  return 0;
+}
+
+/* _luv.sync(f, ...): call f as if outside any task, so that coru's fs and
+ * DNS functions run synchronously (luv's rule) even from a task: a luv
+ * program's "synchronous" call lets no other callback run meanwhile. */
+static int l_sync(lua_State *L) {
+  coru_rt *R = coru_R;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  coru_task *saved = R->current;
+  R->current = NULL;
+  int r = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  R->current = saved;
+  if (r != 0) return lua_error(L);
+  return lua_gettop(L);
+}
+
 static const coru_Reg luv_funcs[] = {
   {"run", l_run, CORU_YIELDS},
   {"stop", l_stop, 0},
+  {"sync", l_sync, 0},
   {"loop_mode", l_loop_mode, 0},
   {"loop_alive", l_loop_alive, 0},
   {"backend_fd", l_backend_fd, 0},
@@ -358,6 +519,20 @@ static const coru_Reg luv_funcs[] = {
   {"socketpair", l_socketpair, 0},
   {"is_ip", l_is_ip, 0},
   {"get_process_title", l_get_process_title, 0},
+  {"set_process_title", l_set_process_title, 0},
+  {"send_buffer_size", l_send_buffer_size, 0},
+  {"recv_buffer_size", l_recv_buffer_size, 0},
+  {"handle_type_of", l_handle_type_of, 0},
+  {"errno_table", l_errno_table, 0},
+  {"err_name", l_err_name, 0},
+  {"constants", l_constants, 0},
+  {"loop_configure", l_loop_configure, 0},
+  {"metrics_idle_time", l_metrics_idle_time, 0},
+  {"ids", l_ids, 0},
+  {"setid", l_setid, 0},
+  {"get_constrained_memory", l_get_constrained_memory, 0},
+  {"if_indextoname", l_if_indextoname, 0},
+  {"print_handles", l_print_handles, 0},
   {NULL, NULL, 0}
 };
 
