@@ -35,6 +35,7 @@ typedef struct waiter {
 } waiter;
 
 static uv_prepare_t watch;        /* data NULL: coru_shutdown closes it as a plain uv handle */
+static uv_idle_t kick;            /* one iteration without blocking: watch looks again */
 static int watch_inited;
 static waiter *waiters;
 static int stop_asked;
@@ -51,6 +52,8 @@ static void waiter_cancel(coru_cont *c) {
   free(w);
   if (!waiters && watch_inited) uv_prepare_stop(&watch);
 }
+
+static void kick_cb(uv_idle_t *i) { uv_idle_stop(i); }
 
 static void watch_cb(uv_prepare_t *p) {
   int alive;
@@ -87,7 +90,9 @@ static int l_run(lua_State *L) {
     if (!watch_inited) {
       int r = uv_prepare_init(R->loop, &watch);
       if (r < 0) return coru_fail(L, r, NULL);
+      uv_idle_init(R->loop, &kick);
       watch.data = NULL;
+      kick.data = NULL;
       watch_inited = 1;
     }
     waiter *w = calloc(1, sizeof *w);
@@ -96,6 +101,9 @@ static int l_run(lua_State *L) {
     w->next = waiters;
     waiters = w;
     if (!uv_is_active((uv_handle_t *)&watch)) uv_prepare_start(&watch, watch_cb);
+    /* called from a callback of this iteration (after its prepare phase):
+     * the poll must not block before watch has looked */
+    uv_idle_start(&kick, kick_cb);
     return coru_cont_yield(L, &w->cont, 0);
   }
   if (R->loop_running || R->depth)
@@ -116,7 +124,10 @@ static int l_run(lua_State *L) {
  * luv's to stop. */
 static int l_stop(lua_State *L) {
   (void)L;
-  if (waiters) stop_asked = 1;
+  if (waiters) {
+    stop_asked = 1;
+    uv_idle_start(&kick, kick_cb);
+  }
   if (run_mode) uv_stop(coru_R->loop);
   return 0;
 }
