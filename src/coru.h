@@ -254,6 +254,15 @@ CORU_FAMILY(misc);
 CORU_FAMILY(tls);
 CORU_FAMILY(luv);
 
+/* luv's threads (thread.c) and the value transport of work.c they share. */
+void coru_luv_thread_open(lua_State *S);      /* package.preload.luv of a foreign state */
+void coru_luv_thread_funcs(lua_State *L);     /* new_thread, ... into the table at the top */
+int coru_thread_id_of(lua_State *L, int idx, uv_thread_t *tid);
+void coru_push_thread_id(lua_State *L, const uv_thread_t *tid);
+int coru_async_send_ref(void *ref, lua_State *S, int first, int last);
+void coru_xfer_pack(lua_State *L, int first, int last, char **out, size_t *len, const char *fname);
+int coru_xfer_unpack(lua_State *L, const char *p, size_t len);
+
 __attribute__((visibility("default"))) int luaopen_coru(lua_State *L);
 /* Host support. */
 void coru_shutdown(void);    /* close every handle, run close callbacks, uv_loop_close */

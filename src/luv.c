@@ -554,5 +554,6 @@ CORU_FAMILY(luv) {
   run_mode = NULL;
   lua_newtable(L);
   coru_setfuncs(L, luv_funcs);
+  coru_luv_thread_funcs(L);
   lua_setfield(L, -2, "_luv");
 }

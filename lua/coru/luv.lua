@@ -367,14 +367,20 @@ function uv.udp_connect(u, host, port)
   return coru.udp_connect(u, host, port)
 end
 
+-- host and port together, or neither (a connected socket)
+local function checkdest(host, port, fname)
+  if host ~= nil then return checkip(host, port, fname, 3) end
+  if port ~= nil then argerror(4, fname, "port must be nil when host is nil") end
+end
+
 function uv.udp_send(u, data, host, port, cb)
-  if host ~= nil then checkip(host, port, "udp_send", 3) end
+  checkdest(host, port, "udp_send")
   checkcb(cb, 5, "udp_send", true)
   return request("udp_send", coru.udp_send(u, flat(data), host, port, cb and namecb(cb) or noop))
 end
 
 function uv.udp_try_send(u, data, host, port)
-  if host ~= nil then checkip(host, port, "udp_try_send", 3) end
+  checkdest(host, port, "udp_try_send")
   return coru.udp_try_send(u, flat(data), host, port)
 end
 
@@ -466,6 +472,10 @@ uv.get_process_title = C.get_process_title
 uv.set_process_title = C.set_process_title
 uv.get_constrained_memory = C.get_constrained_memory
 uv.sleep = C.sleep
+uv.new_thread = C.new_thread
+uv.thread_join = C.thread_join
+uv.thread_self = C.thread_self
+uv.thread_equal = C.thread_equal
 
 function uv.getuid() return (C.ids()) end
 function uv.getgid() return select(2, C.ids()) end
