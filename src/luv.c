@@ -32,6 +32,7 @@ void coru_flush_reports(void);   /* sched.c */
 typedef struct waiter {
   coru_cont cont;
   struct waiter *next;
+  int once;                       /* "once"/"nowait": one iteration, not until idle */
 } waiter;
 
 static uv_prepare_t watch;        /* data NULL: coru_shutdown closes it as a plain uv handle */
@@ -60,18 +61,24 @@ static void watch_cb(uv_prepare_t *p) {
   uv_unref((uv_handle_t *)p);
   alive = uv_loop_alive(p->loop);
   uv_ref((uv_handle_t *)p);
-  if (alive && !stop_asked) return;
   int stopped = stop_asked;
   stop_asked = 0;
-  waiter *list = waiters;
-  waiters = NULL;
-  uv_prepare_stop(p);
-  while (list) {
-    waiter *w = list;
-    list = w->next;
+  /* take the waiters to wake off the list first: a woken task runs now and
+   * may wait again */
+  waiter *wake = NULL, **keep = &waiters;
+  while (*keep) {
+    waiter *w = *keep;
+    if (w->once || !alive || stopped) { *keep = w->next; w->next = wake; wake = w; }
+    else keep = &w->next;
+  }
+  if (!waiters) uv_prepare_stop(p);
+  while (wake) {
+    waiter *w = wake;
+    wake = w->next;
     lua_State *S = coru_cont_begin(&w->cont);
     if (S) {
-      lua_pushboolean(S, stopped && alive);
+      /* default: true only when stopped with work left; once/nowait: more expected */
+      lua_pushboolean(S, alive && (w->once || stopped));
       coru_cont_ok(&w->cont, 1);
     }
     free(w);
@@ -80,13 +87,13 @@ static void watch_cb(uv_prepare_t *p) {
 
 static const char *const modes[] = {"default", "once", "nowait", NULL};
 
-/* _luv.run([mode]) -> boolean. In a task: only "default" (luv.lua turns the
- * other modes into one loop iteration). */
+/* _luv.run([mode]) -> boolean. In a task: "default" waits until nothing
+ * else is alive (or stop); "once" and "nowait" wait for one iteration of
+ * the running loop ("once" blocking for I/O if there is work left). */
 static int l_run(lua_State *L) {
   coru_rt *R = coru_R;
   int m = luaL_checkoption(L, 1, "default", modes);
   if (R->current) {
-    if (m != 0) return luaL_argerror(L, 1, "only \"default\" waits inside a task");
     if (!watch_inited) {
       int r = uv_prepare_init(R->loop, &watch);
       if (r < 0) return coru_fail(L, r, NULL);
@@ -97,13 +104,16 @@ static int l_run(lua_State *L) {
     }
     waiter *w = calloc(1, sizeof *w);
     if (!w) return luaL_error(L, "out of memory");
+    int idle = !uv_loop_alive(R->loop);
     coru_cont_init(L, &w->cont, 0, waiter_cancel);
+    w->once = m != 0;
     w->next = waiters;
     waiters = w;
     if (!uv_is_active((uv_handle_t *)&watch)) uv_prepare_start(&watch, watch_cb);
-    /* called from a callback of this iteration (after its prepare phase):
-     * the poll must not block before watch has looked */
-    uv_idle_start(&kick, kick_cb);
+    /* The poll of this iteration must not block before watch has looked
+     * (called after its prepare phase), except for "once" with work
+     * left: that one waits for I/O, as uv_run(UV_RUN_ONCE) does. */
+    if (m != 1 || idle) uv_idle_start(&kick, kick_cb);
     return coru_cont_yield(L, &w->cont, 0);
   }
   if (R->loop_running || R->depth)

@@ -179,11 +179,6 @@ function uv.run(mode)
   if mode ~= nil and not run_modes[mode] then
     argerror(1, "run", ("invalid option '%s'"):format(tostring(mode)))
   end
-  if coru.current() and mode ~= nil and mode ~= "default" then
-    -- one loop iteration for this task; the loop itself is the host's
-    coru.pass()
-    return C.loop_alive()
-  end
   return C.run(mode)
 end
 
@@ -513,6 +508,41 @@ end
 
 uv.constants = C.constants()
 uv.errno = C.errno_table()
+
+-- ------------------------------------------------ closing handles
+
+-- coru raises on a method of a closing or closed handle; luv hands the
+-- call to libuv, which answers with an error: the same error here.
+local coru_is_closing = coru.is_closing
+local ERRS = {
+  EBADF = "EBADF: bad file descriptor",
+  EINVAL = "EINVAL: invalid argument",
+  ENOTCONN = "ENOTCONN: socket is not connected",
+}
+
+local function guard(name, code)
+  local f = uv[name]
+  uv[name] = function(h, ...)
+    if type(h) == "userdata" then
+      local ok, closing = pcall(coru_is_closing, h)
+      if ok and closing then return nil, ERRS[code], code end
+    end
+    return f(h, ...)
+  end
+end
+
+guard("write", "EBADF")
+guard("try_write", "EBADF")
+guard("shutdown", "ENOTCONN")
+for _, n in ipairs {"read_start", "read_stop", "listen", "accept", "tcp_connect", "pipe_connect",
+                    "udp_send", "udp_try_send", "udp_recv_start", "udp_recv_stop", "timer_start",
+                    "timer_again", "timer_stop", "idle_start", "prepare_start", "check_start",
+                    "signal_start", "signal_start_oneshot", "poll_start", "fs_event_start",
+                    "fs_poll_start", "tcp_bind", "udp_bind", "pipe_bind", "tcp_getsockname",
+                    "tcp_getpeername", "udp_getsockname", "udp_getpeername", "process_kill",
+                    "tcp_close_reset"} do
+  guard(n, "EINVAL")
+end
 
 -- -------------------------------------------------------- method tables
 
