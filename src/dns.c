@@ -105,10 +105,9 @@ static int getaddrinfo_impl(lua_State *L, int sync) {
   } else {
     cbidx = 4;
   }
-  if (lua_isnoneornil(L, cbidx)) cbidx = 0;
-  else if (!coru_is_callable(L, cbidx)) luaL_typerror(L, cbidx, "function");
-  if (!cbidx && !coru_R->current) {
-    if (!sync) return coru_need_task(L, "coru.getaddrinfo");
+  int mode = coru_enter(L, cbidx, "coru.getaddrinfo", sync ? CORU_SYNC_OK : 0);
+  if (mode != CORU_MODE_CB) cbidx = 0;
+  if (mode == CORU_MODE_NONE) {   /* sync (coru.luv's form) outside a task */
     uv_getaddrinfo_t req;
     int r = uv_getaddrinfo(coru_R->loop, &req, NULL, host, service, &hints);
     if (r < 0) return coru_fail(L, r, host ? host : service);
@@ -151,10 +150,9 @@ static int getnameinfo_impl(lua_State *L, int sync) {
   struct sockaddr_storage ss;
   if (coru_parse_addr(L, ip, port, &ss) < 0 || (family != AF_UNSPEC && ss.ss_family != family))
     return coru_fail(L, UV_EINVAL, ip);
-  int cbidx = lua_isnoneornil(L, 2) ? 0 : 2;
-  if (cbidx && !coru_is_callable(L, 2)) luaL_typerror(L, 2, "function");
-  if (!cbidx && !coru_R->current) {
-    if (!sync) return coru_need_task(L, "coru.getnameinfo");
+  int mode = coru_enter(L, 2, "coru.getnameinfo", sync ? CORU_SYNC_OK : 0);
+  int cbidx = mode == CORU_MODE_CB ? 2 : 0;
+  if (mode == CORU_MODE_NONE) {   /* sync (coru.luv's form) outside a task */
     uv_getnameinfo_t req;
     int r = uv_getnameinfo(coru_R->loop, &req, NULL, (struct sockaddr *)&ss, 0);
     if (r < 0) return coru_fail(L, r, ip);

@@ -94,6 +94,7 @@ static int l_run(lua_State *L) {
   coru_rt *R = coru_R;
   int m = luaL_checkoption(L, 1, "default", modes);
   if (R->current) {
+    coru_enter(L, 0, "run", 0);   /* refuses where the task cannot suspend */
     if (!watch_inited) {
       int r = uv_prepare_init(R->loop, &watch);
       if (r < 0) return coru_fail(L, r, NULL);
@@ -144,7 +145,9 @@ static int l_stop(lua_State *L) {
 
 static int l_loop_mode(lua_State *L) {
   if (run_mode) lua_pushstring(L, run_mode);
-  else if (waiters || coru_R->loop_running) lua_pushliteral(L, "default");
+  /* a task's own code is outside the loop for luv, unless a run waits;
+   * a callback of the host's loop is inside it */
+  else if (waiters || (coru_R->loop_running && !coru_R->current)) lua_pushliteral(L, "default");
   else lua_pushnil(L);
   return 1;
 }
