@@ -205,7 +205,7 @@ static int t_fail(lua_State *L, int r) {
 }
 
 /* async_send(async, ...): async is what an async handle becomes in
- * another state (see the file comment). */
+ * another state (see the file comment); EBADF once it is closed. */
 static int t_async_send(lua_State *L) {
   if (lua_type(L, 1) != LUA_TLIGHTUSERDATA) return luaL_typerror(L, 1, "uv_async_t");
   int r = coru_async_send_ref(lua_touserdata(L, 1), L, 2, lua_gettop(L));

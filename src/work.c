@@ -463,8 +463,35 @@ static void async_cb(uv_async_t *h) {
   sb_free(&vals);
 }
 
+/* The async handles other states may send to (a reference crossed states
+ * as a light userdata): a send from another thread checks its reference
+ * here, under the lock, so a closed handle or a stray pointer is an error,
+ * never a write to freed memory. */
+static uv_mutex_t open_mu;
+static casync **open_asyncs;
+static size_t n_open, cap_open;
+
+static void open_add(casync *a) {
+  uv_mutex_lock(&open_mu);
+  if (n_open == cap_open) {
+    size_t cap = cap_open ? cap_open * 2 : 16;
+    casync **p = realloc(open_asyncs, cap * sizeof *p);
+    if (p) { open_asyncs = p; cap_open = cap; }
+  }
+  if (n_open < cap_open) open_asyncs[n_open++] = a;
+  uv_mutex_unlock(&open_mu);
+}
+
+static void open_remove(casync *a) {
+  uv_mutex_lock(&open_mu);
+  for (size_t i = 0; i < n_open; i++)
+    if (open_asyncs[i] == a) { open_asyncs[i] = open_asyncs[--n_open]; break; }
+  uv_mutex_unlock(&open_mu);
+}
+
 static void async_on_close(coru_handle *h) {
   casync *a = (casync *)h;
+  open_remove(a);
   coru_unref(coru_R->L, &a->cb_ref);
 }
 
@@ -488,6 +515,7 @@ static int l_new_async(lua_State *L) {
     return coru_fail(L, r, NULL);
   }
   coru_handle_keep(L, &a->base);   /* an async is active until closed */
+  open_add(a);
   return 1;
 }
 
@@ -511,14 +539,24 @@ static int l_async_send(lua_State *L) {
  * handle becomes when it crosses states). The handle must still be open:
  * as in luv, closing it while other threads send is the program's error. */
 int coru_async_send_ref(void *ref, lua_State *S, int first, int last) {
-  casync *a = ref;
   sbuf vals = {0};
   ser_args(S, first, last, &vals, "async_send");
-  uv_mutex_lock(&a->mu);
-  sb_free(&a->pending);
-  a->pending = vals;
-  uv_mutex_unlock(&a->mu);
-  return uv_async_send(&a->a);
+  int r = UV_EBADF;                  /* closed, or never an async handle */
+  uv_mutex_lock(&open_mu);
+  for (size_t i = 0; i < n_open; i++) {
+    if (open_asyncs[i] != ref) continue;
+    casync *a = ref;
+    uv_mutex_lock(&a->mu);
+    sb_free(&a->pending);
+    a->pending = vals;
+    vals.p = NULL;
+    uv_mutex_unlock(&a->mu);
+    r = uv_async_send(&a->a);
+    break;
+  }
+  uv_mutex_unlock(&open_mu);
+  sb_free(&vals);
+  return r;
 }
 
 /* For thread.c: pack values first..last (raises naming fname), unpack. */
@@ -646,7 +684,7 @@ static const coru_Reg work_funcs[] = {
 
 CORU_FAMILY(work) {
   static int inited;
-  if (!inited) { uv_mutex_init(&pool_mu); inited = 1; }
+  if (!inited) { uv_mutex_init(&pool_mu); uv_mutex_init(&open_mu); inited = 1; }
   luaL_newmetatable(L, WORKCTX_MT);
   lua_pushcfunction(L, workctx_gc);
   lua_setfield(L, -2, "__gc");

@@ -198,7 +198,7 @@ end
 
 function uv.walk(cb)
   checkcb(cb, 1, "walk")
-  coru.walk(function(h) return cb(adopt(h)) end)
+  coru.walk(cb)   -- handles as they are: adopting would change them for coru's code too
 end
 
 -- ------------------------------------------------------------- handles
