@@ -373,9 +373,10 @@ static int buffer_size(lua_State *L, int (*fn)(uv_handle_t *, int *)) {
   coru_handle *h = coru_check_handle(L, 1, &any_handle);
   int v = (int)luaL_optinteger(L, 2, 0);
   if (v < 0) return luaL_argerror(L, 2, "must be >= 0");
+  int set = v > 0;
   int r = fn(h->uvh, &v);
   if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, v);   /* the size read, or 0 once set */
+  lua_pushinteger(L, set ? 0 : v);   /* the size read, or 0 once set (luv) */
   return 1;
 }
 
@@ -507,6 +508,56 @@ static int l_print_handles(lua_State *L) {
   return 0;
 }
 
+/* ------------------------------------------------ small handle functions */
+
+static uv_handle_t *typed_handle(lua_State *L, int idx, uv_handle_type want, const char *tname) {
+  coru_handle *h = coru_check_handle(L, idx, &any_handle);
+  if (uv_handle_get_type(h->uvh) != want) luaL_typerror(L, idx, tname);
+  return h->uvh;
+}
+
+static int l_pipe_pending_count(lua_State *L) {
+  uv_pipe_t *p = (uv_pipe_t *)typed_handle(L, 1, UV_NAMED_PIPE, "uv_pipe_t");
+  lua_pushinteger(L, uv_pipe_pending_count(p));
+  return 1;
+}
+
+static int l_pipe_pending_type(lua_State *L) {
+  uv_pipe_t *p = (uv_pipe_t *)typed_handle(L, 1, UV_NAMED_PIPE, "uv_pipe_t");
+  uv_handle_type t = uv_pipe_pending_type(p);
+  const char *name = uv_handle_type_name(t);
+  lua_pushstring(L, name ? name : "unknown");
+  return 1;
+}
+
+static int l_udp_set_source_membership(lua_State *L) {
+  uv_udp_t *u = (uv_udp_t *)typed_handle(L, 1, UV_UDP, "uv_udp_t");
+  const char *group = luaL_checkstring(L, 2);
+  const char *iface = luaL_optstring(L, 3, NULL);
+  const char *source = luaL_checkstring(L, 4);
+  static const char *const ms[] = {"leave", "join", NULL};
+  int m = luaL_checkoption(L, 5, NULL, ms);
+  int r = uv_udp_set_source_membership(u, group, iface, source, m ? UV_JOIN_GROUP : UV_LEAVE_GROUP);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_tty_set_vterm_state(lua_State *L) {
+  static const char *const st[] = {"supported", "unsupported", NULL};
+  int v = luaL_checkoption(L, 1, NULL, st);
+  uv_tty_set_vterm_state(v ? UV_TTY_UNSUPPORTED : UV_TTY_SUPPORTED);
+  return 0;
+}
+
+static int l_tty_get_vterm_state(lua_State *L) {
+  uv_tty_vtermstate_t st;
+  int r = uv_tty_get_vterm_state(&st);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushstring(L, st == UV_TTY_SUPPORTED ? "supported" : "unsupported");
+  return 1;
+}
+
 /* _luv.sync(f, ...): call f as if outside any task, so that coru's fs and
  * DNS functions run synchronously (luv's rule) even from a task: a luv
  * program's "synchronous" call lets no other callback run meanwhile. */
@@ -557,6 +608,11 @@ static const coru_Reg luv_funcs[] = {
   {"get_constrained_memory", l_get_constrained_memory, 0},
   {"if_indextoname", l_if_indextoname, 0},
   {"print_handles", l_print_handles, 0},
+  {"pipe_pending_count", l_pipe_pending_count, 0},
+  {"pipe_pending_type", l_pipe_pending_type, 0},
+  {"udp_set_source_membership", l_udp_set_source_membership, 0},
+  {"tty_set_vterm_state", l_tty_set_vterm_state, 0},
+  {"tty_get_vterm_state", l_tty_get_vterm_state, 0},
   {NULL, NULL, 0}
 };
 

@@ -339,6 +339,12 @@ function uv.pipe_connect(p, name, cb)
   return request("connect", coru.pipe_connect(p, name, cb and namecb(cb) or noop))
 end
 
+uv.pipe_pending_count = C.pipe_pending_count
+uv.pipe_pending_type = C.pipe_pending_type
+uv.udp_set_source_membership = C.udp_set_source_membership
+uv.tty_set_vterm_state = C.tty_set_vterm_state
+uv.tty_get_vterm_state = C.tty_get_vterm_state
+
 function uv.pipe(read_flags, write_flags)
   return C.pipe(nonblock(read_flags), nonblock(write_flags))
 end
@@ -506,6 +512,24 @@ function uv.random(len, flags, cb)
   return 0
 end
 
+-- luv ends the process on an error in a callback; coru reports it and goes
+-- on. uv.exit_on_error(true) asks for luv's way (stderr, status 255 as
+-- luv's exit(-1)); false gives coru's reporting back. Not a luv function:
+-- a program that wants luv's rule says so once.
+local saved_handler
+function uv.exit_on_error(on)
+  if on then
+    local prev = coru.on_error(function(err, tb)
+      io.stderr:write("Uncaught Error: ", tostring(err), "\n", tb or "", "\n")
+      coru.exit(255)
+    end)
+    if saved_handler == nil then saved_handler = prev or false end
+  elseif saved_handler ~= nil then
+    coru.on_error(saved_handler or nil)
+    saved_handler = nil
+  end
+end
+
 uv.constants = C.constants()
 uv.errno = C.errno_table()
 
@@ -587,10 +611,11 @@ methods.tcp = kind(handle_m, stream_m, prefixed("tcp_", {"open", "nodelay", "kee
   "simultaneous_accepts", "bind", "getpeername", "getsockname", "connect", "write_queue_size",
   "close_reset"}))
 methods.pipe = kind(handle_m, stream_m, prefixed("pipe_", {"open", "bind", "connect", "getsockname",
-  "getpeername", "pending_instances", "chmod"}))
+  "getpeername", "pending_instances", "pending_count", "pending_type", "chmod"}))
 methods.tty = kind(handle_m, stream_m, prefixed("tty_", {"set_mode", "get_winsize"}))
 methods.udp = kind(handle_m, prefixed("udp_", {"get_send_queue_size", "get_send_queue_count", "open",
-  "bind", "getsockname", "getpeername", "set_membership", "set_multicast_loop", "set_multicast_ttl",
+  "bind", "getsockname", "getpeername", "set_membership", "set_source_membership",
+  "set_multicast_loop", "set_multicast_ttl",
   "set_multicast_interface", "set_broadcast", "set_ttl", "send", "try_send", "recv_start",
   "recv_stop", "connect"}))
 
