@@ -161,6 +161,18 @@ describe("coru.luv: requests", function()
     assert.equal("directory", done[2].type)
   end)
 
+  it("fs_opendir takes its callback before entries (luv's order) and returns the request", function()
+    local n
+    local req = uv.fs_opendir(".", function(err, dir)
+      assert(not err, err)
+      n = #dir:readdir()
+      dir:closedir()
+    end, 1)
+    assert.equal("fs", (req:get_type()))
+    run_until_done()
+    assert.equal(1, n)
+  end)
+
   it("fs errors in callbacks are luv's full message; sync calls return fail", function()
     local got
     uv.fs_stat("/nonexistent/x", function(err) got = err end)

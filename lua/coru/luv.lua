@@ -420,11 +420,18 @@ end
 
 -- Callback mode returns the request (coru's returns nothing); without a
 -- callback the call is synchronous (outside a task) as coru's already is.
+local function has_callback(...)
+  -- the callback is last, except in fs_opendir(path, cb, entries)
+  for i = select("#", ...), 2, -1 do
+    local v = select(i, ...)
+    if v ~= nil and type(v) ~= "string" and type(v) ~= "number" and callable(v) then return true end
+  end
+  return false
+end
+
 local function fswrap(f)
   return function(...)
-    local n = select("#", ...)
-    local last = n > 0 and select(n, ...) or nil
-    if last ~= nil and callable(last) then
+    if has_callback(...) then
       local r1, r2, r3 = f(...)
       if r1 == nil and r2 ~= nil then return nil, r2, r3 end
       return newreq("fs")
