@@ -383,6 +383,21 @@ static int buffer_size(lua_State *L, int (*fn)(uv_handle_t *, int *)) {
 static int l_send_buffer_size(lua_State *L) { return buffer_size(L, uv_send_buffer_size); }
 static int l_recv_buffer_size(lua_State *L) { return buffer_size(L, uv_recv_buffer_size); }
 
+/* _luv.closing(v) -> true for a coru handle that is closing or closed,
+ * false for anything else (never raises: luv.lua's guard is on hot paths) */
+static int l_closing(lua_State *L) {
+  coru_box *box = lua_touserdata(L, 1);
+  int r = 0;
+  if (box && lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1)) {
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    const coru_htype *ht = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    r = ht && (ht->kind & any_handle.accepts) && (!box->h || box->h->closing);
+  }
+  lua_pushboolean(L, r);
+  return 1;
+}
+
 static int l_handle_type_of(lua_State *L) {
   coru_handle *h = coru_test_handle(L, 1, &any_handle);
   if (!h) return 0;
@@ -598,6 +613,7 @@ static const coru_Reg luv_funcs[] = {
   {"send_buffer_size", l_send_buffer_size, 0},
   {"recv_buffer_size", l_recv_buffer_size, 0},
   {"handle_type_of", l_handle_type_of, 0},
+  {"closing", l_closing, 0},
   {"errno_table", l_errno_table, 0},
   {"err_name", l_err_name, 0},
   {"constants", l_constants, 0},

@@ -67,12 +67,12 @@ local REQ_IDS = {req = 1, connect = 2, write = 3, shutdown = 4, udp_send = 5, fs
                  getaddrinfo = 8, getnameinfo = 9, random = 10}
 local Req = {__name = "uv_req_t"}
 Req.__index = Req
-Req.__tostring = function(r) return ("uv_%s_t: %s"):format(r.type, r.id) end
+Req.__tostring = function(r) return ("uv_%s_t: 0x%08x"):format(r.type, r.id) end
 
 local nreq = 0
 local function newreq(t)
   nreq = nreq + 1
-  return setmetatable({type = t, id = ("0x%08x"):format(nreq)}, Req)
+  return setmetatable({type = t, id = nreq}, Req)
 end
 
 -- A request handed to libuv through coru cannot be withdrawn from here:
@@ -544,7 +544,7 @@ uv.errno = C.errno_table()
 
 -- coru raises on a method of a closing or closed handle; luv hands the
 -- call to libuv, which answers with an error: the same error here.
-local coru_is_closing = coru.is_closing
+local closing = C.closing
 local ERRS = {
   EBADF = "EBADF: bad file descriptor",
   EINVAL = "EINVAL: invalid argument",
@@ -553,11 +553,9 @@ local ERRS = {
 
 local function guard(name, code)
   local f = uv[name]
+  local msg = ERRS[code]
   uv[name] = function(h, ...)
-    if type(h) == "userdata" then
-      local ok, closing = pcall(coru_is_closing, h)
-      if ok and closing then return nil, ERRS[code], code end
-    end
+    if closing(h) then return nil, msg, code end
     return f(h, ...)
   end
 end
