@@ -61,6 +61,13 @@ end
 
 local function noop() end
 
+local ERRS = {
+  EBADF = "EBADF: bad file descriptor",
+  EINVAL = "EINVAL: invalid argument",
+  ENOENT = "ENOENT: no such file or directory",
+  ENOTCONN = "ENOTCONN: socket is not connected",
+}
+
 -- ------------------------------------------------------------ requests
 
 local REQ_IDS = {req = 1, connect = 2, write = 3, shutdown = 4, udp_send = 5, fs = 6, work = 7,
@@ -397,6 +404,7 @@ end
 
 function uv.getaddrinfo(host, service, hints, cb)
   if cb == nil and callable(hints) then hints, cb = nil, hints end
+  if host == nil and service == nil then return nil, ERRS.EINVAL, "EINVAL" end
   if cb ~= nil then
     checkcb(cb, 4, "getaddrinfo")
     return request("getaddrinfo", coru.getaddrinfo(host, service, hints, namecb(cb)))
@@ -462,10 +470,26 @@ uv.queue_work = coru.queue_work
 
 for _, n in ipairs {"exepath", "cwd", "chdir", "get_total_memory", "get_free_memory",
                     "resident_set_memory", "available_parallelism", "cpu_info", "getpid", "hrtime",
-                    "uptime", "guess_handle", "loadavg", "os_uname", "os_gethostname", "os_getenv",
+                    "uptime", "loadavg", "os_uname", "os_gethostname",
                     "os_setenv", "os_unsetenv", "os_environ", "os_homedir", "os_tmpdir", "os_getpid",
                     "os_getppid", "now", "update_time"} do
   uv[n] = coru[n]
+end
+
+-- luv answers nil for a descriptor libuv cannot tell (coru: "unknown")
+local coru_guess_handle = coru.guess_handle
+function uv.guess_handle(fd)
+  local t = coru_guess_handle(fd)
+  if t == "unknown" then return end
+  return t
+end
+
+-- luv answers fail for an unset variable (coru: nil)
+local coru_os_getenv = coru.os_getenv
+function uv.os_getenv(name, size)
+  local v = coru_os_getenv(name, size)
+  if v == nil then return nil, ERRS.ENOENT, "ENOENT" end
+  return v
 end
 
 uv.version = C.version
@@ -545,12 +569,6 @@ uv.errno = C.errno_table()
 -- coru raises on a method of a closing or closed handle; luv hands the
 -- call to libuv, which answers with an error: the same error here.
 local closing = C.closing
-local ERRS = {
-  EBADF = "EBADF: bad file descriptor",
-  EINVAL = "EINVAL: invalid argument",
-  ENOTCONN = "ENOTCONN: socket is not connected",
-}
-
 local function guard(name, code)
   local f = uv[name]
   local msg = ERRS[code]
