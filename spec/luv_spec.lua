@@ -443,7 +443,7 @@ describe("coru.luv: handles, processes, pipes", function()
     assert.equal(8, #got[2])
     assert.is_table(uv.interface_addresses())
     assert.is_string(uv.os_get_passwd().username)
-    assert.equal("EAGAIN", uv.translate_sys_error(11))
+    assert.same({"EAGAIN: resource temporarily unavailable", "EAGAIN"}, {uv.translate_sys_error(11)})
   end)
 end)
 

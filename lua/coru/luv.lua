@@ -520,7 +520,11 @@ function uv.if_indextoiid(i) return C.if_indextoname(i, true) end
 function uv.print_all_handles() return C.print_handles(false) end
 function uv.print_active_handles() return C.print_handles(true) end
 
-function uv.translate_sys_error(e) return (C.err_name(e)) end
+-- luv 1.44: the message and the name of a system errno
+function uv.translate_sys_error(e)
+  local name, msg = C.err_name(e)
+  return name .. ": " .. msg, name
+end
 
 function uv.random(len, flags, cb)
   if cb == nil and callable(flags) then flags, cb = nil, flags end
