@@ -23,8 +23,8 @@ local coru = require "coru"
 local C = coru._luv
 local sync = C.sync
 local registry = debug.getregistry()
-local setmetatable, getmetatable, type, select, pcall, error = setmetatable, getmetatable, type, select, pcall, error
-local tostring, tonumber, rawget, concat = tostring, tonumber, rawget, table.concat
+local setmetatable, getmetatable, type, select, error, pcall = setmetatable, getmetatable, type, select, error, pcall
+local tostring, pairs, concat = tostring, pairs, table.concat
 
 local uv = {}
 
@@ -121,16 +121,10 @@ local function adopt(h)
   if not lmt then
     local t = C.handle_type_of(h)
     if not t or not methods[t] then return h end
-    lmt = {
-      __name = "uv_" .. t .. "_t",
-      __index = setmetatable({}, {__index = function(_, k)
-        local m = methods[t][k]
-        if m ~= nil then return m end
-        return mt.__index[k]
-      end}),
-      __tostring = mt.__tostring,
-      __gc = mt.__gc,
-    }
+    local index = {}                                      -- one flat table: a method is one lookup
+    for k, v in pairs(mt.__index) do index[k] = v end     -- coru's methods
+    for k, v in pairs(methods[t]) do index[k] = v end     -- luv's win where names meet
+    lmt = {__name = "uv_" .. t .. "_t", __index = index, __tostring = mt.__tostring, __gc = mt.__gc}
     registry[lmt] = registry[mt]
     luvmt[mt] = lmt
     luvmt[lmt] = lmt
