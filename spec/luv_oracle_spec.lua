@@ -18,16 +18,17 @@ describe("coru.luv against luv 1.44 (Debian's lua-luv)", function()
       local script = here .. "/luv_oracle/" .. name .. ".lua"
       local env = "ORACLE_TMP=" .. tmp .. " "
       local want, s1 = H.sh(env .. "lua5.1 " .. script .. " 2>&1")
-      local host, s2 = H.sh(env .. H.bin .. " --luv " .. script .. " 2>&1")
-      local plain, s3 = H.sh(env .. [[luajit -e 'package.preload.luv = function() return require "coru.luv" end' ]]
-        .. script .. " 2>&1")
+      -- each face checks its own way of running a luv program: the host
+      -- face `coru --luv`, the luajit face the preload line (a sanitized
+      -- coru.so needs the LD_PRELOAD that only that face's environment has)
+      local cmd = coru.current() and H.bin .. " --luv "
+        or [[luajit -e 'package.preload.luv = function() return require "coru.luv" end' ]]
+      local got, s2 = H.sh(env .. cmd .. script .. " 2>&1")
       coru.fs_rmdir(tmp)
       assert.equal(0, s1)
       assert.is_true(#want > 200)
-      assert.equal(want, host)
-      assert.equal(want, plain)
+      assert.equal(want, got)
       assert.equal(0, s2)
-      assert.equal(0, s3)
     end)
   end
 end)
