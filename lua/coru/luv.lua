@@ -218,9 +218,19 @@ for _, n in ipairs {"timer_start", "timer_stop", "timer_again", "timer_set_repea
                     "check_start", "check_stop", "async_send", "signal_start", "signal_start_oneshot",
                     "signal_stop", "fs_event_start", "fs_event_stop", "fs_event_getpath",
                     "fs_poll_start", "fs_poll_stop", "fs_poll_getpath", "poll_stop",
-                    "tty_set_mode", "tty_reset_mode", "tty_get_winsize", "process_kill",
-                    "process_get_pid", "kill", "disable_stdio_inheritance"} do
+                    "tty_set_mode", "tty_reset_mode", "tty_get_winsize",
+                    "process_get_pid", "disable_stdio_inheritance"} do
   uv[n] = coru[n]
+end
+
+-- luv answers 0 where coru answers true
+local function zero(ok, ...)
+  if ok == true then return 0 end
+  return ok, ...
+end
+for _, n in ipairs {"process_kill", "kill"} do
+  local f = coru[n]
+  uv[n] = function(...) return zero(f(...)) end
 end
 
 function uv.poll_start(h, events, cb)
