@@ -573,6 +573,100 @@ static int l_tty_get_vterm_state(lua_State *L) {
   return 1;
 }
 
+/* ------------------------------------------ write2: a handle over IPC */
+
+typedef struct {
+  uv_write_t req;
+  coru_handle *h;        /* the pipe, kept alive until the callback */
+  int cb_ref, data_ref;
+  uv_buf_t *bufs;
+} w2req;
+
+static void write2_cb(uv_write_t *req, int status) {
+  w2req *q = req->data;
+  lua_State *L = coru_R ? coru_R->L : NULL;
+  if (L) {
+    coru_unref(L, &q->data_ref);
+    coru_handle_release(L, q->h);
+    if (q->cb_ref != LUA_NOREF && !coru_R->shutting_down) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, q->cb_ref);
+      coru_unref(L, &q->cb_ref);
+      if (status < 0) lua_pushstring(L, uv_err_name(status)); else lua_pushnil(L);
+      coru_callback(1);
+    }
+    coru_unref(L, &q->cb_ref);
+  }
+  free(q->bufs);
+  free(q);
+}
+
+/* _luv.write2(pipe, data, send_handle [, cb]) -> true: luv's write2, the
+ * pipe an IPC one (new_pipe(true)), send_handle a tcp or pipe handle. */
+static int l_write2(lua_State *L) {
+  coru_handle *h = coru_check_handle(L, 1, &any_handle);
+  if (uv_handle_get_type(h->uvh) != UV_NAMED_PIPE || !((uv_pipe_t *)h->uvh)->ipc)
+    return luaL_argerror(L, 1, "an IPC pipe expected (new_pipe(true))");
+  coru_handle *sh = coru_check_handle(L, 3, &any_handle);
+  uv_handle_type st = uv_handle_get_type(sh->uvh);
+  if (st != UV_TCP && st != UV_NAMED_PIPE) return luaL_argerror(L, 3, "a tcp or pipe handle expected");
+  if (!lua_isnoneornil(L, 4) && !coru_is_callable(L, 4)) return luaL_typerror(L, 4, "function");
+  unsigned n = 1;
+  if (lua_istable(L, 2)) {
+    n = (unsigned)lua_objlen(L, 2);
+    coru_coerce_buffers(L, 2, n);
+    for (unsigned i = 1; i <= n; i++) {
+      lua_rawgeti(L, 2, (int)i);
+      if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 2, "array of strings expected");
+      lua_pop(L, 1);
+    }
+  } else if (lua_type(L, 2) != LUA_TSTRING) {
+    return luaL_typerror(L, 2, "string or array of strings");
+  }
+  w2req *q = calloc(1, sizeof *q);
+  uv_buf_t *bufs = calloc(n ? n : 1, sizeof *bufs);
+  if (!q || !bufs) { free(q); free(bufs); return luaL_error(L, "out of memory"); }
+  if (lua_istable(L, 2)) {
+    for (unsigned i = 0; i < n; i++) {
+      size_t len;
+      lua_rawgeti(L, 2, (int)i + 1);
+      const char *p = lua_tolstring(L, -1, &len);
+      bufs[i] = uv_buf_init((char *)p, (unsigned)len);
+      lua_pop(L, 1);   /* anchored by the table (a copy when coerced) */
+    }
+  } else {
+    size_t len;
+    const char *p = lua_tolstring(L, 2, &len);
+    bufs[0] = uv_buf_init((char *)p, (unsigned)len);
+  }
+  q->req.data = q;
+  q->bufs = bufs;
+  q->h = h;
+  q->cb_ref = LUA_NOREF;
+  int r = uv_write2(&q->req, (uv_stream_t *)h->uvh, bufs, n, (uv_stream_t *)sh->uvh, write2_cb);
+  if (r < 0) { free(bufs); free(q); return coru_fail(L, r, NULL); }
+  lua_pushvalue(L, 2);
+  q->data_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (!lua_isnoneornil(L, 4)) q->cb_ref = coru_ref_cb(L, 4);
+  coru_handle_keep(L, h);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* _luv.try_write2(pipe, data, send_handle) -> bytes written */
+static int l_try_write2(lua_State *L) {
+  coru_handle *h = coru_check_handle(L, 1, &any_handle);
+  if (uv_handle_get_type(h->uvh) != UV_NAMED_PIPE || !((uv_pipe_t *)h->uvh)->ipc)
+    return luaL_argerror(L, 1, "an IPC pipe expected (new_pipe(true))");
+  coru_handle *sh = coru_check_handle(L, 3, &any_handle);
+  size_t len;
+  const char *p = luaL_checklstring(L, 2, &len);
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+  int r = uv_try_write2((uv_stream_t *)h->uvh, &b, 1, (uv_stream_t *)sh->uvh);
+  if (r < 0) return coru_fail(L, r, NULL);
+  lua_pushinteger(L, r);
+  return 1;
+}
+
 /* _luv.sync(f, ...): call f as if outside any task, so that coru's fs and
  * DNS functions run synchronously (luv's rule) even from a task: a luv
  * program's "synchronous" call lets no other callback run meanwhile. */
@@ -625,6 +719,8 @@ static const coru_Reg luv_funcs[] = {
   {"if_indextoname", l_if_indextoname, 0},
   {"print_handles", l_print_handles, 0},
   {"pipe_pending_count", l_pipe_pending_count, 0},
+  {"write2", l_write2, 0},
+  {"try_write2", l_try_write2, 0},
   {"pipe_pending_type", l_pipe_pending_type, 0},
   {"udp_set_source_membership", l_udp_set_source_membership, 0},
   {"tty_set_vterm_state", l_tty_set_vterm_state, 0},

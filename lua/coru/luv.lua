@@ -293,6 +293,13 @@ function uv.shutdown(s, cb)
   return request("shutdown", coru.shutdown(s, cb and namecb(cb) or noop))
 end
 
+-- write2/try_write2: data and a tcp or pipe handle over an IPC pipe
+function uv.write2(p, data, send_handle, cb)
+  checkcb(cb, 4, "write2", true)
+  return request("write", C.write2(p, data, send_handle, cb))
+end
+uv.try_write2 = C.try_write2
+
 function uv.listen(s, backlog, cb)
   checkcb(cb, 3, "listen")
   return coru.listen(s, backlog, namecb(cb))
@@ -588,6 +595,8 @@ end
 
 guard("write", "EBADF")
 guard("try_write", "EBADF")
+guard("write2", "EBADF")
+guard("try_write2", "EBADF")
 guard("shutdown", "ENOTCONN")
 for _, n in ipairs {"read_start", "read_stop", "listen", "accept", "tcp_connect", "pipe_connect",
                     "udp_send", "udp_try_send", "udp_recv_start", "udp_recv_stop", "timer_start",
@@ -612,6 +621,7 @@ local handle_m = {close = "close", ref = "ref", unref = "unref", has_ref = "has_
                   fileno = "fileno", get_type = "handle_get_type"}
 local stream_m = {shutdown = "shutdown", listen = "listen", accept = "accept",
                   read_start = "read_start", read_stop = "read_stop", write = "write",
+                  write2 = "write2", try_write2 = "try_write2",
                   try_write = "try_write", is_readable = "is_readable", is_writable = "is_writable",
                   set_blocking = "stream_set_blocking",
                   get_write_queue_size = "stream_get_write_queue_size"}
