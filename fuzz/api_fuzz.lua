@@ -60,6 +60,7 @@ local excluded = {
   ["process.kill"] = true, ["signal.kill"] = true, ["tcp.connect"] = true,
   ["tcp.resolve"] = true, ["tls.connect"] = true, ["process.exec"] = true,
   ["process.spawn"] = true, spawn_process = true, ["signal.wait"] = false,
+  _getaddrinfo_luv = true, _getnameinfo_luv = true,
 }
 
 -- ------------------------------------------------------------ values
@@ -164,7 +165,7 @@ local function add_module(prefix, t)
 end
 
 add_module("", coru)
-for _, m in ipairs({"fs", "tcp", "pipe", "process", "tls", "poll", "signal", "serve"}) do
+for _, m in ipairs({"fs", "tcp", "pipe", "process", "tls", "poll", "signal", "serve", "dmp"}) do
   local ok, mod = pcall(function() return coru[m] end)
   if ok and type(mod) == "table" then add_module(m .. ".", mod) end
 end
