@@ -116,7 +116,7 @@ local luvmt = {}        -- coru metatable -> luv metatable
 
 local function adopt(h)
   if type(h) ~= "userdata" then return h end
-  local mt = getmetatable(h)
+  local mt = debug.getmetatable(h)    -- coru's metatables are private (__metatable)
   local lmt = luvmt[mt]
   if not lmt then
     local t = C.handle_type_of(h)
@@ -124,7 +124,8 @@ local function adopt(h)
     local index = {}                                      -- one flat table: a method is one lookup
     for k, v in pairs(mt.__index) do index[k] = v end     -- coru's methods
     for k, v in pairs(methods[t]) do index[k] = v end     -- luv's win where names meet
-    lmt = {__name = "uv_" .. t .. "_t", __index = index, __tostring = mt.__tostring, __gc = mt.__gc}
+    lmt = {__name = "uv_" .. t .. "_t", __index = index, __tostring = mt.__tostring, __gc = mt.__gc,
+           __metatable = mt.__metatable}
     registry[lmt] = registry[mt]
     luvmt[mt] = lmt
     luvmt[lmt] = lmt
