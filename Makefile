@@ -14,9 +14,12 @@ PKG_LIBS   = $(shell $(PKG_CONFIG) --libs libuv openssl 2>/dev/null)
 LUAJIT_LIBS = $(shell $(PKG_CONFIG) --libs luajit 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden $(PKG_CFLAGS) -I$(BUILD) -Isrc $(SAN) $(CFLAGS)
 
-SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
+SRCS := $(filter-out src/main.c src/repl.c,$(wildcard src/*.c))
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
-HDRS := $(wildcard src/*.h) $(BUILD)/boot.h
+HDRS := $(wildcard src/*.h) $(BUILD)/boot.h $(BUILD)/repl_lua.h
+# the host's REPL: line editing and history from libedit (BSD licence)
+EDIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags libedit 2>/dev/null)
+EDIT_LIBS   = $(shell $(PKG_CONFIG) --libs libedit 2>/dev/null || echo -ledit)
 
 .PHONY: valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san
 
@@ -32,12 +35,20 @@ $(BUILD)/boot.h: src/boot.lua tools/lua2c.sh | $(DEPS_OK)
 	@mkdir -p $(BUILD)
 	sh tools/lua2c.sh coru_boot_lua < $< > $@
 
+$(BUILD)/repl_lua.h: src/repl.lua tools/lua2c.sh | $(DEPS_OK)
+	@mkdir -p $(BUILD)
+	sh tools/lua2c.sh coru_repl_lua < $< > $@
+
 $(BUILD)/obj/%.o: src/%.c $(HDRS) | $(DEPS_OK)
 	@mkdir -p $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/coru: $(OBJS) $(BUILD)/obj/main.o
-	$(CC) $(SAN) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(PKG_LIBS) -lm -ldl
+$(BUILD)/obj/repl.o: src/repl.c $(HDRS) | $(DEPS_OK)
+	@mkdir -p $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) $(EDIT_CFLAGS) -c $< -o $@
+
+$(BUILD)/coru: $(OBJS) $(BUILD)/obj/main.o $(BUILD)/obj/repl.o
+	$(CC) $(SAN) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(PKG_LIBS) $(EDIT_LIBS) -lm -ldl
 
 # The module takes its Lua API from the interpreter that loads it.
 $(BUILD)/coru.so: $(OBJS)

@@ -405,6 +405,7 @@ static void finish(coru_task *T, int st) {
   coru_unref(L, &T->cancel_ref);
   if (st == 0) {
     T->status = CORU_DONE;
+    if (T == main_task && R->main_only) uv_stop(R->loop);
   } else {
     /* co stack: [..., err]. Keep [err, traceback, raised]. */
     lua_checkstack(L, 4);
@@ -1088,8 +1089,23 @@ static int l_on_error(lua_State *L) {
 
 /* ----------------------------------------------------------------- run */
 
+/* coru.run(): no function, luv's uv.run(): run the loop until no referenced
+ * handle or request is left. Only where no loop is running. */
+static int run_loop(lua_State *L, coru_rt *R) {
+  if (R->current)
+    return luaL_error(L, "coru.run: the loop is already running (inside a task); give it a function");
+  if (R->loop_running || R->depth)
+    return luaL_error(L, "coru.run: cannot run the loop from inside a callback");
+  R->loop_running = 1;
+  uv_run(R->loop, UV_RUN_DEFAULT);
+  R->loop_running = 0;
+  coru_flush_reports();
+  return 0;
+}
+
 static int l_run(lua_State *L) {
   coru_rt *R = coru_R;
+  if (lua_gettop(L) == 0) return run_loop(L, R);
   if (!coru_is_callable(L, 1)) luaL_typerror(L, 1, "function");
   if (R->current) {
     /* inside a task (the host): spawn and await */
@@ -1135,7 +1151,8 @@ int coru_run_main(lua_State *L, int nargs) {
    * call costs an extra uv__update_time + uv__run_timers + entry/exit,
    * ~85 instructions per iteration); finish() stops the loop if the main
    * task fails. */
-  if (T->status != CORU_FAILED && T->status != CORU_CANCELLED) {
+  if (T->status != CORU_FAILED && T->status != CORU_CANCELLED &&
+      !(T->status == CORU_DONE && R->main_only)) {
     main_task = T;
     R->loop_running = 1;
     uv_run(R->loop, UV_RUN_DEFAULT);
@@ -1146,6 +1163,9 @@ int coru_run_main(lua_State *L, int nargs) {
   int status = R->exit_status;
   if (T->status == CORU_FAILED || T->status == CORU_CANCELLED) {
     lua_State *co = T->co;
+    /* error() with no value: status 1 and nothing printed, as luajit does
+     * (busted ends a failed run that way) */
+    if (lua_isnil(co, 1)) { lua_settop(L, base); return 1; }
     const char *msg = lua_tostring(co, 1);
     if (!msg) {
       if (luaL_callmeta(co, 1, "__tostring")) msg = lua_tostring(co, -1);

@@ -1,0 +1,120 @@
+-- The first day (issue 13): what a newcomer hits first.
+local coru = require "coru"
+local H = require "helper"
+local bin = H.bin
+
+local function tmpfile(content)
+  local name = os.tmpname()
+  local f = assert(io.open(name, "w"))
+  f:write(content)
+  f:close()
+  return name
+end
+
+describe("unknown fields of coru", function()
+  it("read as nil; only submodule names load lazily", function()
+    assert.is_nil(coru.slep)
+    assert.is_nil(coru.VERSION)
+    assert.is_nil(coru["no.such"])
+    assert.is_nil(coru[1])
+    assert.is_table(coru.fs)                      -- a submodule still loads
+    assert.equal(coru.fs, require "coru.fs")
+  end)
+
+  it("a misspelled call fails with Lua's usual message", function()
+    local ok, err = pcall(function() coru.slep(1) end)
+    assert.is_false(ok)
+    assert.matches("attempt to call field 'slep' %(a nil value%)", err)
+  end)
+end)
+
+describe("usage errors", function()
+  it("of a suspending function name the caller's line, not coru's wrapper", function()
+    local f = tmpfile("local x = 1\ncoru.sleep('soon')\n")
+    local out, status = H.sh(bin .. " " .. f .. " 2>&1")
+    assert.equal(1, status)
+    assert.matches(f:gsub("%p", "%%%0") .. ":2: bad argument #1 to 'sleep' %(number expected, got string%)", out)
+    assert.not_matches("%(coru%):1:", out:match("^[^\n]*"))
+    os.remove(f)
+  end)
+
+  it("name the line inside a spec too (module face and host)", function()
+    local ok, err = H.run(function()
+      return pcall(function()
+        coru.sleep({})                               -- the line below must be named
+      end)
+    end)
+    assert.is_false(ok)
+    assert.matches("firstday_spec%.lua:%d+: bad argument #1 to 'sleep'", err)
+    local ok2, err2 = pcall(function() coru.new_timer():start("x") end)
+    assert.is_false(ok2)
+    assert.matches("firstday_spec%.lua:%d+: bad argument #1 to 'start'", err2)
+    -- outside a task (plain luajit): the error names the user's line as well
+    if not coru.current() then
+      local ok3, err3 = pcall(function() coru.sleep(1) end)
+      assert.is_false(ok3)
+      assert.matches("firstday_spec%.lua:%d+: coru%.sleep: needs a running task", err3)
+    end
+  end)
+end)
+
+describe("coru.run()", function()
+  it("with no function runs the loop until no referenced handle is left", function()
+    if coru.current() then
+      -- the host: the loop is already running around the main task
+      local ok, err = pcall(coru.run)
+      assert.is_false(ok)
+      assert.matches("coru.run: the loop is already running", err)
+      return
+    end
+    local order = {}
+    coru.spawn(function() coru.sleep(20) order[#order + 1] = "task" end)
+    local t = coru.new_timer()
+    t:start(5, 0, function() order[#order + 1] = "timer" t:close() end)
+    coru.run()
+    assert.same({"timer", "task"}, order)
+  end)
+end)
+
+describe("busted under the host", function()
+  local function run_busted(body)
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    local f = assert(io.open(dir .. "/leak_spec.lua", "w"))
+    f:write(body)
+    f:close()
+    -- timeout: a hang is the failure this looks for
+    local out, status = H.sh("cd " .. dir .. " && timeout 20 busted --lua=" .. bin .. " leak_spec.lua 2>&1")
+    os.execute("rm -rf " .. dir)
+    return out, status
+  end
+
+  it("ends after the results although a spec left a server and a timer open", function()
+    local out, status = run_busted([[
+      describe("leaky", function()
+        it("leaves handles open", function()
+          _G.srv = coru.tcp.listen("127.0.0.1", 0, function() end)
+          _G.tm = coru.new_timer(); _G.tm:start(100000, 0, function() end)
+        end)
+      end)
+    ]])
+    assert.equal(0, status, out)
+    assert.matches("1 success / 0 failures", out)
+  end)
+
+  it("a failing run exits 1 without a spurious 'error object is a nil value'", function()
+    local out, status = run_busted([[
+      describe("failing", function()
+        it("fails", function()
+          _G.tm = coru.new_timer(); _G.tm:start(100000, 0, function() end)
+          assert.equal(1, 2)
+        end)
+      end)
+    ]])
+    assert.equal(1, status, out)
+    assert.matches("0 successes / 1 failure", out)
+    assert.not_matches("error object", out)
+    assert.not_matches("coru:", out)
+  end)
+end)

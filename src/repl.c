@@ -1,0 +1,140 @@
+/*
+ * repl.c - the host's interactive loop: line editing and history through
+ * libedit's readline interface, fed by the event loop (rl_callback_*), so
+ * that the loop runs while a prompt waits. The loop itself is repl.lua,
+ * run in the main task. Host only: the module has no REPL.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <editline/readline.h>
+#include "coru.h"
+#include "repl_lua.h"   /* generated from repl.lua: coru_repl_lua */
+
+static struct {
+  uv_poll_t poll;
+  int open, reading, tty;
+  int resume_ref;        /* the waiting main task's resume */
+  char hist[4096];       /* history file, "" for none */
+  char *buf; size_t len, cap;   /* not a terminal: bytes read so far */
+} R = {.resume_ref = LUA_NOREF};
+
+static void deliver(const char *line, size_t len) {
+  lua_State *L = coru_R->L;
+  R.reading = 0;
+  if (R.open) uv_poll_stop(&R.poll);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, R.resume_ref);
+  coru_unref(L, &R.resume_ref);
+  if (line) lua_pushlstring(L, line, len); else lua_pushnil(L);
+  coru_callback(1);
+}
+
+static void on_line(char *line) {
+  rl_callback_handler_remove();
+  if (line && *line) {
+    add_history(line);
+    if (R.hist[0]) write_history(R.hist);
+  }
+  deliver(line, line ? strlen(line) : 0);
+  free(line);
+}
+
+/* Not a terminal (`coru -i < file`): plain lines, no editing. One read per
+ * readiness (stdin stays blocking: it may be shared with other processes);
+ * blocking reads when stdin cannot be polled (a regular file). */
+static void read_plain(int may_read) {
+  for (;;) {
+    char *nl = R.len ? memchr(R.buf, '\n', R.len) : NULL;
+    if (nl) {
+      size_t n = (size_t)(nl - R.buf);
+      char *line = malloc(n + 1);
+      if (!line) { deliver(NULL, 0); return; }
+      memcpy(line, R.buf, n);
+      line[n] = 0;
+      memmove(R.buf, nl + 1, R.len - n - 1);
+      R.len -= n + 1;
+      deliver(line, n);
+      free(line);
+      return;
+    }
+    if (!may_read) return;
+    if (R.cap - R.len < 512) {
+      size_t cap = R.cap ? R.cap * 2 : 1024;
+      char *b = realloc(R.buf, cap);
+      if (!b) { deliver(NULL, 0); return; }
+      R.buf = b; R.cap = cap;
+    }
+    ssize_t n = read(0, R.buf + R.len, R.cap - R.len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0) { R.len += (size_t)n; if (R.open) may_read = 0; continue; }
+    if (n < 0 && errno == EAGAIN) return;
+    if (R.len) { size_t k = R.len; R.len = 0; deliver(R.buf, k); }   /* last line without \n */
+    else deliver(NULL, 0);
+    return;
+  }
+}
+
+static void on_readable(uv_poll_t *p, int status, int events) {
+  (void)p; (void)events;
+  if (!R.reading) return;
+  if (status < 0) { if (R.tty) rl_callback_handler_remove(); deliver(NULL, 0); return; }
+  if (R.tty) rl_callback_read_char();
+  else read_plain(1);
+}
+
+/* start_read(prompt, resume): yielded to by repl.lua's read_line. */
+static int l_start_read(lua_State *L) {
+  const char *prompt = luaL_checkstring(L, 1);
+  if (R.reading) return luaL_error(L, "repl: already reading");
+  coru_unref(L, &R.resume_ref);
+  R.resume_ref = coru_ref_cb(L, 2);
+  R.reading = 1;
+  if (R.tty) {
+    rl_callback_handler_install(prompt, on_line);
+  } else {
+    fputs(prompt, stdout);
+    fflush(stdout);
+    if (!R.open) { read_plain(1); return 0; }   /* blocking: resume is called before we return */
+    if (R.len && memchr(R.buf, '\n', R.len)) { read_plain(0); return 0; }
+  }
+  int rc = uv_poll_start(&R.poll, UV_READABLE, on_readable);
+  if (rc < 0) { R.reading = 0; coru_unref(L, &R.resume_ref); return luaL_error(L, "repl: cannot watch stdin: %s", uv_strerror(rc)); }
+  return 0;
+}
+
+/* finish(): the REPL ended (end of input): the host ends now, like node,
+ * closing what is still open. */
+static int l_finish(lua_State *L) {
+  (void)L;
+  coru_R->main_only = 1;
+  if (R.open) { uv_close((uv_handle_t *)&R.poll, NULL); R.open = 0; }
+  free(R.buf); R.buf = NULL; R.len = R.cap = 0;
+  return 0;
+}
+
+static const char read_line_src[] =
+  "local start = ... return function(prompt) return coroutine.yield(start, prompt) end";
+
+/* Pushes the REPL's main function and its two arguments: the caller runs it
+ * as (part of) the main task. Returns 0, or -1 with a message pushed. */
+int coru_repl_push(lua_State *L) {
+  R.tty = isatty(0);
+  int rc = uv_poll_init(coru_R->loop, &R.poll, 0);
+  if (rc < 0 && R.tty) { lua_pushfstring(L, "cannot watch stdin: %s", uv_strerror(rc)); return -1; }
+  R.open = rc == 0;
+  if (R.tty) {
+    const char *h = getenv("CORU_HISTORY"), *home = getenv("HOME");
+    if (h) snprintf(R.hist, sizeof R.hist, "%s", h);
+    else if (home) snprintf(R.hist, sizeof R.hist, "%s/.coru_history", home);
+    using_history();
+    if (R.hist[0]) read_history(R.hist);
+  }
+  if (luaL_loadbuffer(L, coru_repl_lua, sizeof coru_repl_lua - 1, "=coru.repl") != 0) return -1;
+  if (luaL_loadbuffer(L, read_line_src, sizeof read_line_src - 1, "=coru.repl") != 0) return -1;
+  lua_pushcfunction(L, l_start_read);
+  lua_call(L, 1, 1);
+  lua_pushcfunction(L, l_finish);
+  return 0;
+}

@@ -1,0 +1,63 @@
+-- The host's interactive loop (coru with no script on a terminal, or -i).
+-- It runs in the main task: each line runs there too, so a line may suspend
+-- (coru.sleep, a socket read, t:await()) while background tasks and servers
+-- go on, between prompts as well. Like luajit: `=expr` and bare expressions
+-- print their values, an incomplete chunk asks for more with ">> ".
+local read_line, finish = ...
+local loadstring, xpcall, select, tostring = loadstring, xpcall, select, tostring
+local traceback = debug.traceback
+local stderr = io.stderr
+
+local function compile(src)
+  if src:sub(1, 1) == "=" then src = "return " .. src:sub(2) end
+  -- select: the expression is not tail-called, so an error in it names stdin:1
+  local f = loadstring("return select(1, " .. src .. "\n)", "=stdin")
+  if f then return f end
+  return loadstring(src, "=stdin")
+end
+
+local function incomplete(err)
+  return err:sub(-7) == "'<eof>'"
+end
+
+local function show(ok, ...)
+  if not ok then
+    stderr:write(tostring((...)), "\n")
+    return
+  end
+  local n = select("#", ...)
+  if n == 0 then return end
+  local t = {...}
+  for i = 1, n do t[i] = tostring(t[i]) end
+  io.write(table.concat(t, "\t", 1, n), "\n")
+end
+
+local function handler(e)
+  if type(e) ~= "string" then
+    local mt = getmetatable(e)
+    e = mt and mt.__tostring and tostring(e) or "(error object is a " .. type(e) .. " value)"
+  end
+  local tb = traceback(e, 2)
+  local cut = tb:find("\n\t%[C%]: in function 'xpcall'")   -- the REPL's own frames
+  return cut and tb:sub(1, cut - 1) or tb
+end
+
+while true do
+  local src = read_line("> ")
+  if not src then break end
+  local f, err = compile(src)
+  while not f and incomplete(err) do
+    local more = read_line(">> ")
+    if not more then break end
+    src = src .. "\n" .. more
+    f, err = compile(src)
+  end
+  if not f then
+    stderr:write(err, "\n")
+  else
+    show(xpcall(f, handler))
+  end
+  io.stdout:flush()
+end
+io.write("\n")
+finish()
