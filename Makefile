@@ -21,9 +21,15 @@ HDRS := $(wildcard src/*.h) $(BUILD)/boot.h $(BUILD)/repl_lua.h
 EDIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags libedit 2>/dev/null)
 EDIT_LIBS   = $(shell $(PKG_CONFIG) --libs libedit 2>/dev/null || echo -ledit)
 
-.PHONY: valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san
+.PHONY: check-lua test-rock valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san
 
-all: $(BUILD)/coru $(BUILD)/coru.so
+all: $(if $(LUA),check-lua) $(BUILD)/coru $(BUILD)/coru.so
+
+# LUA: the interpreter a rock is built for (luarocks make passes it, see the
+# rockspec). coru is a LuaJIT 2.1 module: refuse any other Lua.
+check-lua:
+	@$(LUA) -e 'os.exit(jit and jit.version_num >= 20100 and 0 or 1)' 2>/dev/null || \
+	  { echo "coru: $(LUA) is not LuaJIT 2.1; coru needs LuaJIT (PUC Lua 5.1 cannot load it: no lua_isyieldable, no yield across pcall)" >&2; exit 1; }
 
 $(DEPS_OK): deps/packages.txt deps/install.sh
 	@sh deps/install.sh
@@ -61,6 +67,7 @@ ASAN_RT = $(shell $(CC) -print-file-name=libasan.so)
 
 test: all
 	$(MAKE) --no-print-directory test-host test-luajit
+	@if [ -z "$(SANITIZE)" ]; then $(MAKE) --no-print-directory test-rock; fi
 	@if [ -z "$(QUICK_BENCH_SKIP)" ] && [ -z "$(SANITIZE)" ] && [ -f bench/run.sh ]; then QUICK=1 SMOKE=1 sh bench/run.sh; fi
 
 test-host: all
@@ -68,6 +75,16 @@ test-host: all
 
 test-luajit: all
 	$(SPEC_ENV) $(if $(SANITIZE),LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=0) $(BUSTED) --lua=luajit spec
+
+# luarocks make into a temporary tree, then both faces from that tree only
+test-rock: all
+	@command -v luarocks >/dev/null || { echo "test-rock: luarocks not found (deps/)" >&2; exit 1; }
+	@tree=$$(mktemp -d "$${TMPDIR:-/tmp}/coru-rock.XXXXXX") && trap 'rm -rf "$$tree"' EXIT && \
+	  luarocks --lua-version=5.1 --tree="$$tree" make coru-scm-1.rockspec >"$$tree/.log" 2>&1 || \
+	    { cat "$$tree/.log" >&2; echo "test-rock: luarocks make failed" >&2; exit 1; } ; \
+	  env -u LUA_PATH -u LUA_CPATH "$$tree/bin/coru" tools/rock_check.lua "$$tree" host && \
+	  LUA_PATH="$$tree/share/lua/5.1/?.lua;$$tree/share/lua/5.1/?/init.lua" LUA_CPATH="$$tree/lib/lua/5.1/?.so" \
+	    luajit tools/rock_check.lua "$$tree" module
 
 valgrind: all
 	$(SPEC_ENV) CORU_REAL_BIN="$(CURDIR)/$(BUILD)/coru" $(BUSTED) --lua=tools/valgrind-coru spec

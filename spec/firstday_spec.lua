@@ -118,3 +118,31 @@ describe("busted under the host", function()
     assert.not_matches("coru:", out)
   end)
 end)
+
+describe("building", function()
+  local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."
+  it("refuses a Lua that is not LuaJIT 2.1 (luarocks passes LUA)", function()
+    local other = select(2, H.sh("command -v lua5.1 >/dev/null 2>&1")) == 0 and "lua5.1"
+      or select(2, H.sh("command -v lua5.2 >/dev/null 2>&1")) == 0 and "lua5.2" or "false"
+    local out, status = H.sh("make -s -C '" .. root .. "' check-lua LUA=" .. other .. " 2>&1")
+    assert.not_equal(0, status)
+    assert.matches("is not LuaJIT 2%.1; coru needs LuaJIT", out)
+    local _, ok = H.sh("make -s -C '" .. root .. "' check-lua LUA=luajit 2>&1")
+    assert.equal(0, ok)
+  end)
+
+  it("finds its dependencies without dpkg (pkg-config and headers)", function()
+    -- a PATH without apt-get and dpkg-query: everything is found by probing
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    H.sh("for f in /usr/local/bin/* /usr/bin/* /bin/*; do b=${f##*/}; case $b in apt-get|dpkg-query|dpkg) ;; *) [ -e " .. dir .. "/$b ] || ln -s $f " .. dir .. "/$b 2>/dev/null;; esac; done")
+    local out, status = H.sh("PATH=" .. dir .. " sh '" .. root .. "/deps/install.sh' 2>&1")
+    assert.equal(0, status, out)
+    -- and a missing library is named, with its Debian package
+    local out2, status2 = H.sh("PATH=" .. dir .. " PKG_CONFIG=/nonexistent/pkg-config sh '" .. root .. "/deps/install.sh' 2>&1")
+    os.execute("rm -rf " .. dir)
+    assert.equal(1, status2)
+    assert.matches("deps: missing .*libuv%(libuv1%-dev%)", out2)
+  end)
+end)
