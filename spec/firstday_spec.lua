@@ -146,3 +146,98 @@ describe("building", function()
     assert.matches("deps: missing .*libuv%(libuv1%-dev%)", out2)
   end)
 end)
+
+describe("the convenience layer's callback forms", function()
+  -- callback mode never suspends: the calls are made outside any task
+  -- (a timer callback), the results arrive through the callbacks
+  local function outside(fn)
+    H.run(function()
+      local done = false
+      local t = coru.new_timer()
+      t:start(0, 0, function() t:close() fn(function() done = true end) end)
+      H.wait_until(function() return done end, 5000, "the callbacks")
+    end)
+  end
+
+  it("coru.tcp.connect(host, port [, opts], cb) and coru.pipe.connect(path, cb)", function()
+    local got = {}
+    H.run(function()
+      local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(c) c:write("hi\n") c:read() end))
+      local port = srv:getsockname().port
+      outside(function(done)
+        local n = 0
+        local function one() n = n + 1 if n == 4 then done() end end
+        assert.is_true(coru.tcp.connect("127.0.0.1", port, function(err, s)
+          got.err = err
+          s:read_line(function(e, line) got.line = line s:close() one() end)
+        end))
+        coru.tcp.connect("127.0.0.1", port, {nodelay = false}, function(err, s)
+          got.opts_err, got.opts_s = err, s ~= nil
+          s:close()
+          one()
+        end)
+        coru.tcp.connect("127.0.0.1", 1, function(err, name) got.refused = {err, name} one() end)
+        coru.pipe.connect("/nonexistent/coru.sock", function(err, name) got.pipe = {err, name} one() end)
+      end)
+      srv:close()
+    end)
+    assert.is_nil(got.err)
+    assert.equal("hi", got.line)
+    assert.is_nil(got.opts_err)
+    assert.is_true(got.opts_s)
+    assert.equal("ECONNREFUSED", got.refused[2])
+    assert.matches("^ECONNREFUSED: connection refused", got.refused[1])
+    assert.equal("ENOENT", got.pipe[2])
+  end)
+
+  it("coru.fs.write_file / append_file / exists / mkdirp / rmtree take a callback", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local got = {}
+    outside(function(done)
+      coru.fs.mkdirp(dir .. "/a/b", function(err, ok)
+        got.mkdirp = {err, ok}
+        coru.fs.write_file(dir .. "/a/b/f", "one", {atomic = true}, function(err2, ok2)
+          got.write = {err2, ok2}
+          coru.fs.append_file(dir .. "/a/b/f", "two", function(err3)
+            got.append = err3
+            coru.fs.exists(dir .. "/a/b/f", function(err4, yes, kind)
+              got.exists = {err4, yes, kind}
+              got.content = coru.fs.read_file(dir .. "/a/b/f")   -- synchronous outside a task
+              coru.fs.rmtree(dir, function(err5, ok5)
+                got.rmtree = {err5, ok5}
+                done()
+              end)
+            end)
+          end)
+        end)
+      end)
+    end)
+    assert.same({nil, true}, got.mkdirp)
+    assert.same({nil, true}, got.write)
+    assert.is_nil(got.append)
+    assert.same({nil, true, "file"}, got.exists)
+    assert.equal("onetwo", got.content)
+    assert.same({nil, true}, got.rmtree)
+  end)
+
+  it("refuses what it cannot do, with a clear argument error", function()
+    assert.has_error(function() coru.tcp.connect("127.0.0.1", 1, 5) end,
+      "bad argument #3 to 'coru.tcp.connect' (table expected, got number)")
+    assert.has_error(function() coru.fs.write_file("/tmp/x", "d", 5) end,
+      "bad argument #3 to 'coru.fs.write_file' (table expected, got number)")
+    assert.has_error(function() coru.sleep(1, function() end) end,
+      "bad argument #2 to 'sleep' (no callback form: sleep suspends a task; in a callback use a timer (coru.new_timer))")
+    outside(function(done)
+      -- no callback, outside a task: which functions need what
+      local ok, err = pcall(coru.tcp.connect, "127.0.0.1", 1)
+      assert.is_false(ok)
+      assert.matches("coru.tcp.connect: needs a running task or a callback$", err)
+      ok, err = pcall(coru.sleep, 1)
+      assert.matches("coru.sleep: needs a running task$", err)
+      ok, err = pcall(coru.spawn(function() end).await, coru.spawn(function() coru.sleep(1) end))
+      assert.matches("task:await: needs a running task$", err)
+      done()
+    end)
+  end)
+end)

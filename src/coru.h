@@ -185,7 +185,8 @@ lua_State *coru_cont_begin(coru_cont *c);
 void coru_cont_ok(coru_cont *c, int nresults);
 void coru_cont_fail(coru_cont *c, int uverr, const char *detail);
 void coru_cont_fail_str(coru_cont *c, const char *msg, const char *name);
-int coru_need_task(lua_State *L, const char *fname);  /* raises */
+int coru_need_task(lua_State *L, const char *fname);  /* raises "needs a running task or a callback" */
+int coru_need_task_only(lua_State *L, const char *fname);  /* raises "needs a running task" (no callback form) */
 
 /* ---------------------------------------------------------------- handles */
 

@@ -255,6 +255,11 @@ int coru_need_task(lua_State *L, const char *fname) {
   return luaL_error(L, "%s: needs a running task or a callback", fname);
 }
 
+/* For functions with no callback form. */
+int coru_need_task_only(lua_State *L, const char *fname) {
+  return luaL_error(L, "%s: needs a running task", fname);
+}
+
 /* ------------------------------------------------------------ observers */
 
 /* Observers live in T's env table at [2 .. nobs+1]: a task (awaiting) or a
@@ -700,7 +705,7 @@ static int l_task_await(lua_State *L) {
     if (T && U->status == CORU_FAILED && lua_isstring(U->co, 3)) T->carry_str = 1;
     return raise_outcome(L, U);
   }
-  if (!T) return coru_need_task(L, "task:await");
+  if (!T) return coru_need_task_only(L, "task:await");
   if (T == U) return luaL_error(L, "task:await: a task cannot await itself");
   push_task(L, T);
   add_observer(L, U, -1);
@@ -805,8 +810,10 @@ static void sleep_cancel(coru_cont *c) {
 
 static int l_sleep(lua_State *L) {
   lua_Number ms = luaL_checknumber(L, 1);
+  if (!lua_isnoneornil(L, 2))
+    return luaL_argerror(L, 2, "no callback form: sleep suspends a task; in a callback use a timer (coru.new_timer)");
   coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "coru.sleep");
+  if (!T) return coru_need_task_only(L, "coru.sleep");
   if (ms < 0) ms = 0;
   coru_cont_init(L, &T->wait, 0, sleep_cancel);
   T->aux = coru_deadline_start((uint64_t)ms, sleep_fire, T);
@@ -851,7 +858,7 @@ static void tick_start(void) {
 
 static int l_pass(lua_State *L) {
   coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "coru.pass");
+  if (!T) return coru_need_task_only(L, "coru.pass");
   coru_cont_init(L, &T->wait, 0, pass_cancel);
   T->in_pass = 1;
   T->aux = (void *)(uintptr_t)tick_epoch;
@@ -971,7 +978,7 @@ static void group_watch(lua_State *L, int gidx, coru_task *U, int i) {
  * raises otherwise), so an error cannot leave observers or deadlines. */
 static coru_task *group_prepare(lua_State *L, const char *fname) {
   coru_task *T = coru_R->current;
-  if (!T) coru_need_task(L, fname);
+  if (!T) coru_need_task_only(L, fname);
   coru_cont_init(L, &T->wait, 0, group_cancel);
   return T;
 }
@@ -1323,7 +1330,7 @@ static int l_chan_send(lua_State *L) {
     return 1;
   }
   coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "channel:send (it must wait)");
+  if (!T) return coru_need_task_only(L, "channel:send (it must wait)");
   return chan_wait(L, ch, T, 1);
 }
 
@@ -1358,7 +1365,7 @@ static int l_chan_recv(lua_State *L) {
   }
   if (ch->closed) { lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
   coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "channel:recv (it must wait)");
+  if (!T) return coru_need_task_only(L, "channel:recv (it must wait)");
   lua_settop(L, 1);
   return chan_wait(L, ch, T, 0);
 }

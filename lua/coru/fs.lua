@@ -306,4 +306,35 @@ function Watch:close()
   if waiter then self.waiter = nil waiter() end
 end
 
+-- The conveniences that suspend take an optional callback last, like the
+-- fs_* functions: cb(nil, results...) or cb(msg, name) (coru.modes); the
+-- call returns true at once. nfixed: the arguments before the optional ones.
+local modes = require "coru.modes"
+local function callback_form(fname, fn, nfixed, optional_table)
+  return function(...)
+    local n = select("#", ...)
+    if type((...)) ~= "string" then
+      error(("bad argument #1 to '%s' (string expected, got %s)"):format(fname, type((...))), 2)
+    end
+    local last = n > nfixed and select(n, ...) or nil
+    if optional_table then
+      local opt = select(nfixed + 1, ...)
+      if opt ~= nil and type(opt) ~= "table" and not modes.callable(opt) then
+        error(("bad argument #%d to '%s' (table expected, got %s)"):format(nfixed + 1, fname, type(opt)), 2)
+      end
+    end
+    if last ~= nil and modes.callable(last) then
+      local args = {...}
+      args[n] = nil
+      return modes.run(last, fn, unpack(args, 1, n - 1))
+    end
+    return fn(...)
+  end
+end
+M.write_file = callback_form("coru.fs.write_file", M.write_file, 2, true)
+M.append_file = callback_form("coru.fs.append_file", M.append_file, 2, true)
+M.exists = callback_form("coru.fs.exists", M.exists, 1)
+M.mkdirp = callback_form("coru.fs.mkdirp", M.mkdirp, 1)
+M.rmtree = callback_form("coru.fs.rmtree", M.rmtree, 1)
+
 return M
