@@ -241,3 +241,63 @@ describe("the convenience layer's callback forms", function()
     end)
   end)
 end)
+
+describe("the smaller ones", function()
+  it("fs.walk is pre-order: a directory, then its contents, then its next sibling", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    H.run(function()
+      assert(coru.fs.mkdirp(dir .. "/a/x"))
+      assert(coru.fs.mkdirp(dir .. "/b"))
+      assert(coru.fs.write_file(dir .. "/a/x/f", ""))
+      assert(coru.fs.write_file(dir .. "/b/g", ""))
+      local seen = {}
+      for p, ty, depth in coru.fs.walk(dir) do seen[#seen + 1] = {p:sub(#dir + 2), ty, depth} end
+      -- order within a directory is the file system's: check the nesting
+      local pos = {}
+      for i, e in ipairs(seen) do pos[e[1]] = i end
+      assert.equal(5, #seen)
+      assert.equal(pos["a"] + 1, pos["a/x"])
+      assert.equal(pos["a/x"] + 1, pos["a/x/f"])
+      assert.equal(pos["b"] + 1, pos["b/g"])
+      assert.same({"a/x/f", "file", 3}, seen[pos["a/x/f"]])
+      assert(coru.fs.rmtree(dir))
+    end)
+  end)
+
+  it("a stdio stream on a regular file says 'file' and its descriptor", function()
+    local f = os.tmpname()
+    local out, status = H.sh(bin .. [[ -e 'local s = coru.new_stdio(0) print(s:get_type()) print(s:fileno())' < ]] .. f)
+    os.remove(f)
+    assert.equal(0, status)
+    assert.equal("file\t17\n0\n", out)
+  end)
+
+  it("print and coru.stdout keep their order on a pipe and on a file", function()
+    local script = [[ -e 'print("one") coru.stdout:write("two\n") io.write("three\n") coru.stdout:write("four\n")']]
+    local out = H.sh(bin .. script .. " | cat")
+    assert.equal("one\ntwo\nthree\nfour\n", out)
+    local f = os.tmpname()
+    H.sh(bin .. script .. " > " .. f)
+    local fh = io.open(f)
+    local content = fh:read("*a")
+    fh:close()
+    os.remove(f)
+    assert.equal("one\ntwo\nthree\nfour\n", content)
+  end)
+
+  it("unknown option names are refused, with the name", function()
+    local cases = {
+      {function() coru.tcp.connect("127.0.0.1", 1, {timout = 5}) end, "bad argument #3 to 'coru.tcp.connect' (unknown option 'timout')"},
+      {function() coru.tcp.listen("127.0.0.1", 0, print, {backlg = 5}) end, "bad argument #4 to 'coru.tcp.listen' (unknown option 'backlg')"},
+      {function() coru.pipe.connect("/x", {ipcc = true}) end, "bad argument #2 to 'coru.pipe.connect' (unknown option 'ipcc')"},
+      {function() coru.tls.connect("example.org", 443, {verfy = false}) end, "coru.tls.connect: bad argument #3 (unknown option 'verfy')"},
+      {function() coru.tls.context({srever = true}) end, "bad argument #1 to 'coru.tls.context' (unknown option 'srever')"},
+      {function() coru.process.spawn("true", {}, {cdw = "/"}) end, "bad argument #3 to 'process.spawn' (unknown option 'cdw')"},
+      {function() coru.process.exec("true", {}, {timout = 5}) end, "bad argument #3 to 'process.exec' (unknown option 'timout')"},
+      {function() coru.fs.write_file("/tmp/x", "x", {atomc = true}) end, "bad argument #3 to 'coru.fs.write_file' (unknown option 'atomc')"},
+      {function() coru.fs.watch("/tmp", {recursiv = true}) end, "bad argument #2 to 'coru.fs.watch' (unknown option 'recursiv')"},
+    }
+    for _, c in ipairs(cases) do assert.has_error(c[1], c[2]) end
+  end)
+end)

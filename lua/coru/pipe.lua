@@ -9,6 +9,8 @@ local serve = require "coru.serve"
 local apply = serve.apply_opts
 
 local modes = require "coru.modes"
+local CONNECT_OPTS = modes.set(serve.STREAM_OPTS, {"ipc"})
+local LISTEN_OPTS = modes.set(serve.STREAM_OPTS, {"ipc", "backlog", "mode", "unlink"})
 
 local function connect(path, opts)
   local s = coru.new_pipe(opts.ipc)
@@ -24,7 +26,7 @@ end
 -- coru.pipe.connect(path [, opts] [, cb]): three modes.
 function M.connect(path, opts, cb)
   if type(path) ~= "string" then error("bad argument #1 to 'coru.pipe.connect' (string expected, got " .. type(path) .. ")", 2) end
-  opts, cb = modes.opts_cb("coru.pipe.connect", 2, opts, cb)
+  opts, cb = modes.opts_cb("coru.pipe.connect", 2, opts, cb, CONNECT_OPTS)
   if cb then return modes.run(cb, connect, path, opts) end
   modes.need_task("coru.pipe.connect")
   return connect(path, opts)
@@ -39,9 +41,7 @@ function M.listen(path, handler, opts)
   if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
     error("bad argument #2 to 'coru.pipe.listen' (function expected, got " .. type(handler) .. ")", 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #3 to 'coru.pipe.listen' (table expected, got " .. type(opts) .. ")", 2)
-  end
+  modes.check_opts("coru.pipe.listen", 3, opts, LISTEN_OPTS)
   opts = opts or {}
   if opts.unlink ~= false then os.remove(path) end
   local server = coru.new_pipe(opts.ipc)

@@ -31,6 +31,8 @@ end
 -- all three), connect_timeout/send_timeout/read_timeout, nodelay (default
 -- true), keepalive, family ("inet"/"inet6"), max_line.
 local modes = require "coru.modes"
+local CONNECT_OPTS = modes.set(serve.STREAM_OPTS, {"nodelay", "keepalive", "family"})
+local LISTEN_OPTS = modes.set(serve.STREAM_OPTS, {"nodelay", "keepalive", "family", "backlog", "reuseport", "ipv6only"})
 
 local function connect(host, port, opts)
   local addrs, err, name = resolve(host, port, opts.family)
@@ -50,7 +52,7 @@ end
 function M.connect(host, port, opts, cb)
   if type(host) ~= "string" then error("bad argument #1 to 'coru.tcp.connect' (string expected, got " .. type(host) .. ")", 2) end
   if type(port) ~= "number" then error("bad argument #2 to 'coru.tcp.connect' (number expected, got " .. type(port) .. ")", 2) end
-  opts, cb = modes.opts_cb("coru.tcp.connect", 3, opts, cb)
+  opts, cb = modes.opts_cb("coru.tcp.connect", 3, opts, cb, CONNECT_OPTS)
   if cb then return modes.run(cb, connect, host, port, opts) end
   modes.need_task("coru.tcp.connect")
   return connect(host, port, opts)
@@ -65,9 +67,7 @@ function M.listen(host, port, handler, opts)
   if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
     error("bad argument #3 to 'coru.tcp.listen' (function expected, got " .. type(handler) .. ")", 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #4 to 'coru.tcp.listen' (table expected, got " .. type(opts) .. ")", 2)
-  end
+  modes.check_opts("coru.tcp.listen", 4, opts, LISTEN_OPTS)
   opts = opts or {}
   host = host or "127.0.0.1"
   local addr = host
