@@ -21,7 +21,7 @@ HDRS := $(wildcard src/*.h) $(BUILD)/boot.h $(BUILD)/repl_lua.h
 EDIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags libedit 2>/dev/null)
 EDIT_LIBS   = $(shell $(PKG_CONFIG) --libs libedit 2>/dev/null || echo -ledit)
 
-.PHONY: check-lua test-rock valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san
+.PHONY: meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san
 
 all: $(if $(LUA),check-lua) $(BUILD)/coru $(BUILD)/coru.so
 
@@ -85,6 +85,10 @@ test-rock: all
 	  env -u LUA_PATH -u LUA_CPATH "$$tree/bin/coru" tools/rock_check.lua "$$tree" host && \
 	  LUA_PATH="$$tree/share/lua/5.1/?.lua;$$tree/share/lua/5.1/?/init.lua" LUA_CPATH="$$tree/lib/lua/5.1/?.so" \
 	    luajit tools/rock_check.lua "$$tree" module
+
+# LuaLS annotations from the runtime's exports (tools/metagen.lua)
+meta: all
+	$(SPEC_ENV) $(BUILD)/coru tools/metagen.lua $(CURDIR)
 
 valgrind: all
 	$(SPEC_ENV) CORU_REAL_BIN="$(CURDIR)/$(BUILD)/coru" $(BUSTED) --lua=tools/valgrind-coru spec

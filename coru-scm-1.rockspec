@@ -22,6 +22,9 @@ external_dependencies = {
 }
 build = {
   type = "make",
+  -- LuaLS annotations and the reference, into the rock's directory
+  -- (luarocks show --rock-dir coru): point workspace.library at its meta/
+  copy_directories = { "meta", "docs" },
   build_target = "all",
   install_target = "install-rock",
   build_variables = {

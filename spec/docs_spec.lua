@@ -25,3 +25,29 @@ describe("docs coverage", function()
     assert.is_true(names["coru.tcp.resolve"])
   end)
 end)
+
+describe("LuaLS annotations (meta/)", function()
+  it("declare every exported name, and nothing the runtime lacks", function()
+    local undeclared, stale = check.meta_mismatch(here)
+    assert.same({}, undeclared)
+    assert.same({}, stale)
+  end)
+
+  it("see a new name, and are valid Lua", function()
+    coru.zz_probe_not_annotated = function() end
+    local ok, undeclared = pcall(check.meta_mismatch, here)
+    coru.zz_probe_not_annotated = nil
+    assert.is_true(ok, undeclared)
+    assert.same({"coru.zz_probe_not_annotated"}, undeclared)
+    local p = io.popen("find '" .. here .. "/meta' -name '*.lua'")
+    local n = 0
+    for f in p:lines() do
+      n = n + 1
+      local src = assert(io.open(f)):read("*a")
+      assert.matches("^%-%-%-@meta ", src)
+      assert(loadstring(src, "=" .. f))
+    end
+    p:close()
+    assert.is_true(n >= 5)
+  end)
+end)

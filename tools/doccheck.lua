@@ -128,10 +128,63 @@ function M.missing(root)
   return miss
 end
 
+-- LuaLS annotations (meta/**.lua, written by tools/metagen.lua) against
+-- the runtime: names the runtime exports and meta/ does not declare, and
+-- names meta/ declares that the runtime does not export. Internal modules
+-- (coru.modes, coru.serve, coru._*) are not annotated; coru.<submodule>
+-- fields are declared as requires.
+local function internal(name)
+  return name:match("^coru%._") or name:match("^coru%.modes[.:]") or name:match("^coru%.serve[.:]")
+end
+
+function M.meta_declared(root)
+  local declared = {}
+  for _, f in ipairs(lines_of("find " .. ("%q"):format(root .. "/meta") .. " -name '*.lua' 2>/dev/null")) do
+    local class_of_var, pending = {}, nil
+    for line in io.lines(f) do
+      local cls = line:match("^%-%-%-@class ([%w_.]+)")
+      if cls then pending = cls end
+      local var = line:match("^local ([%w_]+) = {}") or line:match("^(coru) = {}")
+      if var and pending then class_of_var[var] = pending:gsub("_handle$", "") pending = nil end
+      local v, sep, key = line:match("^function ([%w_]+)([.:])([%w_]+)%(")
+      if not v then v, key = line:match("^([%w_]+)%.([%w_]+) = ") sep = "." end
+      if v and class_of_var[v] then declared[class_of_var[v] .. sep .. key] = true end
+    end
+  end
+  return declared
+end
+
+function M.meta_mismatch(root)
+  local declared = M.meta_declared(root)
+  local coru = require "coru"
+  local undeclared, exported = {}, {}
+  for _, e in ipairs(M.exports(root)) do
+    if not internal(e.name) then
+      exported[e.name] = true
+      local sub = e.name:match("^coru%.([%w_]+)$")
+      local is_module = sub and package.searchpath("coru." .. sub, package.path)
+      if not declared[e.name] and not is_module then undeclared[#undeclared + 1] = e.name end
+    end
+  end
+  local stale = {}
+  for name in pairs(declared) do
+    local sub = name:match("^coru%.([%w_]+)$")
+    if not exported[name] and not (sub and package.searchpath("coru." .. sub, package.path)) then
+      stale[#stale + 1] = name
+    end
+  end
+  table.sort(undeclared)
+  table.sort(stale)
+  return undeclared, stale
+end
+
 if not pcall(debug.getlocal, 4, 1) then   -- run as a script
   local root = arg and arg[1] or "."
   local miss = M.missing(root)
   for _, n in ipairs(miss) do print("undocumented: " .. n) end
-  os.exit(#miss == 0 and 0 or 1)
+  local undeclared, stale = M.meta_mismatch(root)
+  for _, n in ipairs(undeclared) do print("not in meta/ (run tools/metagen.lua): " .. n) end
+  for _, n in ipairs(stale) do print("in meta/ but not exported: " .. n) end
+  os.exit(#miss + #undeclared + #stale == 0 and 0 or 1)
 end
 return M

@@ -13,6 +13,14 @@ if face == "module" then from_tree("coru.so", package.searchpath("coru", package
 local src = debug.getinfo(coru.tcp.connect, "S").source
 from_tree("coru.tcp.connect", src:sub(2))
 
+-- the rock carries the LuaLS annotations
+if face == "host" then
+  local p = io.popen("find '" .. tree .. "' -path '*/meta/coru.lua'")
+  local found = p:read("*l")
+  p:close()
+  assert(found, "rock_check: meta/coru.lua is not in the rock")
+end
+
 local function check()
   local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(c)
     c:write("echo: " .. assert(c:read_line()) .. "\n")
