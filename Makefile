@@ -21,7 +21,7 @@ HDRS := $(wildcard src/*.h) $(BUILD)/boot.h $(BUILD)/repl_lua.h
 EDIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags libedit 2>/dev/null)
 EDIT_LIBS   = $(shell $(PKG_CONFIG) --libs libedit 2>/dev/null || echo -ledit)
 
-.PHONY: meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san
+.PHONY: meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san
 
 all: $(if $(LUA),check-lua) $(BUILD)/coru $(BUILD)/coru.so
 
@@ -56,6 +56,10 @@ $(BUILD)/obj/repl.o: src/repl.c $(HDRS) | $(DEPS_OK)
 $(BUILD)/coru: $(OBJS) $(BUILD)/obj/main.o $(BUILD)/obj/repl.o
 	$(CC) $(SAN) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(PKG_LIBS) $(EDIT_LIBS) -lm -ldl
 
+# An embedder opening and closing three runtimes in a row (spec/c/embed.c).
+$(BUILD)/embed: $(OBJS) spec/c/embed.c $(HDRS)
+	$(CC) $(ALL_CFLAGS) -Wl,-E -o $@ spec/c/embed.c $(OBJS) $(LUAJIT_LIBS) $(PKG_LIBS) -lm -ldl
+
 # The module takes its Lua API from the interpreter that loads it.
 $(BUILD)/coru.so: $(OBJS)
 	$(CC) $(SAN) -shared -o $@ $^ $(PKG_LIBS) -lm
@@ -66,9 +70,12 @@ BUSTED ?= busted
 ASAN_RT = $(shell $(CC) -print-file-name=libasan.so)
 
 test: all
-	$(MAKE) --no-print-directory test-host test-luajit
+	$(MAKE) --no-print-directory test-embed test-host test-luajit
 	@if [ -z "$(SANITIZE)" ]; then $(MAKE) --no-print-directory test-rock; fi
 	@if [ -z "$(QUICK_BENCH_SKIP)" ] && [ -z "$(SANITIZE)" ]; then SMOKE=1 sh bench/run.sh; fi
+
+test-embed: $(BUILD)/embed
+	$(BUILD)/embed
 
 test-host: all
 	$(SPEC_ENV) $(BUSTED) --lua=$(BUILD)/coru spec

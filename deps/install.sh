@@ -13,8 +13,9 @@
 # 3. Missing and no apt: say what is missing and fail.
 set -eu
 here=$(dirname "$0")
-list="$here/packages.txt"
-[ $# -gt 0 ] && list="$*"
+# the lists: the arguments, or packages.txt beside this script (quoted:
+# the checkout's path may hold spaces)
+[ $# -gt 0 ] || set -- "$here/packages.txt"
 PKG_CONFIG=${PKG_CONFIG:-pkg-config}
 
 # what is missing, as "what (Debian package)" words
@@ -57,7 +58,7 @@ system_deps() {
     return 1
   fi
   missing=""
-  for p in $(grep -hv '^#' $list); do
+  for p in $(grep -hv '^#' "$@"); do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
   done
   if [ -z "$missing" ]; then
@@ -74,4 +75,4 @@ system_deps() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >&2
 }
 
-system_deps
+system_deps "$@"

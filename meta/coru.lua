@@ -763,6 +763,12 @@ function coru.stream_get_write_queue_size(...) end
 ---@return ...
 function coru.stream_set_blocking(...) end
 
+---Every unfinished task: {task=, status=, waits=} (what a suspended one waits on).
+---@return {task: coru.task
+---@return status: string
+---@return waits: string?}[]
+function coru.tasks() end
+
 ---@type coru.tcp
 coru.tcp = require("coru.tcp")
 

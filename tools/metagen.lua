@@ -30,6 +30,7 @@ local S = {
   ["coru.inline"] = {"---A function that spawns fn as a new task on each call.", params = {"fn fun(...):..."}, ret = "fun(...):coru.task"},
   ["coru.inline_callbacks"] = {"---luvit-inlineCallbacks: function(cb, ...) spawning fn; cb(nil, results...) or cb(err).", params = {"fn fun(...):..."}, ret = "fun(cb: fun(err: any, ...)?, ...):coru.task"},
   ["coru.await"] = {"---Yields f(..., resume) with Twisted's rule: the callback's first argument is an error. Task only.", params = {"f function", "... any"}, ret = "..."},
+  ["coru.tasks"] = {"---Every unfinished task: {task=, status=, waits=} (what a suspended one waits on).", params = {}, ret = "{task: coru.task, status: string, waits: string?}[]"},
   ["coru.current"] = {"---The running task, or nil outside tasks.", params = {}, ret = "coru.task?"},
   ["coru.sleep"] = {"---Suspends the task for at least ms milliseconds. Task only (no callback form).", params = {"ms number"}, ret = nil},
   ["coru.pass"] = {"---Suspends until the next loop iteration. Task only.", params = {}, ret = nil},
