@@ -414,9 +414,7 @@ function coru.inline(fn) end
 
 ---luvit-inlineCallbacks: function(cb, ...) spawning fn; cb(nil, results...) or cb(err).
 ---@param fn fun(...):...
----@return fun(cb: fun(err: any
----@return ...)?
----@return ...):coru.task
+---@return fun(cb: fun(err: any, ...)?, ...):coru.task
 function coru.inline_callbacks(fn) end
 
 ---See docs/ (coru.is_active).
@@ -709,6 +707,14 @@ function coru.resident_set_memory(...) end
 ---@return ...
 function coru.run(fn, ...) end
 
+---The first channel operation that can proceed: i, v / i, true / i, nil, "closed" / nil, "timeout". Task only.
+---@param cases ({[1]: coru.channel, [2]: "recv"}|{[1]: coru.channel, [2]: "send", [3]: any})[]
+---@param timeout? number
+---@return integer?
+---@return any
+---@return string?
+function coru.select(cases, timeout) end
+
 ---See docs/ (coru.shutdown).
 ---@param ... any
 ---@return ...
@@ -764,9 +770,7 @@ function coru.stream_get_write_queue_size(...) end
 function coru.stream_set_blocking(...) end
 
 ---Every unfinished task: {task=, status=, waits=} (what a suspended one waits on).
----@return {task: coru.task
----@return status: string
----@return waits: string?}[]
+---@return {task: coru.task, status: string, waits: string?}[]
 function coru.tasks() end
 
 ---@type coru.tcp
@@ -1080,6 +1084,17 @@ function coru_channel:recv() end
 ---@return boolean?
 ---@return string?
 function coru_channel:send(v) end
+
+---true, v if a value was there; false if none; nil, "closed". Never suspends.
+---@return boolean?
+---@return any
+function coru_channel:try_recv() end
+
+---true if taken now, false if it would wait, nil, "closed". Never suspends.
+---@param v any
+---@return boolean?
+---@return string?
+function coru_channel:try_send(v) end
 
 ---@class coru.check
 local coru_check = {}

@@ -332,3 +332,98 @@ describe("coru.json", function()
     assert.equal("json.decode: string expected, got number", err)
   end)
 end)
+
+describe("channels: try_send, try_recv, coru.select", function()
+  it("try_send / try_recv never suspend", function()
+    local ch = coru.channel(1)
+    assert.is_true(ch:try_send("a"))
+    assert.is_false(ch:try_send("b"))                 -- full
+    assert.same({true, "a"}, {ch:try_recv()})
+    assert.is_false(ch:try_recv())                    -- empty
+    local r = coru.channel()                          -- rendezvous: only with a waiting peer
+    assert.is_false(r:try_send(1))
+    H.run(function()
+      local t = coru.spawn(function() return r:recv() end)
+      assert.is_true(r:try_send(7))
+      assert.equal(7, t:await())
+      local s = coru.spawn(function() return r:send(8) end)
+      assert.same({true, 8}, {r:try_recv()})
+      assert.is_true(s:await())
+    end)
+    ch:close()
+    assert.same({nil, "closed"}, {ch:try_recv()})
+    assert.same({nil, "closed"}, {ch:try_send(1)})
+  end)
+
+  it("coru.select takes exactly one case: ready ones in order, else the first to come", function()
+    H.run(function()
+      local base = #coru.tasks()
+      local a, b = coru.channel(), coru.channel(1)
+      b:send("x")
+      assert.same({2, "x"}, {coru.select({{a, "recv"}, {b, "recv"}})})
+      assert.same({nil, "timeout"}, {coru.select({{a, "recv"}, {b, "recv"}}, 0)})
+      local t0 = coru.now()
+      assert.same({nil, "timeout"}, {coru.select({{a, "recv"}, {b, "recv"}}, 30)})
+      assert.is_true(coru.now() - t0 >= 29)
+      local sender = coru.spawn(function() coru.sleep(5) return a:send("late") end)
+      assert.same({1, "late"}, {coru.select({{a, "recv"}, {b, "recv"}})})
+      assert.is_true(sender:await())
+      -- a send case, and the other case's value is not taken
+      assert.same({2, true}, {coru.select({{a, "recv"}, {b, "send", "y"}})})
+      assert.equal("y", b:recv())
+      -- a closed channel is a case that proceeds
+      local c = coru.channel()
+      coru.spawn(function() coru.sleep(5) c:close() end)
+      assert.same({1, nil, "closed"}, {coru.select({{c, "recv"}, {a, "recv"}})})
+      assert.equal(base, #coru.tasks())               -- no case task left behind
+    end)
+  end)
+
+  it("select against select on a rendezvous channel: one transfer, both sides see it", function()
+    H.run(function()
+      local c, other = coru.channel(), coru.channel()
+      local t = coru.spawn(function() return coru.select({{other, "send", 1}, {c, "send", 42}}) end)
+      assert.same({1, 42}, {coru.select({{c, "recv"}}, 1000)})
+      assert.same({2, true}, {t:await()})
+      assert.is_false(other:try_recv())               -- the other case gave nothing
+    end)
+  end)
+
+  it("many selects racing on one channel: every value is received exactly once", function()
+    H.run(function()
+      local ch, quit = coru.channel(), coru.channel()
+      local got, tasks = {}, {}
+      for k = 1, 5 do
+        tasks[k] = coru.spawn(function()
+          while true do
+            local i, v = coru.select({{ch, "recv"}, {quit, "recv"}})
+            if i == 2 then return end
+            got[#got + 1] = v
+          end
+        end)
+      end
+      for v = 1, 200 do assert.is_true(ch:send(v)) end
+      quit:close()
+      for _, t in ipairs(tasks) do t:await() end
+      table.sort(got)
+      assert.equal(200, #got)
+      for v = 1, 200 do assert.equal(v, got[v]) end
+    end)
+  end)
+
+  it("cancelling a select cancels its cases; arguments are checked", function()
+    H.run(function()
+      local base = #coru.tasks()
+      local a = coru.channel()
+      local t = coru.spawn(function() return coru.select({{a, "recv"}}) end)
+      t:cancel()
+      assert.equal("cancelled", t:status())
+      assert.is_false(a:try_send(1))                  -- no case left waiting
+      assert.equal(base, #coru.tasks())
+    end)
+    assert.has_error(function() coru.select({}) end,
+      "bad argument #1 to 'coru.select' (non-empty array of cases expected, got table)")
+    assert.has_error(function() coru.select({{coru.channel(), "peek"}}) end,
+      "bad argument #1 to 'coru.select' (case 1: {channel, \"recv\"} or {channel, \"send\", value} expected)")
+  end)
+end)

@@ -156,6 +156,7 @@ struct coru_task {
   unsigned char native;      /* suspended by coru_cont_yield from its own coroutine: a 0-value yield */
   coru_task *next_pass;
   coru_task *next_wait;      /* channel wait queues */
+  int *sel;                  /* a case of coru.select: its select's "a case fired" flag */
   void *aux;                 /* what the wait holds (deadline, group, channel) */
   int aux_ref;               /* registry ref anchoring the object it waits on */
   int cancel_ref;            /* reason of a cancel asked while it runs */

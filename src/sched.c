@@ -1354,6 +1354,31 @@ static void q_remove(coru_task **h, coru_task **t, coru_task *T) {
   }
 }
 
+/* coru.select: each case is a task waiting in a channel queue; the first
+ * transfer claims the select's flag and the other cases are skipped. A
+ * waiter of a select that already fired is taken out of the queue and left
+ * for its select to cancel. */
+static coru_task *pop_live(coru_task **h, coru_task **t) {
+  coru_task *T;
+  while ((T = q_pop(h, t))) {
+    if (!T->sel) return T;
+    if (!*T->sel) { *T->sel = 1; return T; }
+  }
+  return NULL;
+}
+
+/* The running task is a case of a select that fired: nothing to do. */
+static int sel_skip(lua_State *L, coru_task *me) {
+  if (!(me && me->sel && *me->sel)) return 0;
+  lua_pushnil(L);
+  lua_pushliteral(L, "skipped");
+  return 2;
+}
+
+static void sel_claim(coru_task *me) {
+  if (me && me->sel) *me->sel = 1;
+}
+
 static void aux_clear(coru_task *T) {
   T->aux = NULL;
   coru_unref(coru_R->L, &T->aux_ref);
@@ -1431,15 +1456,20 @@ static int chan_wait(lua_State *L, chan *ch, coru_task *T, int sending) {
 static int l_chan_send(lua_State *L) {
   chan *ch = checkchan(L, 1);
   lua_settop(L, 2);
-  if (ch->closed) { lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
-  coru_task *R = q_pop(&ch->rq_head, &ch->rq_tail);
+  coru_task *me = coru_R->current;
+  int skip = sel_skip(L, me);
+  if (skip) return skip;
+  if (ch->closed) { sel_claim(me); lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
+  coru_task *R = pop_live(&ch->rq_head, &ch->rq_tail);
   if (R) {
+    sel_claim(me);
     lua_pushvalue(L, 2);
     wake_with(L, R, 1);
     lua_pushboolean(L, 1);
     return 1;
   }
   if (ch->count < ch->cap) {
+    sel_claim(me);
     lua_getfenv(L, 1);
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, 1 + (ch->head + ch->count) % ch->cap);
@@ -1454,15 +1484,19 @@ static int l_chan_send(lua_State *L) {
 static int l_chan_recv(lua_State *L) {
   chan *ch = checkchan(L, 1);
   lua_settop(L, 1);
+  coru_task *me = coru_R->current;
+  int skip = sel_skip(L, me);
+  if (skip) return skip;
   lua_getfenv(L, 1);            /* 2 */
   if (ch->count > 0) {
+    sel_claim(me);
     int slot = 1 + ch->head;
     lua_rawgeti(L, 2, slot);    /* 3: the value */
     lua_pushnil(L);
     lua_rawseti(L, 2, slot);
     ch->head = (ch->head + 1) % ch->cap;
     ch->count--;
-    coru_task *S = q_pop(&ch->sq_head, &ch->sq_tail);
+    coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
     if (S) {                    /* a waiting sender's value fills the room */
       take_sent(L, 2, S);
       lua_rawseti(L, 2, 1 + (ch->head + ch->count) % ch->cap);
@@ -1472,15 +1506,16 @@ static int l_chan_recv(lua_State *L) {
     lua_settop(L, 3);
     return 1;
   }
-  coru_task *S = q_pop(&ch->sq_head, &ch->sq_tail);
+  coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
   if (S) {
+    sel_claim(me);
     take_sent(L, 2, S);
     lua_insert(L, 3);
     sender_done(L, S, 1);
     lua_settop(L, 3);
     return 1;
   }
-  if (ch->closed) { lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
+  if (ch->closed) { sel_claim(me); lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
   coru_enter(L, 0, "channel:recv (it must wait)", CORU_TASK_ONLY);
   lua_settop(L, 1);
   return chan_wait(L, ch, coru_R->current, 0);
@@ -1491,19 +1526,106 @@ static int l_chan_close(lua_State *L) {
   if (ch->closed) return 0;
   ch->closed = 1;
   coru_task *T;
-  while ((T = q_pop(&ch->rq_head, &ch->rq_tail))) {
+  while ((T = pop_live(&ch->rq_head, &ch->rq_tail))) {
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
     wake_with(L, T, 2);
   }
   lua_getfenv(L, 1);
   int env = lua_gettop(L);
-  while ((T = q_pop(&ch->sq_head, &ch->sq_tail))) {
+  while ((T = pop_live(&ch->sq_head, &ch->sq_tail))) {
     take_sent(L, env, T);
     lua_pop(L, 1);
     sender_done(L, T, 0);
   }
   return 0;
+}
+
+/* ch:try_send(v): true if taken (by a waiting receiver or into the buffer),
+ * false if it would have to wait, nil, "closed". Never suspends. */
+static int l_chan_try_send(lua_State *L) {
+  chan *ch = checkchan(L, 1);
+  lua_settop(L, 2);
+  if (ch->closed) { lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
+  coru_task *R = pop_live(&ch->rq_head, &ch->rq_tail);
+  if (R) {
+    lua_pushvalue(L, 2);
+    wake_with(L, R, 1);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (ch->count < ch->cap) {
+    lua_getfenv(L, 1);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 1 + (ch->head + ch->count) % ch->cap);
+    ch->count++;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* ch:try_recv(): true, v if a value was there (buffered or from a waiting
+ * sender), false if none, nil, "closed" once closed and drained. */
+static int l_chan_try_recv(lua_State *L) {
+  chan *ch = checkchan(L, 1);
+  lua_settop(L, 1);
+  lua_getfenv(L, 1);            /* 2 */
+  if (ch->count > 0) {
+    int slot = 1 + ch->head;
+    lua_pushboolean(L, 1);      /* 3 */
+    lua_rawgeti(L, 2, slot);    /* 4: the value */
+    lua_pushnil(L);
+    lua_rawseti(L, 2, slot);
+    ch->head = (ch->head + 1) % ch->cap;
+    ch->count--;
+    coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
+    if (S) {
+      take_sent(L, 2, S);
+      lua_rawseti(L, 2, 1 + (ch->head + ch->count) % ch->cap);
+      ch->count++;
+      sender_done(L, S, 1);
+    }
+    lua_settop(L, 4);
+    return 2;
+  }
+  coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
+  if (S) {
+    lua_pushboolean(L, 1);      /* 3 */
+    take_sent(L, 2, S);         /* 4 */
+    sender_done(L, S, 1);
+    lua_settop(L, 4);
+    return 2;
+  }
+  if (ch->closed) { lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* coru._select_flag(): the flag of one coru.select (a userdata int). */
+static int l_select_flag(lua_State *L) {
+  int *f = lua_newuserdata(L, sizeof *f);
+  *f = 0;
+  return 1;
+}
+
+/* coru._select_case(flag): the running task is a case of that select. */
+static int l_select_case(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TUSERDATA);
+  coru_task *T = coru_R->current;
+  if (!T) return luaL_error(L, "coru._select_case: needs a running task");
+  T->sel = lua_touserdata(L, 1);
+  return 0;
+}
+
+/* coru._select_claim(flag): true if nothing fired yet (it fires now). */
+static int l_select_claim(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TUSERDATA);
+  int *f = lua_touserdata(L, 1);
+  lua_pushboolean(L, !*f);
+  *f = 1;
+  return 1;
 }
 
 static int l_chan_len(lua_State *L) {
@@ -1537,6 +1659,8 @@ static const coru_Reg chan_methods[] = {
   {"send", l_chan_send, CORU_YIELDS},
   {"recv", l_chan_recv, CORU_YIELDS},
   {"close", l_chan_close, 0},
+  {"try_send", l_chan_try_send, 0},
+  {"try_recv", l_chan_try_recv, 0},
   {"len", l_chan_len, 0},
   {"is_closed", l_chan_is_closed, 0},
   {NULL, NULL, 0}
@@ -1556,6 +1680,9 @@ static const coru_Reg sched_funcs[] = {
   {"any", l_any, CORU_YIELDS},
   {"timeout", l_timeout, CORU_YIELDS},
   {"channel", l_chan_new, 0},
+  {"_select_flag", l_select_flag, 0},
+  {"_select_case", l_select_case, 0},
+  {"_select_claim", l_select_claim, 0},
   {"on_error", l_on_error, 0},
   {"run", l_run, CORU_YIELDS},
   {NULL, NULL, 0}

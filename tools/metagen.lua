@@ -64,6 +64,9 @@ local S = {
   -- channel
   ["coru.channel:send"] = {"---Sends v; suspends while the buffer is full. true, or nil, \"closed\".", params = {"v any"}, ret = "boolean?, string?"},
   ["coru.channel:recv"] = {"---The next value; nil, \"closed\" once closed and drained.", params = {}, ret = "any, string?"},
+  ["coru.channel:try_send"] = {"---true if taken now, false if it would wait, nil, \"closed\". Never suspends.", params = {"v any"}, ret = "boolean?, string?"},
+  ["coru.channel:try_recv"] = {"---true, v if a value was there; false if none; nil, \"closed\". Never suspends.", params = {}, ret = "boolean?, any"},
+  ["coru.select"] = {"---The first channel operation that can proceed: i, v / i, true / i, nil, \"closed\" / nil, \"timeout\". Task only.", params = {"cases ({[1]: coru.channel, [2]: \"recv\"}|{[1]: coru.channel, [2]: \"send\", [3]: any})[]", "timeout? number"}, ret = "integer?, any, string?"},
   ["coru.channel:close"] = {"---Closes the channel.", params = {}, ret = nil},
   -- modules
   ["coru.tcp.connect"] = modes({"host string", "port integer", "opts? table"}, "coru.tcp_handle?, string?, string?", "err: string?, stream: coru.tcp_handle?"),
@@ -154,7 +157,17 @@ local function emit_fn(out, var, entry, s)
   local ret = s and s.ret
   if s == nil then ret = "..." end
   if ret then
-    for r in (ret .. ","):gmatch("%s*([^,]+),") do out[#out + 1] = "---@return " .. r end
+    -- split on the commas outside braces and parentheses
+    local depth, cur = 0, {}
+    for ch in (ret .. ","):gmatch(".") do
+      if ch == "{" or ch == "(" then depth = depth + 1 elseif ch == "}" or ch == ")" then depth = depth - 1 end
+      if ch == "," and depth == 0 then
+        out[#out + 1] = "---@return " .. table.concat(cur):match("^%s*(.-)%s*$")
+        cur = {}
+      else
+        cur[#cur + 1] = ch
+      end
+    end
   end
   out[#out + 1] = ("function %s%s%s(%s) end"):format(var, entry.sep, entry.key, table.concat(names, ", "))
   out[#out + 1] = ""
