@@ -427,3 +427,30 @@ describe("channels: try_send, try_recv, coru.select", function()
       "bad argument #1 to 'coru.select' (case 1: {channel, \"recv\"} or {channel, \"send\", value} expected)")
   end)
 end)
+
+describe("the examples under plain luajit", function()
+  local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."
+  it("echo_server.lua keeps serving (coru.run()) instead of exiting after 'listening'", function()
+    local port
+    H.run(function()
+      local probe = assert(coru.tcp.listen("127.0.0.1", 0, function() end))
+      port = probe:getsockname().port
+      probe:close()
+      local env = ("LUA_PATH='%s/lua/?.lua;;' LUA_CPATH='%s/?.so;;'"):format(root, bin:match("^(.*)/[^/]*$"))
+      if bin:find("build%-san") then              -- an ASan module needs its runtime first
+        env = env .. " LD_PRELOAD=$(cc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0"
+      end
+      local p = assert(coru.process.spawn("sh", {"-c", env .. " exec luajit '" .. root .. "/examples/echo_server.lua' " .. port},
+        {stdio = {"ignore", "ignore", "pipe"}}))
+      assert.matches("echo server on 127.0.0.1:" .. port, p.stderr:read_line())
+      local c = assert(coru.tcp.connect("127.0.0.1", port))
+      c:write("ping\n")
+      assert.equal("ping", c:read_line())
+      c:close()
+      assert.is_falsy(p.exited)                        -- still running
+      p:kill("sigterm")
+      p:wait()
+      p:close()
+    end)
+  end)
+end)
