@@ -454,3 +454,12 @@ describe("the examples under plain luajit", function()
     end)
   end)
 end)
+
+describe("a bad stdio descriptor for a child", function()
+  it("names the entry, not the command", function()
+    H.run(function()
+      assert.same({nil, "EBADF: bad file descriptor: stdio[1] = 99", "EBADF"},
+        {coru.process.spawn("true", {}, {stdio = {99, "inherit", "inherit"}})})
+    end)
+  end)
+end)

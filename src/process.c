@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include "coru.h"
 
 int coru_checksignal(lua_State *L, int idx, const char *fn, int def);
@@ -158,6 +159,13 @@ static int l_spawn_process(lua_State *L) {
       } else if (ty == LUA_TNUMBER) {
         st[i].flags = UV_INHERIT_FD;
         st[i].data.fd = (int)lua_tointeger(L, -1);
+        /* a closed descriptor: say which entry, not only the command */
+        if (st[i].data.fd < 0 || fcntl(st[i].data.fd, F_GETFD) < 0) {
+          lua_pushnil(L);
+          lua_pushfstring(L, "EBADF: bad file descriptor: stdio[%d] = %d", i + 1, st[i].data.fd);
+          lua_pushliteral(L, "EBADF");
+          return 3;
+        }
       } else if (s && strcmp(s, "pipe") == 0) {
         st[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : i <= 2 ? UV_WRITABLE_PIPE : UV_READABLE_PIPE | UV_WRITABLE_PIPE);
         pipes[i] = (coru_handle *)&any_handle;   /* created below, once every entry is checked */
