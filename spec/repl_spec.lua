@@ -71,6 +71,29 @@ describe("the REPL", function()
     assert.matches("EXIT 0\n$", out)
   end)
 
+  it("Ctrl-C cancels the running line and clears the typed one; the session goes on", function()
+    local out = drive({}, {
+      "expect:> ",
+      "send:coru.sleep(100000)\n",
+      "sleep:0.3",
+      "send:\x03",
+      "expect:interrupted",
+      "expect:> ",
+      "send:abc",
+      "sleep:0.2",
+      "send:\x03",
+      "expect:> ",
+      "send:=1+1\n",
+      "expect:2",
+      "expect:> ",
+      "send:\x04",
+    })
+    assert.not_matches("TIMEOUT", out)
+    assert.matches("cancelled: interrupted", out)
+    assert.not_matches("abc=1", out)
+    assert.matches("EXIT 0\n$", out)
+  end)
+
   it("ends at Ctrl-D even with a server still open", function()
     local out = drive({}, {
       "expect:> ",

@@ -18,6 +18,7 @@ static struct {
   int open, reading, tty;
   int resume_ref;        /* the waiting main task's resume */
   char hist[4096];       /* history file, "" for none */
+  char prompt[16];       /* the prompt waiting */
   char *buf; size_t len, cap;   /* not a terminal: bytes read so far */
 } R = {.resume_ref = LUA_NOREF};
 
@@ -91,8 +92,9 @@ static int l_start_read(lua_State *L) {
   coru_unref(L, &R.resume_ref);
   R.resume_ref = coru_ref_cb(L, 2);
   R.reading = 1;
+  snprintf(R.prompt, sizeof R.prompt, "%s", prompt);
   if (R.tty) {
-    rl_callback_handler_install(prompt, on_line);
+    rl_callback_handler_install(R.prompt, on_line);
   } else {
     fputs(prompt, stdout);
     fflush(stdout);
@@ -102,6 +104,18 @@ static int l_start_read(lua_State *L) {
   int rc = uv_poll_start(&R.poll, UV_READABLE, on_readable);
   if (rc < 0) { R.reading = 0; coru_unref(L, &R.resume_ref); return luaL_error(L, "repl: cannot watch stdin: %s", uv_strerror(rc)); }
   return 0;
+}
+
+/* interrupt(): Ctrl-C at the prompt: drop what was typed, a fresh prompt
+ * (as node and bash do). Returns false when no prompt waits. */
+static int l_interrupt(lua_State *L) {
+  if (!R.reading || !R.tty) { lua_pushboolean(L, 0); return 1; }
+  rl_callback_handler_remove();
+  fputs("^C\n", stdout);
+  fflush(stdout);
+  rl_callback_handler_install(R.prompt, on_line);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* finish(): the REPL ended (end of input): the host ends now, like node,
@@ -129,6 +143,7 @@ int coru_repl_push(lua_State *L) {
     if (h) snprintf(R.hist, sizeof R.hist, "%s", h);
     else if (home) snprintf(R.hist, sizeof R.hist, "%s/.coru_history", home);
     using_history();
+    stifle_history(1000);
     if (R.hist[0]) read_history(R.hist);
   }
   if (luaL_loadbuffer(L, coru_repl_lua, sizeof coru_repl_lua - 1, "=coru.repl") != 0) return -1;
@@ -136,5 +151,7 @@ int coru_repl_push(lua_State *L) {
   lua_pushcfunction(L, l_start_read);
   lua_call(L, 1, 1);
   lua_pushcfunction(L, l_finish);
+  lua_pushcfunction(L, l_interrupt);
+  lua_pushboolean(L, R.tty);
   return 0;
 }

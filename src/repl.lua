@@ -3,7 +3,7 @@
 -- (coru.sleep, a socket read, t:await()) while background tasks and servers
 -- go on, between prompts as well. Like luajit: `=expr` and bare expressions
 -- print their values, an incomplete chunk asks for more with ">> ".
-local read_line, finish = ...
+local read_line, finish, interrupt, tty = ...
 local loadstring, xpcall, select, tostring = loadstring, xpcall, select, tostring
 local traceback = debug.traceback
 local stderr = io.stderr
@@ -33,6 +33,7 @@ local function show(ok, ...)
 end
 
 local function handler(e)
+  if coru.is_cancelled(e) then return tostring(e) end   -- Ctrl-C: no traceback
   if type(e) ~= "string" then
     local mt = getmetatable(e)
     e = mt and mt.__tostring and tostring(e) or "(error object is a " .. type(e) .. " value)"
@@ -40,6 +41,19 @@ local function handler(e)
   local tb = traceback(e, 2)
   local cut = tb:find("\n\t%[C%]: in function 'xpcall'")   -- the REPL's own frames
   return cut and tb:sub(1, cut - 1) or tb
+end
+
+-- Ctrl-C on a terminal: cancels the line that runs (its current suspension
+-- raises; the prompt comes back), or drops what was typed at the prompt.
+-- A line busy in a Lua loop without suspending is not interrupted.
+local main, running = coru.current(), false
+local sigint
+if tty then
+  sigint = coru.new_signal()
+  sigint:start("sigint", function()
+    if running then main:cancel("interrupted") else interrupt() end
+  end)
+  sigint:unref()
 end
 
 while true do
@@ -55,9 +69,12 @@ while true do
   if not f then
     stderr:write(err, "\n")
   else
+    running = true
     show(xpcall(f, handler))
+    running = false
   end
   io.stdout:flush()
 end
 io.write("\n")
+if sigint then sigint:close() end
 finish()
