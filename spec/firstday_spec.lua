@@ -455,6 +455,22 @@ describe("the examples under plain luajit", function()
   end)
 end)
 
+describe("tcp_bind on a busy port", function()
+  it("reports EADDRINUSE from bind itself", function()
+    H.run(function()
+      local s = assert(coru.tcp.listen("127.0.0.1", 0, function() end))
+      local port = s:getsockname().port
+      local t = coru.new_tcp()
+      assert.same({nil, "EADDRINUSE: address already in use: 127.0.0.1:" .. port, "EADDRINUSE"},
+        {t:bind("127.0.0.1", port)})
+      t:close()
+      assert.same({nil, "EADDRINUSE: address already in use: 127.0.0.1:" .. port, "EADDRINUSE"},
+        {coru.tcp.listen("127.0.0.1", port, function() end)})
+      s:close()
+    end)
+  end)
+end)
+
 describe("a bad stdio descriptor for a child", function()
   it("names the entry, not the command", function()
     H.run(function()
