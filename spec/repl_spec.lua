@@ -94,6 +94,29 @@ describe("the REPL", function()
     assert.matches("EXIT 0\n$", out)
   end)
 
+  it("Tab completes names, submodules not loaded yet and methods", function()
+    local out = drive({}, {
+      "expect:> ",
+      "send:=type(coru.tc\t",                      -- coru.tcp (the submodule), common prefix
+      "sleep:0.3",
+      "send:.con\t",                                -- coru.tcp.connect
+      "sleep:0.3",
+      "send:)\n",
+      "expect:function",
+      "expect:> ",
+      "send:ch = coru.channel(1)\n",
+      "expect:> ",
+      "send:=ch:try_s\t",                           -- a method, through the handle's metatable
+      "sleep:0.3",
+      "send:(5), ch:len()\n",
+      "expect:true\t1",
+      "expect:> ",
+      "send:\x04",
+    })
+    assert.not_matches("TIMEOUT", out)
+    assert.matches("EXIT 0\n$", out)
+  end)
+
   it("ends at Ctrl-D even with a server still open", function()
     local out = drive({}, {
       "expect:> ",

@@ -17,7 +17,7 @@ void coru_signal_host_defaults(void);   /* signal.c */
 /* The driver, run as the main task: options in order, then the script,
  * then the REPL (no script on a terminal, or -i). */
 static const char driver[] =
-  "local actions, script, n, repl, read_line, finish, interrupt, tty, main_only = ...\n"
+  "local actions, script, n, repl, helpers, main_only = ...\n"
   "for i = 1, #actions, 2 do\n"
   "  local k, v = actions[i], actions[i + 1]\n"
   "  if k == 'l' then require(v)\n"
@@ -39,7 +39,7 @@ static const char driver[] =
   "  if not repl then return after(f(unpack(arg, 1, n))) end\n"
   "  f(unpack(arg, 1, n))\n"
   "end\n"
-  "if repl then return repl(read_line, finish, interrupt, tty) end\n";
+  "if repl then return repl(helpers) end\n";
 
 static void usage(FILE *to) {
   fprintf(to,
@@ -186,10 +186,11 @@ int main(int argc, char **argv) {
       return 1;
     }
   } else {
-    for (int k = 0; k < 5; k++) lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushnil(L);
   }
   lua_pushcfunction(L, l_main_only);
-  int status = coru_run_main(L, 9);
+  int status = coru_run_main(L, 6);
   fflush(stdout);
   coru_shutdown();
   lua_close(L);

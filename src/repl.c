@@ -106,6 +106,52 @@ static int l_start_read(lua_State *L) {
   return 0;
 }
 
+/* Tab completion: repl.lua's complete(word) lists the candidates (global
+ * names and fields reachable by a dotted path, `coru.tc` -> `coru.tcp`). */
+static int complete_ref = LUA_NOREF;
+static char **cands;
+static size_t ncands;
+
+static void cands_free(void) {
+  for (size_t i = 0; i < ncands; i++) free(cands[i]);
+  free(cands);
+  cands = NULL;
+  ncands = 0;
+}
+
+static char *complete_next(const char *text, int state) {
+  static size_t next;
+  if (state == 0) {
+    cands_free();
+    next = 0;
+    lua_State *L = coru_R->L;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, complete_ref);
+    lua_pushstring(L, text);
+    if (lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
+      size_t n = lua_objlen(L, -1);
+      cands = calloc(n ? n : 1, sizeof *cands);
+      for (size_t i = 0; cands && i < n; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        const char *s = lua_tostring(L, -1);
+        if (s && (cands[ncands] = strdup(s))) ncands++;
+        lua_pop(L, 1);
+      }
+    }
+    lua_settop(L, top);
+  }
+  if (next >= ncands) return NULL;
+  char *s = cands[next];
+  cands[next++] = NULL;    /* libedit frees what we return */
+  return s;
+}
+
+static char **complete(const char *text, int start, int end) {
+  (void)start; (void)end;
+  rl_attempted_completion_over = 1;   /* no file names */
+  return rl_completion_matches(text, complete_next);
+}
+
 /* interrupt(): Ctrl-C at the prompt: drop what was typed, a fresh prompt
  * (as node and bash do). Returns false when no prompt waits. */
 static int l_interrupt(lua_State *L) {
@@ -125,6 +171,18 @@ static int l_finish(lua_State *L) {
   coru_R->main_only = 1;
   if (R.open) { uv_close((uv_handle_t *)&R.poll, NULL); R.open = 0; }
   free(R.buf); R.buf = NULL; R.len = R.cap = 0;
+  cands_free();
+  coru_unref(L, &complete_ref);
+  return 0;
+}
+
+/* set_completion(fn): fn(word) -> candidates, for Tab. */
+static int l_set_completion(lua_State *L) {
+  coru_unref(L, &complete_ref);
+  complete_ref = coru_ref_cb(L, 1);
+  rl_attempted_completion_function = complete;
+  rl_completion_append_character = '\0';
+  rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^#[]~";
   return 0;
 }
 
@@ -148,10 +206,19 @@ int coru_repl_push(lua_State *L) {
   }
   if (luaL_loadbuffer(L, coru_repl_lua, sizeof coru_repl_lua - 1, "=coru.repl") != 0) return -1;
   if (luaL_loadbuffer(L, read_line_src, sizeof read_line_src - 1, "=coru.repl") != 0) return -1;
+  lua_createtable(L, 0, 5);              /* the helpers repl.lua gets */
+  lua_insert(L, -2);
   lua_pushcfunction(L, l_start_read);
   lua_call(L, 1, 1);
+  lua_setfield(L, -2, "read_line");
   lua_pushcfunction(L, l_finish);
+  lua_setfield(L, -2, "finish");
   lua_pushcfunction(L, l_interrupt);
+  lua_setfield(L, -2, "interrupt");
+  lua_pushcfunction(L, l_set_completion);
+  lua_setfield(L, -2, "set_completion");
   lua_pushboolean(L, R.tty);
+  lua_setfield(L, -2, "tty");
   return 0;
 }
+

@@ -3,7 +3,8 @@
 -- (coru.sleep, a socket read, t:await()) while background tasks and servers
 -- go on, between prompts as well. Like luajit: `=expr` and bare expressions
 -- print their values, an incomplete chunk asks for more with ">> ".
-local read_line, finish, interrupt, tty = ...
+local h = ...
+local read_line, finish, interrupt, tty = h.read_line, h.finish, h.interrupt, h.tty
 local loadstring, xpcall, select, tostring = loadstring, xpcall, select, tostring
 local traceback = debug.traceback
 local stderr = io.stderr
@@ -42,6 +43,49 @@ local function handler(e)
   local cut = tb:find("\n\t%[C%]: in function 'xpcall'")   -- the REPL's own frames
   return cut and tb:sub(1, cut - 1) or tb
 end
+
+-- Tab: global names, and fields along a dotted path (coru.tc -> coru.tcp,
+-- s:read_l -> s:read_line through the metatable's __index table).
+local function complete(word)
+  local path, sep, last = word:match("^(.-)([.:]?)([%w_]*)$")
+  local t = _G
+  if sep ~= "" then
+    for name in path:gmatch("[^.:]+") do
+      local v = t[name]        -- a field read: coru's submodules load lazily
+      if type(v) ~= "table" and type(v) ~= "userdata" then return {} end
+      t = v
+    end
+  end
+  local found, seen = {}, {}
+  local function scan(tab)
+    if type(tab) ~= "table" then return end
+    for k in pairs(tab) do
+      if type(k) == "string" and k:match("^[%a_][%w_]*$") and k:sub(1, #last) == last and not seen[k] then
+        seen[k] = true
+        found[#found + 1] = path .. sep .. k
+      end
+    end
+  end
+  if type(t) == "table" then scan(t) end
+  local mt = debug.getmetatable(t)          -- handles protect their metatables
+  if type(mt) == "table" then scan(rawget(mt, "__index")) end
+  if t == coru then                         -- submodules not loaded yet
+    for dir in package.path:gmatch("([^;]+)/%?%.lua") do
+      local p = io.popen("ls '" .. dir:gsub("'", "'\\''") .. "/coru' 2>/dev/null")
+      for f in p:lines() do
+        local m = f:match("^([%w_]+)%.lua$")
+        if m and m ~= "modes" and m ~= "serve" and m:sub(1, #last) == last and not seen[m] then
+          seen[m] = true
+          found[#found + 1] = path .. sep .. m
+        end
+      end
+      p:close()
+    end
+  end
+  table.sort(found)
+  return found
+end
+if tty then h.set_completion(complete) end
 
 -- Ctrl-C on a terminal: cancels the line that runs (its current suspension
 -- raises; the prompt comes back), or drops what was typed at the prompt.
