@@ -84,10 +84,11 @@ test-luajit: all
 	$(SPEC_ENV) $(if $(SANITIZE),LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=0) $(BUSTED) --lua=luajit spec
 
 # luarocks make into a temporary tree, then both faces from that tree only
+# (LUA: luarocks' 5.1 interpreter is PUC Lua 5.1 where that is installed too)
 test-rock: all
 	@command -v luarocks >/dev/null || { echo "test-rock: luarocks not found (deps/)" >&2; exit 1; }
 	@tree=$$(mktemp -d "$${TMPDIR:-/tmp}/coru-rock.XXXXXX") && trap 'rm -rf "$$tree"' EXIT && \
-	  luarocks --lua-version=5.1 --tree="$$tree" make coru-scm-1.rockspec >"$$tree/.log" 2>&1 || \
+	  luarocks --lua-version=5.1 --tree="$$tree" make coru-scm-1.rockspec LUA="$$(command -v luajit)" >"$$tree/.log" 2>&1 || \
 	    { cat "$$tree/.log" >&2; echo "test-rock: luarocks make failed" >&2; exit 1; } ; \
 	  env -u LUA_PATH -u LUA_CPATH "$$tree/bin/coru" tools/rock_check.lua "$$tree" host && \
 	  LUA_PATH="$$tree/share/lua/5.1/?.lua;$$tree/share/lua/5.1/?/init.lua" LUA_CPATH="$$tree/lib/lua/5.1/?.so" \
