@@ -479,3 +479,29 @@ describe("a bad stdio descriptor for a child", function()
     end)
   end)
 end)
+
+describe("coru.select under cancellation", function()
+  it("loses no value: a case that happened before the cancel is returned, the cancel comes next", function()
+    H.run(function()
+      local ch = coru.channel()
+      local got, received = {}, 0
+      for round = 1, 50 do
+        local t = coru.spawn(function()
+          local i, v = coru.select({{ch, "recv"}})
+          got[#got + 1] = v
+          coru.sleep(1000)                          -- the deferred cancellation lands here
+        end)
+        -- hand a value to the waiting case, then cancel the select at once
+        assert.is_true(ch:try_send(round))
+        t:cancel("stop")
+        local ok, err = pcall(t.await, t)
+        assert.is_false(ok)
+        assert.is_true(coru.is_cancelled(err))
+        received = received + 1
+      end
+      assert.equal(50, received)
+      assert.equal(50, #got)
+      for round = 1, 50 do assert.equal(round, got[round]) end
+    end)
+  end)
+end)

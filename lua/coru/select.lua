@@ -62,10 +62,12 @@ return function(cases, timeout)
     return i, v
   end
   if timeout == 0 then return nil, "timeout" end
-  local flag, children, timer, done = new_flag(), {}, nil, false
+  local flag, children, timer, done, late = new_flag(), {}, nil, false, nil
   local ok, a, b, c = pcall(yield, function(resume)
     local function deliver(...)
-      if not done then done = true resume(...) end
+      if done then late = {...} return end    -- the select was cancelled meanwhile: keep it
+      done = true
+      resume(...)
     end
     for i, cs in ipairs(cases) do
       children[i] = spawn(function()
@@ -89,9 +91,23 @@ return function(cases, timeout)
       end)
     end
   end)
-  claim(flag)
+  local fired = not claim(flag)        -- a case (or the timeout) happened first
+  done = true
   finish(children, timer)
-  if not ok then error(a, 0) end       -- cancelled while waiting: cancel the cases, go on raising
+  if not ok then
+    -- Cancelled while waiting. A case that had already happened (its
+    -- channel handed it the value) still completes: as with ch:recv, the
+    -- select returns it and the cancellation comes at the next suspension,
+    -- so no value is lost.
+    if fired and coru.is_cancelled(a) then
+      for _, t in ipairs(children) do pcall(t.await, t) end
+      if late and late[1] ~= nil then
+        current():cancel(a.reason)
+        return unpack(late, 1, late[3] ~= nil and 3 or 2)
+      end
+    end
+    error(a, 0)
+  end
   if a == nil then return nil, "timeout" end
   if c then return a, b, c end
   return a, b
