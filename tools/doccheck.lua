@@ -178,7 +178,7 @@ function M.meta_mismatch(root)
   return undeclared, stale
 end
 
-if not pcall(debug.getlocal, 4, 1) then   -- run as a script
+if arg and type(arg[0]) == "string" and arg[0]:match("doccheck%.lua$") then   -- run as a script
   local root = arg and arg[1] or "."
   local miss = M.missing(root)
   for _, n in ipairs(miss) do print("undocumented: " .. n) end
