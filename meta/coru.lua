@@ -10,9 +10,10 @@ coru = {}
 coru.CALLBACK = nil
 
 ---See docs/ (coru.accept).
----@param ... any
+---@param server any
+---@param client any
 ---@return ...
-function coru.accept(...) end
+function coru.accept(server, client) end
 
 ---Awaits every task; one results table ({n=, ...}) per task, in order. Task only.
 ---@param tasks coru.task[]
@@ -26,14 +27,14 @@ function coru.all(tasks) end
 function coru.any(tasks) end
 
 ---See docs/ (coru.async_send).
+---@param a any
 ---@param ... any
 ---@return ...
-function coru.async_send(...) end
+function coru.async_send(a, ...) end
 
 ---See docs/ (coru.available_parallelism).
----@param ... any
 ---@return ...
-function coru.available_parallelism(...) end
+function coru.available_parallelism() end
 
 ---Yields f(..., resume) with Twisted's rule: the callback's first argument is an error. Task only.
 ---@param f function
@@ -47,75 +48,75 @@ function coru.await(f, ...) end
 function coru.channel(capacity) end
 
 ---See docs/ (coru.chdir).
----@param ... any
+---@param path any
 ---@return ...
-function coru.chdir(...) end
+function coru.chdir(path) end
 
 ---See docs/ (coru.check_start).
----@param ... any
+---@param h any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru.check_start(...) end
+function coru.check_start(h, cb) end
 
 ---See docs/ (coru.check_stop).
----@param ... any
+---@param h any
 ---@return ...
-function coru.check_stop(...) end
+function coru.check_stop(h) end
 
 ---See docs/ (coru.close).
----@param ... any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru.close(...) end
+function coru.close(cb) end
 
 ---See docs/ (coru.cpu_info).
----@param ... any
 ---@return ...
-function coru.cpu_info(...) end
+function coru.cpu_info() end
 
 ---The running task, or nil outside tasks.
 ---@return coru.task?
 function coru.current() end
 
 ---See docs/ (coru.cwd).
----@param ... any
 ---@return ...
-function coru.cwd(...) end
+function coru.cwd() end
 
 ---See docs/ (coru.disable_stdio_inheritance).
----@param ... any
 ---@return ...
-function coru.disable_stdio_inheritance(...) end
+function coru.disable_stdio_inheritance() end
 
 ---See docs/ (coru.exepath).
----@param ... any
 ---@return ...
-function coru.exepath(...) end
+function coru.exepath() end
 
 ---Flushes, closes every handle and exits.
 ---@param status? integer|boolean
 function coru.exit(status) end
 
 ---See docs/ (coru.fileno).
----@param ... any
 ---@return ...
-function coru.fileno(...) end
+function coru.fileno() end
 
 ---@type coru.fs
 coru.fs = require("coru.fs")
 
 ---See docs/ (coru.fs_access).
----@param ... any
+---@param path any
+---@param mode? any
 ---@return ...
-function coru.fs_access(...) end
+function coru.fs_access(path, mode) end
 
 ---See docs/ (coru.fs_chmod).
----@param ... any
+---@param path any
+---@param mode any
 ---@return ...
-function coru.fs_chmod(...) end
+function coru.fs_chmod(path, mode) end
 
 ---See docs/ (coru.fs_chown).
----@param ... any
+---@param path any
+---@param uid any
+---@param gid any
 ---@return ...
-function coru.fs_chown(...) end
+function coru.fs_chown(path, uid, gid) end
 
 ---@overload fun(fd: integer, cb: fun(err: string?, boolean?)): boolean
 ---@param fd integer
@@ -125,14 +126,16 @@ function coru.fs_chown(...) end
 function coru.fs_close(fd) end
 
 ---See docs/ (coru.fs_closedir).
----@param ... any
+---@param dir any
 ---@return ...
-function coru.fs_closedir(...) end
+function coru.fs_closedir(dir) end
 
 ---See docs/ (coru.fs_copyfile).
----@param ... any
+---@param path any
+---@param new_path any
+---@param flags? any
 ---@return ...
-function coru.fs_copyfile(...) end
+function coru.fs_copyfile(path, new_path, flags) end
 
 ---See docs/ (coru.fs_event_getpath).
 ---@param ... any
@@ -150,59 +153,70 @@ function coru.fs_event_start(...) end
 function coru.fs_event_stop(...) end
 
 ---See docs/ (coru.fs_fchmod).
----@param ... any
+---@param fd any
+---@param mode any
 ---@return ...
-function coru.fs_fchmod(...) end
+function coru.fs_fchmod(fd, mode) end
 
 ---See docs/ (coru.fs_fchown).
----@param ... any
+---@param fd any
+---@param uid any
+---@param gid any
 ---@return ...
-function coru.fs_fchown(...) end
+function coru.fs_fchown(fd, uid, gid) end
 
 ---See docs/ (coru.fs_fdatasync).
----@param ... any
+---@param fd any
 ---@return ...
-function coru.fs_fdatasync(...) end
+function coru.fs_fdatasync(fd) end
 
 ---See docs/ (coru.fs_fstat).
----@param ... any
+---@param fd any
 ---@return ...
-function coru.fs_fstat(...) end
+function coru.fs_fstat(fd) end
 
 ---See docs/ (coru.fs_fsync).
----@param ... any
+---@param fd any
 ---@return ...
-function coru.fs_fsync(...) end
+function coru.fs_fsync(fd) end
 
 ---See docs/ (coru.fs_ftruncate).
----@param ... any
+---@param fd any
+---@param length? any
 ---@return ...
-function coru.fs_ftruncate(...) end
+function coru.fs_ftruncate(fd, length) end
 
 ---See docs/ (coru.fs_futime).
----@param ... any
+---@param fd any
+---@param atime any
+---@param mtime any
 ---@return ...
-function coru.fs_futime(...) end
+function coru.fs_futime(fd, atime, mtime) end
 
 ---See docs/ (coru.fs_lchown).
----@param ... any
+---@param path any
+---@param uid any
+---@param gid any
 ---@return ...
-function coru.fs_lchown(...) end
+function coru.fs_lchown(path, uid, gid) end
 
 ---See docs/ (coru.fs_link).
----@param ... any
+---@param path any
+---@param new_path any
 ---@return ...
-function coru.fs_link(...) end
+function coru.fs_link(path, new_path) end
 
 ---See docs/ (coru.fs_lstat).
----@param ... any
+---@param path any
 ---@return ...
-function coru.fs_lstat(...) end
+function coru.fs_lstat(path) end
 
 ---See docs/ (coru.fs_lutime).
----@param ... any
+---@param path any
+---@param atime any
+---@param mtime any
 ---@return ...
-function coru.fs_lutime(...) end
+function coru.fs_lutime(path, atime, mtime) end
 
 ---@overload fun(path: string, mode?: integer, cb: fun(err: string?, boolean?)): boolean
 ---@param path string
@@ -213,14 +227,14 @@ function coru.fs_lutime(...) end
 function coru.fs_mkdir(path, mode) end
 
 ---See docs/ (coru.fs_mkdtemp).
----@param ... any
+---@param template any
 ---@return ...
-function coru.fs_mkdtemp(...) end
+function coru.fs_mkdtemp(template) end
 
 ---See docs/ (coru.fs_mkstemp).
----@param ... any
+---@param template any
 ---@return ...
-function coru.fs_mkstemp(...) end
+function coru.fs_mkstemp(template) end
 
 ---@overload fun(path: string, flags: string|integer, mode?: integer, cb: fun(err: string?, integer?)): boolean
 ---@param path string
@@ -232,9 +246,11 @@ function coru.fs_mkstemp(...) end
 function coru.fs_open(path, flags, mode) end
 
 ---See docs/ (coru.fs_opendir).
----@param ... any
+---@param path any
+---@param cb? fun(err: string?, ...)
+---@param entries? any
 ---@return ...
-function coru.fs_opendir(...) end
+function coru.fs_opendir(path, cb, entries) end
 
 ---See docs/ (coru.fs_poll_getpath).
 ---@param ... any
@@ -268,19 +284,19 @@ function coru.fs_read(fd, size, offset) end
 function coru.fs_read_file(path) end
 
 ---See docs/ (coru.fs_readdir).
----@param ... any
+---@param dir any
 ---@return ...
-function coru.fs_readdir(...) end
+function coru.fs_readdir(dir) end
 
 ---See docs/ (coru.fs_readlink).
----@param ... any
+---@param path any
 ---@return ...
-function coru.fs_readlink(...) end
+function coru.fs_readlink(path) end
 
 ---See docs/ (coru.fs_realpath).
----@param ... any
+---@param path any
 ---@return ...
-function coru.fs_realpath(...) end
+function coru.fs_realpath(path) end
 
 ---@overload fun(path: string, new_path: string, cb: fun(err: string?, boolean?)): boolean
 ---@param path string
@@ -291,24 +307,27 @@ function coru.fs_realpath(...) end
 function coru.fs_rename(path, new_path) end
 
 ---See docs/ (coru.fs_rmdir).
----@param ... any
+---@param path any
 ---@return ...
-function coru.fs_rmdir(...) end
+function coru.fs_rmdir(path) end
 
 ---See docs/ (coru.fs_scandir).
----@param ... any
+---@param path any
 ---@return ...
-function coru.fs_scandir(...) end
+function coru.fs_scandir(path) end
 
 ---See docs/ (coru.fs_scandir_next).
----@param ... any
+---@param req any
 ---@return ...
-function coru.fs_scandir_next(...) end
+function coru.fs_scandir_next(req) end
 
 ---See docs/ (coru.fs_sendfile).
----@param ... any
+---@param out_fd any
+---@param in_fd any
+---@param in_offset any
+---@param length any
 ---@return ...
-function coru.fs_sendfile(...) end
+function coru.fs_sendfile(out_fd, in_fd, in_offset, length) end
 
 ---@overload fun(path: string, cb: fun(err: string?, table?)): boolean
 ---@param path string
@@ -318,14 +337,16 @@ function coru.fs_sendfile(...) end
 function coru.fs_stat(path) end
 
 ---See docs/ (coru.fs_statfs).
----@param ... any
+---@param path any
 ---@return ...
-function coru.fs_statfs(...) end
+function coru.fs_statfs(path) end
 
 ---See docs/ (coru.fs_symlink).
----@param ... any
+---@param target any
+---@param path any
+---@param flags? any
 ---@return ...
-function coru.fs_symlink(...) end
+function coru.fs_symlink(target, path, flags) end
 
 ---@overload fun(path: string, cb: fun(err: string?, boolean?)): boolean
 ---@param path string
@@ -335,9 +356,11 @@ function coru.fs_symlink(...) end
 function coru.fs_unlink(path) end
 
 ---See docs/ (coru.fs_utime).
----@param ... any
+---@param path any
+---@param atime any
+---@param mtime any
 ---@return ...
-function coru.fs_utime(...) end
+function coru.fs_utime(path, atime, mtime) end
 
 ---@overload fun(fd: integer, data: string|string[], offset?: integer, cb: fun(err: string?, integer?)): boolean
 ---@param fd integer
@@ -349,19 +372,16 @@ function coru.fs_utime(...) end
 function coru.fs_write(fd, data, offset) end
 
 ---See docs/ (coru.get_free_memory).
----@param ... any
 ---@return ...
-function coru.get_free_memory(...) end
+function coru.get_free_memory() end
 
 ---See docs/ (coru.get_total_memory).
----@param ... any
 ---@return ...
-function coru.get_total_memory(...) end
+function coru.get_total_memory() end
 
 ---See docs/ (coru.get_type).
----@param ... any
 ---@return ...
-function coru.get_type(...) end
+function coru.get_type() end
 
 ---@overload fun(host: string?, service?: string|integer, hints?: table, cb: fun(err: string?, table[]?)): boolean
 ---@param host string?
@@ -373,39 +393,38 @@ function coru.get_type(...) end
 function coru.getaddrinfo(host, service, hints) end
 
 ---See docs/ (coru.getnameinfo).
----@param ... any
+---@param opts? any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru.getnameinfo(...) end
+function coru.getnameinfo(opts, cb) end
 
 ---See docs/ (coru.getpid).
----@param ... any
 ---@return ...
-function coru.getpid(...) end
+function coru.getpid() end
 
 ---See docs/ (coru.guess_handle).
----@param ... any
+---@param fd any
 ---@return ...
-function coru.guess_handle(...) end
+function coru.guess_handle(fd) end
 
 ---See docs/ (coru.has_ref).
----@param ... any
 ---@return ...
-function coru.has_ref(...) end
+function coru.has_ref() end
 
 ---See docs/ (coru.hrtime).
----@param ... any
 ---@return ...
-function coru.hrtime(...) end
+function coru.hrtime() end
 
 ---See docs/ (coru.idle_start).
----@param ... any
+---@param h any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru.idle_start(...) end
+function coru.idle_start(h, cb) end
 
 ---See docs/ (coru.idle_stop).
----@param ... any
+---@param h any
 ---@return ...
-function coru.idle_stop(...) end
+function coru.idle_stop(h) end
 
 ---A function that spawns fn as a new task on each call.
 ---@param fn fun(...):...
@@ -418,9 +437,9 @@ function coru.inline(fn) end
 function coru.inline_callbacks(fn) end
 
 ---See docs/ (coru.is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru.is_active(...) end
+function coru.is_active(h) end
 
 ---Whether err is a cancellation error.
 ---@param err any
@@ -428,116 +447,114 @@ function coru.is_active(...) end
 function coru.is_cancelled(err) end
 
 ---See docs/ (coru.is_closing).
----@param ... any
 ---@return ...
-function coru.is_closing(...) end
+function coru.is_closing() end
 
 ---See docs/ (coru.is_readable).
----@param ... any
+---@param s any
 ---@return ...
-function coru.is_readable(...) end
+function coru.is_readable(s) end
 
 ---See docs/ (coru.is_writable).
----@param ... any
+---@param s any
 ---@return ...
-function coru.is_writable(...) end
+function coru.is_writable(s) end
 
 ---@type coru.json
 coru.json = require("coru.json")
 
 ---See docs/ (coru.kill).
----@param ... any
+---@param pid any
+---@param sig? any
 ---@return ...
-function coru.kill(...) end
+function coru.kill(pid, sig) end
 
 ---See docs/ (coru.listen).
----@param ... any
+---@param host any
+---@param port any
+---@param handler any
+---@param opts? any
 ---@return ...
-function coru.listen(...) end
+function coru.listen(host, port, handler, opts) end
 
 ---See docs/ (coru.loadavg).
----@param ... any
 ---@return ...
-function coru.loadavg(...) end
+function coru.loadavg() end
 
 ---See docs/ (coru.new_async).
----@param ... any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru.new_async(...) end
+function coru.new_async(cb) end
 
 ---See docs/ (coru.new_check).
----@param ... any
 ---@return ...
-function coru.new_check(...) end
+function coru.new_check() end
 
 ---See docs/ (coru.new_fs_event).
----@param ... any
 ---@return ...
-function coru.new_fs_event(...) end
+function coru.new_fs_event() end
 
 ---See docs/ (coru.new_fs_poll).
----@param ... any
 ---@return ...
-function coru.new_fs_poll(...) end
+function coru.new_fs_poll() end
 
 ---See docs/ (coru.new_idle).
----@param ... any
 ---@return ...
-function coru.new_idle(...) end
+function coru.new_idle() end
 
 ---See docs/ (coru.new_pipe).
----@param ... any
+---@param ipc? any
 ---@return ...
-function coru.new_pipe(...) end
+function coru.new_pipe(ipc) end
 
 ---See docs/ (coru.new_poll).
----@param ... any
+---@param fd any
 ---@return ...
-function coru.new_poll(...) end
+function coru.new_poll(fd) end
 
 ---See docs/ (coru.new_prepare).
----@param ... any
 ---@return ...
-function coru.new_prepare(...) end
+function coru.new_prepare() end
 
 ---See docs/ (coru.new_signal).
----@param ... any
 ---@return ...
-function coru.new_signal(...) end
+function coru.new_signal() end
 
 ---See docs/ (coru.new_socket_poll).
----@param ... any
+---@param fd any
 ---@return ...
-function coru.new_socket_poll(...) end
+function coru.new_socket_poll(fd) end
 
 ---See docs/ (coru.new_stdio).
----@param ... any
+---@param fd any
 ---@return ...
-function coru.new_stdio(...) end
+function coru.new_stdio(fd) end
 
 ---See docs/ (coru.new_tcp).
----@param ... any
+---@param family? any
 ---@return ...
-function coru.new_tcp(...) end
+function coru.new_tcp(family) end
 
 ---A timer handle.
 ---@return coru.timer
 function coru.new_timer() end
 
 ---See docs/ (coru.new_tty).
----@param ... any
+---@param fd any
+---@param readable any
 ---@return ...
-function coru.new_tty(...) end
+function coru.new_tty(fd, readable) end
 
 ---See docs/ (coru.new_udp).
----@param ... any
+---@param family? any
 ---@return ...
-function coru.new_udp(...) end
+function coru.new_udp(family) end
 
 ---See docs/ (coru.new_work).
----@param ... any
+---@param fn any
+---@param after_work any
 ---@return ...
-function coru.new_work(...) end
+function coru.new_work(fn, after_work) end
 
 ---Loop time in milliseconds.
 ---@return number
@@ -549,54 +566,48 @@ function coru.now() end
 function coru.on_error(fn) end
 
 ---See docs/ (coru.os_environ).
----@param ... any
 ---@return ...
-function coru.os_environ(...) end
+function coru.os_environ() end
 
 ---See docs/ (coru.os_getenv).
----@param ... any
+---@param name any
 ---@return ...
-function coru.os_getenv(...) end
+function coru.os_getenv(name) end
 
 ---See docs/ (coru.os_gethostname).
----@param ... any
 ---@return ...
-function coru.os_gethostname(...) end
+function coru.os_gethostname() end
 
 ---See docs/ (coru.os_getpid).
----@param ... any
 ---@return ...
-function coru.os_getpid(...) end
+function coru.os_getpid() end
 
 ---See docs/ (coru.os_getppid).
----@param ... any
 ---@return ...
-function coru.os_getppid(...) end
+function coru.os_getppid() end
 
 ---See docs/ (coru.os_homedir).
----@param ... any
 ---@return ...
-function coru.os_homedir(...) end
+function coru.os_homedir() end
 
 ---See docs/ (coru.os_setenv).
----@param ... any
+---@param name any
+---@param value any
 ---@return ...
-function coru.os_setenv(...) end
+function coru.os_setenv(name, value) end
 
 ---See docs/ (coru.os_tmpdir).
----@param ... any
 ---@return ...
-function coru.os_tmpdir(...) end
+function coru.os_tmpdir() end
 
 ---See docs/ (coru.os_uname).
----@param ... any
 ---@return ...
-function coru.os_uname(...) end
+function coru.os_uname() end
 
 ---See docs/ (coru.os_unsetenv).
----@param ... any
+---@param name any
 ---@return ...
-function coru.os_unsetenv(...) end
+function coru.os_unsetenv(name) end
 
 ---Suspends until the next loop iteration. Task only.
 function coru.pass() end
@@ -605,39 +616,45 @@ function coru.pass() end
 coru.pipe = require("coru.pipe")
 
 ---See docs/ (coru.pipe_bind).
----@param ... any
+---@param p any
+---@param path any
 ---@return ...
-function coru.pipe_bind(...) end
+function coru.pipe_bind(p, path) end
 
 ---See docs/ (coru.pipe_chmod).
----@param ... any
+---@param p any
+---@param arg2 any
 ---@return ...
-function coru.pipe_chmod(...) end
+function coru.pipe_chmod(p, arg2) end
 
 ---See docs/ (coru.pipe_connect).
----@param ... any
+---@param p any
+---@param path any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru.pipe_connect(...) end
+function coru.pipe_connect(p, path, cb) end
 
 ---See docs/ (coru.pipe_getpeername).
----@param ... any
+---@param p any
 ---@return ...
-function coru.pipe_getpeername(...) end
+function coru.pipe_getpeername(p) end
 
 ---See docs/ (coru.pipe_getsockname).
----@param ... any
+---@param p any
 ---@return ...
-function coru.pipe_getsockname(...) end
+function coru.pipe_getsockname(p) end
 
 ---See docs/ (coru.pipe_open).
----@param ... any
+---@param p any
+---@param fd any
 ---@return ...
-function coru.pipe_open(...) end
+function coru.pipe_open(p, fd) end
 
 ---See docs/ (coru.pipe_pending_instances).
----@param ... any
+---@param p any
+---@param n any
 ---@return ...
-function coru.pipe_pending_instances(...) end
+function coru.pipe_pending_instances(p, n) end
 
 ---@type coru.poll
 coru.poll = require("coru.poll")
@@ -653,52 +670,54 @@ function coru.poll_start(...) end
 function coru.poll_stop(...) end
 
 ---See docs/ (coru.prepare_start).
----@param ... any
+---@param h any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru.prepare_start(...) end
+function coru.prepare_start(h, cb) end
 
 ---See docs/ (coru.prepare_stop).
----@param ... any
+---@param h any
 ---@return ...
-function coru.prepare_stop(...) end
+function coru.prepare_stop(h) end
 
 ---@type coru.process
 coru.process = require("coru.process")
 
 ---See docs/ (coru.process_get_pid).
----@param ... any
+---@param handle any
 ---@return ...
-function coru.process_get_pid(...) end
+function coru.process_get_pid(handle) end
 
 ---See docs/ (coru.process_kill).
----@param ... any
+---@param handle any
+---@param sig? any
 ---@return ...
-function coru.process_kill(...) end
+function coru.process_kill(handle, sig) end
 
 ---See docs/ (coru.queue_work).
+---@param ctx any
 ---@param ... any
 ---@return ...
-function coru.queue_work(...) end
+function coru.queue_work(ctx, ...) end
 
 ---See docs/ (coru.read_start).
----@param ... any
+---@param s any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru.read_start(...) end
+function coru.read_start(s, cb) end
 
 ---See docs/ (coru.read_stop).
----@param ... any
+---@param s any
 ---@return ...
-function coru.read_stop(...) end
+function coru.read_stop(s) end
 
 ---See docs/ (coru.ref).
----@param ... any
 ---@return ...
-function coru.ref(...) end
+function coru.ref() end
 
 ---See docs/ (coru.resident_set_memory).
----@param ... any
 ---@return ...
-function coru.resident_set_memory(...) end
+function coru.resident_set_memory() end
 
 ---Runs fn(...) as a task until it ends (plain LuaJIT), or awaits it in a task.
 ---With no function: runs the loop until no referenced handle is left (luv's uv.run()).
@@ -716,17 +735,20 @@ function coru.run(fn, ...) end
 function coru.select(cases, timeout) end
 
 ---See docs/ (coru.shutdown).
----@param ... any
+---@param s any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru.shutdown(...) end
+function coru.shutdown(s, cb) end
 
 ---@type coru.signal
 coru.signal = require("coru.signal")
 
 ---See docs/ (coru.signal_start).
----@param ... any
+---@param s any
+---@param sig any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru.signal_start(...) end
+function coru.signal_start(s, sig, cb) end
 
 ---See docs/ (coru.signal_start_oneshot).
 ---@param ... any
@@ -734,9 +756,9 @@ function coru.signal_start(...) end
 function coru.signal_start_oneshot(...) end
 
 ---See docs/ (coru.signal_stop).
----@param ... any
+---@param s any
 ---@return ...
-function coru.signal_stop(...) end
+function coru.signal_stop(s) end
 
 ---Suspends the task for at least ms milliseconds. Task only (no callback form).
 ---@param ms number
@@ -749,9 +771,11 @@ function coru.sleep(ms) end
 function coru.spawn(fn, ...) end
 
 ---See docs/ (coru.spawn_process).
----@param ... any
+---@param file any
+---@param options any
+---@param on_exit? any
 ---@return ...
-function coru.spawn_process(...) end
+function coru.spawn_process(file, options, on_exit) end
 
 coru.stderr = require("coru.stderr") ---@type any
 
@@ -760,14 +784,15 @@ coru.stdin = require("coru.stdin") ---@type any
 coru.stdout = require("coru.stdout") ---@type any
 
 ---See docs/ (coru.stream_get_write_queue_size).
----@param ... any
+---@param s any
 ---@return ...
-function coru.stream_get_write_queue_size(...) end
+function coru.stream_get_write_queue_size(s) end
 
 ---See docs/ (coru.stream_set_blocking).
----@param ... any
+---@param s any
+---@param on any
 ---@return ...
-function coru.stream_set_blocking(...) end
+function coru.stream_set_blocking(s, on) end
 
 ---Every unfinished task: {task=, status=, waits=} (what a suspended one waits on).
 ---@return {task: coru.task, status: string, waits: string?}[]
@@ -777,49 +802,60 @@ function coru.tasks() end
 coru.tcp = require("coru.tcp")
 
 ---See docs/ (coru.tcp_bind).
----@param ... any
+---@param t any
+---@param host any
+---@param port any
+---@param opts? any
 ---@return ...
-function coru.tcp_bind(...) end
+function coru.tcp_bind(t, host, port, opts) end
 
 ---See docs/ (coru.tcp_close_reset).
----@param ... any
+---@param t any
 ---@return ...
-function coru.tcp_close_reset(...) end
+function coru.tcp_close_reset(t) end
 
 ---See docs/ (coru.tcp_connect).
----@param ... any
+---@param t any
+---@param host any
+---@param port any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru.tcp_connect(...) end
+function coru.tcp_connect(t, host, port, cb) end
 
 ---See docs/ (coru.tcp_getpeername).
----@param ... any
+---@param t any
 ---@return ...
-function coru.tcp_getpeername(...) end
+function coru.tcp_getpeername(t) end
 
 ---See docs/ (coru.tcp_getsockname).
----@param ... any
+---@param t any
 ---@return ...
-function coru.tcp_getsockname(...) end
+function coru.tcp_getsockname(t) end
 
 ---See docs/ (coru.tcp_keepalive).
----@param ... any
+---@param t any
+---@param on any
+---@param delay_s? any
 ---@return ...
-function coru.tcp_keepalive(...) end
+function coru.tcp_keepalive(t, on, delay_s) end
 
 ---See docs/ (coru.tcp_nodelay).
----@param ... any
+---@param t any
+---@param on any
 ---@return ...
-function coru.tcp_nodelay(...) end
+function coru.tcp_nodelay(t, on) end
 
 ---See docs/ (coru.tcp_open).
----@param ... any
+---@param t any
+---@param fd any
 ---@return ...
-function coru.tcp_open(...) end
+function coru.tcp_open(t, fd) end
 
 ---See docs/ (coru.tcp_simultaneous_accepts).
----@param ... any
+---@param t any
+---@param on any
 ---@return ...
-function coru.tcp_simultaneous_accepts(...) end
+function coru.tcp_simultaneous_accepts(t, on) end
 
 ---Runs fn(...) as a subtask; after ms it is cancelled and timeout returns nil, "timeout". Task only.
 ---@param ms number
@@ -829,171 +865,196 @@ function coru.tcp_simultaneous_accepts(...) end
 function coru.timeout(ms, fn, ...) end
 
 ---See docs/ (coru.timer_again).
----@param ... any
+---@param t any
 ---@return ...
-function coru.timer_again(...) end
+function coru.timer_again(t) end
 
 ---See docs/ (coru.timer_get_due_in).
----@param ... any
+---@param t any
 ---@return ...
-function coru.timer_get_due_in(...) end
+function coru.timer_get_due_in(t) end
 
 ---See docs/ (coru.timer_get_repeat).
----@param ... any
+---@param t any
 ---@return ...
-function coru.timer_get_repeat(...) end
+function coru.timer_get_repeat(t) end
 
 ---See docs/ (coru.timer_set_repeat).
----@param ... any
+---@param t any
+---@param ms any
 ---@return ...
-function coru.timer_set_repeat(...) end
+function coru.timer_set_repeat(t, ms) end
 
 ---See docs/ (coru.timer_start).
----@param ... any
+---@param t any
+---@param timeout any
+---@param repeat_ any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru.timer_start(...) end
+function coru.timer_start(t, timeout, repeat_, cb) end
 
 ---See docs/ (coru.timer_stop).
----@param ... any
+---@param t any
 ---@return ...
-function coru.timer_stop(...) end
+function coru.timer_stop(t) end
 
 ---@type coru.tls
 coru.tls = require("coru.tls")
 
 ---See docs/ (coru.try_write).
----@param ... any
+---@param s any
+---@param data any
 ---@return ...
-function coru.try_write(...) end
+function coru.try_write(s, data) end
 
 ---See docs/ (coru.tty_get_winsize).
----@param ... any
+---@param t any
 ---@return ...
-function coru.tty_get_winsize(...) end
+function coru.tty_get_winsize(t) end
 
 ---See docs/ (coru.tty_reset_mode).
----@param ... any
 ---@return ...
-function coru.tty_reset_mode(...) end
+function coru.tty_reset_mode() end
 
 ---See docs/ (coru.tty_set_mode).
----@param ... any
+---@param t any
+---@param mode any
 ---@return ...
-function coru.tty_set_mode(...) end
+function coru.tty_set_mode(t, mode) end
 
 ---See docs/ (coru.udp_bind).
----@param ... any
+---@param u any
+---@param host any
+---@param port any
+---@param opts? any
 ---@return ...
-function coru.udp_bind(...) end
+function coru.udp_bind(u, host, port, opts) end
 
 ---See docs/ (coru.udp_connect).
----@param ... any
+---@param u any
+---@param host any
+---@param port any
 ---@return ...
-function coru.udp_connect(...) end
+function coru.udp_connect(u, host, port) end
 
 ---See docs/ (coru.udp_get_send_queue_count).
----@param ... any
+---@param u any
 ---@return ...
-function coru.udp_get_send_queue_count(...) end
+function coru.udp_get_send_queue_count(u) end
 
 ---See docs/ (coru.udp_get_send_queue_size).
----@param ... any
+---@param u any
 ---@return ...
-function coru.udp_get_send_queue_size(...) end
+function coru.udp_get_send_queue_size(u) end
 
 ---See docs/ (coru.udp_getpeername).
----@param ... any
+---@param u any
 ---@return ...
-function coru.udp_getpeername(...) end
+function coru.udp_getpeername(u) end
 
 ---See docs/ (coru.udp_getsockname).
----@param ... any
+---@param u any
 ---@return ...
-function coru.udp_getsockname(...) end
+function coru.udp_getsockname(u) end
 
 ---See docs/ (coru.udp_open).
----@param ... any
+---@param u any
+---@param fd any
 ---@return ...
-function coru.udp_open(...) end
+function coru.udp_open(u, fd) end
 
 ---See docs/ (coru.udp_recv).
----@param ... any
+---@param u any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru.udp_recv(...) end
+function coru.udp_recv(u, cb) end
 
 ---See docs/ (coru.udp_recv_start).
----@param ... any
+---@param u any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru.udp_recv_start(...) end
+function coru.udp_recv_start(u, cb) end
 
 ---See docs/ (coru.udp_recv_stop).
----@param ... any
+---@param u any
 ---@return ...
-function coru.udp_recv_stop(...) end
+function coru.udp_recv_stop(u) end
 
 ---See docs/ (coru.udp_send).
----@param ... any
+---@param u any
+---@param data any
+---@param host any
+---@param port any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru.udp_send(...) end
+function coru.udp_send(u, data, host, port, cb) end
 
 ---See docs/ (coru.udp_set_broadcast).
----@param ... any
+---@param u any
+---@param on any
 ---@return ...
-function coru.udp_set_broadcast(...) end
+function coru.udp_set_broadcast(u, on) end
 
 ---See docs/ (coru.udp_set_membership).
----@param ... any
+---@param u any
+---@param group any
+---@param iface any
+---@param arg4 any
 ---@return ...
-function coru.udp_set_membership(...) end
+function coru.udp_set_membership(u, group, iface, arg4) end
 
 ---See docs/ (coru.udp_set_multicast_interface).
----@param ... any
+---@param u any
+---@param iface any
 ---@return ...
-function coru.udp_set_multicast_interface(...) end
+function coru.udp_set_multicast_interface(u, iface) end
 
 ---See docs/ (coru.udp_set_multicast_loop).
----@param ... any
+---@param u any
+---@param on any
 ---@return ...
-function coru.udp_set_multicast_loop(...) end
+function coru.udp_set_multicast_loop(u, on) end
 
 ---See docs/ (coru.udp_set_multicast_ttl).
----@param ... any
+---@param u any
+---@param n any
 ---@return ...
-function coru.udp_set_multicast_ttl(...) end
+function coru.udp_set_multicast_ttl(u, n) end
 
 ---See docs/ (coru.udp_set_ttl).
----@param ... any
+---@param u any
+---@param n any
 ---@return ...
-function coru.udp_set_ttl(...) end
+function coru.udp_set_ttl(u, n) end
 
 ---See docs/ (coru.udp_try_send).
----@param ... any
+---@param u any
+---@param data any
+---@param host any
+---@param port any
 ---@return ...
-function coru.udp_try_send(...) end
+function coru.udp_try_send(u, data, host, port) end
 
 ---See docs/ (coru.unref).
----@param ... any
 ---@return ...
-function coru.unref(...) end
+function coru.unref() end
 
 ---See docs/ (coru.update_time).
----@param ... any
 ---@return ...
-function coru.update_time(...) end
+function coru.update_time() end
 
 ---See docs/ (coru.uptime).
----@param ... any
 ---@return ...
-function coru.uptime(...) end
+function coru.uptime() end
 
 ---coru's version string.
 ---@type string
 coru.version = nil
 
 ---See docs/ (coru.walk).
----@param ... any
+---@param fn any
 ---@return ...
-function coru.walk(...) end
+function coru.walk(fn) end
 
 ---@overload fun(fn: function, ...: any, cb: fun(err: string?, ...)): boolean
 ---@param fn function
@@ -1002,61 +1063,56 @@ function coru.walk(...) end
 function coru.work(fn, ...) end
 
 ---See docs/ (coru.write).
----@param ... any
+---@param s any
+---@param data any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru.write(...) end
+function coru.write(s, data, cb) end
 
 ---@class coru.async
 local coru_async = {}
 
 ---See docs/ (coru.async:address).
----@param ... any
 ---@return ...
-function coru_async:address(...) end
+function coru_async:address() end
 
 ---Closes the handle.
 ---@param cb? fun()
 function coru_async:close(cb) end
 
 ---See docs/ (coru.async:fileno).
----@param ... any
 ---@return ...
-function coru_async:fileno(...) end
+function coru_async:fileno() end
 
 ---See docs/ (coru.async:get_type).
----@param ... any
 ---@return ...
-function coru_async:get_type(...) end
+function coru_async:get_type() end
 
 ---See docs/ (coru.async:has_ref).
----@param ... any
 ---@return ...
-function coru_async:has_ref(...) end
+function coru_async:has_ref() end
 
 ---See docs/ (coru.async:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_async:is_active(...) end
+function coru_async:is_active(h) end
 
 ---See docs/ (coru.async:is_closing).
----@param ... any
 ---@return ...
-function coru_async:is_closing(...) end
+function coru_async:is_closing() end
 
 ---See docs/ (coru.async:ref).
----@param ... any
 ---@return ...
-function coru_async:ref(...) end
+function coru_async:ref() end
 
 ---See docs/ (coru.async:send).
----@param ... any
+---@param v any
 ---@return ...
-function coru_async:send(...) end
+function coru_async:send(v) end
 
 ---See docs/ (coru.async:unref).
----@param ... any
 ---@return ...
-function coru_async:unref(...) end
+function coru_async:unref() end
 
 ---@class coru.channel
 local coru_channel = {}
@@ -1065,14 +1121,12 @@ local coru_channel = {}
 function coru_channel:close() end
 
 ---See docs/ (coru.channel:is_closed).
----@param ... any
 ---@return ...
-function coru_channel:is_closed(...) end
+function coru_channel:is_closed() end
 
 ---See docs/ (coru.channel:len).
----@param ... any
 ---@return ...
-function coru_channel:len(...) end
+function coru_channel:len() end
 
 ---The next value; nil, "closed" once closed and drained.
 ---@return any
@@ -1104,111 +1158,104 @@ local coru_check = {}
 function coru_check:close(cb) end
 
 ---See docs/ (coru.check:fileno).
----@param ... any
 ---@return ...
-function coru_check:fileno(...) end
+function coru_check:fileno() end
 
 ---See docs/ (coru.check:get_type).
----@param ... any
 ---@return ...
-function coru_check:get_type(...) end
+function coru_check:get_type() end
 
 ---See docs/ (coru.check:has_ref).
----@param ... any
 ---@return ...
-function coru_check:has_ref(...) end
+function coru_check:has_ref() end
 
 ---See docs/ (coru.check:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_check:is_active(...) end
+function coru_check:is_active(h) end
 
 ---See docs/ (coru.check:is_closing).
----@param ... any
 ---@return ...
-function coru_check:is_closing(...) end
+function coru_check:is_closing() end
 
 ---See docs/ (coru.check:ref).
----@param ... any
 ---@return ...
-function coru_check:ref(...) end
+function coru_check:ref() end
 
 ---See docs/ (coru.check:start).
----@param ... any
+---@param timeout any
+---@param repeat_ any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_check:start(...) end
+function coru_check:start(timeout, repeat_, cb) end
 
 ---See docs/ (coru.check:stop).
----@param ... any
 ---@return ...
-function coru_check:stop(...) end
+function coru_check:stop() end
 
 ---See docs/ (coru.check:unref).
----@param ... any
 ---@return ...
-function coru_check:unref(...) end
+function coru_check:unref() end
 
 ---@class coru.filestream
 local coru_filestream = {}
 
 ---See docs/ (coru.filestream:accept).
----@param ... any
+---@param server any
+---@param client any
 ---@return ...
-function coru_filestream:accept(...) end
+function coru_filestream:accept(server, client) end
 
 ---See docs/ (coru.filestream:buffered).
----@param ... any
 ---@return ...
-function coru_filestream:buffered(...) end
+function coru_filestream:buffered() end
 
 ---Closes the handle.
 ---@param cb? fun()
 function coru_filestream:close(cb) end
 
 ---See docs/ (coru.filestream:fileno).
----@param ... any
 ---@return ...
-function coru_filestream:fileno(...) end
+function coru_filestream:fileno() end
 
 ---See docs/ (coru.filestream:get_type).
----@param ... any
 ---@return ...
-function coru_filestream:get_type(...) end
+function coru_filestream:get_type() end
 
 ---See docs/ (coru.filestream:get_write_queue_size).
----@param ... any
 ---@return ...
-function coru_filestream:get_write_queue_size(...) end
+function coru_filestream:get_write_queue_size() end
 
 ---See docs/ (coru.filestream:has_ref).
----@param ... any
 ---@return ...
-function coru_filestream:has_ref(...) end
+function coru_filestream:has_ref() end
 
 ---See docs/ (coru.filestream:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_filestream:is_active(...) end
+function coru_filestream:is_active(h) end
 
 ---See docs/ (coru.filestream:is_closing).
----@param ... any
 ---@return ...
-function coru_filestream:is_closing(...) end
+function coru_filestream:is_closing() end
 
 ---See docs/ (coru.filestream:is_readable).
----@param ... any
+---@param s any
 ---@return ...
-function coru_filestream:is_readable(...) end
+function coru_filestream:is_readable(s) end
 
 ---See docs/ (coru.filestream:is_writable).
----@param ... any
+---@param s any
 ---@return ...
-function coru_filestream:is_writable(...) end
+function coru_filestream:is_writable(s) end
 
 ---See docs/ (coru.filestream:listen).
----@param ... any
+---@param host any
+---@param port any
+---@param handler any
+---@param opts? any
 ---@return ...
-function coru_filestream:listen(...) end
+function coru_filestream:listen(host, port, handler, opts) end
 
 ---The next chunk; nil at EOF; nil, msg[, name] on failure.
 ---@param cb? fun(err: string?, data: string?)
@@ -1218,9 +1265,9 @@ function coru_filestream:listen(...) end
 function coru_filestream:read(cb) end
 
 ---See docs/ (coru.filestream:read_all).
----@param ... any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru_filestream:read_all(...) end
+function coru_filestream:read_all(cb) end
 
 ---Exactly n bytes.
 ---@param n integer
@@ -1238,14 +1285,15 @@ function coru_filestream:read_bytes(n, cb) end
 function coru_filestream:read_line(cb) end
 
 ---See docs/ (coru.filestream:read_start).
----@param ... any
+---@param s any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_filestream:read_start(...) end
+function coru_filestream:read_start(s, cb) end
 
 ---See docs/ (coru.filestream:read_stop).
----@param ... any
+---@param s any
 ---@return ...
-function coru_filestream:read_stop(...) end
+function coru_filestream:read_stop(s) end
 
 ---Data up to and without delim.
 ---@param delim string
@@ -1256,14 +1304,13 @@ function coru_filestream:read_stop(...) end
 function coru_filestream:read_until(delim, cb) end
 
 ---See docs/ (coru.filestream:ref).
----@param ... any
 ---@return ...
-function coru_filestream:ref(...) end
+function coru_filestream:ref() end
 
 ---See docs/ (coru.filestream:set_blocking).
----@param ... any
+---@param on any
 ---@return ...
-function coru_filestream:set_blocking(...) end
+function coru_filestream:set_blocking(on) end
 
 ---The longest line a read accepts.
 ---@param n integer
@@ -1287,14 +1334,14 @@ function coru_filestream:settimeouts(connect, send, read) end
 function coru_filestream:shutdown(cb) end
 
 ---See docs/ (coru.filestream:try_write).
----@param ... any
+---@param s any
+---@param data any
 ---@return ...
-function coru_filestream:try_write(...) end
+function coru_filestream:try_write(s, data) end
 
 ---See docs/ (coru.filestream:unref).
----@param ... any
 ---@return ...
-function coru_filestream:unref(...) end
+function coru_filestream:unref() end
 
 ---Writes data; returns once written (backpressure).
 ---@param data string|string[]
@@ -1308,14 +1355,12 @@ function coru_filestream:write(data, cb) end
 local coru_fs_dir = {}
 
 ---See docs/ (coru.fs_dir:closedir).
----@param ... any
 ---@return ...
-function coru_fs_dir:closedir(...) end
+function coru_fs_dir:closedir() end
 
 ---See docs/ (coru.fs_dir:readdir).
----@param ... any
 ---@return ...
-function coru_fs_dir:readdir(...) end
+function coru_fs_dir:readdir() end
 
 ---@class coru.fs_event
 local coru_fs_event = {}
@@ -1325,54 +1370,48 @@ local coru_fs_event = {}
 function coru_fs_event:close(cb) end
 
 ---See docs/ (coru.fs_event:fileno).
----@param ... any
 ---@return ...
-function coru_fs_event:fileno(...) end
+function coru_fs_event:fileno() end
 
 ---See docs/ (coru.fs_event:get_type).
----@param ... any
 ---@return ...
-function coru_fs_event:get_type(...) end
+function coru_fs_event:get_type() end
 
 ---See docs/ (coru.fs_event:getpath).
----@param ... any
 ---@return ...
-function coru_fs_event:getpath(...) end
+function coru_fs_event:getpath() end
 
 ---See docs/ (coru.fs_event:has_ref).
----@param ... any
 ---@return ...
-function coru_fs_event:has_ref(...) end
+function coru_fs_event:has_ref() end
 
 ---See docs/ (coru.fs_event:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_fs_event:is_active(...) end
+function coru_fs_event:is_active(h) end
 
 ---See docs/ (coru.fs_event:is_closing).
----@param ... any
 ---@return ...
-function coru_fs_event:is_closing(...) end
+function coru_fs_event:is_closing() end
 
 ---See docs/ (coru.fs_event:ref).
----@param ... any
 ---@return ...
-function coru_fs_event:ref(...) end
+function coru_fs_event:ref() end
 
 ---See docs/ (coru.fs_event:start).
----@param ... any
+---@param timeout any
+---@param repeat_ any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_fs_event:start(...) end
+function coru_fs_event:start(timeout, repeat_, cb) end
 
 ---See docs/ (coru.fs_event:stop).
----@param ... any
 ---@return ...
-function coru_fs_event:stop(...) end
+function coru_fs_event:stop() end
 
 ---See docs/ (coru.fs_event:unref).
----@param ... any
 ---@return ...
-function coru_fs_event:unref(...) end
+function coru_fs_event:unref() end
 
 ---@class coru.fs_poll
 local coru_fs_poll = {}
@@ -1382,54 +1421,48 @@ local coru_fs_poll = {}
 function coru_fs_poll:close(cb) end
 
 ---See docs/ (coru.fs_poll:fileno).
----@param ... any
 ---@return ...
-function coru_fs_poll:fileno(...) end
+function coru_fs_poll:fileno() end
 
 ---See docs/ (coru.fs_poll:get_type).
----@param ... any
 ---@return ...
-function coru_fs_poll:get_type(...) end
+function coru_fs_poll:get_type() end
 
 ---See docs/ (coru.fs_poll:getpath).
----@param ... any
 ---@return ...
-function coru_fs_poll:getpath(...) end
+function coru_fs_poll:getpath() end
 
 ---See docs/ (coru.fs_poll:has_ref).
----@param ... any
 ---@return ...
-function coru_fs_poll:has_ref(...) end
+function coru_fs_poll:has_ref() end
 
 ---See docs/ (coru.fs_poll:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_fs_poll:is_active(...) end
+function coru_fs_poll:is_active(h) end
 
 ---See docs/ (coru.fs_poll:is_closing).
----@param ... any
 ---@return ...
-function coru_fs_poll:is_closing(...) end
+function coru_fs_poll:is_closing() end
 
 ---See docs/ (coru.fs_poll:ref).
----@param ... any
 ---@return ...
-function coru_fs_poll:ref(...) end
+function coru_fs_poll:ref() end
 
 ---See docs/ (coru.fs_poll:start).
----@param ... any
+---@param timeout any
+---@param repeat_ any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_fs_poll:start(...) end
+function coru_fs_poll:start(timeout, repeat_, cb) end
 
 ---See docs/ (coru.fs_poll:stop).
----@param ... any
 ---@return ...
-function coru_fs_poll:stop(...) end
+function coru_fs_poll:stop() end
 
 ---See docs/ (coru.fs_poll:unref).
----@param ... any
 ---@return ...
-function coru_fs_poll:unref(...) end
+function coru_fs_poll:unref() end
 
 ---@class coru.idle
 local coru_idle = {}
@@ -1439,96 +1472,91 @@ local coru_idle = {}
 function coru_idle:close(cb) end
 
 ---See docs/ (coru.idle:fileno).
----@param ... any
 ---@return ...
-function coru_idle:fileno(...) end
+function coru_idle:fileno() end
 
 ---See docs/ (coru.idle:get_type).
----@param ... any
 ---@return ...
-function coru_idle:get_type(...) end
+function coru_idle:get_type() end
 
 ---See docs/ (coru.idle:has_ref).
----@param ... any
 ---@return ...
-function coru_idle:has_ref(...) end
+function coru_idle:has_ref() end
 
 ---See docs/ (coru.idle:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_idle:is_active(...) end
+function coru_idle:is_active(h) end
 
 ---See docs/ (coru.idle:is_closing).
----@param ... any
 ---@return ...
-function coru_idle:is_closing(...) end
+function coru_idle:is_closing() end
 
 ---See docs/ (coru.idle:ref).
----@param ... any
 ---@return ...
-function coru_idle:ref(...) end
+function coru_idle:ref() end
 
 ---See docs/ (coru.idle:start).
----@param ... any
+---@param timeout any
+---@param repeat_ any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_idle:start(...) end
+function coru_idle:start(timeout, repeat_, cb) end
 
 ---See docs/ (coru.idle:stop).
----@param ... any
 ---@return ...
-function coru_idle:stop(...) end
+function coru_idle:stop() end
 
 ---See docs/ (coru.idle:unref).
----@param ... any
 ---@return ...
-function coru_idle:unref(...) end
+function coru_idle:unref() end
 
 ---@class coru.pipe_handle
 local coru_pipe_handle = {}
 
 ---See docs/ (coru.pipe:accept).
----@param ... any
+---@param server any
+---@param client any
 ---@return ...
-function coru_pipe_handle:accept(...) end
+function coru_pipe_handle:accept(server, client) end
 
 ---See docs/ (coru.pipe:bind).
----@param ... any
+---@param path any
 ---@return ...
-function coru_pipe_handle:bind(...) end
+function coru_pipe_handle:bind(path) end
 
 ---See docs/ (coru.pipe:buffered).
----@param ... any
 ---@return ...
-function coru_pipe_handle:buffered(...) end
+function coru_pipe_handle:buffered() end
 
 ---See docs/ (coru.pipe:chmod).
----@param ... any
+---@param arg2 any
 ---@return ...
-function coru_pipe_handle:chmod(...) end
+function coru_pipe_handle:chmod(arg2) end
 
 ---Closes the handle.
 ---@param cb? fun()
 function coru_pipe_handle:close(cb) end
 
 ---See docs/ (coru.pipe:connect).
----@param ... any
+---@param host any
+---@param port any
+---@param opts? any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru_pipe_handle:connect(...) end
+function coru_pipe_handle:connect(host, port, opts, cb) end
 
 ---See docs/ (coru.pipe:fileno).
----@param ... any
 ---@return ...
-function coru_pipe_handle:fileno(...) end
+function coru_pipe_handle:fileno() end
 
 ---See docs/ (coru.pipe:get_type).
----@param ... any
 ---@return ...
-function coru_pipe_handle:get_type(...) end
+function coru_pipe_handle:get_type() end
 
 ---See docs/ (coru.pipe:get_write_queue_size).
----@param ... any
 ---@return ...
-function coru_pipe_handle:get_write_queue_size(...) end
+function coru_pipe_handle:get_write_queue_size() end
 
 ---{ip=, port=, family=}
 ---@return table?
@@ -1543,44 +1571,45 @@ function coru_pipe_handle:getpeername() end
 function coru_pipe_handle:getsockname() end
 
 ---See docs/ (coru.pipe:has_ref).
----@param ... any
 ---@return ...
-function coru_pipe_handle:has_ref(...) end
+function coru_pipe_handle:has_ref() end
 
 ---See docs/ (coru.pipe:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_pipe_handle:is_active(...) end
+function coru_pipe_handle:is_active(h) end
 
 ---See docs/ (coru.pipe:is_closing).
----@param ... any
 ---@return ...
-function coru_pipe_handle:is_closing(...) end
+function coru_pipe_handle:is_closing() end
 
 ---See docs/ (coru.pipe:is_readable).
----@param ... any
+---@param s any
 ---@return ...
-function coru_pipe_handle:is_readable(...) end
+function coru_pipe_handle:is_readable(s) end
 
 ---See docs/ (coru.pipe:is_writable).
----@param ... any
+---@param s any
 ---@return ...
-function coru_pipe_handle:is_writable(...) end
+function coru_pipe_handle:is_writable(s) end
 
 ---See docs/ (coru.pipe:listen).
----@param ... any
+---@param host any
+---@param port any
+---@param handler any
+---@param opts? any
 ---@return ...
-function coru_pipe_handle:listen(...) end
+function coru_pipe_handle:listen(host, port, handler, opts) end
 
 ---See docs/ (coru.pipe:open).
----@param ... any
+---@param fd any
 ---@return ...
-function coru_pipe_handle:open(...) end
+function coru_pipe_handle:open(fd) end
 
 ---See docs/ (coru.pipe:pending_instances).
----@param ... any
+---@param n any
 ---@return ...
-function coru_pipe_handle:pending_instances(...) end
+function coru_pipe_handle:pending_instances(n) end
 
 ---The next chunk; nil at EOF; nil, msg[, name] on failure.
 ---@param cb? fun(err: string?, data: string?)
@@ -1590,9 +1619,9 @@ function coru_pipe_handle:pending_instances(...) end
 function coru_pipe_handle:read(cb) end
 
 ---See docs/ (coru.pipe:read_all).
----@param ... any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru_pipe_handle:read_all(...) end
+function coru_pipe_handle:read_all(cb) end
 
 ---Exactly n bytes.
 ---@param n integer
@@ -1610,14 +1639,15 @@ function coru_pipe_handle:read_bytes(n, cb) end
 function coru_pipe_handle:read_line(cb) end
 
 ---See docs/ (coru.pipe:read_start).
----@param ... any
+---@param s any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_pipe_handle:read_start(...) end
+function coru_pipe_handle:read_start(s, cb) end
 
 ---See docs/ (coru.pipe:read_stop).
----@param ... any
+---@param s any
 ---@return ...
-function coru_pipe_handle:read_stop(...) end
+function coru_pipe_handle:read_stop(s) end
 
 ---Data up to and without delim.
 ---@param delim string
@@ -1628,14 +1658,13 @@ function coru_pipe_handle:read_stop(...) end
 function coru_pipe_handle:read_until(delim, cb) end
 
 ---See docs/ (coru.pipe:ref).
----@param ... any
 ---@return ...
-function coru_pipe_handle:ref(...) end
+function coru_pipe_handle:ref() end
 
 ---See docs/ (coru.pipe:set_blocking).
----@param ... any
+---@param on any
 ---@return ...
-function coru_pipe_handle:set_blocking(...) end
+function coru_pipe_handle:set_blocking(on) end
 
 ---The longest line a read accepts.
 ---@param n integer
@@ -1659,14 +1688,14 @@ function coru_pipe_handle:settimeouts(connect, send, read) end
 function coru_pipe_handle:shutdown(cb) end
 
 ---See docs/ (coru.pipe:try_write).
----@param ... any
+---@param s any
+---@param data any
 ---@return ...
-function coru_pipe_handle:try_write(...) end
+function coru_pipe_handle:try_write(s, data) end
 
 ---See docs/ (coru.pipe:unref).
----@param ... any
 ---@return ...
-function coru_pipe_handle:unref(...) end
+function coru_pipe_handle:unref() end
 
 ---Writes data; returns once written (backpressure).
 ---@param data string|string[]
@@ -1684,49 +1713,44 @@ local coru_poll_handle = {}
 function coru_poll_handle:close(cb) end
 
 ---See docs/ (coru.poll:fileno).
----@param ... any
 ---@return ...
-function coru_poll_handle:fileno(...) end
+function coru_poll_handle:fileno() end
 
 ---See docs/ (coru.poll:get_type).
----@param ... any
 ---@return ...
-function coru_poll_handle:get_type(...) end
+function coru_poll_handle:get_type() end
 
 ---See docs/ (coru.poll:has_ref).
----@param ... any
 ---@return ...
-function coru_poll_handle:has_ref(...) end
+function coru_poll_handle:has_ref() end
 
 ---See docs/ (coru.poll:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_poll_handle:is_active(...) end
+function coru_poll_handle:is_active(h) end
 
 ---See docs/ (coru.poll:is_closing).
----@param ... any
 ---@return ...
-function coru_poll_handle:is_closing(...) end
+function coru_poll_handle:is_closing() end
 
 ---See docs/ (coru.poll:ref).
----@param ... any
 ---@return ...
-function coru_poll_handle:ref(...) end
+function coru_poll_handle:ref() end
 
 ---See docs/ (coru.poll:start).
----@param ... any
+---@param timeout any
+---@param repeat_ any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_poll_handle:start(...) end
+function coru_poll_handle:start(timeout, repeat_, cb) end
 
 ---See docs/ (coru.poll:stop).
----@param ... any
 ---@return ...
-function coru_poll_handle:stop(...) end
+function coru_poll_handle:stop() end
 
 ---See docs/ (coru.poll:unref).
----@param ... any
 ---@return ...
-function coru_poll_handle:unref(...) end
+function coru_poll_handle:unref() end
 
 ---@class coru.prepare
 local coru_prepare = {}
@@ -1736,49 +1760,44 @@ local coru_prepare = {}
 function coru_prepare:close(cb) end
 
 ---See docs/ (coru.prepare:fileno).
----@param ... any
 ---@return ...
-function coru_prepare:fileno(...) end
+function coru_prepare:fileno() end
 
 ---See docs/ (coru.prepare:get_type).
----@param ... any
 ---@return ...
-function coru_prepare:get_type(...) end
+function coru_prepare:get_type() end
 
 ---See docs/ (coru.prepare:has_ref).
----@param ... any
 ---@return ...
-function coru_prepare:has_ref(...) end
+function coru_prepare:has_ref() end
 
 ---See docs/ (coru.prepare:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_prepare:is_active(...) end
+function coru_prepare:is_active(h) end
 
 ---See docs/ (coru.prepare:is_closing).
----@param ... any
 ---@return ...
-function coru_prepare:is_closing(...) end
+function coru_prepare:is_closing() end
 
 ---See docs/ (coru.prepare:ref).
----@param ... any
 ---@return ...
-function coru_prepare:ref(...) end
+function coru_prepare:ref() end
 
 ---See docs/ (coru.prepare:start).
----@param ... any
+---@param timeout any
+---@param repeat_ any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_prepare:start(...) end
+function coru_prepare:start(timeout, repeat_, cb) end
 
 ---See docs/ (coru.prepare:stop).
----@param ... any
 ---@return ...
-function coru_prepare:stop(...) end
+function coru_prepare:stop() end
 
 ---See docs/ (coru.prepare:unref).
----@param ... any
 ---@return ...
-function coru_prepare:unref(...) end
+function coru_prepare:unref() end
 
 ---@class coru.process_handle
 local coru_process_handle = {}
@@ -1788,49 +1807,43 @@ local coru_process_handle = {}
 function coru_process_handle:close(cb) end
 
 ---See docs/ (coru.process:fileno).
----@param ... any
 ---@return ...
-function coru_process_handle:fileno(...) end
+function coru_process_handle:fileno() end
 
 ---See docs/ (coru.process:get_pid).
----@param ... any
 ---@return ...
-function coru_process_handle:get_pid(...) end
+function coru_process_handle:get_pid() end
 
 ---See docs/ (coru.process:get_type).
----@param ... any
 ---@return ...
-function coru_process_handle:get_type(...) end
+function coru_process_handle:get_type() end
 
 ---See docs/ (coru.process:has_ref).
----@param ... any
 ---@return ...
-function coru_process_handle:has_ref(...) end
+function coru_process_handle:has_ref() end
 
 ---See docs/ (coru.process:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_process_handle:is_active(...) end
+function coru_process_handle:is_active(h) end
 
 ---See docs/ (coru.process:is_closing).
----@param ... any
 ---@return ...
-function coru_process_handle:is_closing(...) end
+function coru_process_handle:is_closing() end
 
 ---See docs/ (coru.process:kill).
----@param ... any
+---@param pid any
+---@param sig? any
 ---@return ...
-function coru_process_handle:kill(...) end
+function coru_process_handle:kill(pid, sig) end
 
 ---See docs/ (coru.process:ref).
----@param ... any
 ---@return ...
-function coru_process_handle:ref(...) end
+function coru_process_handle:ref() end
 
 ---See docs/ (coru.process:unref).
----@param ... any
 ---@return ...
-function coru_process_handle:unref(...) end
+function coru_process_handle:unref() end
 
 ---@class coru.signal_handle
 local coru_signal_handle = {}
@@ -1840,59 +1853,54 @@ local coru_signal_handle = {}
 function coru_signal_handle:close(cb) end
 
 ---See docs/ (coru.signal:fileno).
----@param ... any
 ---@return ...
-function coru_signal_handle:fileno(...) end
+function coru_signal_handle:fileno() end
 
 ---See docs/ (coru.signal:get_type).
----@param ... any
 ---@return ...
-function coru_signal_handle:get_type(...) end
+function coru_signal_handle:get_type() end
 
 ---See docs/ (coru.signal:getsignum).
----@param ... any
 ---@return ...
-function coru_signal_handle:getsignum(...) end
+function coru_signal_handle:getsignum() end
 
 ---See docs/ (coru.signal:has_ref).
----@param ... any
 ---@return ...
-function coru_signal_handle:has_ref(...) end
+function coru_signal_handle:has_ref() end
 
 ---See docs/ (coru.signal:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_signal_handle:is_active(...) end
+function coru_signal_handle:is_active(h) end
 
 ---See docs/ (coru.signal:is_closing).
----@param ... any
 ---@return ...
-function coru_signal_handle:is_closing(...) end
+function coru_signal_handle:is_closing() end
 
 ---See docs/ (coru.signal:ref).
----@param ... any
 ---@return ...
-function coru_signal_handle:ref(...) end
+function coru_signal_handle:ref() end
 
 ---See docs/ (coru.signal:start).
----@param ... any
+---@param timeout any
+---@param repeat_ any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_signal_handle:start(...) end
+function coru_signal_handle:start(timeout, repeat_, cb) end
 
 ---See docs/ (coru.signal:start_oneshot).
----@param ... any
+---@param sig any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_signal_handle:start_oneshot(...) end
+function coru_signal_handle:start_oneshot(sig, cb) end
 
 ---See docs/ (coru.signal:stop).
----@param ... any
 ---@return ...
-function coru_signal_handle:stop(...) end
+function coru_signal_handle:stop() end
 
 ---See docs/ (coru.signal:unref).
----@param ... any
 ---@return ...
-function coru_signal_handle:unref(...) end
+function coru_signal_handle:unref() end
 
 ---@class coru.task
 local coru_task = {}
@@ -1919,48 +1927,49 @@ function coru_task:status() end
 local coru_tcp_handle = {}
 
 ---See docs/ (coru.tcp:accept).
----@param ... any
+---@param server any
+---@param client any
 ---@return ...
-function coru_tcp_handle:accept(...) end
+function coru_tcp_handle:accept(server, client) end
 
 ---See docs/ (coru.tcp:bind).
----@param ... any
+---@param host any
+---@param port any
+---@param opts? any
 ---@return ...
-function coru_tcp_handle:bind(...) end
+function coru_tcp_handle:bind(host, port, opts) end
 
 ---See docs/ (coru.tcp:buffered).
----@param ... any
 ---@return ...
-function coru_tcp_handle:buffered(...) end
+function coru_tcp_handle:buffered() end
 
 ---Closes the handle.
 ---@param cb? fun()
 function coru_tcp_handle:close(cb) end
 
 ---See docs/ (coru.tcp:close_reset).
----@param ... any
 ---@return ...
-function coru_tcp_handle:close_reset(...) end
+function coru_tcp_handle:close_reset() end
 
 ---See docs/ (coru.tcp:connect).
----@param ... any
+---@param host any
+---@param port any
+---@param opts? any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru_tcp_handle:connect(...) end
+function coru_tcp_handle:connect(host, port, opts, cb) end
 
 ---See docs/ (coru.tcp:fileno).
----@param ... any
 ---@return ...
-function coru_tcp_handle:fileno(...) end
+function coru_tcp_handle:fileno() end
 
 ---See docs/ (coru.tcp:get_type).
----@param ... any
 ---@return ...
-function coru_tcp_handle:get_type(...) end
+function coru_tcp_handle:get_type() end
 
 ---See docs/ (coru.tcp:get_write_queue_size).
----@param ... any
 ---@return ...
-function coru_tcp_handle:get_write_queue_size(...) end
+function coru_tcp_handle:get_write_queue_size() end
 
 ---{ip=, port=, family=}
 ---@return table?
@@ -1975,29 +1984,27 @@ function coru_tcp_handle:getpeername() end
 function coru_tcp_handle:getsockname() end
 
 ---See docs/ (coru.tcp:has_ref).
----@param ... any
 ---@return ...
-function coru_tcp_handle:has_ref(...) end
+function coru_tcp_handle:has_ref() end
 
 ---See docs/ (coru.tcp:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_tcp_handle:is_active(...) end
+function coru_tcp_handle:is_active(h) end
 
 ---See docs/ (coru.tcp:is_closing).
----@param ... any
 ---@return ...
-function coru_tcp_handle:is_closing(...) end
+function coru_tcp_handle:is_closing() end
 
 ---See docs/ (coru.tcp:is_readable).
----@param ... any
+---@param s any
 ---@return ...
-function coru_tcp_handle:is_readable(...) end
+function coru_tcp_handle:is_readable(s) end
 
 ---See docs/ (coru.tcp:is_writable).
----@param ... any
+---@param s any
 ---@return ...
-function coru_tcp_handle:is_writable(...) end
+function coru_tcp_handle:is_writable(s) end
 
 ---See docs/ (coru.tcp:keepalive).
 ---@param ... any
@@ -2005,19 +2012,22 @@ function coru_tcp_handle:is_writable(...) end
 function coru_tcp_handle:keepalive(...) end
 
 ---See docs/ (coru.tcp:listen).
----@param ... any
+---@param host any
+---@param port any
+---@param handler any
+---@param opts? any
 ---@return ...
-function coru_tcp_handle:listen(...) end
+function coru_tcp_handle:listen(host, port, handler, opts) end
 
 ---See docs/ (coru.tcp:nodelay).
----@param ... any
+---@param on any
 ---@return ...
-function coru_tcp_handle:nodelay(...) end
+function coru_tcp_handle:nodelay(on) end
 
 ---See docs/ (coru.tcp:open).
----@param ... any
+---@param fd any
 ---@return ...
-function coru_tcp_handle:open(...) end
+function coru_tcp_handle:open(fd) end
 
 ---The next chunk; nil at EOF; nil, msg[, name] on failure.
 ---@param cb? fun(err: string?, data: string?)
@@ -2027,9 +2037,9 @@ function coru_tcp_handle:open(...) end
 function coru_tcp_handle:read(cb) end
 
 ---See docs/ (coru.tcp:read_all).
----@param ... any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru_tcp_handle:read_all(...) end
+function coru_tcp_handle:read_all(cb) end
 
 ---Exactly n bytes.
 ---@param n integer
@@ -2047,14 +2057,15 @@ function coru_tcp_handle:read_bytes(n, cb) end
 function coru_tcp_handle:read_line(cb) end
 
 ---See docs/ (coru.tcp:read_start).
----@param ... any
+---@param s any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_tcp_handle:read_start(...) end
+function coru_tcp_handle:read_start(s, cb) end
 
 ---See docs/ (coru.tcp:read_stop).
----@param ... any
+---@param s any
 ---@return ...
-function coru_tcp_handle:read_stop(...) end
+function coru_tcp_handle:read_stop(s) end
 
 ---Data up to and without delim.
 ---@param delim string
@@ -2065,14 +2076,13 @@ function coru_tcp_handle:read_stop(...) end
 function coru_tcp_handle:read_until(delim, cb) end
 
 ---See docs/ (coru.tcp:ref).
----@param ... any
 ---@return ...
-function coru_tcp_handle:ref(...) end
+function coru_tcp_handle:ref() end
 
 ---See docs/ (coru.tcp:set_blocking).
----@param ... any
+---@param on any
 ---@return ...
-function coru_tcp_handle:set_blocking(...) end
+function coru_tcp_handle:set_blocking(on) end
 
 ---The longest line a read accepts.
 ---@param n integer
@@ -2096,19 +2106,19 @@ function coru_tcp_handle:settimeouts(connect, send, read) end
 function coru_tcp_handle:shutdown(cb) end
 
 ---See docs/ (coru.tcp:simultaneous_accepts).
----@param ... any
+---@param on any
 ---@return ...
-function coru_tcp_handle:simultaneous_accepts(...) end
+function coru_tcp_handle:simultaneous_accepts(on) end
 
 ---See docs/ (coru.tcp:try_write).
----@param ... any
+---@param s any
+---@param data any
 ---@return ...
-function coru_tcp_handle:try_write(...) end
+function coru_tcp_handle:try_write(s, data) end
 
 ---See docs/ (coru.tcp:unref).
----@param ... any
 ---@return ...
-function coru_tcp_handle:unref(...) end
+function coru_tcp_handle:unref() end
 
 ---Writes data; returns once written (backpressure).
 ---@param data string|string[]
@@ -2122,123 +2132,109 @@ function coru_tcp_handle:write(data, cb) end
 local coru_timer = {}
 
 ---See docs/ (coru.timer:again).
----@param ... any
 ---@return ...
-function coru_timer:again(...) end
+function coru_timer:again() end
 
 ---Closes the handle.
 ---@param cb? fun()
 function coru_timer:close(cb) end
 
 ---See docs/ (coru.timer:fileno).
----@param ... any
 ---@return ...
-function coru_timer:fileno(...) end
+function coru_timer:fileno() end
 
 ---See docs/ (coru.timer:get_due_in).
----@param ... any
 ---@return ...
-function coru_timer:get_due_in(...) end
+function coru_timer:get_due_in() end
 
 ---See docs/ (coru.timer:get_repeat).
----@param ... any
 ---@return ...
-function coru_timer:get_repeat(...) end
+function coru_timer:get_repeat() end
 
 ---See docs/ (coru.timer:get_type).
----@param ... any
 ---@return ...
-function coru_timer:get_type(...) end
+function coru_timer:get_type() end
 
 ---See docs/ (coru.timer:has_ref).
----@param ... any
 ---@return ...
-function coru_timer:has_ref(...) end
+function coru_timer:has_ref() end
 
 ---See docs/ (coru.timer:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_timer:is_active(...) end
+function coru_timer:is_active(h) end
 
 ---See docs/ (coru.timer:is_closing).
----@param ... any
 ---@return ...
-function coru_timer:is_closing(...) end
+function coru_timer:is_closing() end
 
 ---See docs/ (coru.timer:ref).
----@param ... any
 ---@return ...
-function coru_timer:ref(...) end
+function coru_timer:ref() end
 
 ---See docs/ (coru.timer:set_repeat).
----@param ... any
+---@param ms any
 ---@return ...
-function coru_timer:set_repeat(...) end
+function coru_timer:set_repeat(ms) end
 
 ---See docs/ (coru.timer:start).
----@param ... any
+---@param timeout any
+---@param repeat_ any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_timer:start(...) end
+function coru_timer:start(timeout, repeat_, cb) end
 
 ---See docs/ (coru.timer:stop).
----@param ... any
 ---@return ...
-function coru_timer:stop(...) end
+function coru_timer:stop() end
 
 ---See docs/ (coru.timer:unref).
----@param ... any
 ---@return ...
-function coru_timer:unref(...) end
+function coru_timer:unref() end
 
 ---@class coru.tls.context
 local coru_tls_context = {}
 
 ---See docs/ (coru.tls.context:is_server).
----@param ... any
 ---@return ...
-function coru_tls_context:is_server(...) end
+function coru_tls_context:is_server() end
 
 ---@class coru.tls_handle
 local coru_tls_handle = {}
 
 ---See docs/ (coru.tls:accept).
----@param ... any
+---@param server any
+---@param client any
 ---@return ...
-function coru_tls_handle:accept(...) end
+function coru_tls_handle:accept(server, client) end
 
 ---See docs/ (coru.tls:alpn).
----@param ... any
 ---@return ...
-function coru_tls_handle:alpn(...) end
+function coru_tls_handle:alpn() end
 
 ---See docs/ (coru.tls:buffered).
----@param ... any
 ---@return ...
-function coru_tls_handle:buffered(...) end
+function coru_tls_handle:buffered() end
 
 ---See docs/ (coru.tls:cipher).
----@param ... any
 ---@return ...
-function coru_tls_handle:cipher(...) end
+function coru_tls_handle:cipher() end
 
 ---Closes the handle.
 ---@param cb? fun()
 function coru_tls_handle:close(cb) end
 
 ---See docs/ (coru.tls:fileno).
----@param ... any
 ---@return ...
-function coru_tls_handle:fileno(...) end
+function coru_tls_handle:fileno() end
 
 ---See docs/ (coru.tls:get_type).
----@param ... any
 ---@return ...
-function coru_tls_handle:get_type(...) end
+function coru_tls_handle:get_type() end
 
 ---See docs/ (coru.tls:get_write_queue_size).
----@param ... any
 ---@return ...
-function coru_tls_handle:get_write_queue_size(...) end
+function coru_tls_handle:get_write_queue_size() end
 
 ---{ip=, port=, family=}
 ---@return table?
@@ -2253,29 +2249,27 @@ function coru_tls_handle:getpeername() end
 function coru_tls_handle:getsockname() end
 
 ---See docs/ (coru.tls:has_ref).
----@param ... any
 ---@return ...
-function coru_tls_handle:has_ref(...) end
+function coru_tls_handle:has_ref() end
 
 ---See docs/ (coru.tls:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_tls_handle:is_active(...) end
+function coru_tls_handle:is_active(h) end
 
 ---See docs/ (coru.tls:is_closing).
----@param ... any
 ---@return ...
-function coru_tls_handle:is_closing(...) end
+function coru_tls_handle:is_closing() end
 
 ---See docs/ (coru.tls:is_readable).
----@param ... any
+---@param s any
 ---@return ...
-function coru_tls_handle:is_readable(...) end
+function coru_tls_handle:is_readable(s) end
 
 ---See docs/ (coru.tls:is_writable).
----@param ... any
+---@param s any
 ---@return ...
-function coru_tls_handle:is_writable(...) end
+function coru_tls_handle:is_writable(s) end
 
 ---See docs/ (coru.tls:keepalive).
 ---@param ... any
@@ -2283,19 +2277,21 @@ function coru_tls_handle:is_writable(...) end
 function coru_tls_handle:keepalive(...) end
 
 ---See docs/ (coru.tls:listen).
----@param ... any
+---@param host any
+---@param port any
+---@param handler any
+---@param opts? any
 ---@return ...
-function coru_tls_handle:listen(...) end
+function coru_tls_handle:listen(host, port, handler, opts) end
 
 ---See docs/ (coru.tls:nodelay).
----@param ... any
+---@param on any
 ---@return ...
-function coru_tls_handle:nodelay(...) end
+function coru_tls_handle:nodelay(on) end
 
 ---See docs/ (coru.tls:peer_certificate).
----@param ... any
 ---@return ...
-function coru_tls_handle:peer_certificate(...) end
+function coru_tls_handle:peer_certificate() end
 
 ---The next chunk; nil at EOF; nil, msg[, name] on failure.
 ---@param cb? fun(err: string?, data: string?)
@@ -2305,9 +2301,9 @@ function coru_tls_handle:peer_certificate(...) end
 function coru_tls_handle:read(cb) end
 
 ---See docs/ (coru.tls:read_all).
----@param ... any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru_tls_handle:read_all(...) end
+function coru_tls_handle:read_all(cb) end
 
 ---Exactly n bytes.
 ---@param n integer
@@ -2325,14 +2321,15 @@ function coru_tls_handle:read_bytes(n, cb) end
 function coru_tls_handle:read_line(cb) end
 
 ---See docs/ (coru.tls:read_start).
----@param ... any
+---@param s any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_tls_handle:read_start(...) end
+function coru_tls_handle:read_start(s, cb) end
 
 ---See docs/ (coru.tls:read_stop).
----@param ... any
+---@param s any
 ---@return ...
-function coru_tls_handle:read_stop(...) end
+function coru_tls_handle:read_stop(s) end
 
 ---Data up to and without delim.
 ---@param delim string
@@ -2343,14 +2340,13 @@ function coru_tls_handle:read_stop(...) end
 function coru_tls_handle:read_until(delim, cb) end
 
 ---See docs/ (coru.tls:ref).
----@param ... any
 ---@return ...
-function coru_tls_handle:ref(...) end
+function coru_tls_handle:ref() end
 
 ---See docs/ (coru.tls:set_blocking).
----@param ... any
+---@param on any
 ---@return ...
-function coru_tls_handle:set_blocking(...) end
+function coru_tls_handle:set_blocking(on) end
 
 ---The longest line a read accepts.
 ---@param n integer
@@ -2374,29 +2370,26 @@ function coru_tls_handle:settimeouts(connect, send, read) end
 function coru_tls_handle:shutdown(cb) end
 
 ---See docs/ (coru.tls:tls_error).
----@param ... any
 ---@return ...
-function coru_tls_handle:tls_error(...) end
+function coru_tls_handle:tls_error() end
 
 ---See docs/ (coru.tls:transport).
----@param ... any
 ---@return ...
-function coru_tls_handle:transport(...) end
+function coru_tls_handle:transport() end
 
 ---See docs/ (coru.tls:try_write).
----@param ... any
+---@param s any
+---@param data any
 ---@return ...
-function coru_tls_handle:try_write(...) end
+function coru_tls_handle:try_write(s, data) end
 
 ---See docs/ (coru.tls:unref).
----@param ... any
 ---@return ...
-function coru_tls_handle:unref(...) end
+function coru_tls_handle:unref() end
 
 ---See docs/ (coru.tls:version).
----@param ... any
 ---@return ...
-function coru_tls_handle:version(...) end
+function coru_tls_handle:version() end
 
 ---Writes data; returns once written (backpressure).
 ---@param data string|string[]
@@ -2410,68 +2403,65 @@ function coru_tls_handle:write(data, cb) end
 local coru_tty = {}
 
 ---See docs/ (coru.tty:accept).
----@param ... any
+---@param server any
+---@param client any
 ---@return ...
-function coru_tty:accept(...) end
+function coru_tty:accept(server, client) end
 
 ---See docs/ (coru.tty:buffered).
----@param ... any
 ---@return ...
-function coru_tty:buffered(...) end
+function coru_tty:buffered() end
 
 ---Closes the handle.
 ---@param cb? fun()
 function coru_tty:close(cb) end
 
 ---See docs/ (coru.tty:fileno).
----@param ... any
 ---@return ...
-function coru_tty:fileno(...) end
+function coru_tty:fileno() end
 
 ---See docs/ (coru.tty:get_type).
----@param ... any
 ---@return ...
-function coru_tty:get_type(...) end
+function coru_tty:get_type() end
 
 ---See docs/ (coru.tty:get_winsize).
----@param ... any
 ---@return ...
-function coru_tty:get_winsize(...) end
+function coru_tty:get_winsize() end
 
 ---See docs/ (coru.tty:get_write_queue_size).
----@param ... any
 ---@return ...
-function coru_tty:get_write_queue_size(...) end
+function coru_tty:get_write_queue_size() end
 
 ---See docs/ (coru.tty:has_ref).
----@param ... any
 ---@return ...
-function coru_tty:has_ref(...) end
+function coru_tty:has_ref() end
 
 ---See docs/ (coru.tty:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_tty:is_active(...) end
+function coru_tty:is_active(h) end
 
 ---See docs/ (coru.tty:is_closing).
----@param ... any
 ---@return ...
-function coru_tty:is_closing(...) end
+function coru_tty:is_closing() end
 
 ---See docs/ (coru.tty:is_readable).
----@param ... any
+---@param s any
 ---@return ...
-function coru_tty:is_readable(...) end
+function coru_tty:is_readable(s) end
 
 ---See docs/ (coru.tty:is_writable).
----@param ... any
+---@param s any
 ---@return ...
-function coru_tty:is_writable(...) end
+function coru_tty:is_writable(s) end
 
 ---See docs/ (coru.tty:listen).
----@param ... any
+---@param host any
+---@param port any
+---@param handler any
+---@param opts? any
 ---@return ...
-function coru_tty:listen(...) end
+function coru_tty:listen(host, port, handler, opts) end
 
 ---The next chunk; nil at EOF; nil, msg[, name] on failure.
 ---@param cb? fun(err: string?, data: string?)
@@ -2481,9 +2471,9 @@ function coru_tty:listen(...) end
 function coru_tty:read(cb) end
 
 ---See docs/ (coru.tty:read_all).
----@param ... any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru_tty:read_all(...) end
+function coru_tty:read_all(cb) end
 
 ---Exactly n bytes.
 ---@param n integer
@@ -2501,14 +2491,15 @@ function coru_tty:read_bytes(n, cb) end
 function coru_tty:read_line(cb) end
 
 ---See docs/ (coru.tty:read_start).
----@param ... any
+---@param s any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_tty:read_start(...) end
+function coru_tty:read_start(s, cb) end
 
 ---See docs/ (coru.tty:read_stop).
----@param ... any
+---@param s any
 ---@return ...
-function coru_tty:read_stop(...) end
+function coru_tty:read_stop(s) end
 
 ---Data up to and without delim.
 ---@param delim string
@@ -2519,23 +2510,22 @@ function coru_tty:read_stop(...) end
 function coru_tty:read_until(delim, cb) end
 
 ---See docs/ (coru.tty:ref).
----@param ... any
 ---@return ...
-function coru_tty:ref(...) end
+function coru_tty:ref() end
 
 ---See docs/ (coru.tty:set_blocking).
----@param ... any
+---@param on any
 ---@return ...
-function coru_tty:set_blocking(...) end
+function coru_tty:set_blocking(on) end
 
 ---The longest line a read accepts.
 ---@param n integer
 function coru_tty:set_max_line(n) end
 
 ---See docs/ (coru.tty:set_mode).
----@param ... any
+---@param mode any
 ---@return ...
-function coru_tty:set_mode(...) end
+function coru_tty:set_mode(mode) end
 
 ---All three timeouts in ms.
 ---@param ms? number
@@ -2555,14 +2545,14 @@ function coru_tty:settimeouts(connect, send, read) end
 function coru_tty:shutdown(cb) end
 
 ---See docs/ (coru.tty:try_write).
----@param ... any
+---@param s any
+---@param data any
 ---@return ...
-function coru_tty:try_write(...) end
+function coru_tty:try_write(s, data) end
 
 ---See docs/ (coru.tty:unref).
----@param ... any
 ---@return ...
-function coru_tty:unref(...) end
+function coru_tty:unref() end
 
 ---Writes data; returns once written (backpressure).
 ---@param data string|string[]
@@ -2576,38 +2566,39 @@ function coru_tty:write(data, cb) end
 local coru_udp = {}
 
 ---See docs/ (coru.udp:bind).
----@param ... any
+---@param host any
+---@param port any
+---@param opts? any
 ---@return ...
-function coru_udp:bind(...) end
+function coru_udp:bind(host, port, opts) end
 
 ---Closes the handle.
 ---@param cb? fun()
 function coru_udp:close(cb) end
 
 ---See docs/ (coru.udp:connect).
----@param ... any
+---@param host any
+---@param port any
+---@param opts? any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru_udp:connect(...) end
+function coru_udp:connect(host, port, opts, cb) end
 
 ---See docs/ (coru.udp:fileno).
----@param ... any
 ---@return ...
-function coru_udp:fileno(...) end
+function coru_udp:fileno() end
 
 ---See docs/ (coru.udp:get_send_queue_count).
----@param ... any
 ---@return ...
-function coru_udp:get_send_queue_count(...) end
+function coru_udp:get_send_queue_count() end
 
 ---See docs/ (coru.udp:get_send_queue_size).
----@param ... any
 ---@return ...
-function coru_udp:get_send_queue_size(...) end
+function coru_udp:get_send_queue_size() end
 
 ---See docs/ (coru.udp:get_type).
----@param ... any
 ---@return ...
-function coru_udp:get_type(...) end
+function coru_udp:get_type() end
 
 ---{ip=, port=, family=}
 ---@return table?
@@ -2622,93 +2613,90 @@ function coru_udp:getpeername() end
 function coru_udp:getsockname() end
 
 ---See docs/ (coru.udp:has_ref).
----@param ... any
 ---@return ...
-function coru_udp:has_ref(...) end
+function coru_udp:has_ref() end
 
 ---See docs/ (coru.udp:is_active).
----@param ... any
+---@param h any
 ---@return ...
-function coru_udp:is_active(...) end
+function coru_udp:is_active(h) end
 
 ---See docs/ (coru.udp:is_closing).
----@param ... any
 ---@return ...
-function coru_udp:is_closing(...) end
+function coru_udp:is_closing() end
 
 ---See docs/ (coru.udp:open).
----@param ... any
+---@param fd any
 ---@return ...
-function coru_udp:open(...) end
+function coru_udp:open(fd) end
 
 ---See docs/ (coru.udp:recv).
----@param ... any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru_udp:recv(...) end
+function coru_udp:recv(cb) end
 
 ---See docs/ (coru.udp:recv_start).
----@param ... any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_udp:recv_start(...) end
+function coru_udp:recv_start(cb) end
 
 ---See docs/ (coru.udp:recv_stop).
----@param ... any
 ---@return ...
-function coru_udp:recv_stop(...) end
+function coru_udp:recv_stop() end
 
 ---See docs/ (coru.udp:ref).
----@param ... any
 ---@return ...
-function coru_udp:ref(...) end
+function coru_udp:ref() end
 
 ---See docs/ (coru.udp:send).
----@param ... any
+---@param v any
 ---@return ...
-function coru_udp:send(...) end
+function coru_udp:send(v) end
 
 ---See docs/ (coru.udp:set_broadcast).
----@param ... any
+---@param on any
 ---@return ...
-function coru_udp:set_broadcast(...) end
+function coru_udp:set_broadcast(on) end
 
 ---See docs/ (coru.udp:set_membership).
----@param ... any
+---@param group any
+---@param iface any
+---@param arg4 any
 ---@return ...
-function coru_udp:set_membership(...) end
+function coru_udp:set_membership(group, iface, arg4) end
 
 ---See docs/ (coru.udp:set_multicast_interface).
----@param ... any
+---@param iface any
 ---@return ...
-function coru_udp:set_multicast_interface(...) end
+function coru_udp:set_multicast_interface(iface) end
 
 ---See docs/ (coru.udp:set_multicast_loop).
----@param ... any
+---@param on any
 ---@return ...
-function coru_udp:set_multicast_loop(...) end
+function coru_udp:set_multicast_loop(on) end
 
 ---See docs/ (coru.udp:set_multicast_ttl).
----@param ... any
+---@param n any
 ---@return ...
-function coru_udp:set_multicast_ttl(...) end
+function coru_udp:set_multicast_ttl(n) end
 
 ---See docs/ (coru.udp:set_ttl).
----@param ... any
+---@param n any
 ---@return ...
-function coru_udp:set_ttl(...) end
+function coru_udp:set_ttl(n) end
 
 ---All three timeouts in ms.
 ---@param ms? number
 function coru_udp:settimeout(ms) end
 
 ---See docs/ (coru.udp:try_send).
----@param ... any
+---@param v any
 ---@return ...
-function coru_udp:try_send(...) end
+function coru_udp:try_send(v) end
 
 ---See docs/ (coru.udp:unref).
----@param ... any
 ---@return ...
-function coru_udp:unref(...) end
+function coru_udp:unref() end
 
 ---@class coru.work_ctx
 local coru_work_ctx = {}

@@ -120,6 +120,64 @@ for f in io.popen("ls " .. root .. "/lua/coru"):lines() do
   local m = f:match("^([%w_]+)%.lua$")
   if m and m ~= "modes" and m ~= "serve" then local _ = coru[m] end
 end
+-- Parameter names from the docs: every code span `name(a, b [, c])` of
+-- docs/*.md, keyed by the last part of the name (fs_open, read_line, start).
+local docsig = {}
+local KEYWORDS = {}
+for k in ("and break do else elseif end false for function goto if in local nil not or repeat return then true until while"):gmatch("%a+") do KEYWORDS[k] = true end
+do
+  local p = io.popen("cat " .. root .. "/docs/*.md")
+  local text = p:read("*a")
+  p:close()
+  for span in text:gmatch("`([^`\n]+)`") do
+    local name, args = span:match("^([%w_.:]+)%((.*)%)")
+    if name and not args:find("[()]") then
+      local key = name:match("([%w_]+)$")
+      local params, depth, braces, cur, optional = {}, 0, 0, {}, false
+      local function flush()
+        local p = table.concat(cur):match("^%s*(.-)%s*$")
+        cur = {}
+        if p == "" then return end
+        local id = p:match("^%.%.%.$") or (p:sub(1, 1) == "{" and "opts") or p:match("^([%a_][%w_]*)")
+        if not id then id = "arg" .. (#params + 1) end
+        if KEYWORDS[id] then id = id .. "_" end
+        params[#params + 1] = {name = id, optional = optional or p:find("=") ~= nil}
+      end
+      for ch in args:gmatch(".") do
+        if braces > 0 then
+          cur[#cur + 1] = ch
+          if ch == "{" then braces = braces + 1 elseif ch == "}" then braces = braces - 1 end
+        elseif ch == "{" then braces = 1 cur[#cur + 1] = ch
+        elseif ch == "[" then flush() depth = depth + 1 optional = true
+        elseif ch == "]" then flush() depth = depth - 1 if depth == 0 then optional = false end
+        elseif ch == "," then flush()
+        else cur[#cur + 1] = ch end
+      end
+      flush()
+      local old = docsig[key]
+      if not old or #params > #old.params then docsig[key] = {params = params, method = name:find(":") ~= nil} end
+    end
+  end
+end
+
+-- A signature from the docs for an export without one above.
+local function from_docs(entry)
+  local fam = entry.name:match("^coru%.([%w_]+)[.:]")
+  local d, flat = docsig[entry.key], false
+  if not d and fam then d, flat = docsig[fam .. "_" .. entry.key], true end
+  if not d then return nil end
+  local params, seen = {}, {}
+  for i, p in ipairs(d.params) do
+    -- a flat form's first parameter is the handle: the method's self
+    if not (entry.sep == ":" and flat and i == 1) and not seen[p.name] then
+      seen[p.name] = true
+      local ty = p.name == "..." and "any" or (p.name == "cb" or p.name == "callback") and "fun(err: string?, ...)" or "any"
+      params[#params + 1] = (p.name == "..." and "..." or p.name .. (p.optional and "?" or "")) .. " " .. ty
+    end
+  end
+  return {"---See docs/ (" .. entry.name .. ").", params = params, ret = "..."}
+end
+
 local exports = check.exports(root)
 local groups, order = {}, {}
 for _, e in ipairs(exports) do
@@ -136,7 +194,7 @@ table.sort(order)
 local function sig(full, entry)
   local s = S[full]
   if not s and entry.sep == ":" then s = STREAM[entry.key] end
-  return s
+  return s or from_docs(entry)
 end
 
 local function emit_fn(out, var, entry, s)

@@ -6,9 +6,10 @@
 local M = {}
 
 ---See docs/ (coru.fs.access).
----@param ... any
+---@param path any
+---@param mode? any
 ---@return ...
-function M.access(...) end
+function M.access(path, mode) end
 
 ---@overload fun(path: string, data: string|string[], opts?: {mode: integer?}, cb: fun(err: string?, boolean?)): boolean
 ---@param path string
@@ -20,39 +21,43 @@ function M.access(...) end
 function M.append_file(path, data, opts) end
 
 ---See docs/ (coru.fs.basename).
----@param ... any
+---@param path any
 ---@return ...
-function M.basename(...) end
+function M.basename(path) end
 
 ---See docs/ (coru.fs.chmod).
----@param ... any
+---@param path any
+---@param mode any
 ---@return ...
-function M.chmod(...) end
+function M.chmod(path, mode) end
 
 ---See docs/ (coru.fs.chown).
----@param ... any
+---@param path any
+---@param uid any
+---@param gid any
 ---@return ...
-function M.chown(...) end
+function M.chown(path, uid, gid) end
 
 ---See docs/ (coru.fs.close).
----@param ... any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function M.close(...) end
+function M.close(cb) end
 
 ---See docs/ (coru.fs.closedir).
----@param ... any
 ---@return ...
-function M.closedir(...) end
+function M.closedir() end
 
 ---See docs/ (coru.fs.copyfile).
----@param ... any
+---@param path any
+---@param new_path any
+---@param flags? any
 ---@return ...
-function M.copyfile(...) end
+function M.copyfile(path, new_path, flags) end
 
 ---See docs/ (coru.fs.dirname).
----@param ... any
+---@param path any
 ---@return ...
-function M.dirname(...) end
+function M.dirname(path) end
 
 ---See docs/ (coru.fs.event_getpath).
 ---@param ... any
@@ -77,39 +82,45 @@ function M.event_stop(...) end
 function M.exists(path) end
 
 ---See docs/ (coru.fs.fchmod).
----@param ... any
+---@param fd any
+---@param mode any
 ---@return ...
-function M.fchmod(...) end
+function M.fchmod(fd, mode) end
 
 ---See docs/ (coru.fs.fchown).
----@param ... any
+---@param fd any
+---@param uid any
+---@param gid any
 ---@return ...
-function M.fchown(...) end
+function M.fchown(fd, uid, gid) end
 
 ---See docs/ (coru.fs.fdatasync).
----@param ... any
+---@param fd any
 ---@return ...
-function M.fdatasync(...) end
+function M.fdatasync(fd) end
 
 ---See docs/ (coru.fs.fstat).
----@param ... any
+---@param fd any
 ---@return ...
-function M.fstat(...) end
+function M.fstat(fd) end
 
 ---See docs/ (coru.fs.fsync).
----@param ... any
+---@param fd any
 ---@return ...
-function M.fsync(...) end
+function M.fsync(fd) end
 
 ---See docs/ (coru.fs.ftruncate).
----@param ... any
+---@param fd any
+---@param length? any
 ---@return ...
-function M.ftruncate(...) end
+function M.ftruncate(fd, length) end
 
 ---See docs/ (coru.fs.futime).
----@param ... any
+---@param fd any
+---@param atime any
+---@param mtime any
 ---@return ...
-function M.futime(...) end
+function M.futime(fd, atime, mtime) end
 
 ---Joins two path parts.
 ---@param a string
@@ -118,29 +129,35 @@ function M.futime(...) end
 function M.join(a, b) end
 
 ---See docs/ (coru.fs.lchown).
----@param ... any
+---@param path any
+---@param uid any
+---@param gid any
 ---@return ...
-function M.lchown(...) end
+function M.lchown(path, uid, gid) end
 
 ---See docs/ (coru.fs.link).
----@param ... any
+---@param path any
+---@param new_path any
 ---@return ...
-function M.link(...) end
+function M.link(path, new_path) end
 
 ---See docs/ (coru.fs.lstat).
----@param ... any
+---@param path any
 ---@return ...
-function M.lstat(...) end
+function M.lstat(path) end
 
 ---See docs/ (coru.fs.lutime).
----@param ... any
+---@param path any
+---@param atime any
+---@param mtime any
 ---@return ...
-function M.lutime(...) end
+function M.lutime(path, atime, mtime) end
 
 ---See docs/ (coru.fs.mkdir).
----@param ... any
+---@param path any
+---@param mode? any
 ---@return ...
-function M.mkdir(...) end
+function M.mkdir(path, mode) end
 
 ---@overload fun(path: string, mode?: integer, cb: fun(err: string?, boolean?)): boolean
 ---@param path string
@@ -151,24 +168,26 @@ function M.mkdir(...) end
 function M.mkdirp(path, mode) end
 
 ---See docs/ (coru.fs.mkdtemp).
----@param ... any
+---@param template any
 ---@return ...
-function M.mkdtemp(...) end
+function M.mkdtemp(template) end
 
 ---See docs/ (coru.fs.mkstemp).
----@param ... any
+---@param template any
 ---@return ...
-function M.mkstemp(...) end
+function M.mkstemp(template) end
 
 ---See docs/ (coru.fs.open).
----@param ... any
+---@param fd any
 ---@return ...
-function M.open(...) end
+function M.open(fd) end
 
 ---See docs/ (coru.fs.opendir).
----@param ... any
+---@param path any
+---@param cb? fun(err: string?, ...)
+---@param entries? any
 ---@return ...
-function M.opendir(...) end
+function M.opendir(path, cb, entries) end
 
 ---See docs/ (coru.fs.poll_getpath).
 ---@param ... any
@@ -186,9 +205,9 @@ function M.poll_start(...) end
 function M.poll_stop(...) end
 
 ---See docs/ (coru.fs.read).
----@param ... any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function M.read(...) end
+function M.read(cb) end
 
 ---@overload fun(path: string, cb: fun(err: string?, string?)): boolean
 ---@param path string
@@ -198,29 +217,29 @@ function M.read(...) end
 function M.read_file(path) end
 
 ---See docs/ (coru.fs.readdir).
----@param ... any
 ---@return ...
-function M.readdir(...) end
+function M.readdir() end
 
 ---See docs/ (coru.fs.readlink).
----@param ... any
+---@param path any
 ---@return ...
-function M.readlink(...) end
+function M.readlink(path) end
 
 ---See docs/ (coru.fs.realpath).
----@param ... any
+---@param path any
 ---@return ...
-function M.realpath(...) end
+function M.realpath(path) end
 
 ---See docs/ (coru.fs.rename).
----@param ... any
+---@param path any
+---@param new_path any
 ---@return ...
-function M.rename(...) end
+function M.rename(path, new_path) end
 
 ---See docs/ (coru.fs.rmdir).
----@param ... any
+---@param path any
 ---@return ...
-function M.rmdir(...) end
+function M.rmdir(path) end
 
 ---@overload fun(path: string, cb: fun(err: string?, boolean?)): boolean
 ---@param path string
@@ -230,44 +249,51 @@ function M.rmdir(...) end
 function M.rmtree(path) end
 
 ---See docs/ (coru.fs.scandir).
----@param ... any
+---@param path any
 ---@return ...
-function M.scandir(...) end
+function M.scandir(path) end
 
 ---See docs/ (coru.fs.scandir_next).
----@param ... any
+---@param req any
 ---@return ...
-function M.scandir_next(...) end
+function M.scandir_next(req) end
 
 ---See docs/ (coru.fs.sendfile).
----@param ... any
+---@param out_fd any
+---@param in_fd any
+---@param in_offset any
+---@param length any
 ---@return ...
-function M.sendfile(...) end
+function M.sendfile(out_fd, in_fd, in_offset, length) end
 
 ---See docs/ (coru.fs.stat).
----@param ... any
+---@param path any
 ---@return ...
-function M.stat(...) end
+function M.stat(path) end
 
 ---See docs/ (coru.fs.statfs).
----@param ... any
+---@param path any
 ---@return ...
-function M.statfs(...) end
+function M.statfs(path) end
 
 ---See docs/ (coru.fs.symlink).
----@param ... any
+---@param target any
+---@param path any
+---@param flags? any
 ---@return ...
-function M.symlink(...) end
+function M.symlink(target, path, flags) end
 
 ---See docs/ (coru.fs.unlink).
----@param ... any
+---@param path any
 ---@return ...
-function M.unlink(...) end
+function M.unlink(path) end
 
 ---See docs/ (coru.fs.utime).
----@param ... any
+---@param path any
+---@param atime any
+---@param mtime any
 ---@return ...
-function M.utime(...) end
+function M.utime(path, atime, mtime) end
 
 ---Iterator of path, type, depth over the tree (pre-order).
 ---@param dir string
@@ -285,9 +311,11 @@ function M.walk(dir) end
 function M.watch(path, opts) end
 
 ---See docs/ (coru.fs.write).
----@param ... any
+---@param s any
+---@param data any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function M.write(...) end
+function M.write(s, data, cb) end
 
 ---@overload fun(path: string, data: string|string[], opts?: {atomic: boolean?, mode: integer?}, cb: fun(err: string?, boolean?)): boolean
 ---@param path string

@@ -6,8 +6,9 @@
 local M = {}
 
 ---See docs/ (coru.poll.wait).
----@param ... any
+---@param p any
+---@param events? any
 ---@return ...
-function M.wait(...) end
+function M.wait(p, events) end
 
 return M

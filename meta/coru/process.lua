@@ -16,9 +16,10 @@ local M = {}
 function M.exec(cmd, args, opts) end
 
 ---See docs/ (coru.process.kill).
----@param ... any
+---@param pid any
+---@param sig? any
 ---@return ...
-function M.kill(...) end
+function M.kill(pid, sig) end
 
 ---Starts a process.
 ---@param cmd string

@@ -6,9 +6,10 @@
 local M = {}
 
 ---See docs/ (coru.signal.kill).
----@param ... any
+---@param pid any
+---@param sig? any
 ---@return ...
-function M.kill(...) end
+function M.kill(pid, sig) end
 
 ---Suspends until the signal arrives. Task only.
 ---@param signame string
