@@ -505,3 +505,28 @@ describe("coru.select under cancellation", function()
     end)
   end)
 end)
+
+describe("argument errors of the Lua layer", function()
+  it("name the caller's line, whichever layer checks them", function()
+    local cases = {
+      {function() coru.fs.write_file(5, "x") end, "bad argument #1 to 'coru.fs.write_file' %(string expected, got number%)"},
+      {function() coru.process.exec(5) end, "bad argument #1 to 'process.exec' %(string expected, got number%)"},
+      {function() coru.process.spawn("true", 5) end, "bad argument #2 to 'process.spawn' %(table expected, got number%)"},
+      {function() coru.process.spawn("true", {}, {stdio = {"bogus"}}) end, "bad argument #2 to 'spawn_process' %(stdio%[1%]"},
+      {function() coru.pipe.listen(5, print) end, "bad argument #1 to 'coru.pipe.listen' %(string expected, got number%)"},
+      {function() coru.signal.wait({}) end, "bad argument #1 to 'signal.wait' %(signal name or number expected, got table%)"},
+      {function() coru.signal.wait("sigbogus") end, "bad argument #1 to 'signal.wait' %(invalid signal sigbogus%)"},
+      {function() coru.poll.wait("x") end, "bad argument #1 to 'poll.wait' %(coru.poll expected, got string%)"},
+      {function() coru.fs.watch(5) end, "bad argument #1 to 'coru.fs.watch' %(string expected, got number%)"},
+      {function() coru.fs.read_file(5) end, "bad argument #1 to 'fs_read_file' %(string expected, got number%)"},
+      {function() coru.fs_stat({}) end, "bad argument #1 to 'fs_stat' %(string expected, got table%)"},
+    }
+    H.run(function()
+      for i, c in ipairs(cases) do
+        local ok, err = pcall(c[1])
+        assert.is_false(ok, "case " .. i)
+        assert.matches("^[^\n]*firstday_spec%.lua:%d+: " .. c[2], err)
+      end
+    end)
+  end)
+end)

@@ -48,8 +48,7 @@ static void exit_cb(uv_process_t *up, int64_t status, int term_signal) {
 }
 
 static int argerr(lua_State *L, int i, const char *msg) {
-  lua_pushfstring(L, "bad argument #%d to 'spawn_process' (%s)", i, msg);
-  return lua_error(L);
+  return luaL_error(L, "bad argument #%d to 'spawn_process' (%s)", i, msg);   /* at the user's line */
 }
 
 /* Strings of a table option into a NULL-terminated array of pointers that
@@ -63,8 +62,7 @@ static char **string_array(lua_State *L, int t, const char *what, int keep, int 
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, t, i);
     if (!lua_isstring(L, -1)) {
-      lua_pushfstring(L, "bad argument #2 to 'spawn_process' (%s[%d]: string expected, got %s)", what, i, luaL_typename(L, -1));
-      lua_error(L);
+      luaL_error(L, "bad argument #2 to 'spawn_process' (%s[%d]: string expected, got %s)", what, i, luaL_typename(L, -1));
     }
     lua_pushvalue(L, -1);
     lua_rawseti(L, keep, (int)lua_objlen(L, keep) + 1);
@@ -175,9 +173,8 @@ static int l_spawn_process(lua_State *L) {
         st[i].flags = UV_INHERIT_STREAM;
         st[i].data.stream = (uv_stream_t *)h->uvh;
       } else {
-        lua_pushfstring(L, "bad argument #2 to 'spawn_process' (stdio[%d]: \"pipe\", \"inherit\", \"ignore\", a descriptor or a stream expected, got %s)",
-                        i + 1, s ? s : luaL_typename(L, -1));
-        return lua_error(L);
+        return luaL_error(L, "bad argument #2 to 'spawn_process' (stdio[%d]: \"pipe\", \"inherit\", \"ignore\", a descriptor or a stream expected, got %s)",
+                          i + 1, s ? s : luaL_typename(L, -1));
       }
       lua_pop(L, 1);
     }

@@ -244,6 +244,9 @@ end
 -- ends the loop.
 local WATCH_OPTS = {recursive = true, poll = true, interval = true}
 function M.watch(path, opts)
+  if type(path) ~= "string" then
+    error("bad argument #1 to 'coru.fs.watch' (string expected, got " .. type(path) .. ")", 2)
+  end
   require("coru.modes").check_opts("coru.fs.watch", 2, opts, WATCH_OPTS)
   opts = opts or {}
   local w = setmetatable({queue = {}, handles = {}, dirs = {}, recursive = opts.recursive, path = path}, Watch)

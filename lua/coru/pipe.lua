@@ -37,7 +37,7 @@ end
 -- coru.on_error). opts: backlog (1024), mode ("rw": chmod for everyone),
 -- unlink (remove a stale socket file first, default true).
 function M.listen(path, handler, opts)
-  if type(path) ~= "string" then error("coru.pipe.listen: path must be a string", 2) end
+  if type(path) ~= "string" then error("bad argument #1 to 'coru.pipe.listen' (string expected, got " .. type(path) .. ")", 2) end
   if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
     error("bad argument #2 to 'coru.pipe.listen' (function expected, got " .. type(handler) .. ")", 2)
   end

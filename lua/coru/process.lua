@@ -110,6 +110,12 @@ end
 -- output: nil, "output too large", "too large", stdout, stderr so far.
 -- Spawn failures: nil, msg, name.
 function M.exec(cmd, args, opts)
+  if type(cmd) ~= "string" then
+    error("bad argument #1 to 'process.exec' (string expected, got " .. type(cmd) .. ")", 2)
+  end
+  if args ~= nil and type(args) ~= "table" then
+    error("bad argument #2 to 'process.exec' (table expected, got " .. type(args) .. ")", 2)
+  end
   modes.check_opts("process.exec", 3, opts, EXEC_OPTS)
   opts = opts or {}
   if not coru.current() then error("process.exec: needs a running task", 2) end
