@@ -27,10 +27,10 @@ function coru.all(tasks) end
 function coru.any(tasks) end
 
 ---See docs/ (coru.async_send).
----@param a any
+---@param async any
 ---@param ... any
 ---@return ...
-function coru.async_send(a, ...) end
+function coru.async_send(async, ...) end
 
 ---See docs/ (coru.available_parallelism).
 ---@return ...
@@ -481,6 +481,9 @@ function coru.listen(host, port, handler, opts) end
 ---@return ...
 function coru.loadavg() end
 
+---@type coru.luv
+coru.luv = require("coru.luv")
+
 ---See docs/ (coru.new_async).
 ---@param cb fun(err: string?, ...)
 ---@return ...
@@ -811,8 +814,9 @@ function coru.tcp_bind(t, host, port, opts) end
 
 ---See docs/ (coru.tcp_close_reset).
 ---@param t any
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru.tcp_close_reset(t) end
+function coru.tcp_close_reset(t, cb) end
 
 ---See docs/ (coru.tcp_connect).
 ---@param t any
@@ -1948,8 +1952,9 @@ function coru_tcp_handle:buffered() end
 function coru_tcp_handle:close(cb) end
 
 ---See docs/ (coru.tcp:close_reset).
+---@param cb fun(err: string?, ...)
 ---@return ...
-function coru_tcp_handle:close_reset() end
+function coru_tcp_handle:close_reset(cb) end
 
 ---See docs/ (coru.tcp:connect).
 ---@param host any

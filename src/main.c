@@ -50,6 +50,7 @@ static void usage(FILE *to) {
     "  -i        enter interactive mode after running the script\n"
     "  -v        show version information\n"
     "  -h, --help  show this help\n"
+    "  --luv     require \"luv\" gives coru.luv (run luv programs unchanged)\n"
     "  --        stop handling options\n"
     "  -         run stdin\n"
     "With no script on a terminal: interactive mode (=expr prints).\n", progname);
@@ -128,7 +129,7 @@ int main(int argc, char **argv) {
   /* options */
   lua_newtable(L);
   int actions = lua_gettop(L), nact = 0;
-  int i = 1, show_version = 0, interactive = 0;
+  int i = 1, show_version = 0, interactive = 0, nexec = 0;   /* nexec: -e and -l given */
   const char *script = NULL;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -138,6 +139,7 @@ int main(int argc, char **argv) {
     if (a[1] == 'e' || a[1] == 'l') {
       const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
       if (!v) { usage(stderr); lua_close(L); return 1; }
+      nexec++;
       lua_pushlstring(L, a + 1, 1);
       lua_rawseti(L, actions, ++nact);
       lua_pushstring(L, v);
@@ -150,6 +152,12 @@ int main(int argc, char **argv) {
       usage(stdout);
       lua_close(L);
       return 0;
+    } else if (strcmp(a, "--luv") == 0) {
+      /* an action before the others: require "luv" finds coru.luv */
+      lua_pushliteral(L, "e");
+      lua_rawseti(L, actions, ++nact);
+      lua_pushliteral(L, "package.preload.luv = function() return require 'coru.luv' end");
+      lua_rawseti(L, actions, ++nact);
     } else {
       fprintf(stderr, "%s: unrecognized option '%s'\n", progname, a);
       usage(stderr);
@@ -158,7 +166,7 @@ int main(int argc, char **argv) {
     }
   }
   if (i < argc) script = argv[i];
-  else if (nact == 0 && !show_version && !interactive) {
+  else if (nexec == 0 && !show_version && !interactive) {
     if (isatty(0)) interactive = 1; else script = "-";
   }
   if (show_version || (interactive && isatty(0)))
