@@ -84,6 +84,9 @@ function coru.cwd() end
 ---@return ...
 function coru.disable_stdio_inheritance() end
 
+---@type coru.dmp
+coru.dmp = require("coru.dmp")
+
 ---See docs/ (coru.exepath).
 ---@return ...
 function coru.exepath() end
@@ -463,6 +466,9 @@ function coru.is_writable(s) end
 ---@type coru.json
 coru.json = require("coru.json")
 
+---@type coru.jsonl
+coru.jsonl = require("coru.jsonl")
+
 ---See docs/ (coru.kill).
 ---@param pid any
 ---@param sig? any
@@ -483,6 +489,11 @@ function coru.loadavg() end
 
 ---@type coru.luv
 coru.luv = require("coru.luv")
+
+---See docs/ (coru.md5).
+---@param s any
+---@return ...
+function coru.md5(s) end
 
 ---See docs/ (coru.new_async).
 ---@param cb fun(err: string?, ...)
@@ -1110,9 +1121,10 @@ function coru_async:is_closing() end
 function coru_async:ref() end
 
 ---See docs/ (coru.async:send).
----@param v any
+---@param msg any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru_async:send(v) end
+function coru_async:send(msg, cb) end
 
 ---See docs/ (coru.async:unref).
 ---@return ...
@@ -1354,6 +1366,19 @@ function coru_filestream:unref() end
 ---@return string?
 ---@return string?
 function coru_filestream:write(data, cb) end
+
+---@class coru.floo.testing
+local coru_floo_testing = {}
+
+---See docs/ (coru.floo.testing.DEFAULT).
+---@param ... any
+---@return ...
+function coru_floo_testing.DEFAULT(...) end
+
+---See docs/ (coru.floo.testing.server).
+---@param opts any
+---@return ...
+function coru_floo_testing.server(opts) end
 
 ---@class coru.fs_dir
 local coru_fs_dir = {}
@@ -2654,9 +2679,10 @@ function coru_udp:recv_stop() end
 function coru_udp:ref() end
 
 ---See docs/ (coru.udp:send).
----@param v any
+---@param msg any
+---@param cb? fun(err: string?, ...)
 ---@return ...
-function coru_udp:send(v) end
+function coru_udp:send(msg, cb) end
 
 ---See docs/ (coru.udp:set_broadcast).
 ---@param on any
