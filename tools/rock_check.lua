@@ -9,6 +9,13 @@ local function from_tree(what, path)
   end
 end
 from_tree("coru.tcp", package.searchpath("coru.tcp", package.path))
+-- every Lua module of the source tree is in the rock, subdirectories too
+local p = io.popen("cd lua && find coru -name '*.lua'")
+for f in p:lines() do
+  local m = f:gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
+  from_tree(m, package.searchpath(m, package.path))
+end
+p:close()
 if face == "module" then from_tree("coru.so", package.searchpath("coru", package.cpath)) end
 local src = debug.getinfo(coru.tcp.connect, "S").source
 from_tree("coru.tcp.connect", src:sub(2))
