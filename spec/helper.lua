@@ -2,6 +2,10 @@
 -- (busted --lua=build/coru) and under plain luajit with the module.
 local coru = require "coru"
 local M = {}
+-- Loaded once, before busted insulates the spec files: insulation drops
+-- what a file required, and a file that loaded coru.fs would leave coru's
+-- cached coru.fs different from the next file's require "coru.fs".
+require "coru.fs"
 
 -- CORU_GC_STRESS=1: a full collection at every allocation step, to shake
 -- out lifetime bugs (a userdata freed while libuv or a task still uses it).

@@ -8,18 +8,18 @@
 #include <sys/stat.h>
 #include "check.h"
 
-int coru_argerror(lua_State *L, int idx, const char *fn, const char *msg) {
+int coru_fn_argerror(lua_State *L, int idx, const char *fn, const char *msg) {
   if (!fn) return luaL_argerror(L, idx, msg);
   return luaL_error(L, "bad argument #%d to '%s' (%s)", idx, fn, msg);
 }
 
 static int typeerror(lua_State *L, int idx, const char *fn, const char *want) {
-  return coru_argerror(L, idx, fn, lua_pushfstring(L, "%s expected, got %s", want, luaL_typename(L, idx)));
+  return coru_fn_argerror(L, idx, fn, lua_pushfstring(L, "%s expected, got %s", want, luaL_typename(L, idx)));
 }
 
 static int interror(lua_State *L, int idx, const char *fn, const char *what, const char *msg) {
   if (what) return luaL_error(L, "%s: %s: %s", fn ? fn : "coru", what, msg);
-  return coru_argerror(L, idx, fn, msg);
+  return coru_fn_argerror(L, idx, fn, msg);
 }
 
 lua_Integer coru_check_int_at(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, const char *fn, const char *what) {
@@ -53,7 +53,7 @@ const char *coru_cstr_at(lua_State *L, int idx, const char *fn, const char *what
   const char *s = lua_tolstring(L, idx, &len);
   if (s && strlen(s) != len) {
     if (what) luaL_error(L, "%s: %s contains a NUL byte", fn ? fn : "coru", what);
-    coru_argerror(L, idx, fn, "string contains a NUL byte");
+    coru_fn_argerror(L, idx, fn, "string contains a NUL byte");
   }
   return s;
 }
@@ -68,7 +68,7 @@ const char *coru_opt_cstr(lua_State *L, int idx, const char *def, const char *fn
 }
 
 uint64_t coru_ms_value(lua_State *L, lua_Number ms, int idx, const char *fn) {
-  if (ms != ms) coru_argerror(L, idx, fn, "milliseconds expected, got NaN");
+  if (ms != ms) coru_fn_argerror(L, idx, fn, "milliseconds expected, got NaN");
   if (ms <= 0) return 0;
   if (ms >= (lua_Number)CORU_MS_FOREVER) return CORU_MS_FOREVER;
   return (uint64_t)ms;

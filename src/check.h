@@ -11,7 +11,7 @@
 #include "coru.h"
 
 /* "bad argument #i to 'fn' (msg)". */
-int coru_argerror(lua_State *L, int idx, const char *fn, const char *msg);
+int coru_fn_argerror(lua_State *L, int idx, const char *fn, const char *msg);
 
 /* An integer in lo..hi: a number with an integer value (no NaN, no
  * fraction, no wrap). */
