@@ -1619,25 +1619,28 @@ static int l_chan_try_recv(lua_State *L) {
 }
 
 /* coru._select_flag(): the flag of one coru.select (a userdata int). */
+#define SELECT_FLAG_MT "coru.select_flag"
+
 static int l_select_flag(lua_State *L) {
   int *f = lua_newuserdata(L, sizeof *f);
   *f = 0;
+  if (luaL_newmetatable(L, SELECT_FLAG_MT)) coru_protect_mt(L);
+  lua_setmetatable(L, -2);   /* case and claim write into it: only a flag will do */
   return 1;
 }
 
 /* coru._select_case(flag): the running task is a case of that select. */
 static int l_select_case(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TUSERDATA);
+  int *flag = coru_check_udata(L, 1, SELECT_FLAG_MT, "_select_case");
   coru_task *T = coru_R->current;
   if (!T) return luaL_error(L, "coru._select_case: needs a running task");
-  T->sel = lua_touserdata(L, 1);
+  T->sel = flag;
   return 0;
 }
 
 /* coru._select_claim(flag): true if nothing fired yet (it fires now). */
 static int l_select_claim(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TUSERDATA);
-  int *f = lua_touserdata(L, 1);
+  int *f = coru_check_udata(L, 1, SELECT_FLAG_MT, "_select_claim");   /* wrote into any userdata */
   lua_pushboolean(L, !*f);
   *f = 1;
   return 1;

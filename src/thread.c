@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <pthread.h>
 #include "coru.h"
+#include "check.h"
 
 #define THREAD_MT "uv_thread_t"
 
@@ -90,8 +91,8 @@ static int l_thread_join(lua_State *L) {
 
 /* Dropped without a join: the thread goes on detached. */
 static int l_thread_gc(lua_State *L) {
-  lthread *t = lua_touserdata(L, 1);
-  if (t->joinable) {
+  lthread *t = coru_test_udata(L, 1, THREAD_MT);   /* a direct call may pass anything */
+  if (t && t->joinable) {
     t->joinable = 0;
     pthread_detach(t->tid);
   }
@@ -283,6 +284,7 @@ static int ensure_mt(lua_State *L) {
     lua_setfield(L, -2, "__tostring");
     lua_pushcfunction(L, l_thread_gc);
     lua_setfield(L, -2, "__gc");
+    coru_protect_mt(L);
   }
   return 1;
 }
