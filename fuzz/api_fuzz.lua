@@ -68,9 +68,12 @@ local BIG = ("x"):rep(1024 * 1024) .. "\0" .. ("y"):rep(100)
 local fds = {0, 1}
 do
   local p = ffi.new("int[2]")
-  if ffi.C.pipe(p) == 0 then fds[#fds + 1] = p[0]; fds[#fds + 1] = p[1] end
-  if ffi.C.socketpair(1, 1, 0, p) == 0 then fds[#fds + 1] = p[0]; fds[#fds + 1] = p[1] end
-  if ffi.C.socketpair(1, 2, 0, p) == 0 then fds[#fds + 1] = p[0]; fds[#fds + 1] = p[1] end
+  -- non-blocking: outside a task, fs_read is synchronous (luv's rule) and
+  -- would wait for ever on an empty pipe: that is the fuzzer's hang, not coru's
+  local function add(fd) ffi.C.fcntl(fd, 4, ffi.new("int", 2048)); fds[#fds + 1] = fd end  -- F_SETFL, O_NONBLOCK
+  if ffi.C.pipe(p) == 0 then add(p[0]); add(p[1]) end
+  if ffi.C.socketpair(1, 1, 0, p) == 0 then add(p[0]); add(p[1]) end
+  if ffi.C.socketpair(1, 2, 0, p) == 0 then add(p[0]); add(p[1]) end
   local fd = coru.fs_open("file_1", "r")
   if fd then fds[#fds + 1] = fd end
 end
