@@ -16,18 +16,33 @@ end
 
 -- A yielding C function, wrapped so that an error it is resumed with
 -- (cancellation) is raised in its caller.
+-- The C side shapes every result list a wrapped function gives (returned
+-- at once by its C adapter, or resumed with by the scheduler) as
+-- (n, r1, r2, r3): n is the count of results, n > 3 packs them in r1 (a
+-- table); a resume with (ERR, e) comes as (2, ERR, e). The wrapper takes
+-- a fixed number of values from the call (no MULTRES), so LuaJIT can
+-- stitch a trace across the C call, and gives back exactly the values and
+-- the count the function returned.
 -- The wrapper calls f under its own name, so that argument errors name
 -- the function ("bad argument #2 to 'read_line'"), not the wrapper's local.
 local wrappers = {}
+local unpack = unpack
 local function wrap(f, name)
   if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then name = "f" end
   local make = wrappers[name]
   if not make then
-    make = assert(loadstring(("local chk, %s = ... return function(...) return chk(%s(...)) end")
+    make = assert(loadstring((
+      "local ERR, error, unpack, %s = ... return function(...) "
+      .. "local n, a, b, c = %s(...) "
+      .. "if n == 1 then return a end "
+      .. "if n == 0 then return end "
+      .. "if n == 2 then if a == ERR then error(b, 0) end return a, b end "
+      .. "if n == 3 then return a, b, c end "
+      .. "return unpack(a, 1, n) end")
       :format(name, name), "=(coru)"))
     wrappers[name] = make
   end
-  return make(chk, f)
+  return make(ERR, error, unpack, f)
 end
 
 local select = select

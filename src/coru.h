@@ -80,6 +80,10 @@ void coru_report(lua_State *L, const char *traceback);
 #define CORU_YIELDS 1
 typedef struct coru_Reg { const char *name; lua_CFunction fn; int flags; } coru_Reg;
 void coru_setfuncs(lua_State *L, const coru_Reg *r);  /* into the table at the top */
+/* The n results at the top of L as a wrapped function's wrapper takes them
+ * (boot.lua): n, r1..rn for n <= 3, else n, {r1..rn}. Returns the new count.
+ * The scheduler applies it to the values a native suspension is resumed with. */
+int coru_shape(lua_State *L, int n);
 
 /* Callbacks and refs. */
 int coru_is_callable(lua_State *L, int idx);
@@ -122,6 +126,7 @@ struct coru_task {
   unsigned char in_pass;     /* waiting in coru.pass() */
   unsigned char carry_str;   /* its error string already carries a traceback */
   unsigned char native;      /* suspended by coru_cont_yield from its own coroutine: a 0-value yield */
+  unsigned char shaped;      /* suspended in a wrapped C function (native, or SCHED alone from an inner coroutine): resumed with coru_shape'd values */
   coru_task *next_pass;
   coru_task *next_wait;      /* channel wait queues */
   void *aux;                 /* what the wait holds (deadline, group, channel) */

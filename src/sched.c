@@ -558,6 +558,7 @@ static int dispatch(coru_task *T) {
   int n = lua_gettop(co);
   if (n >= 1 && lua_touserdata(co, 1) == coru_SCHED && lua_islightuserdata(co, 1)) {
     if (n == 1) {
+      T->shaped = 1;   /* a native suspension made in an inner coroutine */
       lua_settop(co, 0);
       if (T->cont) {
         if (!T->cancel_pending) return -1;
@@ -622,7 +623,10 @@ static void task_step(coru_task *T, int nargs) {
     R->current = T;
     T->status = CORU_RUNNING;
     T->gen++;
-    T->native = 0;
+    /* the resume lands in a wrapped C function: its wrapper takes the
+     * values shaped (boot.lua wrap) */
+    if (T->native | T->shaped) nargs = coru_shape(co, nargs);
+    T->native = T->shaped = 0;
     int st = lua_resume(co, nargs);
     R->current = prev;
     if (st != LUA_YIELD) { finish(T, st); return; }
