@@ -78,6 +78,10 @@ void coru_report(lua_State *L, const char *traceback);
 /* Registration: a yielding function is wrapped by the core so that the
  * errors it is resumed with are raised (cancellation). */
 #define CORU_YIELDS 1
+/* A yielding function that takes at most k (<= 4) arguments, none of them
+ * where a nil differs from no value: its wrapper has k fixed parameters
+ * (boot.lua wrap), which lets LuaJIT compile the caller on after it. */
+#define CORU_ARITY(k) (((k) + 1) << 4)
 typedef struct coru_Reg { const char *name; lua_CFunction fn; int flags; } coru_Reg;
 void coru_setfuncs(lua_State *L, const coru_Reg *r);  /* into the table at the top */
 /* The n results at the top of L as a wrapped function's wrapper takes them

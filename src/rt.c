@@ -89,7 +89,8 @@ void coru_setfuncs(lua_State *L, const coru_Reg *r) {
       *(lua_CFunction *)lua_newuserdata(L, sizeof(lua_CFunction)) = r->fn;
       lua_pushcclosure(L, shaped_call, 1);
       lua_pushstring(L, r->name);
-      lua_call(L, 2, 1);
+      if (r->flags >> 4) lua_pushinteger(L, (r->flags >> 4) - 1); else lua_pushnil(L);
+      lua_call(L, 3, 1);
     } else {
       lua_pushcfunction(L, r->fn);
     }

@@ -1519,7 +1519,7 @@ static int l_chan_tostring(lua_State *L) {
 /* --------------------------------------------------------------- open */
 
 static const coru_Reg task_methods[] = {
-  {"await", l_task_await, CORU_YIELDS},
+  {"await", l_task_await, CORU_YIELDS | CORU_ARITY(1)},
   {"next", l_task_next, 0},
   {"cancel", l_task_cancel, 0},
   {"status", l_task_status, 0},
@@ -1527,8 +1527,8 @@ static const coru_Reg task_methods[] = {
 };
 
 static const coru_Reg chan_methods[] = {
-  {"send", l_chan_send, CORU_YIELDS},
-  {"recv", l_chan_recv, CORU_YIELDS},
+  {"send", l_chan_send, CORU_YIELDS | CORU_ARITY(2)},
+  {"recv", l_chan_recv, CORU_YIELDS | CORU_ARITY(1)},
   {"close", l_chan_close, 0},
   {"len", l_chan_len, 0},
   {"is_closed", l_chan_is_closed, 0},
@@ -1542,8 +1542,8 @@ static const coru_Reg sched_funcs[] = {
   {"current", coru_l_current, 0},
   {"tasks", l_tasks, 0},
   {"is_cancelled", l_is_cancelled, 0},
-  {"sleep", l_sleep, CORU_YIELDS},
-  {"pass", l_pass, CORU_YIELDS},
+  {"sleep", l_sleep, CORU_YIELDS | CORU_ARITY(1)},
+  {"pass", l_pass, CORU_YIELDS | CORU_ARITY(0)},
   {"now", l_now, 0},
   {"all", l_all, CORU_YIELDS},
   {"any", l_any, CORU_YIELDS},
