@@ -19,7 +19,8 @@ end
 -- The C side shapes every result list a wrapped function gives (returned
 -- at once by its C adapter, or resumed with by the scheduler) as
 -- (n, r1, r2, r3): n is the count of results, n > 3 packs them in r1 (a
--- table); a resume with (ERR, e) comes as (2, ERR, e). The wrapper takes
+-- table), no result at all is left as it is (n is nil); a resume with
+-- (ERR, e) comes as (2, ERR, e). The wrapper takes
 -- a fixed number of values from the call (no MULTRES), so LuaJIT can
 -- stitch a trace across the C call, and gives back exactly the values and
 -- the count the function returned.
@@ -58,7 +59,7 @@ local function wrap(f, name, arity)
     make = assert(loadstring(
       "local ERR, error, unpack, " .. name .. " = ... return " .. head .. call
       .. "if n == 1 then return a end "
-      .. "if n == 0 then return end "
+      .. "if n == nil then return end "
       .. "if n == 2 then if a == ERR then error(b, 0) end return a, b end "
       .. "if n == 3 then return a, b, c end "
       .. "return unpack(a, 1, n) end", "=(coru)"))

@@ -85,7 +85,8 @@ void coru_report(lua_State *L, const char *traceback);
 typedef struct coru_Reg { const char *name; lua_CFunction fn; int flags; } coru_Reg;
 void coru_setfuncs(lua_State *L, const coru_Reg *r);  /* into the table at the top */
 /* The n results at the top of L as a wrapped function's wrapper takes them
- * (boot.lua): n, r1..rn for n <= 3, else n, {r1..rn}. Returns the new count.
+ * (boot.lua): nothing for 0, n, r1..rn for n <= 3, else n, {r1..rn}.
+ * Returns the new count.
  * The scheduler applies it to the values a native suspension is resumed with. */
 int coru_shape(lua_State *L, int n);
 

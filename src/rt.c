@@ -59,9 +59,10 @@ int coru_fail_str(lua_State *L, const char *msg, const char *name) {
 
 int coru_shape(lua_State *L, int n) {
   if (n <= 3) {
-    if (n) lua_checkstack(L, 1);
+    if (n == 0) return 0;   /* nothing: the wrapper's n is nil */
+    lua_checkstack(L, 1);
     lua_pushinteger(L, n);
-    if (n) lua_insert(L, -n - 1);
+    lua_insert(L, -n - 1);
     return n + 1;
   }
   lua_checkstack(L, 2);
@@ -79,7 +80,7 @@ int coru_shape(lua_State *L, int n) {
 static int shaped_call(lua_State *L) {
   lua_CFunction f = *(lua_CFunction *)lua_touserdata(L, lua_upvalueindex(1));
   int n = f(L);
-  return n < 0 ? n : coru_shape(L, n);
+  return n <= 0 ? n : coru_shape(L, n);
 }
 
 void coru_setfuncs(lua_State *L, const coru_Reg *r) {

@@ -625,7 +625,7 @@ static void task_step(coru_task *T, int nargs) {
     T->gen++;
     /* the resume lands in a wrapped C function: its wrapper takes the
      * values shaped (boot.lua wrap) */
-    if (T->native | T->shaped) nargs = coru_shape(co, nargs);
+    if ((T->native | T->shaped) && nargs) nargs = coru_shape(co, nargs);
     T->native = T->shaped = 0;
     int st = lua_resume(co, nargs);
     R->current = prev;
