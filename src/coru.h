@@ -82,6 +82,10 @@ void coru_report(lua_State *L, const char *traceback);
  * where a nil differs from no value: its wrapper has k fixed parameters
  * (boot.lua wrap), which lets LuaJIT compile the caller on after it. */
 #define CORU_ARITY(k) (((k) + 1) << 4)
+/* A yielding function that never returns without suspending (it raises
+ * instead): nothing it returns needs shaping, so Lua calls it directly
+ * from its wrapper (no C adapter). */
+#define CORU_ALWAYS_YIELDS 2
 typedef struct coru_Reg { const char *name; lua_CFunction fn; int flags; } coru_Reg;
 void coru_setfuncs(lua_State *L, const coru_Reg *r);  /* into the table at the top */
 /* The n results at the top of L as a wrapped function's wrapper takes them
@@ -113,6 +117,7 @@ struct coru_cont {
 /* ------------------------------------------------------------------ tasks */
 
 enum { CORU_RUNNING = 1, CORU_SUSPENDED, CORU_DONE, CORU_FAILED, CORU_CANCELLED };
+enum { CORU_NATIVE_OWN = 1, CORU_NATIVE_INNER = 2 };
 
 struct coru_task {
   lua_State *co;
@@ -130,8 +135,9 @@ struct coru_task {
   unsigned char observed;    /* someone awaited it or asked to be told */
   unsigned char in_pass;     /* waiting in coru.pass() */
   unsigned char carry_str;   /* its error string already carries a traceback */
-  unsigned char native;      /* suspended by coru_cont_yield from its own coroutine: a 0-value yield */
-  unsigned char shaped;      /* suspended in a wrapped C function (native, or SCHED alone from an inner coroutine): resumed with coru_shape'd values */
+  unsigned char native;      /* suspended in a wrapped C function, resumed with coru_shape'd values:
+                              * CORU_NATIVE_OWN by coru_cont_yield from its own coroutine (a 0-value
+                              * yield, stack left empty), CORU_NATIVE_INNER from an inner coroutine */
   coru_task *next_pass;
   coru_task *next_wait;      /* channel wait queues */
   void *aux;                 /* what the wait holds (deadline, group, channel) */

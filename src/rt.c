@@ -87,8 +87,12 @@ void coru_setfuncs(lua_State *L, const coru_Reg *r) {
   for (; r->name; r++) {
     if (r->flags & CORU_YIELDS) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->wrap_ref);
-      *(lua_CFunction *)lua_newuserdata(L, sizeof(lua_CFunction)) = r->fn;
-      lua_pushcclosure(L, shaped_call, 1);
+      if (r->flags & CORU_ALWAYS_YIELDS) {
+        lua_pushcfunction(L, r->fn);
+      } else {
+        *(lua_CFunction *)lua_newuserdata(L, sizeof(lua_CFunction)) = r->fn;
+        lua_pushcclosure(L, shaped_call, 1);
+      }
       lua_pushstring(L, r->name);
       if (r->flags >> 4) lua_pushinteger(L, (r->flags >> 4) - 1); else lua_pushnil(L);
       lua_call(L, 3, 1);

@@ -208,11 +208,27 @@ static inline int wait_claim(coru_task *T) {
   c->active = 0;
   T->cont = NULL;
   T->waking = 1;
-  if (!T->native) {
+  if (T->native != CORU_NATIVE_OWN) {
     lua_settop(T->co, 0);
     lua_checkstack(T->co, 20);
   }
   return 1;
+}
+
+/* coru_cont_yield for the scheduler's own waits, after enter_task said the
+ * task may suspend from L (no second yieldable check). */
+static void drop_cont(coru_task *T);
+static inline int wait_yield(lua_State *L, coru_task *T) {
+  coru_cont *c = &T->wait;
+  c->active = 1;
+  if (T->cont && T->cont != c) drop_cont(T);
+  T->cont = c;
+  if (L == T->co) {
+    T->native = CORU_NATIVE_OWN;
+    return lua_yield(L, 0);
+  }
+  lua_pushlightuserdata(L, coru_SCHED);
+  return lua_yield(L, 1);
 }
 
 /* A cont left behind by a yield that failed (a yield across a C call
@@ -235,7 +251,7 @@ int coru_cont_yield(lua_State *L, coru_cont *c, int nret) {
     if (L == T->co && lua_isyieldable(L)) {
       /* From the task's own coroutine no marker is needed (pushing a light
        * userdata costs ~48 instructions under GC64): yield nothing and say so. */
-      T->native = 1;
+      T->native = CORU_NATIVE_OWN;
       return lua_yield(L, 0);
     }
     lua_pushlightuserdata(L, coru_SCHED);
@@ -273,7 +289,7 @@ lua_State *coru_cont_begin(coru_cont *c) {
      * suspension, whatever Lua the completion runs meanwhile. */
     T->cont = NULL;
     T->waking = 1;
-    if (!T->native) {   /* a native suspension left the stack empty, with LUA_MINSTACK free */
+    if (T->native != CORU_NATIVE_OWN) {   /* a native suspension left the stack empty, with LUA_MINSTACK free */
       lua_settop(T->co, 0);
       lua_checkstack(T->co, 20);
     }
@@ -558,7 +574,7 @@ static int dispatch(coru_task *T) {
   int n = lua_gettop(co);
   if (n >= 1 && lua_touserdata(co, 1) == coru_SCHED && lua_islightuserdata(co, 1)) {
     if (n == 1) {
-      T->shaped = 1;   /* a native suspension made in an inner coroutine */
+      T->native = CORU_NATIVE_INNER;   /* a native suspension made in an inner coroutine */
       lua_settop(co, 0);
       if (T->cont) {
         if (!T->cancel_pending) return -1;
@@ -625,14 +641,14 @@ static void task_step(coru_task *T, int nargs) {
     T->gen++;
     /* the resume lands in a wrapped C function: its wrapper takes the
      * values shaped (boot.lua wrap) */
-    if ((T->native | T->shaped) && nargs) nargs = coru_shape(co, nargs);
-    T->native = T->shaped = 0;
+    if (nargs && T->native) nargs = coru_shape(co, nargs);
+    T->native = 0;
     int st = lua_resume(co, nargs);
     R->current = prev;
     if (st != LUA_YIELD) { finish(T, st); return; }
     T->status = CORU_SUSPENDED;
     /* a native suspension: nothing on the stack, nothing to decide */
-    if (T->native && T->cont && !T->cancel_pending) return;
+    if (T->native == CORU_NATIVE_OWN && T->cont && !T->cancel_pending) return;
     nargs = dispatch(T);
     if (nargs < 0) return;
   }
@@ -945,7 +961,7 @@ static int l_sleep(lua_State *L) {
   if (ms < 0) ms = 0;
   wait_init(T, sleep_cancel);
   T->aux = coru_deadline_start((uint64_t)ms, sleep_fire, T);
-  return coru_cont_yield(L, &T->wait, 0);
+  return wait_yield(L, T);
 }
 
 /* A cancelled pass leaves the list at once: the task may pass again. */
@@ -993,7 +1009,7 @@ static int l_pass(lua_State *L) {
   if (coru_R->pass_tail) coru_R->pass_tail->next_pass = T; else coru_R->pass_head = T;
   coru_R->pass_tail = T;
   tick_start();
-  return coru_cont_yield(L, &T->wait, 0);
+  return wait_yield(L, T);
 }
 
 static int l_now(lua_State *L) {
@@ -1542,8 +1558,8 @@ static const coru_Reg sched_funcs[] = {
   {"current", coru_l_current, 0},
   {"tasks", l_tasks, 0},
   {"is_cancelled", l_is_cancelled, 0},
-  {"sleep", l_sleep, CORU_YIELDS | CORU_ARITY(1)},
-  {"pass", l_pass, CORU_YIELDS | CORU_ARITY(0)},
+  {"sleep", l_sleep, CORU_YIELDS | CORU_ALWAYS_YIELDS | CORU_ARITY(1)},
+  {"pass", l_pass, CORU_YIELDS | CORU_ALWAYS_YIELDS | CORU_ARITY(0)},
   {"now", l_now, 0},
   {"all", l_all, CORU_YIELDS},
   {"any", l_any, CORU_YIELDS},
