@@ -37,7 +37,8 @@ if [ -z "${BUILDS:-}" ]; then
   BUILDS="coru=$root/build/coru"
 fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/coru-jit.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+spid=
+trap '[ -n "$spid" ] && kill $spid 2>/dev/null; rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 hz=$(getconf CLK_TCK)
 client=${CLIENT:-$(echo "$BUILDS" | awk '{ split($1, a, "="); print a[2] }')}
@@ -50,6 +51,7 @@ cell() { # cell <label> <coru> <kind> <mode> -> appends "label kind mode round r
   k=; [ "$kind" != cpu ] && k=$kind
   jv=; [ "${JITV:-0}" = 1 ] && [ "$kind" != plain ] && [ "$mode" = on ] && [ "$r" = 1 ] && jv="$here/results/jit-v-$label-$kind.log"
   [ -n "$jv" ] && mkdir -p "$here/results"
+  : > "$tmp/ready"
   PORT=$PORT JIT=$jit KIND=$k JITV=$jv "$bin" "$here/jit/cpu_server.lua" > "$tmp/ready" 2>>"$tmp/server.err" &
   spid=$!
   i=0
@@ -61,6 +63,7 @@ cell() { # cell <label> <coru> <kind> <mode> -> appends "label kind mode round r
   res=$(PORT=$PORT C=$C DURATION=$DURATION WARMUP=$WARMUP "$client" "$root/bench/coru/rpc_client.lua")
   t1=$(cpu_ticks $spid)
   kill $spid; wait $spid 2>/dev/null || true
+  spid=
   total=$(echo "$res" | sed -n 's/.* total=\([0-9]*\).*/\1/p')
   rps=$(echo "$res" | sed -n 's/.* req_per_s=\([0-9.]*\).*/\1/p')
   errors=$(echo "$res" | sed -n 's/.* errors=\([0-9]*\).*/\1/p')

@@ -588,7 +588,10 @@ static int dispatch(coru_task *T) {
   }
   if (T->cont && !(n == 0 && T->cancel_pending)) drop_cont(T);
   if (T->cancel_pending && n == 0 && !T->cont) return 0;  /* plain yield: raised at the next real suspension */
-  if (T->cancel_pending) return deliver_cancel(T);
+  if (T->cancel_pending) {
+    int k = deliver_cancel(T);
+    return T->native ? coru_shape(co, k) : k;   /* raised by the wrapper */
+  }
   if (n == 0) return 0;
   switch (lua_type(co, 1)) {
   case LUA_TFUNCTION:
@@ -634,14 +637,14 @@ static void cancel_awaiting(coru_cont *c) {
 static void task_step(coru_task *T, int nargs) {
   coru_rt *R = coru_R;
   lua_State *co = T->co;
+  /* A resume that lands in a wrapped C function: its wrapper takes the
+   * values shaped (boot.lua wrap). In the loop below, dispatch shapes them. */
+  if (nargs && T->native) nargs = coru_shape(co, nargs);
   for (;;) {
     coru_task *prev = R->current;
     R->current = T;
     T->status = CORU_RUNNING;
     T->gen++;
-    /* the resume lands in a wrapped C function: its wrapper takes the
-     * values shaped (boot.lua wrap) */
-    if (nargs && T->native) nargs = coru_shape(co, nargs);
     T->native = 0;
     int st = lua_resume(co, nargs);
     R->current = prev;
