@@ -75,8 +75,14 @@ int coru_pcall(int nargs);
 /* Report an error value (at the top of L, popped) with a traceback string (may be NULL). */
 void coru_report(lua_State *L, const char *traceback);
 
-/* Registration: a yielding function is wrapped by the core so that the
- * errors it is resumed with are raised (cancellation). */
+/* Registration: a yielding function is wrapped by the core (boot.lua wrap)
+ * so that the errors it is resumed with are raised at the caller
+ * (cancellation). The wrapper takes a fixed shape of values from the call
+ * (coru_shape below), so that LuaJIT can stitch a trace across it: every
+ * value such a function gives back, returned at once or resumed with, is
+ * shaped by the core (a C adapter, task_step); the function itself returns
+ * as any lua_CFunction does. A function that suspends must be registered
+ * with CORU_YIELDS. */
 #define CORU_YIELDS 1
 /* A yielding function that takes at most k (<= 4) arguments, none of them
  * where a nil differs from no value: its wrapper has k fixed parameters
