@@ -52,17 +52,22 @@ SPEC_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec
 BUSTED ?= busted
 ASAN_RT = $(shell $(CC) -print-file-name=libasan.so)
 
-test: all
+# Test oracles (Node.js and the npm diff-match-patch packages), never runtime deps.
+NODE_DEPS := deps/node_modules/.coru-ok
+$(NODE_DEPS): deps/package.json deps/package-lock.json deps/npm.sh
+	@sh deps/npm.sh && touch $@
+
+test: all $(NODE_DEPS)
 	$(MAKE) --no-print-directory test-embed test-host test-luajit
 	@if [ -z "$(QUICK_BENCH_SKIP)" ] && [ -z "$(SANITIZE)" ] && [ -f bench/run.sh ]; then QUICK=1 SMOKE=1 sh bench/run.sh; fi
 
 test-embed: $(BUILD)/embed
 	$(BUILD)/embed
 
-test-host: all
+test-host: all $(NODE_DEPS)
 	$(SPEC_ENV) $(BUSTED) --lua=$(BUILD)/coru spec
 
-test-luajit: all
+test-luajit: all $(NODE_DEPS)
 	$(SPEC_ENV) $(if $(SANITIZE),LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=0) $(BUSTED) --lua=luajit spec
 
 valgrind: all
@@ -74,17 +79,22 @@ demo: all
 bench: all
 	sh bench/run.sh
 
+# Every .lua under lua/ (coru/*.lua and subdirectories such as
+# coru/floo/) into $(1), keeping the tree.
+install_lua = cd lua && find coru -name '*.lua' | while read -r f; do \
+	  install -d "$(1)/$$(dirname "$$f")" && install -m 644 "$$f" "$(1)/$$f" || exit 1; done
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/coru
 	install -m 755 $(BUILD)/coru $(DESTDIR)$(PREFIX)/bin/coru
 	install -m 755 $(BUILD)/coru.so $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/coru.so
-	for f in lua/coru/*.lua; do [ -f "$$f" ] && install -m 644 "$$f" $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/coru/; done; true
+	$(call install_lua,$(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION))
 
 # luarocks make: the rock's own directories
 install-rock: all
 	install -d $(INST_LIBDIR) $(INST_LUADIR)/coru $(INST_BINDIR)
 	install -m 755 $(BUILD)/coru.so $(INST_LIBDIR)/coru.so
-	for f in lua/coru/*.lua; do [ -f "$$f" ] && install -m 644 "$$f" $(INST_LUADIR)/coru/; done; true
+	$(call install_lua,$(INST_LUADIR))
 	install -m 755 $(BUILD)/coru $(INST_BINDIR)/coru
 
 clean:

@@ -320,6 +320,7 @@ CORU_FAMILY(signal);
 CORU_FAMILY(work);
 CORU_FAMILY(misc);
 CORU_FAMILY(tls);
+CORU_FAMILY(dmp);
 CORU_FAMILY(luv);
 
 /* luv's threads (thread.c) and the value transport of work.c they share. */
