@@ -1561,7 +1561,7 @@ static const coru_Reg sched_funcs[] = {
   {"current", coru_l_current, 0},
   {"tasks", l_tasks, 0},
   {"is_cancelled", l_is_cancelled, 0},
-  {"sleep", l_sleep, CORU_YIELDS | CORU_ALWAYS_YIELDS | CORU_ARITY(1)},
+  {"sleep", l_sleep, CORU_YIELDS | CORU_ALWAYS_YIELDS | CORU_ARITY(2)},
   {"pass", l_pass, CORU_YIELDS | CORU_ALWAYS_YIELDS | CORU_ARITY(0)},
   {"now", l_now, 0},
   {"all", l_all, CORU_YIELDS},
