@@ -124,4 +124,10 @@ check=""
 "$python" "$here/targets.py" $check "$json" > "$here/results/targets.md" || status=$?
 if [ "${SMOKE:-0}" = 1 ] && [ "$status" != 0 ]; then cat "$tmp/smoke.log"; fi
 cat "$here/results/targets.md"
+# The full run also measures handlers with the JIT on and off (issue 14):
+# bench/jit.sh, 3 rounds, to results/jit.md (~1.5 min).
+if [ "${SMOKE:-0}" != 1 ] && [ "${QUICK:-0}" != 1 ] && [ "${JIT_BENCH:-1}" = 1 ]; then
+  ROUNDS=${JIT_ROUNDS:-3} BUILDS="coru=$CORU" sh "$here/jit.sh" > "$here/results/jit.md" 2>/dev/null || status=$?
+  cat "$here/results/jit.md"
+fi
 exit $status
