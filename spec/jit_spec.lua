@@ -51,6 +51,52 @@ describe("native calls under the JIT (issue 14)", function()
     end)
   end)
 
+  it("keep the counts from inside a coroutine of the user's (the suspension passes through it)", function()
+    run(function()
+      local gen = coroutine.wrap(function()
+        for _ = 1, N do
+          local t = coru.spawn(function() coru.pass(); return 1, nil, 3, nil, 5 end)
+          coroutine.yield(count(t:await()))
+          coroutine.yield(count(coru.pass()))
+          local ch = coru.channel()
+          coru.spawn(function() ch:send(false) end)
+          coroutine.yield(count(ch:recv()))
+        end
+      end)
+      for _ = 1, N do
+        local n, a, b, c, d, e = gen()
+        assert.equal(5, n); assert.equal(1, a); assert.is_nil(b); assert.equal(3, c); assert.is_nil(d); assert.equal(5, e)
+        assert.equal(0, (gen()))
+        local m, v = gen()
+        assert.equal(1, m); assert.is_false(v)
+      end
+    end)
+  end)
+
+  it("raise a cancellation inside a coroutine of the user's, at the call", function()
+    run(function()
+      local caught
+      local t = coru.spawn(function()
+        local gen = coroutine.wrap(function()
+          for _ = 1, 10 * N do
+            local ok, err = pcall(coru.sleep, 1)
+            if not ok then caught = err; return "caught" end
+            coroutine.yield("tick")
+          end
+        end)
+        while true do
+          local v = gen()
+          if v ~= "tick" then return v end
+        end
+      end)
+      coru.sleep(20)
+      t:cancel("inner")
+      assert.equal("caught", t:await())
+      assert.is_true(coru.is_cancelled(caught))
+      assert.equal("inner", caught.reason)
+    end)
+  end)
+
   it("keep stream results: a line, true, and nil, message[, name] on failure", function()
     run(function()
       local c, s, srv, hold = pair()
