@@ -360,6 +360,7 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
   size_t bad;
   dmp_ustr u = {0};
   if (dmp_utf8_to_u16(s, n, &u, &bad)) {
+    dmp_ustr_free(&u);
     if (err) snprintf(err, errlen, "invalid UTF-8 at byte %zu of the patch text", bad + 1);
     return -1;
   }
@@ -395,6 +396,7 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
     if (sign == '-' || sign == '+' || sign == ' ') {
       dmp_ustr t = {0};
       if (dmp_utf8_to_u16(line.p ? line.p : "", line.n, &t, &bad)) {
+        dmp_ustr_free(&t);
         set_err(err, errlen, "Illegal escape in patch_fromText: ", ls, ln);
         rc = -1;
         break;
