@@ -18,7 +18,7 @@ SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 HDRS := $(wildcard src/*.h) $(BUILD)/boot.h
 
-.PHONY: valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san
+.PHONY: valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san fuzz-dmp bench-dmp
 
 all: $(BUILD)/coru $(BUILD)/coru.so
 
@@ -85,5 +85,27 @@ install-rock: all
 	for f in lua/coru/*.lua; do [ -f "$$f" ] && install -m 644 "$$f" $(INST_LUADIR)/coru/; done; true
 	install -m 755 $(BUILD)/coru $(INST_BINDIR)/coru
 
+# libFuzzer harnesses of the dmp core (pure C, no Lua): patch_from_text on
+# any bytes, and make/to_text/from_text/apply round trips. Each runs for
+# FUZZ_SECONDS; a crash leaves its input in build-fuzz/.
+FUZZ_SECONDS ?= 30
+FUZZ_CC ?= clang
+DMP_CORE = src/dmp_text.c src/dmp_diff.c src/dmp_patch.c
+DMP_FUZZERS = build-fuzz/dmp_fromtext_fuzz build-fuzz/dmp_roundtrip_fuzz
+build-fuzz/%: fuzz/%.c fuzz/dmp_fuzz_common.h $(DMP_CORE) src/dmp.h | $(DEPS_OK)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o $@ $< $(DMP_CORE) -lm
+
+fuzz-dmp: $(DMP_FUZZERS)
+	@for f in $(DMP_FUZZERS); do \
+	  n=$$(basename $$f); echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	  if (cd build-fuzz && ./$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 > $$n.log 2>&1) \
+	     && ! grep -q "runtime error" build-fuzz/$$n.log; then \
+	    grep "number_of_executed_units" build-fuzz/$$n.log; \
+	  else \
+	    grep -E "runtime error|ERROR|dmp fuzz|SUMMARY|Test unit written" build-fuzz/$$n.log | head -20; exit 1; \
+	  fi; \
+	done
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

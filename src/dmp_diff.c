@@ -756,8 +756,12 @@ double dmp_deadline(const dmp_opts *o) {
   return o->diff_timeout <= 0 ? INFINITY : dmp_now_ms() + o->diff_timeout * 1000;
 }
 
+static const u16 EMPTY[1];
+
 void dmp_diff_main_raw(const dmp_opts *o, const u16 *t1, size_t n1, const u16 *t2, size_t n2, int checklines,
                        dmp_diffs *out) {
+  if (!t1) t1 = EMPTY;  /* an empty text may come as NULL */
+  if (!t2) t2 = EMPTY;
   diff_main_r(o, t1, n1, t2, n2, checklines, dmp_deadline(o), out);
 }
 

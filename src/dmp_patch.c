@@ -15,6 +15,7 @@
 #include "dmp.h"
 
 typedef dmp_u16 u16;
+static const u16 EMPTY[1];  /* an empty text may come as NULL */
 
 /* ------------------------------------------------------ two-segment text */
 
@@ -194,7 +195,7 @@ static int64_t match_main_ts(const dmp_opts *o, matcher *mt, const seg2 *t, cons
 
 int64_t dmp_match_main(const dmp_opts *o, const u16 *text, size_t n, const u16 *pat, size_t m, int64_t loc) {
   matcher mt = {0};
-  seg2 t = {text, n, NULL, 0};
+  seg2 t = {text ? text : EMPTY, n, EMPTY, 0};
   int64_t r = match_main_ts(o, &mt, &t, pat, m, loc);
   matcher_free(&mt);
   return r;
@@ -264,10 +265,11 @@ static void add_context(const dmp_opts *o, dmp_patch *p, const seg2 *t) {
 
 void dmp_patch_make(const dmp_opts *o, const u16 *t1, size_t n1, const dmp_diffs *d, dmp_patches *out) {
   if (d->n == 0) return;
+  if (!t1) t1 = EMPTY;
   dmp_ustr t2 = {0};
   dmp_diff_text2(d, &t2);
   /* prepatch text = t2[0, P) + t1[Q, n1) */
-  seg2 pre = {t2.p, 0, t1, n1};
+  seg2 pre = {t2.p ? t2.p : EMPTY, 0, t1, n1};
   dmp_patch *p = NULL;
   size_t pn = 0;  /* patchDiffLength */
   int64_t c1 = 0, c2 = 0, abs1 = 0;
@@ -312,6 +314,8 @@ void dmp_patch_make(const dmp_opts *o, const u16 *t1, size_t n1, const dmp_diffs
 }
 
 void dmp_patch_make_texts(const dmp_opts *o, const u16 *t1, size_t n1, const u16 *t2, size_t n2, dmp_patches *out) {
+  if (!t1) t1 = EMPTY;
+  if (!t2) t2 = EMPTY;
   dmp_diffs d = {0};
   dmp_diff_main_raw(o, t1, n1, t2, n2, 1, &d);
   if (d.n > 2) {
@@ -517,6 +521,7 @@ static size_t clampz(int64_t v, size_t n) { return v < 0 ? 0 : ((uint64_t)v > n 
 
 void dmp_patch_apply(const dmp_opts *o, const dmp_patches *in, const u16 *text, size_t n, dmp_ustr *out,
                      unsigned char **results, size_t *nresults) {
+  if (!text) text = EMPTY;
   *results = NULL;
   *nresults = 0;
   if (in->n == 0) {

@@ -80,9 +80,9 @@ void dmp_bstr_add(dmp_bstr *s, const char *p, size_t n) {
 int dmp_utf8_to_u16(const char *str, size_t n, dmp_ustr *out, size_t *bad) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0, need = out->n + n;
-  if (need > out->cap) {
-    out->p = dmp_xrealloc(out->p, need * sizeof *out->p);
-    out->cap = need;
+  if (need > out->cap || !out->p) {
+    out->p = dmp_xrealloc(out->p, (need ? need : 1) * sizeof *out->p);
+    out->cap = need ? need : 1;
   }
   dmp_u16 *o = out->p + out->n;
   while (i < n) {
