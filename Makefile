@@ -71,6 +71,11 @@ demo: all
 
 bench: all
 	sh bench/run.sh
+	sh bench/dmp/run.sh
+
+# coru.dmp against the npm diff-match-patch under Node.js (bench/dmp/run.sh)
+bench-dmp: all $(NODE_DEPS)
+	sh bench/dmp/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/coru

@@ -568,8 +568,9 @@ static uint64_t hash_slice(const u16 *s, size_t n) {
   return h ^ (h >> 29);
 }
 
-static void lm_grow(linemap *m) {
+static void lm_grow(linemap *m, size_t hint) {
   size_t nsz = m->slots ? (m->mask + 1) * 2 : 1024;
+  while (nsz < hint) nsz *= 2;
   uint32_t *ns = dmp_xmalloc(nsz * sizeof *ns);
   memset(ns, 0, nsz * sizeof *ns);
   for (size_t i = 0; m->slots && i <= m->mask; i++) {
@@ -597,7 +598,7 @@ static void munge(linemap *m, const u16 *text, size_t n, size_t max_lines, dmp_u
     /* lineHash is an object: "__proto__" is never an own property there */
     int proto = ueq(ls, ln, PROTO, 9);
     size_t k = 0;
-    if (!proto && (m->used + 1) * 2 > m->mask + 1) lm_grow(m);
+    if (!proto && (m->used + 1) * 2 > m->mask + 1) lm_grow(m, 0);
     if (!proto) {
       k = (size_t)hash_slice(ls, ln) & m->mask;
       while (m->slots[k]) {
@@ -646,7 +647,9 @@ static void line_mode(const dmp_opts *o, const u16 *t1, size_t n1, const u16 *t2
   m.lines[0].s = NULL;
   m.lines[0].n = 0;
   m.nlines = 1;
-  lm_grow(&m);
+  /* room for a line per 32 units (at most 65,536 lines): few rehashes */
+  size_t hint = (n1 + n2) / 16;
+  lm_grow(&m, hint > 262144 ? 262144 : hint);
   munge(&m, t1, n1, 40000, &c1);
   munge(&m, t2, n2, 65535, &c2);
   diff_main_r(o, c1.p, c1.n, c2.p, c2.n, 0, deadline, out);

@@ -222,19 +222,91 @@ dmp_patch *dmp_patches_add(dmp_patches *p) {
 static int is_hi(u16 c) { return c >= 0xD800 && c <= 0xDBFF; }
 static int is_lo(u16 c) { return c >= 0xDC00 && c <= 0xDFFF; }
 
-/* patch_addContext_ over the pre-patch text t. */
-static void add_context(const dmp_opts *o, dmp_patch *p, const seg2 *t) {
+/* A 4-gram index of a large text: patch_addContext_ asks, for every hunk,
+ * whether its pattern occurs twice in the whole pre-patch text, which the
+ * reference answers with indexOf and lastIndexOf over the full text. */
+typedef struct { const u16 *x; size_t n; uint32_t *cnt, *pos; unsigned bits; } qindex;
+
+static uint32_t qhash(const u16 *p, unsigned bits) {
+  uint64_t k;
+  memcpy(&k, p, sizeof k);
+  return (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
+static void qindex_build(qindex *q, const u16 *x, size_t n) {
+  memset(q, 0, sizeof *q);
+  q->x = x;
+  q->n = n;
+  if (n < 4 || n > 0xFFFFFFF0u) return;
+  size_t np = n - 3;
+  q->bits = 10;
+  while (q->bits < 24 && ((size_t)1 << q->bits) < np / 2) q->bits++;
+  size_t B = (size_t)1 << q->bits;
+  q->cnt = dmp_xmalloc((B + 1) * sizeof *q->cnt);
+  memset(q->cnt, 0, (B + 1) * sizeof *q->cnt);
+  q->pos = dmp_xmalloc(np * sizeof *q->pos);
+  for (size_t i = 0; i < np; i++) q->cnt[qhash(x + i, q->bits) + 1]++;
+  for (size_t b = 0; b < B; b++) q->cnt[b + 1] += q->cnt[b];
+  uint32_t *cur = dmp_xmalloc(B * sizeof *cur);
+  memcpy(cur, q->cnt, B * sizeof *cur);
+  for (size_t i = 0; i < np; i++) q->pos[cur[qhash(x + i, q->bits)]++] = (uint32_t)i;
+  free(cur);
+}
+
+static void qindex_free(qindex *q) { free(q->cnt); free(q->pos); }
+
+/* Occurrences (up to limit) of pat (m >= 4) inside x[lo, hi). */
+static int qindex_count(const qindex *q, const u16 *pat, size_t m, size_t lo, size_t hi, int limit) {
+  if (!q->pos || hi <= lo || hi - lo < m) return 0;
+  size_t best = 0, bk = 0;
+  for (size_t k = 0; k + 4 <= m && k < 64; k++) {
+    uint32_t h = qhash(pat + k, q->bits);
+    size_t sz = q->cnt[h + 1] - q->cnt[h];
+    if (k == 0 || sz < best) { best = sz; bk = k; }
+  }
+  uint32_t h = qhash(pat + bk, q->bits);
+  int found = 0;
+  for (uint32_t j = q->cnt[h]; j < q->cnt[h + 1]; j++) {
+    size_t p = q->pos[j];
+    if (p < bk + lo) continue;
+    size_t c = p - bk;
+    if (c + m > hi) break;
+    if (!memcmp(q->x + c, pat, m * sizeof *pat) && ++found >= limit) break;
+  }
+  return found;
+}
+
+/* Does pat occur at two positions or more of t = i2.x[0, na) + i1.x[off, ...)? */
+static int occurs_twice(const seg2 *t, const qindex *i2, const qindex *i1, const u16 *pat, size_t m) {
+  if (m < 4 || !i1 || !i1->pos) {
+    int64_t first = ts_find(t, pat, m, 0);
+    return first != -1 && ts_find(t, pat, m, first + 1) != -1;
+  }
+  int n = qindex_count(i2, pat, m, 0, t->na, 2);
+  if (n < 2) n += qindex_count(i1, pat, m, (size_t)(t->b - i1->x), i1->n, 2 - n);
+  if (n < 2 && t->na && t->nb) {  /* across the seam: starts in [na - m + 1, na) */
+    dmp_ustr w = {0};
+    size_t lo = t->na >= m - 1 ? t->na - (m - 1) : 0;
+    ts_sub(t, (int64_t)lo, (int64_t)(t->na + m - 1), &w);
+    for (int64_t f = dmp_find(w.p, w.n, pat, m, 0); f != -1 && lo + (size_t)f < t->na && n < 2;
+         f = dmp_find(w.p, w.n, pat, m, f + 1))
+      n++;
+    dmp_ustr_free(&w);
+  }
+  return n >= 2;
+}
+
+/* patch_addContext_ over the pre-patch text t (i2, i1: indexes of its two
+ * texts, or NULL). */
+static void add_context(const dmp_opts *o, dmp_patch *p, const seg2 *t, const qindex *i2, const qindex *i1) {
   int64_t n = (int64_t)ts_len(t);
   if (n == 0) return;
   int64_t margin = o->patch_margin, maxbits = o->match_maxbits;
   dmp_ustr pat = {0};
   ts_sub(t, p->start2, p->start2 + p->length1, &pat);
   int64_t padding = 0;
-  for (;;) {
-    int64_t first = ts_find(t, pat.p, pat.n, 0);
-    /* indexOf != lastIndexOf: a second occurrence exists */
-    if (first == -1 || ts_find(t, pat.p, pat.n, first + 1) == -1) break;
-    if (!((int64_t)pat.n < maxbits - margin - margin)) break;
+  /* while (indexOf != lastIndexOf && pattern.length < ...) */
+  while ((int64_t)pat.n < maxbits - margin - margin && occurs_twice(t, i2, i1, pat.p ? pat.p : EMPTY, pat.n)) {
     padding += margin;
     pat.n = 0;
     ts_sub(t, p->start2 - padding, p->start2 + p->length1 + padding, &pat);
@@ -270,6 +342,12 @@ void dmp_patch_make(const dmp_opts *o, const u16 *t1, size_t n1, const dmp_diffs
   dmp_diff_text2(d, &t2);
   /* prepatch text = t2[0, P) + t1[Q, n1) */
   seg2 pre = {t2.p ? t2.p : EMPTY, 0, t1, n1};
+  qindex i1, i2;
+  int big = n1 + t2.n >= 65536;
+  if (big) {
+    qindex_build(&i1, t1, n1);
+    qindex_build(&i2, pre.a, t2.n);
+  }
   dmp_patch *p = NULL;
   size_t pn = 0;  /* patchDiffLength */
   int64_t c1 = 0, c2 = 0, abs1 = 0;
@@ -296,7 +374,7 @@ void dmp_patch_make(const dmp_opts *o, const u16 *t1, size_t n1, const dmp_diffs
         p->length1 += (int64_t)df->n;
         p->length2 += (int64_t)df->n;
       } else if ((int64_t)df->n >= margin2 && pn) {
-        add_context(o, p, &pre);
+        add_context(o, p, &pre, big ? &i2 : NULL, big ? &i1 : NULL);
         p = NULL;
         /* prepatch_text = postpatch_text = t2[0, c2) + t1[abs1, n1) */
         pre.na = (size_t)c2;
@@ -308,8 +386,12 @@ void dmp_patch_make(const dmp_opts *o, const u16 *t1, size_t n1, const dmp_diffs
     if (df->op != DMP_INSERT) { c1 += (int64_t)df->n; abs1 += (int64_t)df->n; }
     if (df->op != DMP_DELETE) c2 += (int64_t)df->n;
   }
-  if (p && pn) add_context(o, p, &pre);
+  if (p && pn) add_context(o, p, &pre, big ? &i2 : NULL, big ? &i1 : NULL);
   else if (p) out->n--, dmp_diffs_free(&out->v[out->n].diffs);
+  if (big) {
+    qindex_free(&i1);
+    qindex_free(&i2);
+  }
   dmp_ustr_free(&t2);
 }
 
