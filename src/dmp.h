@@ -54,6 +54,8 @@ void dmp_bstr_free(dmp_bstr *s);
 /* UTF-8 -> UTF-16. Returns 0, or -1 with *bad the byte offset of the first
  * invalid sequence (overlong, surrogate, > U+10FFFF, truncated). */
 int dmp_utf8_to_u16(const char *s, size_t n, dmp_ustr *out, size_t *bad);
+/* Validation only: 0, or -1 with *bad as above. */
+int dmp_utf8_check(const char *s, size_t n, size_t *bad);
 /* UTF-16 -> UTF-8 (appends); a lone surrogate becomes U+FFFD. */
 void dmp_u16_to_utf8(const dmp_u16 *s, size_t n, dmp_bstr *out);
 

@@ -337,6 +337,14 @@ static int l_patch_apply(lua_State *L) {
   const char *fn = "patch_apply";
   dmp_opts *o = check_dmp(L, 1, fn);
   int cb = cb_slot(L, 4);
+  if (!cb && lua_type(L, 2) == LUA_TTABLE && lua_objlen(L, 2) == 0 && lua_type(L, 3) == LUA_TSTRING) {
+    size_t n, bad;  /* no patches: the text as it is, as the reference returns it */
+    const char *s = lua_tolstring(L, 3, &n);
+    if (dmp_utf8_check(s, n, &bad)) argerr(L, 3, fn, lua_pushfstring(L, "invalid UTF-8 at byte %d", (int)bad + 1));
+    lua_pushvalue(L, 3);
+    lua_newtable(L);
+    return 2;
+  }
   job *j = job_new(L, o, J_APPLY);
   check_patches(L, 2, 2, fn, &j->pin, &j->b);
   check_text(L, 3, fn, &j->a);

@@ -94,14 +94,28 @@ static int64_t ts_rfind(const seg2 *t, const u16 *pat, size_t m, int64_t from) {
 
 /* ---------------------------------------------------------------- match */
 
+/* match_alphabet_: the pattern's units (at most 32) and their masks, in a
+ * small open-addressed table; a unit not in the pattern has mask 0. */
+typedef struct { uint32_t mask[128]; dmp_u16 key[128]; unsigned char used[128]; } alphabet;
+
+static unsigned alpha_slot(const alphabet *a, dmp_u16 c) {
+  unsigned k = ((unsigned)c * 40503u >> 7) & 127;
+  while (a->used[k] && a->key[k] != c) k = (k + 1) & 127;
+  return k;
+}
+
+static uint32_t alpha_get(const alphabet *a, dmp_u16 c) {
+  unsigned k = alpha_slot(a, c);
+  return a->used[k] ? a->mask[k] : 0;
+}
+
 typedef struct {
-  uint32_t *alpha;      /* 65536 masks, zero except while a bitap runs */
+  alphabet alpha;
   uint32_t *rd, *last;  /* bitap rows */
   size_t cap;
 } matcher;
 
 static void matcher_free(matcher *mt) {
-  free(mt->alpha);
   free(mt->rd);
   free(mt->last);
 }
@@ -115,12 +129,13 @@ static double bitap_score(const dmp_opts *o, double e, int64_t x, int64_t loc, s
 
 static int64_t bitap(const dmp_opts *o, matcher *mt, const seg2 *t, const u16 *pat, size_t m, int64_t loc) {
   size_t n = ts_len(t);
-  if (!mt->alpha) {
-    mt->alpha = dmp_xmalloc(65536 * sizeof *mt->alpha);
-    memset(mt->alpha, 0, 65536 * sizeof *mt->alpha);
+  alphabet *s = &mt->alpha;
+  memset(s->used, 0, sizeof s->used);
+  for (size_t i = 0; i < m; i++) {
+    unsigned k = alpha_slot(s, pat[i]);
+    if (!s->used[k]) { s->used[k] = 1; s->key[k] = pat[i]; s->mask[k] = 0; }
+    s->mask[k] |= (uint32_t)1 << (m - i - 1);
   }
-  uint32_t *s = mt->alpha;
-  for (size_t i = 0; i < m; i++) s[pat[i]] |= (uint32_t)1 << (m - i - 1);
   double score_threshold = o->match_threshold;
   int64_t best_loc = ts_find(t, pat, m, loc);
   if (best_loc != -1) {
@@ -154,7 +169,7 @@ static int64_t bitap(const dmp_opts *o, matcher *mt, const seg2 *t, const u16 *p
     memset(rd, 0, (size_t)(finish + 2) * sizeof *rd);
     rd[finish + 1] = ((uint32_t)1 << d) - 1;
     for (int64_t j = finish; j >= start; j--) {
-      uint32_t charMatch = (size_t)(j - 1) < n ? s[ts_at(t, (size_t)(j - 1))] : 0;
+      uint32_t charMatch = (size_t)(j - 1) < n ? alpha_get(s, ts_at(t, (size_t)(j - 1))) : 0;
       if (d == 0) {
         rd[j] = ((rd[j + 1] << 1) | 1) & charMatch;
       } else {
@@ -177,7 +192,6 @@ static int64_t bitap(const dmp_opts *o, matcher *mt, const seg2 *t, const u16 *p
     rd = tmp;
     last_size = finish + 2;
   }
-  for (size_t i = 0; i < m; i++) s[pat[i]] = 0;
   return best_loc;
 }
 

@@ -142,6 +142,34 @@ fail:
   return -1;
 }
 
+int dmp_utf8_check(const char *str, size_t n, size_t *bad) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < n) {
+    if (i + 8 <= n) {
+      uint64_t w;
+      memcpy(&w, s + i, 8);
+      if (!(w & 0x8080808080808080ull)) { i += 8; continue; }
+    }
+    unsigned c = s[i], cp, len, min;
+    if (c < 0x80) { i++; continue; }
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
+    else break;
+    if (i + len > n) break;
+    unsigned k;
+    for (k = 1; k < len && (s[i + k] & 0xC0) == 0x80; k++) cp = (cp << 6) | (s[i + k] & 0x3F);
+    if (k < len || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) break;
+    i += len;
+  }
+  if (i < n) {
+    if (bad) *bad = i;
+    return -1;
+  }
+  return 0;
+}
+
 void dmp_u16_to_utf8(const dmp_u16 *s, size_t n, dmp_bstr *out) {
   if (out->n + 3 * n + 1 > out->cap) {
     out->cap = out->n + 3 * n + 1;
@@ -480,13 +508,10 @@ static void set_err(char *err, size_t errlen, const char *what, const char *line
 
 int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, size_t errlen) {
   size_t bad;
-  dmp_ustr u = {0};
-  if (dmp_utf8_to_u16(s, n, &u, &bad)) {
-    dmp_ustr_free(&u);
+  if (dmp_utf8_check(s, n, &bad)) {
     if (err) snprintf(err, errlen, "invalid UTF-8 at byte %zu of the patch text", bad + 1);
     return -1;
   }
-  dmp_ustr_free(&u);
   if (n == 0) return 0;
   dmp_bstr line = {0};
   size_t pos = 0;

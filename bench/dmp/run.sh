@@ -13,3 +13,7 @@ export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" LUA_CPATH="$root/build/
 NODE_PATH="$root/deps/node_modules" node "$here/node_bench.js" "$tmp/in.json" > "$tmp/node.json"
 "$root/build/coru" "$here/coru_bench.lua" "$tmp/in.json" > "$tmp/coru.json"
 "$root/build/coru" "$here/report.lua" "$tmp/node.json" "$tmp/coru.json"
+# the worst ratio over the differential spec's texts
+"$root/build/coru" "$here/cases.lua" write "$tmp/cases.json"
+NODE_PATH="$root/deps/node_modules" node "$here/cases_node.js" "$tmp/cases.json" > "$tmp/cases_node.json"
+"$root/build/coru" "$here/cases.lua" run "$tmp/cases.json" "$tmp/cases_node.json"
