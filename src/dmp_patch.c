@@ -628,14 +628,16 @@ void dmp_patch_apply(const dmp_opts *o, const dmp_patches *in, const u16 *text, 
   patches_copy(in, &ps);
   u16 pad[64];
   size_t plen = add_padding(o, &ps, pad);
+  /* The gap starts at the front: hunks come in order, so it only moves forward. */
   gapbuf b = {0};
   b.cap = n + 2 * plen + 1024;
   b.p = dmp_xmalloc(b.cap * sizeof *b.p);
-  memcpy(b.p, pad, plen * sizeof *pad);
-  if (n) memcpy(b.p + plen, text, n * sizeof *text);
-  memcpy(b.p + plen + n, pad, plen * sizeof *pad);
-  b.n = b.g = n + 2 * plen;
+  b.n = n + 2 * plen;
+  b.g = 0;
   b.gl = b.cap - b.n;
+  memcpy(b.p + b.gl, pad, plen * sizeof *pad);
+  if (n) memcpy(b.p + b.gl + plen, text, n * sizeof *text);
+  memcpy(b.p + b.gl + plen + n, pad, plen * sizeof *pad);
   split_max(o, &ps);
   unsigned char *res = dmp_xmalloc(ps.n ? ps.n : 1);
   matcher mt = {0};

@@ -90,16 +90,16 @@ int dmp_utf8_to_u16(const char *str, size_t n, dmp_ustr *out, size_t *bad) {
   dmp_u16 *o = out->p + out->n;
   while (i < n) {
 #ifdef __SSE2__
-    if (i + 16 <= n) {  /* sixteen ASCII bytes at once */
+    if (i + 16 <= n) {  /* sixteen ASCII bytes at once, or the ASCII ones before the first other */
       __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
-      if (!_mm_movemask_epi8(v)) {
-        __m128i z = _mm_setzero_si128();
-        _mm_storeu_si128((__m128i *)o, _mm_unpacklo_epi8(v, z));
-        _mm_storeu_si128((__m128i *)(o + 8), _mm_unpackhi_epi8(v, z));
-        o += 16;
-        i += 16;
-        continue;
-      }
+      unsigned hi = (unsigned)_mm_movemask_epi8(v);
+      __m128i z = _mm_setzero_si128();
+      _mm_storeu_si128((__m128i *)o, _mm_unpacklo_epi8(v, z));
+      _mm_storeu_si128((__m128i *)(o + 8), _mm_unpackhi_epi8(v, z));
+      unsigned k = hi ? (unsigned)__builtin_ctz(hi) : 16;
+      o += k;
+      i += k;
+      if (k == 16) continue;
     }
 #endif
     if (i + 8 <= n) {  /* eight ASCII bytes at once */
