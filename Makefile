@@ -99,7 +99,8 @@ install-rock: all
 
 # libFuzzer harnesses of the dmp core (pure C, no Lua): patch_from_text on
 # any bytes, and make/to_text/from_text/apply round trips. Each runs for
-# FUZZ_SECONDS; a crash leaves its input in build-fuzz/.
+# FUZZ_SECONDS from the seeds in fuzz/seeds/ (inputs that once failed among
+# them); a crash leaves its input in build-fuzz/.
 FUZZ_SECONDS ?= 30
 FUZZ_CC ?= clang
 DMP_CORE = src/dmp_text.c src/dmp_diff.c src/dmp_patch.c
@@ -111,7 +112,9 @@ build-fuzz/%: fuzz/%.c fuzz/dmp_fuzz_common.h $(DMP_CORE) src/dmp.h | $(DEPS_OK)
 fuzz-dmp: $(DMP_FUZZERS)
 	@for f in $(DMP_FUZZERS); do \
 	  n=$$(basename $$f); echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
-	  if (cd build-fuzz && ./$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 > $$n.log 2>&1) \
+	  seeds=$$(echo $$n | sed 's/^dmp_//; s/_fuzz$$//'); mkdir -p build-fuzz/corpus-$$seeds; \
+	  if (cd build-fuzz && ./$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	        corpus-$$seeds ../fuzz/seeds/$$seeds > $$n.log 2>&1) \
 	     && ! grep -q "runtime error" build-fuzz/$$n.log; then \
 	    grep "number_of_executed_units" build-fuzz/$$n.log; \
 	  else \

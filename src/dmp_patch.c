@@ -42,6 +42,7 @@ static void ts_sub(const seg2 *t, int64_t s, int64_t e, dmp_ustr *out) {
 
 /* Does [pos, pos + m) hold pat? (pos + m <= len) */
 static int ts_eq(const seg2 *t, size_t pos, const u16 *pat, size_t m) {
+  if (!m) return 1;
   if (pos + m <= t->na) return !m || !memcmp(t->a + pos, pat, m * sizeof *pat);
   if (pos >= t->na) return !memcmp(t->b + (pos - t->na), pat, m * sizeof *pat);
   size_t k = t->na - pos;
@@ -669,7 +670,7 @@ void dmp_patch_apply(const dmp_opts *o, const dmp_patches *in, const u16 *text, 
     tt.n = 0;
     if (end_loc == -1) ts_sub(&v, start_loc, start_loc + n1, &tt);
     else ts_sub(&v, start_loc, end_loc + maxbits, &tt);
-    if (tt.n == t1.n && !memcmp(tt.p, t1.p, t1.n * sizeof *t1.p)) {
+    if (tt.n == t1.n && (!t1.n || !memcmp(tt.p, t1.p, t1.n * sizeof *t1.p))) {
       t2.n = 0;
       dmp_diff_text2(&p->diffs, &t2);
       size_t at = clampz(start_loc, b.n), to = clampz(start_loc + n1, b.n);
