@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include "dmp.h"
 
 typedef dmp_u16 u16;
@@ -92,12 +95,27 @@ static int ueq(const u16 *a, size_t na, const u16 *b, size_t nb) {
 
 static size_t common_prefix(const u16 *a, size_t na, const u16 *b, size_t nb) {
   size_t n = na < nb ? na : nb, i = 0;
+#ifdef __SSE2__
+  for (; i + 8 <= n; i += 8) {  /* eight units at a time */
+    unsigned ne = 0xFFFFu ^ (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi16(_mm_loadu_si128((const __m128i *)(a + i)),
+                                                                        _mm_loadu_si128((const __m128i *)(b + i))));
+    if (ne) return i + (unsigned)__builtin_ctz(ne) / 2;
+  }
+#endif
   while (i < n && a[i] == b[i]) i++;
   return i;
 }
 
 static size_t common_suffix(const u16 *a, size_t na, const u16 *b, size_t nb) {
   size_t n = na < nb ? na : nb, i = 0;
+#ifdef __SSE2__
+  for (; i + 8 <= n; i += 8) {  /* the eight units ending i units from the end */
+    unsigned ne = 0xFFFFu ^ (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi16(
+                                _mm_loadu_si128((const __m128i *)(a + na - i - 8)),
+                                _mm_loadu_si128((const __m128i *)(b + nb - i - 8))));
+    if (ne) return i + (unsigned)__builtin_clz(ne << 16) / 2;
+  }
+#endif
   while (i < n && a[na - 1 - i] == b[nb - 1 - i]) i++;
   return i;
 }

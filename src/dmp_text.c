@@ -176,28 +176,29 @@ void dmp_u16_to_utf8(const dmp_u16 *s, size_t n, dmp_bstr *out) {
     out->p = dmp_xrealloc(out->p, out->cap);
   }
   unsigned char *o = (unsigned char *)out->p + out->n;
-  for (size_t i = 0; i < n; i++) {
+  size_t i = 0;
+  while (i < n) {
 #ifdef __SSE2__
-    if (i + 8 <= n) {  /* eight ASCII units at once */
+    if (i + 8 <= n) {  /* the ASCII units among the next eight, at once (room: 3 bytes a unit) */
       __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
-      if (!_mm_movemask_epi8(_mm_cmpgt_epi16(_mm_add_epi16(v, _mm_set1_epi16((short)0x8000)),
-                                             _mm_set1_epi16((short)(0x8000 + 0x7F - 0x10000))))) {
-        _mm_storel_epi64((__m128i *)o, _mm_packus_epi16(v, v));
-        o += 8;
-        i += 7;
-        continue;
-      }
+      unsigned hi = (unsigned)_mm_movemask_epi8(_mm_cmpgt_epi16(_mm_add_epi16(v, _mm_set1_epi16((short)0x8000)),
+                                                                _mm_set1_epi16((short)(0x8000 + 0x7F - 0x10000))));
+      _mm_storel_epi64((__m128i *)o, _mm_packus_epi16(v, v));
+      unsigned k = hi ? (unsigned)__builtin_ctz(hi) / 2 : 8;
+      o += k;
+      i += k;
+      if (k == 8) continue;
     }
 #endif
-    unsigned c = s[i];
+    unsigned c = s[i++];
     if (c < 0x80) { *o++ = (unsigned char)c; continue; }
     if (c < 0x800) {
       *o++ = (unsigned char)(0xC0 | (c >> 6));
       *o++ = (unsigned char)(0x80 | (c & 0x3F));
       continue;
     }
-    if (c >= 0xD800 && c <= 0xDBFF && i + 1 < n && s[i + 1] >= 0xDC00 && s[i + 1] <= 0xDFFF) {
-      unsigned cp = 0x10000 + ((c - 0xD800) << 10) + (s[i + 1] - 0xDC00);
+    if (c >= 0xD800 && c <= 0xDBFF && i < n && s[i] >= 0xDC00 && s[i] <= 0xDFFF) {
+      unsigned cp = 0x10000 + ((c - 0xD800) << 10) + (s[i] - 0xDC00);
       i++;
       *o++ = (unsigned char)(0xF0 | (cp >> 18));
       *o++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
