@@ -40,6 +40,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   dmp_bstr text = {0};
   dmp_patch_to_text(&ps, &text);
   FUZZ_CHECK(!text.p || !strstr(text.p, "%EF%BF%BD"), "no lone surrogate in patch text");
+  /* patch_make's 4-gram index (large texts) gives the same patches as the scans */
+  dmp_patches psi = {0};
+  dmp_bstr texti = {0};
+  dmp_opts oi = o;
+  oi.index_min = 0;
+  dmp_patch_make_texts(&oi, a.p, a.n, b.p, b.n, &psi);
+  dmp_patch_to_text(&psi, &texti);
+  FUZZ_CHECK(texti.n == text.n && (!text.n || !memcmp(texti.p, text.p, text.n)), "the index changes nothing");
+  dmp_bstr_free(&texti);
+  dmp_patches_free(&psi);
   char err[256];
   FUZZ_CHECK(dmp_patch_from_text(text.p ? text.p : "", text.n, &ps2, err, sizeof err) == 0, "patch text parses");
   unsigned char *res;

@@ -33,6 +33,7 @@ typedef struct {
   double patch_delete_threshold; /* 0.5 */
   int patch_margin;              /* 4, 0..31 */
   int match_maxbits;             /* 32 (the reference's, fixed) */
+  size_t index_min;              /* patch_make indexes texts from this many units (65536); not a tunable */
 } dmp_opts;
 
 void dmp_opts_default(dmp_opts *o);

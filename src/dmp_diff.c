@@ -261,6 +261,8 @@ static int semantic_score(const u16 *one, size_t n1, const u16 *two, size_t n2) 
 void dmp_diff_cleanup_semantic_lossless(const dmp_opts *o, dmp_diffs *d) {
   (void)o;
   dmp_ustr w = {0};
+  w.p = dmp_xrealloc(w.p, 64 * sizeof *w.p);  /* never NULL, even for empty texts */
+  w.cap = 64;
   for (size_t p = 1; d->n && p < d->n - 1; p++) {
     if (p < 1) continue;  /* the reference throws here (two empty equalities vanished) */
     if (d->v[p - 1].op != DMP_EQUAL || d->v[p + 1].op != DMP_EQUAL) continue;

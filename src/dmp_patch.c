@@ -237,9 +237,11 @@ dmp_patch *dmp_patches_add(dmp_patches *p) {
 static int is_hi(u16 c) { return c >= 0xD800 && c <= 0xDBFF; }
 static int is_lo(u16 c) { return c >= 0xDC00 && c <= 0xDFFF; }
 
-/* A 4-gram index of a large text: patch_addContext_ asks, for every hunk,
- * whether its pattern occurs twice in the whole pre-patch text, which the
- * reference answers with indexOf and lastIndexOf over the full text. */
+/* A 4-gram index of a large text, sampled at every fourth position:
+ * patch_addContext_ asks, for every hunk, whether its pattern occurs twice
+ * in the whole pre-patch text, which the reference answers with indexOf and
+ * lastIndexOf over the full text. An occurrence at c of a pattern of 7
+ * units or more holds a sampled 4-gram at offset k = (4 - c % 4) % 4. */
 typedef struct { const u16 *x; size_t n; uint32_t *cnt, *pos; unsigned bits; } qindex;
 
 static uint32_t qhash(const u16 *p, unsigned bits) {
@@ -253,47 +255,45 @@ static void qindex_build(qindex *q, const u16 *x, size_t n) {
   q->x = x;
   q->n = n;
   if (n < 4 || n > 0xFFFFFFF0u) return;
-  size_t np = n - 3;
-  q->bits = 10;
+  size_t np = (n - 3 + 3) / 4;  /* sampled positions 0, 4, 8, ... <= n - 4 */
+  q->bits = 8;
   while (q->bits < 24 && ((size_t)1 << q->bits) < np / 2) q->bits++;
   size_t B = (size_t)1 << q->bits;
   q->cnt = dmp_xmalloc((B + 1) * sizeof *q->cnt);
   memset(q->cnt, 0, (B + 1) * sizeof *q->cnt);
   q->pos = dmp_xmalloc(np * sizeof *q->pos);
-  for (size_t i = 0; i < np; i++) q->cnt[qhash(x + i, q->bits) + 1]++;
+  uint32_t *h = dmp_xmalloc(np * sizeof *h);
+  for (size_t j = 0; j < np; j++) q->cnt[(h[j] = qhash(x + 4 * j, q->bits)) + 1]++;
   for (size_t b = 0; b < B; b++) q->cnt[b + 1] += q->cnt[b];
   uint32_t *cur = dmp_xmalloc(B * sizeof *cur);
   memcpy(cur, q->cnt, B * sizeof *cur);
-  for (size_t i = 0; i < np; i++) q->pos[cur[qhash(x + i, q->bits)]++] = (uint32_t)i;
+  for (size_t j = 0; j < np; j++) q->pos[cur[h[j]]++] = (uint32_t)(4 * j);
   free(cur);
+  free(h);
 }
 
 static void qindex_free(qindex *q) { free(q->cnt); free(q->pos); }
 
-/* Occurrences (up to limit) of pat (m >= 4) inside x[lo, hi). */
+/* Occurrences (up to limit) of pat (m >= 7) inside x[lo, hi). */
 static int qindex_count(const qindex *q, const u16 *pat, size_t m, size_t lo, size_t hi, int limit) {
   if (!q->pos || hi <= lo || hi - lo < m) return 0;
-  size_t best = 0, bk = 0;
-  for (size_t k = 0; k + 4 <= m && k < 64; k++) {
-    uint32_t h = qhash(pat + k, q->bits);
-    size_t sz = q->cnt[h + 1] - q->cnt[h];
-    if (k == 0 || sz < best) { best = sz; bk = k; }
-  }
-  uint32_t h = qhash(pat + bk, q->bits);
   int found = 0;
-  for (uint32_t j = q->cnt[h]; j < q->cnt[h + 1]; j++) {
-    size_t p = q->pos[j];
-    if (p < bk + lo) continue;
-    size_t c = p - bk;
-    if (c + m > hi) break;
-    if (!memcmp(q->x + c, pat, m * sizeof *pat) && ++found >= limit) break;
+  for (size_t k = 0; k < 4; k++) {
+    uint32_t h = qhash(pat + k, q->bits);
+    for (uint32_t j = q->cnt[h]; j < q->cnt[h + 1]; j++) {
+      size_t p = q->pos[j];
+      if (p < k + lo) continue;
+      size_t c = p - k;
+      if (c + m > hi) break;
+      if (!memcmp(q->x + c, pat, m * sizeof *pat) && ++found >= limit) return found;
+    }
   }
   return found;
 }
 
 /* Does pat occur at two positions or more of t = i2.x[0, na) + i1.x[off, ...)? */
 static int occurs_twice(const seg2 *t, const qindex *i2, const qindex *i1, const u16 *pat, size_t m) {
-  if (m < 4 || !i1 || !i1->pos) {
+  if (m < 7 || !i1 || !i1->pos) {
     int64_t first = ts_find(t, pat, m, 0);
     return first != -1 && ts_find(t, pat, m, first + 1) != -1;
   }
@@ -358,7 +358,7 @@ void dmp_patch_make(const dmp_opts *o, const u16 *t1, size_t n1, const dmp_diffs
   /* prepatch text = t2[0, P) + t1[Q, n1) */
   seg2 pre = {t2.p ? t2.p : EMPTY, 0, t1, n1};
   qindex i1, i2;
-  int big = n1 + t2.n >= 65536;
+  int big = n1 + t2.n >= o->index_min;
   if (big) {
     qindex_build(&i1, t1, n1);
     qindex_build(&i2, pre.a, t2.n);
@@ -546,7 +546,7 @@ static void split_max(const dmp_opts *o, dmp_patches *ps) {
       dmp_diff_text2(&np.diffs, &tmp);
       size_t keep = tmp.n > (size_t)margin ? (size_t)margin : tmp.n;
       pre.n = 0;
-      dmp_ustr_add(&pre, tmp.p + tmp.n - keep, keep);
+      if (keep) dmp_ustr_add(&pre, tmp.p + tmp.n - keep, keep);
       /* postcontext = diff_text1(remaining).substring(0, margin) */
       tmp.n = 0;
       for (size_t j = bi; j < big->diffs.n && tmp.n < (size_t)margin; j++)

@@ -44,6 +44,7 @@ void dmp_opts_default(dmp_opts *o) {
   o->patch_delete_threshold = 0.5;
   o->patch_margin = 4;
   o->match_maxbits = 32;
+  o->index_min = 65536;
 }
 
 double dmp_now_ms(void) {
