@@ -166,8 +166,10 @@ static int64_t bitap(const dmp_opts *o, matcher *mt, const seg2 *t, const u16 *p
     bin_max = bin_mid;
     int64_t start = loc - bin_mid + 1 > 1 ? loc - bin_mid + 1 : 1;
     int64_t finish = (loc + bin_mid < (int64_t)n ? loc + bin_mid : (int64_t)n) + (int64_t)m;
-    /* rd = Array(finish + 2): every entry undefined (0) but the ones set below */
-    memset(rd, 0, (size_t)(finish + 2) * sizeof *rd);
+    /* rd = Array(finish + 2): every entry undefined (0) but the ones set
+     * below. Only [start, finish + 1] is ever read (here, and as last_rd in
+     * the next pass, whose window lies inside this one), so only it is zeroed. */
+    if (start <= finish + 1) memset(rd + start, 0, (size_t)(finish + 2 - start) * sizeof *rd);
     rd[finish + 1] = ((uint32_t)1 << d) - 1;
     for (int64_t j = finish; j >= start; j--) {
       uint32_t charMatch = (size_t)(j - 1) < n ? alpha_get(s, ts_at(t, (size_t)(j - 1))) : 0;
