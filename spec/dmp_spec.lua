@@ -63,8 +63,8 @@ describe("coru.dmp differential (npm diff-match-patch 1.0.5, dmp 1.0.0)", functi
                            gen.str(gen.atoms_of(math.random(0, 40), 12))}
       meta[#cases] = {d = dmp.new()}
     end
-    for i = 1, 80 do
-      local t = gen.atoms_of(math.random(0, 120), i % 3 == 0 and 10 or #gen.atoms)
+    for i = 1, 150 do
+      local t = gen.atoms_of(i % 5 == 0 and math.random(500, 3000) or math.random(0, 120), i % 3 == 0 and 10 or #gen.atoms)
       local s = gen.str(t)
       local from = math.random(1, #t + 1)
       local pat = table.concat(t, "", from, math.min(#t, from + math.random(0, 12)))

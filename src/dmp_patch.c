@@ -147,13 +147,11 @@ static int64_t bitap(const dmp_opts *o, matcher *mt, const seg2 *t, const u16 *p
   uint32_t matchmask = (uint32_t)1 << (m - 1);
   best_loc = -1;
   int64_t bin_min, bin_mid, bin_max = (int64_t)(m + n);
-  size_t need = n + m + 2;
-  if (need > mt->cap) {
-    mt->rd = dmp_xrealloc(mt->rd, need * sizeof *mt->rd);
-    mt->last = dmp_xrealloc(mt->last, need * sizeof *mt->last);
-    mt->cap = need;
-  }
-  uint32_t *rd = mt->rd, *last_rd = mt->last;
+  /* The rows hold only the first pass's window [base, finish + 1]: every
+   * later window lies inside it. R(x, j) is x[j] of the reference. */
+  uint32_t *rd = NULL, *last_rd = NULL;
+  int64_t base = 0;
+#define R(x, j) ((x)[(j) - base])
   int64_t last_size = 0;  /* entries of last_rd that exist (the others read as 0) */
   for (size_t d = 0; d < m; d++) {
     bin_min = 0;
@@ -167,19 +165,33 @@ static int64_t bitap(const dmp_opts *o, matcher *mt, const seg2 *t, const u16 *p
     int64_t start = loc - bin_mid + 1 > 1 ? loc - bin_mid + 1 : 1;
     int64_t finish = (loc + bin_mid < (int64_t)n ? loc + bin_mid : (int64_t)n) + (int64_t)m;
     /* rd = Array(finish + 2): every entry undefined (0) but the ones set
-     * below. Only [start, finish + 1] is ever read (here, and as last_rd in
-     * the next pass, whose window lies inside this one), so only it is zeroed. */
-    if (start <= finish + 1) memset(rd + start, 0, (size_t)(finish + 2 - start) * sizeof *rd);
-    rd[finish + 1] = ((uint32_t)1 << d) - 1;
+     * below. A pass reads and writes [start, finish + 1], where start may
+     * drop by up to m during the pass (start = 2 * loc - best_loc), and each
+     * later window lies inside the first one: the rows cover [base, finish
+     * + 1] of the first pass, and each pass zeroes that much. */
+    if (d == 0) {
+      base = start - (int64_t)m > 1 ? start - (int64_t)m : 1;
+      if (base > finish + 1) base = finish + 1;
+      size_t need = (size_t)(finish + 2 - base);
+      if (need > mt->cap) {
+        mt->rd = dmp_xrealloc(mt->rd, need * sizeof *mt->rd);
+        mt->last = dmp_xrealloc(mt->last, need * sizeof *mt->last);
+        mt->cap = need;
+      }
+      rd = mt->rd;
+      last_rd = mt->last;
+    }
+    memset(rd, 0, (size_t)(finish + 2 - base) * sizeof *rd);
+    R(rd, finish + 1) = ((uint32_t)1 << d) - 1;
     for (int64_t j = finish; j >= start; j--) {
       uint32_t charMatch = (size_t)(j - 1) < n ? alpha_get(s, ts_at(t, (size_t)(j - 1))) : 0;
       if (d == 0) {
-        rd[j] = ((rd[j + 1] << 1) | 1) & charMatch;
+        R(rd, j) = ((R(rd, j + 1) << 1) | 1) & charMatch;
       } else {
-        uint32_t l1 = j + 1 < last_size ? last_rd[j + 1] : 0, l0 = j < last_size ? last_rd[j] : 0;
-        rd[j] = (((rd[j + 1] << 1) | 1) & charMatch) | (((l1 | l0) << 1) | 1) | l1;
+        uint32_t l1 = j + 1 < last_size ? R(last_rd, j + 1) : 0, l0 = j < last_size ? R(last_rd, j) : 0;
+        R(rd, j) = (((R(rd, j + 1) << 1) | 1) & charMatch) | (((l1 | l0) << 1) | 1) | l1;
       }
-      if (rd[j] & matchmask) {
+      if (R(rd, j) & matchmask) {
         double score = bitap_score(o, (double)d, j - 1, loc, m);
         if (score <= score_threshold) {
           score_threshold = score;
@@ -195,6 +207,7 @@ static int64_t bitap(const dmp_opts *o, matcher *mt, const seg2 *t, const u16 *p
     rd = tmp;
     last_size = finish + 2;
   }
+#undef R
   return best_loc;
 }
 
