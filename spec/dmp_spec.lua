@@ -275,6 +275,16 @@ describe("coru.dmp API", function()
     end)
   end)
 
+  it("runs in place where a task cannot suspend (a table.sort comparator)", function()
+    run(function()
+      local old = dmp.pool_threshold(0)
+      local got
+      table.sort({2, 1}, function(x, y) got = dmp.diff_main("abc", "abd") return x < y end)
+      dmp.pool_threshold(old)
+      assert.same({{0, "ab"}, {-1, "c"}, {1, "d"}}, got)
+    end)
+  end)
+
   it("discards the result of a cancelled pool operation", function()
     run(function()
       local old = dmp.pool_threshold(0)

@@ -260,12 +260,17 @@ static void pool_cancel(coru_cont *c) {
 
 /* Run j (a userdata on the stack) here, or on the pool: with a callback at
  * cbidx (0: none), or in a task for large texts. */
-static int run(lua_State *L, job *j, int cbidx, size_t bytes) {
+static int run(lua_State *L, job *j, int cbidx, size_t bytes, const char *fname) {
   int cb = cbidx && lua_type(L, cbidx) == LUA_TFUNCTION;
-  if (!cb && !(coru_R->current && bytes >= pool_min && lua_isyieldable(L))) {
+  coru_task *T = coru_R->current;
+  /* in a task that cannot suspend here (a metamethod, a table.sort
+   * comparator...), large texts run in place rather than fail */
+  int can = T && bytes >= pool_min && lua_isyieldable(L) && (L == T->co || lua_isyieldable(T->co));
+  if (!cb && !can) {
     job_run(j);
     return job_push(L, j);
   }
+  coru_enter(L, cb ? cbidx : 0, fname, CORU_SYNC_OK);
   job *h = malloc(sizeof *h);
   if (!h) return luaL_error(L, "coru.dmp: out of memory");
   memcpy(h, j, sizeof *h);
@@ -300,7 +305,7 @@ static int l_diff_main(lua_State *L) {
   check_text(L, 2, fn, &j->a);
   check_text(L, 3, fn, &j->b);
   j->checklines = (cb == 4 || lua_isnoneornil(L, 4)) ? 1 : lua_toboolean(L, 4);
-  return run(L, j, cb, bytes_of(L, 2) + bytes_of(L, 3));
+  return run(L, j, cb, bytes_of(L, 2) + bytes_of(L, 3), "dmp.diff_main");
 }
 
 static int l_patch_make(lua_State *L) {
@@ -330,7 +335,7 @@ static int l_patch_make(lua_State *L) {
   } else {
     return luaL_error(L, "patch_make: unknown call format (text1, text2), (diffs), (text1, diffs) expected");
   }
-  return run(L, j, cb, bytes_of(L, 2) + bytes_of(L, 3));
+  return run(L, j, cb, bytes_of(L, 2) + bytes_of(L, 3), "dmp.patch_make");
 }
 
 static int l_patch_apply(lua_State *L) {
@@ -350,7 +355,7 @@ static int l_patch_apply(lua_State *L) {
   check_text(L, 3, fn, &j->a);
   size_t bytes = bytes_of(L, 3);
   for (size_t i = 0; i < j->pin.n; i++) bytes += (size_t)(j->pin.v[i].length1 + j->pin.v[i].length2);
-  return run(L, j, cb, bytes);
+  return run(L, j, cb, bytes, "dmp.patch_apply");
 }
 
 /* The diffs at index 2, converted into a new job (on the stack). */
