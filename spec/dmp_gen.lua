@@ -67,6 +67,8 @@ function M.text_pairs(count)
   add("a\0b\0c", "a\0\0b c") add("%+# ;/?:@&=$,", "%2B+#  ;/?:@&=$,%")
   local long = M.str(M.atoms_of(5000, 20))
   add(long, long .. "tail") add("head" .. long, (long:gsub("a", "A", 3)))
+  local line = ("lorem ipsum dolor sit amet, "):rep(400)  -- one long line
+  add(line, line:gsub("dolor", "DOLOR", 3), line:gsub("amet", "", 2))
   local L = M.lines(45000)
   local L2 = M.mutate(L, 6, 12)
   add(M.str(L), M.str(L2), M.str(M.mutate(L, 3, 12)))

@@ -275,6 +275,17 @@ describe("coru.dmp API", function()
     end)
   end)
 
+  it("bounds a diff by diff_timeout and still returns diffs that rebuild both texts", function()
+    local a, b = gen.str(gen.atoms_of(40000)), gen.str(gen.atoms_of(40000))  -- unrelated, ~100 KB each
+    local d = dmp.new{diff_timeout = 0.05}
+    local diffs = d:diff_main(a, b)
+    assert.equal(a, d:diff_text1(diffs))
+    assert.equal(b, d:diff_text2(diffs))
+    local out, res = d:patch_apply(d:patch_make(a, diffs), a)
+    assert.equal(b, out)
+    for _, r in ipairs(res) do assert.is_true(r) end
+  end)
+
   it("runs in place where a task cannot suspend (a table.sort comparator)", function()
     run(function()
       local old = dmp.pool_threshold(0)
