@@ -293,14 +293,24 @@ static void qindex_free(qindex *q) { free(q->cnt); free(q->pos); }
 static int qindex_count(const qindex *q, const u16 *pat, size_t m, size_t lo, size_t hi, int limit) {
   if (!q->pos || hi <= lo || hi - lo < m) return 0;
   int found = 0;
-  for (size_t k = 0; k < 4; k++) {
+  for (size_t r = 0; r < 4; r++) {
+    /* the occurrences at c with (c + r) % 4 == 0: any offset k = r + 4i
+     * finds them; take the one with the smallest bucket */
+    size_t k = r, best = (size_t)-1;
+    for (size_t kk = r; kk + 4 <= m && kk < 64; kk += 4) {
+      uint32_t hh = qhash(pat + kk, q->bits);
+      size_t sz = q->cnt[hh + 1] - q->cnt[hh];
+      if (sz < best) { best = sz; k = kk; }
+    }
     uint32_t h = qhash(pat + k, q->bits);
+    const u16 *x = q->x;
     for (uint32_t j = q->cnt[h]; j < q->cnt[h + 1]; j++) {
       size_t p = q->pos[j];
       if (p < k + lo) continue;
       size_t c = p - k;
       if (c + m > hi) break;
-      if (!memcmp(q->x + c, pat, m * sizeof *pat) && ++found >= limit) return found;
+      if (x[c] != pat[0] || x[c + m - 1] != pat[m - 1]) continue;
+      if (!memcmp(x + c, pat, m * sizeof *pat) && ++found >= limit) return found;
     }
   }
   return found;
