@@ -115,6 +115,11 @@ int dmp_utf8_to_u16(const char *str, size_t n, dmp_ustr *out, size_t *bad) {
     }
     unsigned c = s[i];
     if (c < 0x80) { *o++ = (dmp_u16)c; i++; continue; }
+    if (c >= 0xC2 && c <= 0xDF && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) {  /* the common two-byte form */
+      *o++ = (dmp_u16)(((c & 0x1F) << 6) | (s[i + 1] & 0x3F));
+      i += 2;
+      continue;
+    }
     unsigned cp, len, min;
     if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
     else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
