@@ -202,6 +202,24 @@ describe("coru.dmp API", function()
                      "match_main: pattern too long (40 UTF-16 units, match_maxbits is 32)")
   end)
 
+  it("refuses every invalid UTF-8 form and accepts every valid one", function()
+    local bad = {
+      ["\194"] = 1, ["\194a"] = 1, ["\192\128"] = 1, ["\193\191"] = 1, ["\224\128\128"] = 1,
+      ["\237\160\128"] = 1, ["\237\191\191"] = 1, ["\240\143\191\191"] = 1, ["\244\144\128\128"] = 1,
+      ["\245\128\128\128"] = 1, ["\128"] = 1, ["ok\255"] = 3, ["\226\130"] = 1, ["0123456789abcdef\200"] = 17,
+    }
+    for s, at in pairs(bad) do
+      assert.has_error(function() dmp.diff_main(s, "") end,
+                       ("bad argument #1 to 'diff_main' (invalid UTF-8 at byte %d)"):format(at))
+    end
+    for _, s in ipairs {"\0", "\127", "\194\128", "\223\191", "\224\160\128", "\237\159\191", "\238\128\128",
+                        "\239\191\191", "\240\144\128\128", "\244\143\191\191", ("ab\195\169"):rep(20)} do
+      local diffs = dmp.diff_main(s, s .. "!")
+      assert.equal(s, dmp.diff_text1(diffs))
+      assert.equal(s .. "!", dmp.diff_text2(diffs))
+    end
+  end)
+
   it("returns nil and a message for malformed patch text", function()
     local cases = {
       ["x"] = "Invalid patch string: x",
