@@ -18,11 +18,23 @@
 #include "coru.h"
 #include "dmp.h"
 
-#define DMP_MT "coru.dmp"
-#define JOB_MT "coru.dmp.job"
-#define PATCH_MT "coru.dmp.patch"
 
 static size_t pool_min = 64 * 1024;
+
+/* Registry refs of the metatables and of the default object, set when the
+ * runtime opens (one per process): a type check is a rawgeti and a compare,
+ * not a string-keyed lookup. */
+static int mt_dmp = LUA_NOREF, mt_job = LUA_NOREF, mt_patch = LUA_NOREF, default_ref = LUA_NOREF;
+
+/* The userdata at i if its metatable is the one of ref, else NULL. */
+static void *test_ud(lua_State *L, int i, int ref) {
+  void *p = lua_touserdata(L, i);
+  if (!p || !lua_getmetatable(L, i)) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? p : NULL;
+}
 
 enum { J_DIFF = 1, J_MAKE_TEXTS, J_MAKE_DIFFS, J_APPLY };
 
@@ -56,7 +68,8 @@ static void job_clear(job *j) {
 }
 
 static int job_gc(lua_State *L) {
-  job_clear(luaL_checkudata(L, 1, JOB_MT));
+  job *j = lua_touserdata(L, 1);
+  if (j) job_clear(j);
   return 0;
 }
 
@@ -65,7 +78,7 @@ static job *job_new(lua_State *L, const dmp_opts *o, int kind) {
   memset(j, 0, sizeof *j);
   j->o = *o;
   j->kind = kind;
-  luaL_getmetatable(L, JOB_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mt_job);
   lua_setmetatable(L, -2);
   return j;
 }
@@ -105,7 +118,7 @@ static const char *set_opt(lua_State *L, dmp_opts *o, const char *k, int idx) {
 }
 
 static dmp_opts *check_dmp(lua_State *L, int i, const char *fn) {
-  dmp_opts *o = luaL_testudata(L, i, DMP_MT);
+  dmp_opts *o = test_ud(L, i, mt_dmp);
   if (!o) argerr(L, i, fn, lua_pushfstring(L, "coru.dmp object expected, got %s", luaL_typename(L, i)));
   return o;
 }
@@ -197,6 +210,8 @@ static void push_diffs(lua_State *L, job *j, const dmp_diffs *d) {
 }
 
 static void push_patches(lua_State *L, job *j, const dmp_patches *ps) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mt_patch);
+  int mt = lua_gettop(L);
   lua_createtable(L, (int)ps->n, 0);
   for (size_t i = 0; i < ps->n; i++) {
     const dmp_patch *p = &ps->v[i];
@@ -207,10 +222,11 @@ static void push_patches(lua_State *L, job *j, const dmp_patches *ps) {
     lua_pushnumber(L, (lua_Number)p->start2); lua_setfield(L, -2, "start2");
     lua_pushnumber(L, (lua_Number)p->length1); lua_setfield(L, -2, "length1");
     lua_pushnumber(L, (lua_Number)p->length2); lua_setfield(L, -2, "length2");
-    luaL_getmetatable(L, PATCH_MT);
+    lua_pushvalue(L, mt);
     lua_setmetatable(L, -2);
     lua_rawseti(L, -2, (int)i + 1);
   }
+  lua_remove(L, mt);
 }
 
 /* ------------------------------------------------------------- the jobs */
@@ -508,7 +524,7 @@ static void apply_opts(lua_State *L, dmp_opts *o, int t, const char *fn) {
 static dmp_opts *new_obj(lua_State *L) {
   dmp_opts *o = lua_newuserdata(L, sizeof *o);
   dmp_opts_default(o);
-  luaL_getmetatable(L, DMP_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mt_dmp);
   lua_setmetatable(L, -2);
   return o;
 }
@@ -535,7 +551,7 @@ static int push_opt(lua_State *L, const dmp_opts *o, const char *k) {
 
 /* d.key: a method (upvalue 1) or a tunable. */
 static int l_index(lua_State *L) {
-  dmp_opts *o = luaL_checkudata(L, 1, DMP_MT);
+  dmp_opts *o = check_dmp(L, 1, "index");
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
   if (!lua_isnil(L, -1)) return 1;
@@ -546,7 +562,7 @@ static int l_index(lua_State *L) {
 }
 
 static int l_newindex(lua_State *L) {
-  dmp_opts *o = luaL_checkudata(L, 1, DMP_MT);
+  dmp_opts *o = check_dmp(L, 1, "newindex");
   const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
   const char *e = set_opt(L, o, k, 3);
   if (e) return luaL_error(L, "coru.dmp: option '%s': %s", k, e);
@@ -579,7 +595,7 @@ static int l_pool_threshold(lua_State *L) {
 /* Module-level forms: the method on the default object. */
 #define MODFN(name, flags)                                       \
   static int m_##name(lua_State *L) {                            \
-    lua_getfield(L, LUA_REGISTRYINDEX, "coru.dmp.default");      \
+    lua_rawgeti(L, LUA_REGISTRYINDEX, default_ref);              \
     lua_insert(L, 1);                                            \
     return l_##name(L);                                          \
   }
@@ -590,22 +606,24 @@ CORU_FAMILY(dmp) {
   static const coru_Reg top[] = {{"md5", l_md5, 0}, {NULL, NULL, 0}};
   coru_setfuncs(L, top);
 
-  luaL_newmetatable(L, JOB_MT);
+  lua_createtable(L, 0, 1);
   lua_pushcfunction(L, job_gc);
   lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, PATCH_MT);
+  mt_job = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 0, 1);
   lua_pushcfunction(L, l_patch_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  mt_patch = luaL_ref(L, LUA_REGISTRYINDEX);
 
 #define REG(name, flags) {#name, l_##name, flags},
   static const coru_Reg methods[] = {METHODS(REG) {NULL, NULL, 0}};
 #define MREG(name, flags) {#name, m_##name, flags},
   static const coru_Reg modfns[] = {METHODS(MREG) {"new", l_new, 0}, {"pool_threshold", l_pool_threshold, 0},
                                     {NULL, NULL, 0}};
-  luaL_newmetatable(L, DMP_MT);
+  lua_createtable(L, 0, 4);
   int mt = lua_gettop(L);
+  lua_pushvalue(L, mt);
+  mt_dmp = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   coru_setfuncs(L, methods);
   lua_pushcclosure(L, l_index, 1);
@@ -617,7 +635,7 @@ CORU_FAMILY(dmp) {
   lua_settop(L, M);
 
   default_ud = new_obj(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, "coru.dmp.default");
+  default_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   lua_newtable(L);  /* coru.dmp */
   coru_setfuncs(L, modfns);
