@@ -136,7 +136,7 @@ static int64_t check_int(lua_State *L, int idx, int argi, const char *fn, const 
   if (lua_type(L, idx) != LUA_TNUMBER)
     argerr(L, argi, fn, lua_pushfstring(L, "%s: a number expected, got %s", what, luaL_typename(L, idx)));
   double v = lua_tonumber(L, idx);
-  if (v != (double)(int64_t)v || v > 9007199254740992.0 || v < -9007199254740992.0)
+  if (!(v <= 9007199254740992.0 && v >= -9007199254740992.0) || v != (double)(int64_t)v)  /* NaN too */
     argerr(L, argi, fn, lua_pushfstring(L, "%s: an integer expected", what));
   return (int64_t)v;
 }
@@ -370,7 +370,10 @@ static int l_patch_apply(lua_State *L) {
   check_patches(L, 2, 2, fn, &j->pin, &j->b);
   check_text(L, 3, fn, &j->a);
   size_t bytes = bytes_of(L, 3);
-  for (size_t i = 0; i < j->pin.n; i++) bytes += (size_t)(j->pin.v[i].length1 + j->pin.v[i].length2);
+  for (size_t i = 0; i < j->pin.n; i++) {
+    int64_t l = j->pin.v[i].length1 + j->pin.v[i].length2;
+    if (l > 0 && l < ((int64_t)1 << 40)) bytes += (size_t)l;
+  }
   return run(L, j, cb, bytes, "dmp.patch_apply");
 }
 
