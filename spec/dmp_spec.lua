@@ -236,6 +236,25 @@ describe("coru.dmp API", function()
     assert.same({}, dmp.patch_from_text(""))
   end)
 
+  it("applies patches built by hand with odd numbers and empty diffs without failing", function()
+    local cases = {
+      {{diffs = {{0, "ab"}, {1, "x"}}, start1 = -5, start2 = 1e15, length1 = -3, length2 = 9e15}},
+      {{diffs = {}, start1 = 0, start2 = 0, length1 = 0, length2 = 0}},
+      {{diffs = {{-1, ("long"):rep(40)}}, start1 = 3, start2 = 3, length1 = 160, length2 = 0}},
+      {{diffs = {{0, ""}, {-1, ""}, {1, ""}}, start1 = 0, start2 = 0, length1 = 0, length2 = 0}},
+    }
+    for _, ps in ipairs(cases) do
+      for _, base in ipairs {"", "ab", ("long"):rep(50), "😀x"} do
+        local out, res = dmp.patch_apply(ps, base)
+        assert.is_string(out)
+        assert.is_table(res)
+        assert.is_string(dmp.patch_to_text(ps))
+      end
+    end
+    -- what the reference prints for the same object (checked with Node.js)
+    assert.equal("@@ --4,-3 +1000000000000001,9000000000000000 @@\n ab\n+x\n", dmp.patch_to_text(cases[1]))
+  end)
+
   it("accepts every call format of patch_make and keeps diffs in place", function()
     local a, b = "The quick brown fox jumps.", "The quick red fox leaps."
     local d = dmp.new()
