@@ -351,7 +351,9 @@ static int l_patch_make(lua_State *L) {
   } else {
     return luaL_error(L, "patch_make: unknown call format (text1, text2), (diffs), (text1, diffs) expected");
   }
-  return run(L, j, cb, bytes_of(L, 2) + bytes_of(L, 3), "dmp.patch_make");
+  size_t bytes = bytes_of(L, 2) + bytes_of(L, 3);
+  if (bytes < j->a.n) bytes = j->a.n;  /* (diffs): about the size of text1 */
+  return run(L, j, cb, bytes, "dmp.patch_make");
 }
 
 static int l_patch_apply(lua_State *L) {
