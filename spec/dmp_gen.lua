@@ -78,6 +78,19 @@ function M.text_pairs(count)
   add(body .. "hasOwnProperty", body:gsub("5", "five") .. "hasOwnProperty")
   add(body .. "__proto__", body:gsub("7", "seven") .. "__proto__")
   add(body .. "__proto__\n__proto__", "__proto__\n" .. body:gsub("3", "three") .. "__proto__")
+  -- many hunks applied to a base whose text moved before each of them by
+  -- about the matching range (37 units with the server's tunables): the
+  -- reference's non-cumulative delta decides which hunks are found
+  for n = 1, 24 do
+    local a, b, c = {}, {}, {}
+    for p = 1, 8 do
+      local para = M.atoms_of(random(40, 80), 30)
+      a[#a + 1], c[#c + 1] = M.str(para), ("z"):rep(random(n % 2 == 0 and 10 or 100, n % 2 == 0 and 30 or 400))
+      c[#c + 1] = a[#a]
+      b[#b + 1] = M.str(M.mutate(para, 1, 30))
+    end
+    add(M.str(a), M.str(b), M.str(c))
+  end
   while #out < count do
     local n = random(10) == 1 and random(2000) or random(0, 80)
     local k = random(3) == 1 and random(8, 20) or #M.atoms
