@@ -72,6 +72,12 @@ function M.text_pairs(count)
   local L = M.lines(45000)
   local L2 = M.mutate(L, 6, 12)
   add(M.str(L), M.str(L2), M.str(M.mutate(L, 3, 12)))
+  -- edits past line 40,000, where the first text's lines share one code
+  local L3 = {}
+  for i = 1, #L do L3[i] = L[i] end
+  for _ = 1, 4 do L3[random(40001, 45000)] = "changed\n" end
+  table.insert(L3, random(40001, 45000), "new line\n")
+  add(M.str(L), M.str(L3))
   local big = M.atoms_of(40000, #M.atoms)
   add(M.str(big), M.str(M.mutate(big, 10)), M.str(M.mutate(big, 5)))
   local body = M.str(M.lines(12, "some line number %d\n"))
