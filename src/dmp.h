@@ -105,6 +105,11 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
 void dmp_patch_apply(const dmp_opts *o, const dmp_patches *p, const dmp_u16 *text, size_t n,
                      dmp_ustr *out, unsigned char **results, size_t *nresults);
 
+/* The same on patches it may change and frees (*p ends empty): the
+ * binding's private copy needs no second one. */
+void dmp_patch_apply_consume(const dmp_opts *o, dmp_patches *p, const dmp_u16 *text, size_t n, dmp_ustr *out,
+                             unsigned char **results, size_t *nresults);
+
 /* JavaScript's encodeURI with %20 turned back into ' ' (appends). */
 void dmp_encode_uri(const dmp_u16 *s, size_t n, dmp_bstr *out);
 

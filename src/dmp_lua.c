@@ -236,7 +236,7 @@ static void job_run(job *j) {
   case J_DIFF: dmp_diff_main(&j->o, j->a.p, j->a.n, j->b.p, j->b.n, j->checklines, &j->dout); break;
   case J_MAKE_TEXTS: dmp_patch_make_texts(&j->o, j->a.p, j->a.n, j->b.p, j->b.n, &j->pout); break;
   case J_MAKE_DIFFS: dmp_patch_make(&j->o, j->a.p, j->a.n, &j->din, &j->pout); break;
-  case J_APPLY: dmp_patch_apply(&j->o, &j->pin, j->a.p, j->a.n, &j->tout, &j->res, &j->nres); break;
+  case J_APPLY: dmp_patch_apply_consume(&j->o, &j->pin, j->a.p, j->a.n, &j->tout, &j->res, &j->nres); break;
   }
 }
 

@@ -643,6 +643,13 @@ static size_t clampz(int64_t v, size_t n) { return v < 0 ? 0 : ((uint64_t)v > n 
 
 void dmp_patch_apply(const dmp_opts *o, const dmp_patches *in, const u16 *text, size_t n, dmp_ustr *out,
                      unsigned char **results, size_t *nresults) {
+  dmp_patches ps = {0};
+  patches_copy(in, &ps);  /* the reference's patch_deepCopy */
+  dmp_patch_apply_consume(o, &ps, text, n, out, results, nresults);
+}
+
+void dmp_patch_apply_consume(const dmp_opts *o, dmp_patches *in, const u16 *text, size_t n, dmp_ustr *out,
+                             unsigned char **results, size_t *nresults) {
   if (!text) text = EMPTY;
   *results = NULL;
   *nresults = 0;
@@ -650,8 +657,8 @@ void dmp_patch_apply(const dmp_opts *o, const dmp_patches *in, const u16 *text, 
     dmp_ustr_add(out, text, n);
     return;
   }
-  dmp_patches ps = {0};
-  patches_copy(in, &ps);
+  dmp_patches ps = *in;
+  memset(in, 0, sizeof *in);
   u16 pad[64];
   size_t plen = add_padding(o, &ps, pad);
   /* The gap starts at the front: hunks come in order, so it only moves forward. */
