@@ -18,7 +18,7 @@ SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 HDRS := $(wildcard src/*.h) $(BUILD)/boot.h
 
-.PHONY: valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san fuzz-dmp bench-dmp
+.PHONY: valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san fuzz fuzz-dmp bench-dmp
 
 all: $(BUILD)/coru $(BUILD)/coru.so
 
@@ -108,6 +108,10 @@ DMP_FUZZERS = build-fuzz/dmp_fromtext_fuzz build-fuzz/dmp_roundtrip_fuzz
 build-fuzz/%: fuzz/%.c fuzz/dmp_fuzz_common.h $(DMP_CORE) src/dmp.h | $(DEPS_OK)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o $@ $< $(DMP_CORE) -lm
+
+# make fuzz: every fuzz target of the tree (a rule without a recipe, so that
+# other fuzzers can add theirs as prerequisites)
+fuzz: fuzz-dmp
 
 fuzz-dmp: $(DMP_FUZZERS)
 	@for f in $(DMP_FUZZERS); do \
