@@ -13,7 +13,8 @@
 # the off/on ratio of server CPU per request as the median of the per-round
 # ratios (same round).
 #
-#   sh bench/jit.sh                   # 5 rounds, 2 s per cell (~1 min)
+#   sh bench/jit.sh                   # 5 rounds, 2 s per cell (~2 min; make bench-jit,
+#                                     # also run by make bench; QUICK=1: 1 round, 0.5 s)
 #   ROUNDS=3 DURATION=1 sh bench/jit.sh
 #   BUILDS="new=build/coru old=/tmp/other/build/coru" sh bench/jit.sh
 #                                     # several builds side by side, same rounds
@@ -24,6 +25,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+if [ "${QUICK:-0}" = 1 ]; then ROUNDS=${ROUNDS:-1} DURATION=${DURATION:-0.5} WARMUP=${WARMUP:-0.1}; fi
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-2}
 WARMUP=${WARMUP:-0.5}
