@@ -21,7 +21,7 @@ HDRS := $(wildcard src/*.h) $(BUILD)/boot.h $(BUILD)/repl_lua.h
 EDIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags libedit 2>/dev/null)
 EDIT_LIBS   = $(shell $(PKG_CONFIG) --libs libedit 2>/dev/null || echo -ledit)
 
-.PHONY: meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san fuzz fuzz-api fuzz-c
+.PHONY: meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san fuzz fuzz-api fuzz-c fuzz-dmp bench-dmp bench-jit
 
 all: $(if $(LUA),check-lua) $(BUILD)/coru $(BUILD)/coru.so
 
@@ -111,6 +111,16 @@ demo: all
 
 bench: all
 	sh bench/run.sh
+	sh bench/dmp/run.sh
+	sh bench/jit.sh
+
+# Handlers with the JIT on and off, against each other (bench/jit.sh, issue 14)
+bench-jit: all
+	sh bench/jit.sh
+
+# coru.dmp against the npm diff-match-patch under Node.js (bench/dmp/run.sh)
+bench-dmp: all $(NODE_DEPS)
+	sh bench/dmp/run.sh
 
 # Every .lua under lua/ (coru/*.lua and subdirectories such as
 # coru/floo/) into $(1), keeping the tree.
@@ -133,16 +143,18 @@ install-rock: all
 # ---------------------------------------------------------------- fuzzing
 # make fuzz: the Lua API fuzzer (fuzz/api_fuzz.lua in $(BUILD)/coru for
 # FUZZ_TIME seconds; SANITIZE=1 runs it under ASan+UBSan) and every libFuzzer
-# harness fuzz/*_fuzz.c (FUZZ_C_TIME seconds each). FUZZ_SEED replays a run.
+# harness fuzz/*_fuzz.c (FUZZ_C_TIME seconds each, default FUZZ_SECONDS); the
+# dmp harnesses have their own rule below (fuzz-dmp). FUZZ_SEED replays a run.
 # Conventions: fuzz/README.md.
 FUZZ_TIME   ?= 60
-FUZZ_C_TIME ?= 30
+FUZZ_SECONDS ?= 30
+FUZZ_C_TIME ?= $(FUZZ_SECONDS)
 ifeq ($(origin FUZZ_SEED),undefined)
 FUZZ_SEED   := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 endif
 FUZZ_CC     ?= clang
 FUZZ_BUILD   = build-fuzz
-FUZZ_HARNESSES := $(wildcard fuzz/*_fuzz.c)
+FUZZ_HARNESSES := $(filter-out fuzz/dmp_%,$(wildcard fuzz/*_fuzz.c))
 FUZZ_BINS    := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_HARNESSES))
 FUZZ_DEPS_OK := $(FUZZ_BUILD)/.deps-ok
 
@@ -151,11 +163,11 @@ $(FUZZ_DEPS_OK): deps/fuzz-packages.txt deps/install.sh
 	@mkdir -p $(FUZZ_BUILD) && touch $@
 
 # A harness names the sources it links in one "FUZZ_SRCS:" comment line.
-$(FUZZ_BUILD)/%_fuzz: fuzz/%_fuzz.c $(wildcard src/*.c src/*.h) | $(FUZZ_DEPS_OK)
+$(FUZZ_BINS): $(FUZZ_BUILD)/%: fuzz/%.c $(wildcard src/*.c src/*.h) | $(FUZZ_DEPS_OK)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc \
 	  $(shell sed -n 's/.*FUZZ_SRCS:\(.*\)$$/\1/p' $<) $< -o $@
 
-fuzz: fuzz-api fuzz-c
+fuzz: fuzz-api fuzz-c fuzz-dmp
 
 fuzz-c: $(FUZZ_BINS)
 	@for h in $(FUZZ_BINS); do \
@@ -183,6 +195,30 @@ fuzz-api: all
 	   echo "fuzz: FINDING (status $$st, 124: a hang): make fuzz-api FUZZ_SEED=$(FUZZ_SEED) FUZZ_TIME=$(FUZZ_TIME)$(if $(SANITIZE), SANITIZE=1)"; \
 	   exit 1; \
 	 fi
+
+# libFuzzer harnesses of the dmp core (pure C, no Lua): patch_from_text on
+# any bytes, and make/to_text/from_text/apply round trips. Each runs for
+# FUZZ_SECONDS from the seeds in fuzz/seeds/ (inputs that once failed among
+# them); a crash leaves its input in build-fuzz/.
+DMP_CORE = src/dmp_text.c src/dmp_diff.c src/dmp_patch.c
+DMP_FUZZERS = build-fuzz/dmp_fromtext_fuzz build-fuzz/dmp_roundtrip_fuzz
+build-fuzz/%: fuzz/%.c fuzz/dmp_fuzz_common.h $(DMP_CORE) src/dmp.h | $(DEPS_OK)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o $@ $< $(DMP_CORE) -lm
+
+
+fuzz-dmp: $(DMP_FUZZERS)
+	@for f in $(DMP_FUZZERS); do \
+	  n=$$(basename $$f); echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	  seeds=$$(echo $$n | sed 's/^dmp_//; s/_fuzz$$//'); mkdir -p build-fuzz/corpus-$$seeds; \
+	  if (cd build-fuzz && ./$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	        corpus-$$seeds ../fuzz/seeds/$$seeds > $$n.log 2>&1) \
+	     && ! grep -q "runtime error" build-fuzz/$$n.log; then \
+	    grep "number_of_executed_units" build-fuzz/$$n.log; \
+	  else \
+	    grep -E "runtime error|ERROR|dmp fuzz|SUMMARY|Test unit written" build-fuzz/$$n.log | head -20; exit 1; \
+	  fi; \
+	done
 
 clean:
 	rm -rf build build-san build-fuzz
