@@ -284,7 +284,9 @@ static int run(lua_State *L, job *j, int cbidx, size_t bytes, const char *fname)
   int can = T && bytes >= pool_min && lua_isyieldable(L) && (L == T->co || lua_isyieldable(T->co));
   if (!cb && !can) {
     job_run(j);
-    return job_push(L, j);
+    int r = job_push(L, j);
+    job_clear(j);  /* now, not at the userdata's collection: the next call reuses the memory while it is hot */
+    return r;
   }
   coru_enter(L, cb ? cbidx : 0, fname, CORU_SYNC_OK);
   job *h = malloc(sizeof *h);
@@ -411,7 +413,9 @@ static int write_back(lua_State *L, job *j) {
     job *j = diffs_job(L, #name);                \
     call(&j->o, &j->din);                        \
     dmp_diff_fix_surrogates(&j->din);            \
-    return write_back(L, j);                     \
+    write_back(L, j);                            \
+    job_clear(j);                                \
+    return 1;                                    \
   }
 CLEANUP(diff_cleanup_semantic, dmp_diff_cleanup_semantic)
 CLEANUP(diff_cleanup_semantic_lossless, dmp_diff_cleanup_semantic_lossless)
@@ -463,6 +467,7 @@ static int l_patch_to_text(lua_State *L) {
   check_patches(L, 2, 2, fn, &j->pin, &j->a);
   dmp_patch_to_text(&j->pin, &j->tmp);
   lua_pushlstring(L, j->tmp.p ? j->tmp.p : "", j->tmp.n);
+  job_clear(j);
   return 1;
 }
 
@@ -480,6 +485,7 @@ static int l_patch_from_text(lua_State *L) {
     return 2;
   }
   push_patches(L, j, &j->pout);
+  job_clear(j);
   return 1;
 }
 

@@ -152,6 +152,13 @@ int dmp_utf8_check(const char *str, size_t n, size_t *bad) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < n) {
+#ifdef __SSE2__
+    if (i + 16 <= n) {  /* the ASCII bytes among the next sixteen, at once */
+      unsigned hi = (unsigned)_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + i)));
+      i += hi ? (unsigned)__builtin_ctz(hi) : 16;
+      if (!hi) continue;
+    }
+#endif
     if (i + 8 <= n) {
       uint64_t w;
       memcpy(&w, s + i, 8);
@@ -159,6 +166,7 @@ int dmp_utf8_check(const char *str, size_t n, size_t *bad) {
     }
     unsigned c = s[i], cp, len, min;
     if (c < 0x80) { i++; continue; }
+    if (c >= 0xC2 && c <= 0xDF && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) { i += 2; continue; }  /* two bytes */
     if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
     else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
     else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
