@@ -52,6 +52,7 @@ typedef struct {
   unsigned char *res;
   size_t nres;
   dmp_bstr tmp;        /* UTF-8 scratch while pushing results */
+  int slot;            /* the job userdata's stack index (job_done) */
 } job;
 
 static void job_clear(job *j) {
@@ -73,14 +74,44 @@ static int job_gc(lua_State *L) {
   return 0;
 }
 
+/* One spare job userdata, kept in a one-slot table (registry ref): a job
+ * with a __gc costs the collector more than most small calls do, so a call
+ * that ends normally empties its job and hands it back (job_done) for the
+ * next one. A call that raises leaves its job to the collector (its __gc
+ * frees the buffers), and a call made while the spare is taken (a nested
+ * one) makes its own. */
+static int spare_ref = LUA_NOREF;
+
 static job *job_new(lua_State *L, const dmp_opts *o, int kind) {
-  job *j = lua_newuserdata(L, sizeof *j);
+  job *j = NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, spare_ref);
+  lua_rawgeti(L, -1, 1);
+  if (lua_type(L, -1) == LUA_TUSERDATA) {
+    j = lua_touserdata(L, -1);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, 1);
+    lua_remove(L, -2);
+  } else {
+    lua_pop(L, 2);
+    j = lua_newuserdata(L, sizeof *j);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mt_job);
+    lua_setmetatable(L, -2);
+  }
   memset(j, 0, sizeof *j);
   j->o = *o;
   j->kind = kind;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, mt_job);
-  lua_setmetatable(L, -2);
+  j->slot = lua_gettop(L);
   return j;
+}
+
+/* The call is over: free j's buffers now (the next call reuses the memory
+ * while it is hot) and make it the spare. */
+static void job_done(lua_State *L, job *j) {
+  job_clear(j);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, spare_ref);
+  lua_pushvalue(L, j->slot);
+  lua_rawseti(L, -2, 1);
+  lua_pop(L, 1);
 }
 
 /* ------------------------------------------------------------ arguments */
@@ -285,7 +316,7 @@ static int run(lua_State *L, job *j, int cbidx, size_t bytes, const char *fname)
   if (!cb && !can) {
     job_run(j);
     int r = job_push(L, j);
-    job_clear(j);  /* now, not at the userdata's collection: the next call reuses the memory while it is hot */
+    job_done(L, j);
     return r;
   }
   coru_enter(L, cb ? cbidx : 0, fname, CORU_SYNC_OK);
@@ -293,6 +324,7 @@ static int run(lua_State *L, job *j, int cbidx, size_t bytes, const char *fname)
   if (!h) return luaL_error(L, "coru.dmp: out of memory");
   memcpy(h, j, sizeof *h);
   memset(j, 0, sizeof *j);  /* the userdata's buffers now belong to h */
+  h->slot = 0;
   h->req.data = h;
   coru_cont_init(L, &h->cont, cb ? cbidx : 0, pool_cancel);
   int r = uv_queue_work(coru_R->loop, &h->req, pool_work, pool_after);
@@ -414,7 +446,7 @@ static int write_back(lua_State *L, job *j) {
     call(&j->o, &j->din);                        \
     dmp_diff_fix_surrogates(&j->din);            \
     write_back(L, j);                            \
-    job_clear(j);                                \
+    job_done(L, j);                              \
     return 1;                                    \
   }
 CLEANUP(diff_cleanup_semantic, dmp_diff_cleanup_semantic)
@@ -467,7 +499,7 @@ static int l_patch_to_text(lua_State *L) {
   check_patches(L, 2, 2, fn, &j->pin, &j->a);
   dmp_patch_to_text(&j->pin, &j->tmp);
   lua_pushlstring(L, j->tmp.p ? j->tmp.p : "", j->tmp.n);
-  job_clear(j);
+  job_done(L, j);
   return 1;
 }
 
@@ -480,12 +512,13 @@ static int l_patch_from_text(lua_State *L) {
   job *j = job_new(L, o, 0);
   char err[256];
   if (dmp_patch_from_text(s, n, &j->pout, err, sizeof err)) {
+    job_done(L, j);
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;
   }
   push_patches(L, j, &j->pout);
-  job_clear(j);
+  job_done(L, j);
   return 1;
 }
 
@@ -676,6 +709,8 @@ CORU_FAMILY(dmp) {
   lua_pushcfunction(L, job_gc);
   lua_setfield(L, -2, "__gc");
   mt_job = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 1, 0);
+  spare_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, l_patch_tostring);
   lua_setfield(L, -2, "__tostring");
