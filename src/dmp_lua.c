@@ -82,6 +82,14 @@ static int job_gc(lua_State *L) {
  * one) makes its own. */
 static int spare_ref = LUA_NOREF;
 
+/* The patch fields' names, interned once (registry refs): reading or
+ * writing a field by a key already on hand skips hashing its name. */
+enum { K_DIFFS, K_START1, K_START2, K_LENGTH1, K_LENGTH2, K_N };
+static const char *const key_name[K_N] = {"diffs", "start1", "start2", "length1", "length2"};
+static int key_ref[K_N] = {LUA_NOREF, LUA_NOREF, LUA_NOREF, LUA_NOREF, LUA_NOREF};
+
+static void push_key(lua_State *L, int k) { lua_rawgeti(L, LUA_REGISTRYINDEX, key_ref[k]); }
+
 static job *job_new(lua_State *L, const dmp_opts *o, int kind) {
   job *j = NULL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, spare_ref);
@@ -201,7 +209,6 @@ static void check_patches(lua_State *L, int i, int argi, const char *fn, dmp_pat
   if (lua_type(L, i) != LUA_TTABLE)
     argerr(L, argi, fn, lua_pushfstring(L, "patches (a table) expected, got %s", luaL_typename(L, i)));
   size_t n = lua_objlen(L, i);
-  static const char *f[] = {"start1", "start2", "length1", "length2"};
   for (size_t k = 1; k <= n; k++) {
     lua_rawgeti(L, i, (int)k);
     int t = lua_gettop(L);
@@ -209,12 +216,14 @@ static void check_patches(lua_State *L, int i, int argi, const char *fn, dmp_pat
     dmp_patch *p = dmp_patches_add(out);
     int64_t v[4];
     for (int q = 0; q < 4; q++) {
-      lua_getfield(L, t, f[q]);
-      v[q] = check_int(L, -1, argi, fn, f[q]);
+      push_key(L, K_START1 + q);
+      lua_gettable(L, t);
+      v[q] = check_int(L, -1, argi, fn, key_name[K_START1 + q]);
       lua_pop(L, 1);
     }
     p->start1 = v[0]; p->start2 = v[1]; p->length1 = v[2]; p->length2 = v[3];
-    lua_getfield(L, t, "diffs");
+    push_key(L, K_DIFFS);
+    lua_gettable(L, t);
     check_diffs(L, lua_gettop(L), argi, fn, &p->diffs, scratch);
     lua_settop(L, t - 1);
   }
@@ -247,12 +256,15 @@ static void push_patches(lua_State *L, job *j, const dmp_patches *ps) {
   for (size_t i = 0; i < ps->n; i++) {
     const dmp_patch *p = &ps->v[i];
     lua_createtable(L, 0, 5);
+    const int64_t v[4] = {p->start1, p->start2, p->length1, p->length2};
+    push_key(L, K_DIFFS);
     push_diffs(L, j, &p->diffs);
-    lua_setfield(L, -2, "diffs");
-    lua_pushnumber(L, (lua_Number)p->start1); lua_setfield(L, -2, "start1");
-    lua_pushnumber(L, (lua_Number)p->start2); lua_setfield(L, -2, "start2");
-    lua_pushnumber(L, (lua_Number)p->length1); lua_setfield(L, -2, "length1");
-    lua_pushnumber(L, (lua_Number)p->length2); lua_setfield(L, -2, "length2");
+    lua_rawset(L, -3);
+    for (int q = 0; q < 4; q++) {
+      push_key(L, K_START1 + q);
+      lua_pushnumber(L, (lua_Number)v[q]);
+      lua_rawset(L, -3);
+    }
     lua_pushvalue(L, mt);
     lua_setmetatable(L, -2);
     lua_rawseti(L, -2, (int)i + 1);
@@ -711,6 +723,10 @@ CORU_FAMILY(dmp) {
   mt_job = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_createtable(L, 1, 0);
   spare_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  for (int k = 0; k < K_N; k++) {
+    lua_pushstring(L, key_name[k]);
+    key_ref[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, l_patch_tostring);
   lua_setfield(L, -2, "__tostring");

@@ -396,13 +396,29 @@ void dmp_encode_uri(const dmp_u16 *s, size_t n, dmp_bstr *out) {
   }
 }
 
+/* Decimal digits of v >= 0 at the end of buf[0, 24); returns where they start. */
+static char *dec(char *end, int64_t v) {
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do { *--end = (char)('0' + u % 10); u /= 10; } while (u);
+  if (v < 0) *--end = '-';
+  return end;
+}
+
+/* The reference's coordinates: "start,0", "start+1" or "start+1,len". */
 static void coords(dmp_bstr *out, int64_t start, int64_t len) {
-  char buf[64];
-  int k;
-  if (len == 0) k = snprintf(buf, sizeof buf, "%lld,0", (long long)start);
-  else if (len == 1) k = snprintf(buf, sizeof buf, "%lld", (long long)(start + 1));
-  else k = snprintf(buf, sizeof buf, "%lld,%lld", (long long)(start + 1), (long long)len);
-  dmp_bstr_add(out, buf, (size_t)k);
+  char buf[48], *end = buf + sizeof buf, *p = end;
+  if (len == 0) {
+    *--p = '0';
+    *--p = ',';
+    p = dec(p, start);
+  } else if (len == 1) {
+    p = dec(p, start + 1);
+  } else {
+    p = dec(p, len);
+    *--p = ',';
+    p = dec(p, start + 1);
+  }
+  dmp_bstr_add(out, p, (size_t)(end - p));
 }
 
 void dmp_patch_to_text(const dmp_patches *ps, dmp_bstr *out) {
