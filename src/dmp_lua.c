@@ -283,6 +283,14 @@ static void job_run(job *j) {
   }
 }
 
+static void push_results(lua_State *L, job *j) {
+  lua_createtable(L, (int)j->nres, 0);
+  for (size_t i = 0; i < j->nres; i++) {
+    lua_pushboolean(L, j->res[i]);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+}
+
 static int job_push(lua_State *L, job *j) {
   switch (j->kind) {
   case J_DIFF: push_diffs(L, j, &j->dout); return 1;
@@ -290,11 +298,7 @@ static int job_push(lua_State *L, job *j) {
   case J_MAKE_DIFFS: push_patches(L, j, &j->pout); return 1;
   default:
     push_u16(L, j, j->tout.p, j->tout.n);
-    lua_createtable(L, (int)j->nres, 0);
-    for (size_t i = 0; i < j->nres; i++) {
-      lua_pushboolean(L, j->res[i]);
-      lua_rawseti(L, -2, (int)i + 1);
-    }
+    push_results(L, j);
     return 2;
   }
 }
@@ -317,15 +321,19 @@ static void pool_cancel(coru_cont *c) {
   uv_cancel((uv_req_t *)&h->req);
 }
 
+/* Whether a call without a callback runs on the pool: in a task, for large
+ * texts. In a task that cannot suspend here (a metamethod, a table.sort
+ * comparator...), large texts run in place rather than fail. */
+static int to_pool(lua_State *L, size_t bytes) {
+  coru_task *T = coru_R->current;
+  return T && bytes >= pool_min && lua_isyieldable(L) && (L == T->co || lua_isyieldable(T->co));
+}
+
 /* Run j (a userdata on the stack) here, or on the pool: with a callback at
  * cbidx (0: none), or in a task for large texts. */
 static int run(lua_State *L, job *j, int cbidx, size_t bytes, const char *fname) {
   int cb = cbidx && lua_type(L, cbidx) == LUA_TFUNCTION;
-  coru_task *T = coru_R->current;
-  /* in a task that cannot suspend here (a metamethod, a table.sort
-   * comparator...), large texts run in place rather than fail */
-  int can = T && bytes >= pool_min && lua_isyieldable(L) && (L == T->co || lua_isyieldable(T->co));
-  if (!cb && !can) {
+  if (!cb && !to_pool(L, bytes)) {
     job_run(j);
     int r = job_push(L, j);
     job_done(L, j);
@@ -416,12 +424,25 @@ static int l_patch_apply(lua_State *L) {
   }
   job *j = job_new(L, o, J_APPLY);
   check_patches(L, 2, 2, fn, &j->pin, &j->b);
-  check_text(L, 3, fn, &j->a);
   size_t bytes = bytes_of(L, 3);
   for (size_t i = 0; i < j->pin.n; i++) {
     int64_t l = j->pin.v[i].length1 + j->pin.v[i].length2;
     if (l > 0 && l < ((int64_t)1 << 40)) bytes += (size_t)l;
   }
+  if (!cb && lua_type(L, 3) == LUA_TSTRING && !to_pool(L, bytes)) {
+    /* every hunk exactly where expected (the exact base): the text stays
+     * UTF-8, only the hunks are converted; otherwise (or if the text is
+     * not valid UTF-8: check_text names the byte) the general path */
+    size_t n, skip = 0;
+    const char *s = lua_tolstring(L, 3, &n);
+    if (!dmp_patch_apply_utf8(&j->o, &j->pin, s, n, &j->tmp, &skip, &j->res, &j->nres)) {
+      lua_pushlstring(L, j->tmp.p + skip, j->tmp.n - 2 * skip);
+      push_results(L, j);
+      job_done(L, j);
+      return 2;
+    }
+  }
+  check_text(L, 3, fn, &j->a);
   return run(L, j, cb, bytes, "dmp.patch_apply");
 }
 

@@ -596,3 +596,37 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
   if (rc) dmp_patches_free(out);
   return rc;
 }
+
+int dmp_utf8_units(const char *str, size_t n, size_t *at, uint64_t k) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = *at;
+  int rc = 0;
+  while (k) {
+#ifdef __SSE2__
+    if (k >= 16 && i + 16 <= n) {  /* the ASCII bytes among the next sixteen, at once */
+      unsigned hi = (unsigned)_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + i)));
+      unsigned a = hi ? (unsigned)__builtin_ctz(hi) : 16;
+      i += a;
+      k -= a;
+      if (!hi) continue;
+    }
+#endif
+    if (i >= n) { rc = 1; break; }
+    unsigned c = s[i], cp, len, min;
+    if (c < 0x80) { i++; k--; continue; }
+    if (c >= 0xC2 && c <= 0xDF && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) { i += 2; k--; continue; }
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
+    else { rc = -2; break; }
+    if (i + len > n) { rc = -2; break; }
+    unsigned q;
+    for (q = 1; q < len && (s[i + q] & 0xC0) == 0x80; q++) cp = (cp << 6) | (s[i + q] & 0x3F);
+    if (q < len || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) { rc = -2; break; }
+    if (len == 4 && k < 2) { rc = -1; break; }
+    i += len;
+    k -= len == 4 ? 2 : 1;
+  }
+  *at = i;
+  return rc;
+}
