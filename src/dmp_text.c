@@ -545,6 +545,7 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
   }
   if (n == 0) return 0;
   dmp_bstr line = {0};
+  dmp_ustr t = {0};  /* a line's text, as UTF-16 */
   size_t pos = 0;
   int more = 1;  /* text.split('\n') yields one more line after the last '\n' */
   dmp_patch *p = NULL;
@@ -572,15 +573,13 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
     }
     if (sign == '@') { in_hunk = 0; more = 1; continue; }  /* this line is the next header */
     if (sign == '-' || sign == '+' || sign == ' ') {
-      dmp_ustr t = {0};
+      t.n = 0;
       if (dmp_utf8_to_u16(line.p ? line.p : "", line.n, &t, &bad)) {
-        dmp_ustr_free(&t);
         set_err(err, errlen, "Illegal escape in patch_fromText: ", ls, ln);
         rc = -1;
         break;
       }
       dmp_diffs_push(&p->diffs, sign == '-' ? DMP_DELETE : sign == '+' ? DMP_INSERT : DMP_EQUAL, t.p, t.n);
-      dmp_ustr_free(&t);
     } else if (ln) {
       char what[48];
       unsigned char c = (unsigned char)sign;
@@ -593,6 +592,7 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
     pos += ln + 1;
   }
   dmp_bstr_free(&line);
+  dmp_ustr_free(&t);
   if (rc) dmp_patches_free(out);
   return rc;
 }
