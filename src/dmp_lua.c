@@ -490,6 +490,7 @@ CLEANUP(diff_cleanup_merge, dmp_diff_cleanup_merge)
 static int l_diff_levenshtein(lua_State *L) {
   job *j = diffs_job(L, "diff_levenshtein");
   lua_pushnumber(L, (lua_Number)dmp_diff_levenshtein(&j->din));
+  job_done(L, j);
   return 1;
 }
 
@@ -497,6 +498,7 @@ static int l_diff_x_index(lua_State *L) {
   job *j = diffs_job(L, "diff_x_index");
   int64_t loc = check_int(L, 3, 3, "diff_x_index", "loc");
   lua_pushnumber(L, (lua_Number)dmp_diff_x_index(&j->din, loc));
+  job_done(L, j);
   return 1;
 }
 
@@ -506,6 +508,7 @@ static int text12(lua_State *L, int which) {
   if (which == 1) dmp_diff_text1(&j->din, &j->a);
   else dmp_diff_text2(&j->din, &j->a);
   push_u16(L, j, j->a.p, j->a.n);
+  job_done(L, j);
   return 1;
 }
 static int l_diff_text1(lua_State *L) { return text12(L, 1); }
@@ -522,6 +525,7 @@ static int l_match_main(lua_State *L) {
   if (r == -2) return luaL_error(L, "match_main: pattern too long (%d UTF-16 units, match_maxbits is %d)",
                                  (int)j->b.n, o->match_maxbits);
   lua_pushnumber(L, (lua_Number)r);
+  job_done(L, j);
   return 1;
 }
 
