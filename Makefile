@@ -12,7 +12,7 @@ SAN      = $(if $(SANITIZE),$(SAN_FLAGS))
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags luajit libuv openssl 2>/dev/null)
 PKG_LIBS   = $(shell $(PKG_CONFIG) --libs libuv openssl 2>/dev/null)
 LUAJIT_LIBS = $(shell $(PKG_CONFIG) --libs luajit 2>/dev/null)
-ALL_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden $(PKG_CFLAGS) -I$(BUILD) -Isrc $(SAN) $(CFLAGS)
+ALL_CFLAGS = -std=gnu11 -Wall -Wextra -Wmissing-prototypes -Werror -fPIC -fvisibility=hidden $(PKG_CFLAGS) -I$(BUILD) -Isrc $(SAN) $(CFLAGS)
 
 SRCS := $(filter-out src/main.c src/repl.c,$(wildcard src/*.c))
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
@@ -75,6 +75,7 @@ $(NODE_DEPS): deps/package.json deps/package-lock.json deps/npm.sh
 	@sh deps/npm.sh && touch $@
 
 test: all $(NODE_DEPS)
+	@sh tools/layers.sh
 	$(MAKE) --no-print-directory test-embed test-host test-luajit
 	@if [ -z "$(SANITIZE)" ]; then $(MAKE) --no-print-directory test-rock; fi
 	@if [ -z "$(QUICK_BENCH_SKIP)" ] && [ -z "$(SANITIZE)" ]; then SMOKE=1 sh bench/run.sh; fi

@@ -88,7 +88,12 @@ typedef struct coru_rt {
   int dl_nfree;
 } coru_rt;
 
-extern coru_rt *coru_R;  /* the runtime, NULL until luaopen_coru */
+extern coru_rt *coru_R;  /* the runtime (rt.c), NULL until luaopen_coru */
+/* A fresh runtime on the default loop, or NULL if the loop of a previous
+ * runtime is still alive (rt.c; the opener sets coru_R). */
+coru_rt *coru_rt_new(void);
+/* Message handler of callbacks: keeps the error, remembers the traceback. */
+int coru_msgh(lua_State *L);
 
 /* Markers yielded to the scheduler (light userdata identities). */
 extern char coru_SCHED[1];  /* a native suspension (alone) or a protocol yield that must reach the scheduler */
@@ -203,6 +208,13 @@ void coru_wake(coru_task *T, int nargs);
 
 /* Push the cancellation error for reason at the top (popped). */
 void coru_push_cancel_error(lua_State *L, int reason_idx);
+
+/* Report failed tasks nobody observed (on_error); shutdown and luv.run call it. */
+void coru_flush_reports(void);
+/* Shutdown: cancel what the scheduler still holds (tick, pending passes). */
+void coru_sched_close(void);
+/* coru.current(): the running task or nil (boot.lua gets it too). */
+int coru_l_current(lua_State *L);
 
 /* ------------------------------------------------------------------ conts */
 
@@ -336,6 +348,13 @@ enum {
 typedef struct coru_deadline coru_deadline;
 coru_deadline *coru_deadline_start(uint64_t ms, void (*fn)(void *), void *data);
 void coru_deadline_stop(coru_deadline *d);
+/* Shutdown: the pooled timers go with the loop. */
+void coru_deadline_close_all(void);
+
+/* ----------------------------------------------------- shared by families */
+/* signal.c: a signal number or name at idx (def if absent), and a number's name. */
+int coru_checksignal(lua_State *L, int idx, const char *fn, int def);
+const char *coru_signame(int num);
 
 /* ---------------------------------------------------------- family hooks */
 /* Each family file defines its opener; it adds functions to the coru table
@@ -372,5 +391,7 @@ __attribute__((visibility("default"))) int luaopen_coru(lua_State *L);
 /* Host support. */
 void coru_shutdown(void);    /* close every handle, run close callbacks, uv_loop_close */
 int coru_run_main(lua_State *L, int nargs); /* spawn function at top as main task, run loop; returns exit status */
+void coru_signal_host_defaults(void);  /* signal.c: SIGINT/SIGTERM exit 130/143 unless watched */
+int coru_repl_push(lua_State *L);      /* repl.c: push the REPL's main function and its arguments; 0 or -1 with a message */
 
 #endif

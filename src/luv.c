@@ -26,7 +26,6 @@
 #include "coru.h"
 #include "check.h"
 
-void coru_flush_reports(void);   /* sched.c */
 
 /* ------------------------------------------------------------------ run */
 

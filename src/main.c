@@ -14,7 +14,6 @@
 #include "coru.h"
 
 static const char *progname = "coru";
-void coru_signal_host_defaults(void);   /* signal.c */
 
 /* The driver, run as the main task: options in order, then the script,
  * then the REPL (no script on a terminal, or -i). */
@@ -64,7 +63,6 @@ static int l_main_only(lua_State *L) {
   return 0;
 }
 
-int coru_repl_push(lua_State *L);   /* repl.c */
 
 /* Where coru's own Lua files are: <exe>/../lua (build tree) or
  * <exe>/../share/lua/5.1 (installed). */

@@ -11,12 +11,10 @@
 #include <string.h>
 #include <fcntl.h>
 #include "coru.h"
+#include "stream.h"
 #include "check.h"
 
-int coru_checksignal(lua_State *L, int idx, const char *fn, int def);
-const char *coru_signame(int num);
 
-int coru_new_pipe(lua_State *L, int ipc);   /* pipe.c: pushes a coru.pipe stream */
 
 /* ------------------------------------------------------------ processes */
 

@@ -1,21 +1,36 @@
 /*
- * rt.c - the runtime: one per process. luaopen_coru, the callback thread,
- * error reporting (on_error), registration helpers, shutdown.
+ * rt.c - the runtime: the one struct holding every piece of process state
+ * (coru_R), the callback thread's calls, error reporting (on_error) and the
+ * registration helpers every family uses. The module opener and shutdown
+ * are in open.c.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "coru.h"
 #include "check.h"
-#include "boot.h"   /* generated from boot.lua: coru_boot_lua */
+
+coru_rt *coru_R;
+char coru_SCHED[1], coru_ERR[1], coru_CALLBACK[1];
 
 static coru_rt runtime;
 static uv_loop_t *loop_in_use;
-void coru_flush_reports(void);
-void coru_sched_close(void);
-void coru_deadline_close_all(void);
-int coru_l_current(lua_State *L);
+
+/* A fresh runtime on the default loop (nothing of a previous one
+ * survives), or NULL if the loop of a previous runtime is still alive. */
+coru_rt *coru_rt_new(void) {
+  coru_rt *R = &runtime;
+  memset(R, 0, sizeof *R);
+  R->on_error_ref = R->boot_ref = R->wrap_ref = LUA_NOREF;
+  R->msgh_ref = R->tb_ref = R->live_ref = R->unobserved_ref = LUA_NOREF;
+  R->task_mt_ref = R->cancel_mt_ref = R->chan_mt_ref = R->taskco_ref = LUA_NOREF;
+  coru_fds_snapshot(0);
+  R->loop = uv_default_loop();
+  coru_fds_snapshot(1);
+  if (loop_in_use == R->loop && uv_loop_alive(R->loop)) return NULL;
+  loop_in_use = R->loop;
+  return R;
+}
 
 /* ---------------------------------------------------------- small helpers */
 
@@ -122,7 +137,7 @@ static int default_on_error(lua_State *L) {
 
 
 /* Message handler of callbacks: keeps the error, remembers the traceback. */
-static int msgh(lua_State *L) {
+int coru_msgh(lua_State *L) {
   luaL_traceback(L, L, NULL, 1);
   lua_rawseti(L, LUA_REGISTRYINDEX, coru_R->tb_ref);   /* one slot, reused */
   return 1;
@@ -181,240 +196,4 @@ int coru_callback(int nargs) {
   }
   lua_settop(L, base);
   return st == 0;
-}
-
-/* ---------------------------------------------------------- shutdown */
-
-static void walk_close(uv_handle_t *h, void *arg) {
-  lua_State *L = arg;
-  if (uv_is_closing(h)) return;
-  coru_handle *ch = h->data;
-  if (ch && ch->type) coru_handle_close(L, ch);
-  else uv_close(h, NULL);
-}
-
-/* Close every handle, let the close callbacks run, close the loop. */
-
-void coru_shutdown(void) {
-  coru_rt *R = coru_R;
-  if (!R || !R->loop) return;
-  R->shutting_down = 1;   /* no task or callback is resumed by late completions */
-  coru_flush_reports();
-  coru_sched_close();
-  coru_deadline_close_all();
-  uv_walk(R->loop, walk_close, R->L);
-  uv_run(R->loop, UV_RUN_DEFAULT);
-  if (uv_loop_close(R->loop) != 0) {
-    uv_walk(R->loop, walk_close, R->L);
-    uv_run(R->loop, UV_RUN_DEFAULT);
-    uv_loop_close(R->loop);
-  }
-  R->loop = NULL;
-  signal(SIGPIPE, SIG_IGN);   /* libuv left SIG_DFL when its SIGPIPE watcher (signal.c) closed */
-}
-
-/* The runtime sentinel's __gc: lua_close in plain LuaJIT. */
-static int rt_gc(lua_State *L) {
-  (void)L;
-  coru_shutdown();
-  coru_R = NULL;
-  return 0;
-}
-
-/* exit: streams with queued writes are shut down (libuv finishes the
- * queued writes first) and closed after; everything else is closed now.
- * The loop then runs until they are done, at most EXIT_FLUSH_MS. */
-#define EXIT_FLUSH_MS 5000
-
-static int has_queued_writes(uv_handle_t *h) {
-  uv_handle_type t = uv_handle_get_type(h);
-  return (t == UV_TCP || t == UV_NAMED_PIPE || t == UV_TTY) && !uv_is_closing(h) &&
-         uv_stream_get_write_queue_size((uv_stream_t *)h) > 0;
-}
-
-static void flush_close(uv_handle_t *h) {
-  if (uv_is_closing(h)) return;
-  coru_handle *ch = h->data;
-  if (ch && ch->type) coru_handle_close(coru_R->L, ch);
-  else uv_close(h, NULL);
-}
-
-static void flush_shutdown_cb(uv_shutdown_t *req, int status) {
-  (void)status;
-  flush_close((uv_handle_t *)req->handle);
-  free(req);
-}
-
-static void walk_exit(uv_handle_t *h, void *arg) {
-  int *flushing = arg;
-  if (uv_is_closing(h)) return;
-  if (has_queued_writes(h)) {
-    uv_shutdown_t *req = malloc(sizeof *req);
-    if (req && uv_shutdown(req, (uv_stream_t *)h, flush_shutdown_cb) == 0) { (*flushing)++; return; }
-    free(req);
-  }
-  flush_close(h);
-}
-
-static void flush_timeout(uv_timer_t *t) {
-  uv_walk(t->loop, walk_close, coru_R->L);   /* a peer that does not read: give up */
-}
-
-static void flush_and_close(void) {
-  int flushing = 0;
-  uv_walk(coru_R->loop, walk_exit, &flushing);
-  if (flushing) {
-    uv_timer_t t;
-    uv_timer_init(coru_R->loop, &t);
-    t.data = NULL;                 /* not a coru handle (walk_close) */
-    uv_timer_start(&t, flush_timeout, EXIT_FLUSH_MS, 0);
-    uv_unref((uv_handle_t *)&t);   /* the shutdowns keep the loop running */
-    /* Not reentrant in general, but this call never returns to the outer
-     * uv_run: exit() follows. Late completions resume nothing (shutting down). */
-    uv_run(coru_R->loop, UV_RUN_DEFAULT);
-  }
-}
-
-static int l_exit(lua_State *L) {
-  int status = 0;
-  if (lua_isboolean(L, 1)) status = lua_toboolean(L, 1) ? 0 : 1;
-  else status = (int)coru_opt_int(L, 1, CORU_INT_MIN, CORU_INT_MAX, coru_R ? coru_R->exit_status : 0, "exit");
-  fflush(NULL);
-  /* Close what we can (flushing queued writes first); memory stays
-   * reachable until the process ends. */
-  if (coru_R && coru_R->loop) {
-    coru_R->shutting_down = 1;
-    coru_sched_close();
-    flush_and_close();
-  }
-  fflush(NULL);
-  exit(status);
-  return 0;
-}
-
-/* ---------------------------------------------------------- module */
-
-/* Lazy submodules: coru.tcp, coru.fs, coru.jsonl, ... come from
- * coru.<name> on first use, but only for names that are submodules: one in
- * package.preload, or a file coru/<name>.lua on package.path. Any other
- * field reads as nil, so a typo fails as Lua's "attempt to call a nil
- * value (field 'slep')" and `if coru.json then` is a plain test. */
-static int lazy_index(lua_State *L) {
-  size_t len;
-  const char *k = lua_tolstring(L, 2, &len);
-  if (!k || lua_type(L, 2) != LUA_TSTRING || len == 0 || len > 64) return 0;
-  for (size_t i = 0; i < len; i++) {
-    char c = k[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return 0;
-  }
-  int top = lua_gettop(L);
-  lua_pushfstring(L, "coru.%s", k);
-  int modname = lua_gettop(L);
-  int found = 0;
-  lua_getglobal(L, "package");
-  if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, "loaded");
-    if (lua_istable(L, -1)) { lua_pushvalue(L, modname); lua_rawget(L, -2); found = !lua_isnil(L, -1); lua_pop(L, 1); }
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "preload");
-    if (!found && lua_istable(L, -1)) { lua_pushvalue(L, modname); lua_rawget(L, -2); found = !lua_isnil(L, -1); lua_pop(L, 1); }
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "searchpath");
-    if (!found && lua_isfunction(L, -1)) {
-      lua_pushvalue(L, modname);
-      lua_getfield(L, -3, "path");
-      if (lua_isstring(L, -1) && lua_pcall(L, 2, 1, 0) == 0) found = lua_isstring(L, -1);
-    }
-  }
-  lua_settop(L, modname);
-  if (!found) { lua_settop(L, top); return 0; }
-  lua_getglobal(L, "require");
-  lua_insert(L, modname);
-  lua_call(L, 1, 1);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, 1, k);
-  return 1;
-}
-
-typedef void (*opener)(lua_State *L);
-#define WEAK(name) extern void coru_open_##name(lua_State *L) __attribute__((weak));
-WEAK(stream) WEAK(tcp) WEAK(pipe) WEAK(tty) WEAK(udp) WEAK(dns) WEAK(fs)
-WEAK(process) WEAK(signal) WEAK(work) WEAK(misc) WEAK(tls) WEAK(dmp) WEAK(luv)
-
-int luaopen_coru(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, "coru.module");
-  if (!lua_isnil(L, -1)) return 1;
-  lua_pop(L, 1);
-  if (coru_R) return luaL_error(L, "coru: one runtime per process (already loaded in another Lua state)");
-  coru_rt *R = &runtime;
-  memset(R, 0, sizeof *R);   /* nothing of a previous runtime survives */
-  R->on_error_ref = R->boot_ref = R->wrap_ref = LUA_NOREF;
-  R->msgh_ref = R->tb_ref = R->live_ref = R->unobserved_ref = LUA_NOREF;
-  R->task_mt_ref = R->cancel_mt_ref = R->chan_mt_ref = R->taskco_ref = LUA_NOREF;
-  coru_fds_snapshot(0);
-  R->loop = uv_default_loop();
-  coru_fds_snapshot(1);
-  if (loop_in_use == R->loop && uv_loop_alive(R->loop))
-    return luaL_error(L, "coru: the loop of a previous runtime is still alive");
-  loop_in_use = R->loop;
-  /* the callback thread: never yields, anchored for ever */
-  R->L = lua_newthread(L);
-  luaL_ref(L, LUA_REGISTRYINDEX);
-  coru_R = R;
-
-  /* boot.lua: (SCHED, ERR, current) -> boot table */
-  if (luaL_loadbuffer(L, coru_boot_lua, sizeof(coru_boot_lua) - 1, "=coru.boot") != 0)
-    return lua_error(L);
-  lua_pushlightuserdata(L, coru_SCHED);
-  lua_pushlightuserdata(L, coru_ERR);
-  lua_pushcfunction(L, coru_l_current);
-  lua_call(L, 3, 1);
-  lua_getfield(L, -1, "wrap");
-  R->wrap_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, -1);
-  R->boot_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
-  lua_pushcfunction(L, msgh);
-  coru_R->msgh_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushboolean(L, 0);
-  coru_R->tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
-  lua_newtable(L);                      /* the module */
-  int M = lua_gettop(L);
-  lua_getfield(L, -2, "await");
-  lua_setfield(L, M, "await");
-  coru_open_sched(L);
-  coru_open_handle(L);
-  coru_open_timer(L);
-  opener extra[] = {coru_open_stream, coru_open_tcp, coru_open_pipe, coru_open_tty,
-                    coru_open_udp, coru_open_dns, coru_open_fs, coru_open_process,
-                    coru_open_signal, coru_open_work, coru_open_misc, coru_open_tls,
-                    coru_open_dmp, coru_open_luv};
-  for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
-    if (extra[i]) { extra[i](L); lua_settop(L, M); }
-  static const coru_Reg rt_funcs[] = {
-    {"exit", l_exit, 0},
-    {NULL, NULL, 0}
-  };
-  coru_setfuncs(L, rt_funcs);
-  lua_pushliteral(L, CORU_VERSION);
-  lua_setfield(L, M, "version");
-
-  /* lazy submodules */
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, lazy_index);
-  lua_setfield(L, -2, "__index");
-  lua_setmetatable(L, M);
-
-  /* the sentinel whose __gc shuts the runtime down at lua_close */
-  lua_newuserdata(L, 1);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, rt_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, "coru.runtime");
-
-  lua_pushvalue(L, M);
-  lua_setfield(L, LUA_REGISTRYINDEX, "coru.module");
-  return 1;
 }

@@ -23,9 +23,6 @@
 #include "coru.h"
 #include "check.h"
 
-coru_rt *coru_R;
-char coru_SCHED[1], coru_ERR[1], coru_CALLBACK[1];
-
 /* Next-iteration work (coru.pass, reports) runs in an idle handle (which
  * also keeps the poll phase from blocking). A pass is tagged with the count
  * of idle runs so far and served only by a later run, so a poll phase always

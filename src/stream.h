@@ -166,5 +166,6 @@ int coru_opt_flag(lua_State *L, int idx, const char *name);   /* opts table at i
 int coru_parse_addr(lua_State *L, const char *host, int port, struct sockaddr_storage *ss);
 void coru_push_addr(lua_State *L, const struct sockaddr *sa);   /* {ip=, port=, family=} */
 const char *coru_family_name(int af);
+int coru_new_pipe(lua_State *L, int ipc);   /* pipe.c: pushes a new coru.pipe stream (or nil, msg, name) */
 
 #endif

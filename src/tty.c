@@ -11,7 +11,6 @@
 #include "check.h"
 
 static coru_htype tty_type;
-int coru_new_pipe(lua_State *L, int ipc);
 
 static coru_uvstream *checktty(lua_State *L, int idx) {
   return (coru_uvstream *)coru_check_handle(L, idx, &tty_type);
