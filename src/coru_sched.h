@@ -1,0 +1,105 @@
+/*
+ * coru_sched.h - what the scheduler's files share (sched.c: the resume loop,
+ * conts, observers, sleep and pass; task.c: the Lua task API and run;
+ * group.c: all, any, timeout; chan.c: channels). Nothing else includes it (not sched.h: that
+ * name is the system header uv.h includes).
+ */
+#ifndef CORU_SCHED_INT_H
+#define CORU_SCHED_INT_H
+
+#include "coru.h"
+
+/* sched.c */
+coru_task *totask(lua_State *L, int idx);
+coru_task *checktask(lua_State *L, int idx);
+int is_cancel(lua_State *L, int idx);
+void wake(coru_task *T, int nargs, int now);
+void run_task(coru_task *T, int nargs);
+void refuse_suspension(lua_State *L, const char *fname);
+void drop_cont(coru_task *T);
+void add_observer(lua_State *L, coru_task *T, int idx);
+int push_outcome(lua_State *L, coru_task *T);
+int push_cb_outcome(lua_State *L, coru_task *T);
+int cont_current(const coru_cont *c);
+void cancel_awaiting(coru_cont *c);
+void finish(coru_task *T, int st);
+void remove_observer(lua_State *L, coru_task *T, coru_task *W);
+
+/* task.c */
+coru_task *task_new(lua_State *L);
+coru_task *spawn_top(lua_State *L, int nargs);
+int raise_outcome(lua_State *L, coru_task *T);
+int l_task_cancel(lua_State *L);
+int l_task_await(lua_State *L);
+int make_mt(lua_State *L, const char *name, const coru_Reg *methods, lua_CFunction tostr);
+void coru_open_task(lua_State *L);    /* the task and cancel metatables, spawn, run, ... */
+
+/* group.c, chan.c */
+void coru_open_group(lua_State *L);   /* all, any, timeout */
+void coru_open_chan(lua_State *L);    /* the channel metatable, channel, _select_* */
+
+static inline int is_finished(const coru_task *T) { return T->status >= CORU_DONE; }
+
+/* Push T's userdata (valid while T is not finished, or when the caller
+ * holds it some other way). */
+static inline void push_task(lua_State *L, coru_task *T) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, T->self_ref);
+}
+
+/* Can a suspension from L (the task's coroutine, or a coroutine of the
+ * user's that it resumed) reach the scheduler? Both must be able to yield:
+ * an inner coroutine resumed from a table.sort comparator can yield, but
+ * its pass-through yield of the task cannot. */
+static inline int can_suspend(lua_State *L, coru_task *T) {
+  return lua_isyieldable(L) && (L == T->co || lua_isyieldable(T->co));
+}
+
+/* coru_enter for the scheduler's own waits (no callback slot). */
+static inline coru_task *enter_task(lua_State *L, const char *fname) {
+  coru_task *T = coru_R->current;
+  if (!T) coru_need_task_only(L, fname);   /* no callback form */
+  if (!can_suspend(L, T)) refuse_suspension(L, fname);
+  T->what = fname;
+  return T;
+}
+
+/* The scheduler's own waits, after coru_enter said the task may suspend. */
+static inline void wait_init(coru_task *T, void (*cancel)(coru_cont *)) {
+  coru_cont *c = &T->wait;
+  c->cancel = cancel;
+  c->task = T;
+  c->active = 0;
+  c->mode = CORU_MODE_TASK;
+}
+
+/* coru_cont_begin + coru_cont_ok for the scheduler's own waits (task
+ * mode, no results): claim T's wait if it is still current. */
+static inline int wait_claim(coru_task *T) {
+  coru_cont *c = &T->wait;
+  if (!c->active || T->cont != c || T->status != CORU_SUSPENDED || coru_R->shutting_down) return 0;
+  c->active = 0;
+  T->cont = NULL;
+  T->waking = 1;
+  if (T->native != CORU_NATIVE_OWN) {
+    lua_settop(T->co, 0);
+    lua_checkstack(T->co, 20);
+  }
+  return 1;
+}
+
+/* coru_cont_yield for the scheduler's own waits, after enter_task said the
+ * task may suspend from L (no second yieldable check). */
+static inline int wait_yield(lua_State *L, coru_task *T) {
+  coru_cont *c = &T->wait;
+  c->active = 1;
+  if (T->cont && T->cont != c) drop_cont(T);
+  T->cont = c;
+  if (L == T->co) {
+    T->native = CORU_NATIVE_OWN;
+    return lua_yield(L, 0);
+  }
+  lua_pushlightuserdata(L, coru_SCHED);
+  return lua_yield(L, 1);
+}
+
+#endif
