@@ -1,6 +1,6 @@
 /*
  * fs.c - the file system, luv's names and argument orders (fs_open,
- * fs_read, fs_stat, ...), plus the fs_event and fs_poll handles.
+ * fs_read, fs_stat, ...). The fs_event and fs_poll handles are in fswatch.c.
  *
  * One request struct (fsreq) serves every call. Three modes (coru.h):
  *   callback given      uv_fs_* with fs_cb; cb(err, results...)
@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include "coru.h"
 #include "check.h"
+#include "fs.h"
 
 typedef struct fsreq {
   uv_fs_t req;
@@ -140,7 +141,7 @@ static void push_time(lua_State *L, const char *k, const uv_timespec_t *t) {
   lua_setfield(L, -2, k);
 }
 
-static void push_stat(lua_State *L, const uv_stat_t *s) {
+void coru_fs_push_stat(lua_State *L, const uv_stat_t *s) {
   lua_createtable(L, 0, 16);
   set_num(L, "dev", (double)s->st_dev);
   set_num(L, "mode", (double)s->st_mode);
@@ -178,7 +179,7 @@ static int push_result(lua_State *L, fsreq *r) {
     lua_pushlstring(L, r->buf ? r->buf : "", (size_t)req->result);
     return 1;
   case UV_FS_STAT: case UV_FS_LSTAT: case UV_FS_FSTAT:
-    push_stat(L, &req->statbuf);
+    coru_fs_push_stat(L, &req->statbuf);
     return 1;
   case UV_FS_STATFS: {
     uv_statfs_t *s = req->ptr;
@@ -318,15 +319,15 @@ static int fs_finish(lua_State *L, fsreq *r, int ret) {
 
 #define FN (__func__ + 2)   /* l_fs_open -> "fs_open" */
 
-static int argerr(lua_State *L, int i, const char *fn, const char *msg) {
+int coru_fs_argerr(lua_State *L, int i, const char *fn, const char *msg) {
   return luaL_error(L, "bad argument #%d to '%s' (%s)", i, fn, msg);   /* at the user's line */
 }
 
 static int typeerr(lua_State *L, int i, const char *fn, const char *want) {
-  return argerr(L, i, fn, lua_pushfstring(L, "%s expected, got %s", want, luaL_typename(L, i)));
+  return coru_fs_argerr(L, i, fn, lua_pushfstring(L, "%s expected, got %s", want, luaL_typename(L, i)));
 }
 
-static const char *checkpath(lua_State *L, int i, const char *fn) {
+const char *coru_fs_checkpath(lua_State *L, int i, const char *fn) {
   if (lua_type(L, i) != LUA_TSTRING) typeerr(L, i, fn, "string");
   return coru_cstr_at(L, i, fn, NULL);
 }
@@ -342,7 +343,7 @@ static lua_Integer optint(lua_State *L, int i, const char *fn, lua_Integer def) 
 
 static uv_file checkfd(lua_State *L, int i, const char *fn) {
   lua_Integer v = checkint(L, i, fn);
-  if (v < 0 || v > 0x7fffffff) argerr(L, i, fn, "invalid file descriptor");
+  if (v < 0 || v > 0x7fffffff) coru_fs_argerr(L, i, fn, "invalid file descriptor");
   return (uv_file)v;
 }
 
@@ -359,13 +360,13 @@ static int checkmode(lua_State *L, int i, const char *fn, int def) {
     const char *s = lua_tostring(L, i);
     char *end;
     m = strtol(s, &end, 8);
-    if (!*s || *end) argerr(L, i, fn, lua_pushfstring(L, "invalid mode '%s'", s));
+    if (!*s || *end) coru_fs_argerr(L, i, fn, lua_pushfstring(L, "invalid mode '%s'", s));
   } else if (lua_type(L, i) == LUA_TNUMBER) {
     m = checkint(L, i, fn);
   } else {
     return typeerr(L, i, fn, "mode (number or octal string)");
   }
-  if (m < 0 || m > 07777) argerr(L, i, fn, "invalid mode (must be 0 .. 07777)");
+  if (m < 0 || m > 07777) coru_fs_argerr(L, i, fn, "invalid mode (must be 0 .. 07777)");
   return (int)m;
 }
 
@@ -387,7 +388,7 @@ static int checkflags(lua_State *L, int i, const char *fn) {
   const char *s = lua_tostring(L, i);
   for (size_t k = 0; k < sizeof tab / sizeof tab[0]; k++)
     if (strcmp(s, tab[k].s) == 0) return tab[k].f | O_CLOEXEC;
-  return argerr(L, i, fn, lua_pushfstring(L, "invalid flags '%s'", s));
+  return coru_fs_argerr(L, i, fn, lua_pushfstring(L, "invalid flags '%s'", s));
 }
 
 /* The request, after every argument was checked (cbidx: the callback slot). */
@@ -403,7 +404,7 @@ static fsreq *newreq(lua_State *L, int cbidx, const char *fn) {
 
 static int l_fs_open(lua_State *L) {
   int cb = fs_cbslot(L, 3);
-  const char *path = checkpath(L, 1, FN);
+  const char *path = coru_fs_checkpath(L, 1, FN);
   int flags = checkflags(L, 2, FN);
   int mode = checkmode(L, 3, FN, 0666);
   fsreq *r = newreq(L, cb, FN);
@@ -431,7 +432,7 @@ static int l_fs_read(lua_State *L) {
   uv_file fd = checkfd(L, 1, FN);
   lua_Integer size = checkint(L, 2, FN);
   int64_t off = (int64_t)optint(L, 3, FN, -1);
-  if (size < 0 || (size_t)size > READ_FILE_MAX) argerr(L, 2, FN, "invalid size (0 .. 2^31 - 258: the longest LuaJIT string)");
+  if (size < 0 || (size_t)size > READ_FILE_MAX) coru_fs_argerr(L, 2, FN, "invalid size (0 .. 2^31 - 258: the longest LuaJIT string)");
   fsreq *r = newreq(L, cb, FN);
   r->buf = malloc(size ? (size_t)size : 1);
   if (!r->buf) { coru_cont_clear(L, &r->cont); fsreq_free(r); return luaL_error(L, "fs_read: out of memory"); }
@@ -450,7 +451,7 @@ static int l_fs_write(lua_State *L) {
     for (int i = 1; i <= n; i++) {
       lua_rawgeti(L, 2, i);
       if (lua_type(L, -1) != LUA_TSTRING)
-        argerr(L, 2, FN, lua_pushfstring(L, "item %d: string expected, got %s", i, luaL_typename(L, -1)));
+        coru_fs_argerr(L, 2, FN, lua_pushfstring(L, "item %d: string expected, got %s", i, luaL_typename(L, -1)));
       lua_pop(L, 1);
     }
   } else if (t != LUA_TSTRING) {
@@ -482,7 +483,7 @@ static int l_fs_write(lua_State *L) {
 #define PATH_OP(name, npos, extra_decl, ...)                                         \
   static int l_fs_##name(lua_State *L) {                                             \
     int cb = fs_cbslot(L, npos);                                                     \
-    const char *path = checkpath(L, 1, FN);                                          \
+    const char *path = coru_fs_checkpath(L, 1, FN);                                          \
     extra_decl;                                                                      \
     fsreq *r = newreq(L, cb, FN);                                                    \
     set_detail(r, path, NULL);                                                       \
@@ -508,7 +509,7 @@ PATH_OP(lchown, 3, uv_uid_t uid = (uv_uid_t)coru_check_int(L, 2, -1, 0xfffffffe,
 
 static int l_fs_access(lua_State *L) {
   int cb = fs_cbslot(L, 2);
-  const char *path = checkpath(L, 1, FN);
+  const char *path = coru_fs_checkpath(L, 1, FN);
   int mode = F_OK;
   if (lua_type(L, 2) == LUA_TSTRING) {
     for (const char *p = lua_tostring(L, 2); *p; p++) {
@@ -516,7 +517,7 @@ static int l_fs_access(lua_State *L) {
       case 'r': case 'R': mode |= R_OK; break;
       case 'w': case 'W': mode |= W_OK; break;
       case 'x': case 'X': mode |= X_OK; break;
-      default: argerr(L, 2, FN, lua_pushfstring(L, "invalid access mode '%s' (use r, w, x)", lua_tostring(L, 2)));
+      default: coru_fs_argerr(L, 2, FN, lua_pushfstring(L, "invalid access mode '%s' (use r, w, x)", lua_tostring(L, 2)));
       }
     }
   } else if (!lua_isnoneornil(L, 2)) {
@@ -530,8 +531,8 @@ static int l_fs_access(lua_State *L) {
 #define TWO_PATH_OP(name, npos, extra_decl, ...)                                     \
   static int l_fs_##name(lua_State *L) {                                             \
     int cb = fs_cbslot(L, npos);                                                     \
-    const char *path = checkpath(L, 1, FN);                                          \
-    const char *np = checkpath(L, 2, FN);                                            \
+    const char *path = coru_fs_checkpath(L, 1, FN);                                          \
+    const char *np = coru_fs_checkpath(L, 2, FN);                                            \
     extra_decl;                                                                      \
     fsreq *r = newreq(L, cb, FN);                                                    \
     set_detail(r, path, np);                                                         \
@@ -593,7 +594,7 @@ static int l_fs_sendfile(lua_State *L) {
   uv_file out = checkfd(L, 1, FN), in = checkfd(L, 2, FN);
   int64_t off = (int64_t)checkint(L, 3, FN);
   lua_Integer len = checkint(L, 4, FN);
-  if (len < 0) argerr(L, 4, FN, "invalid length");
+  if (len < 0) coru_fs_argerr(L, 4, FN, "invalid length");
   fsreq *r = newreq(L, cb, FN);
   FS_CALL(L, r, sendfile, out, in, off, (size_t)len);
 }
@@ -661,9 +662,9 @@ static int l_fs_opendir(lua_State *L) {
     lua_replace(L, 2);
     lua_replace(L, 3);
   }
-  const char *path = checkpath(L, 1, FN);
+  const char *path = coru_fs_checkpath(L, 1, FN);
   lua_Integer n = optint(L, 3, FN, 1);
-  if (n < 1 || n > 65536) argerr(L, 3, FN, "entries must be 1 .. 65536");
+  if (n < 1 || n > 65536) coru_fs_argerr(L, 3, FN, "entries must be 1 .. 65536");
   fsreq *r = newreq(L, 2, FN);
   r->nents = (size_t)n;
   set_detail(r, path, NULL);
@@ -710,175 +711,6 @@ static int dir_tostring(lua_State *L) {
   lua_pushfstring(L, "coru.fs_dir: %p%s", (void *)d, d->closed ? " (closed)" : "");
   return 1;
 }
-
-/* ---------------------------------------------------------- fs_event */
-
-typedef struct {
-  coru_handle base;
-  uv_fs_event_t ev;
-  int cb_ref;
-} cfsevent;
-
-static coru_htype fs_event_type;
-
-static void fs_event_on_close(coru_handle *h) { coru_unref(coru_R->L, &((cfsevent *)h)->cb_ref); }
-
-static int l_new_fs_event(lua_State *L) {
-  cfsevent *e = coru_handle_alloc(L, &fs_event_type, sizeof *e, offsetof(cfsevent, ev));
-  e->cb_ref = LUA_NOREF;
-  int r = uv_fs_event_init(coru_R->loop, &e->ev);
-  if (r < 0) { coru_handle_init_failed(L, &e->base); return coru_fail(L, r, NULL); }
-  return 1;
-}
-
-static void fs_event_cb(uv_fs_event_t *h, const char *filename, int events, int status) {
-  cfsevent *e = h->data;
-  lua_State *L = coru_R->L;
-  if (e->cb_ref == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, e->cb_ref);
-  if (status < 0) {
-    coru_push_errmsg(L, status, NULL);
-    coru_callback(1);
-    return;
-  }
-  lua_pushnil(L);
-  if (filename) lua_pushstring(L, filename); else lua_pushnil(L);
-  lua_createtable(L, 0, 2);
-  if (events & UV_RENAME) { lua_pushboolean(L, 1); lua_setfield(L, -2, "rename"); }
-  if (events & UV_CHANGE) { lua_pushboolean(L, 1); lua_setfield(L, -2, "change"); }
-  coru_callback(3);
-}
-
-static int l_fs_event_start(lua_State *L) {
-  cfsevent *e = (cfsevent *)coru_check_handle(L, 1, &fs_event_type);
-  const char *path = checkpath(L, 2, "fs_event_start");
-  int flags = 0;
-  if (lua_istable(L, 3)) {
-    lua_getfield(L, 3, "watch_entry");
-    if (lua_toboolean(L, -1)) flags |= UV_FS_EVENT_WATCH_ENTRY;
-    lua_getfield(L, 3, "stat");
-    if (lua_toboolean(L, -1)) flags |= UV_FS_EVENT_STAT;
-    lua_getfield(L, 3, "recursive");
-    if (lua_toboolean(L, -1)) flags |= UV_FS_EVENT_RECURSIVE;
-    lua_pop(L, 3);
-  } else if (!lua_isnoneornil(L, 3)) {
-    flags = (int)coru_check_int(L, 3, CORU_INT_MIN, CORU_INT_MAX, "fs_event_start");
-  }
-  int ref = coru_ref_cb(L, 4);
-  uv_fs_event_stop(&e->ev);
-  int r = uv_fs_event_start(&e->ev, fs_event_cb, path, (unsigned)flags);
-  if (r < 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    coru_handle_clear_cb(L, &e->base, &e->cb_ref);
-    return coru_fail(L, r, path);
-  }
-  coru_handle_set_cb(L, &e->base, &e->cb_ref, ref);
-  lua_pushinteger(L, 0);
-  return 1;
-}
-
-static int l_fs_event_stop(lua_State *L) {
-  cfsevent *e = (cfsevent *)coru_check_handle(L, 1, &fs_event_type);
-  uv_fs_event_stop(&e->ev);
-  coru_handle_clear_cb(L, &e->base, &e->cb_ref);
-  lua_pushinteger(L, 0);
-  return 1;
-}
-
-static int l_fs_event_getpath(lua_State *L) {
-  cfsevent *e = (cfsevent *)coru_check_handle(L, 1, &fs_event_type);
-  char buf[4096];
-  size_t len = sizeof buf;
-  int r = uv_fs_event_getpath(&e->ev, buf, &len);
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushlstring(L, buf, len);
-  return 1;
-}
-
-static const coru_Reg fs_event_methods[] = {
-  {"start", l_fs_event_start, 0},
-  {"stop", l_fs_event_stop, 0},
-  {"getpath", l_fs_event_getpath, 0},
-  {NULL, NULL, 0}
-};
-static coru_htype fs_event_type = {"coru.fs_event", CORU_K_FS_EVENT, CORU_K_FS_EVENT,
-                                   fs_event_methods, fs_event_on_close, NULL, NULL};
-
-/* ---------------------------------------------------------- fs_poll */
-
-typedef struct {
-  coru_handle base;
-  uv_fs_poll_t p;
-  int cb_ref;
-} cfspoll;
-
-static coru_htype fs_poll_type;
-
-static void fs_poll_on_close(coru_handle *h) { coru_unref(coru_R->L, &((cfspoll *)h)->cb_ref); }
-
-static int l_new_fs_poll(lua_State *L) {
-  cfspoll *p = coru_handle_alloc(L, &fs_poll_type, sizeof *p, offsetof(cfspoll, p));
-  p->cb_ref = LUA_NOREF;
-  int r = uv_fs_poll_init(coru_R->loop, &p->p);
-  if (r < 0) { coru_handle_init_failed(L, &p->base); return coru_fail(L, r, NULL); }
-  return 1;
-}
-
-static void fs_poll_cb(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr) {
-  cfspoll *p = h->data;
-  lua_State *L = coru_R->L;
-  if (p->cb_ref == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->cb_ref);
-  if (status < 0) coru_push_errmsg(L, status, NULL); else lua_pushnil(L);
-  if (prev) push_stat(L, prev); else lua_pushnil(L);
-  if (curr) push_stat(L, curr); else lua_pushnil(L);
-  coru_callback(3);
-}
-
-static int l_fs_poll_start(lua_State *L) {
-  cfspoll *p = (cfspoll *)coru_check_handle(L, 1, &fs_poll_type);
-  const char *path = checkpath(L, 2, "fs_poll_start");
-  lua_Integer iv = coru_check_int(L, 3, CORU_INT_MIN, 0xffffffff, "fs_poll_start");
-  if (iv < 1) argerr(L, 3, "fs_poll_start", "interval must be >= 1 (milliseconds)");
-  int ref = coru_ref_cb(L, 4);
-  uv_fs_poll_stop(&p->p);
-  int r = uv_fs_poll_start(&p->p, fs_poll_cb, path, (unsigned)iv);
-  if (r < 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    coru_handle_clear_cb(L, &p->base, &p->cb_ref);
-    return coru_fail(L, r, path);
-  }
-  coru_handle_set_cb(L, &p->base, &p->cb_ref, ref);
-  lua_pushinteger(L, 0);
-  return 1;
-}
-
-static int l_fs_poll_stop(lua_State *L) {
-  cfspoll *p = (cfspoll *)coru_check_handle(L, 1, &fs_poll_type);
-  uv_fs_poll_stop(&p->p);
-  coru_handle_clear_cb(L, &p->base, &p->cb_ref);
-  lua_pushinteger(L, 0);
-  return 1;
-}
-
-static int l_fs_poll_getpath(lua_State *L) {
-  cfspoll *p = (cfspoll *)coru_check_handle(L, 1, &fs_poll_type);
-  char buf[4096];
-  size_t len = sizeof buf;
-  int r = uv_fs_poll_getpath(&p->p, buf, &len);
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushlstring(L, buf, len);
-  return 1;
-}
-
-static const coru_Reg fs_poll_methods[] = {
-  {"start", l_fs_poll_start, 0},
-  {"stop", l_fs_poll_stop, 0},
-  {"getpath", l_fs_poll_getpath, 0},
-  {NULL, NULL, 0}
-};
-static coru_htype fs_poll_type = {"coru.fs_poll", CORU_K_FS_POLL, CORU_K_FS_POLL,
-                                  fs_poll_methods, fs_poll_on_close, NULL, NULL};
 
 /* ---------------------------------------------------------- fs_read_file */
 
@@ -979,7 +811,7 @@ static void rf_cancel(coru_cont *c) {
 /* coru.fs_read_file(path [, cb]) -> contents, or nil, msg, name. */
 static int l_fs_read_file(lua_State *L) {
   int cb = fs_cbslot(L, 2);
-  const char *path = checkpath(L, 1, FN);
+  const char *path = coru_fs_checkpath(L, 1, FN);
   size_t max = READ_FILE_MAX_DEFAULT;
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "max");
@@ -1034,10 +866,6 @@ static const coru_Reg fs_funcs[] = {
   {"fs_symlink", l_fs_symlink, Y}, {"fs_readlink", l_fs_readlink, Y}, {"fs_realpath", l_fs_realpath, Y},
   {"fs_chown", l_fs_chown, Y}, {"fs_fchown", l_fs_fchown, Y}, {"fs_lchown", l_fs_lchown, Y},
   {"fs_copyfile", l_fs_copyfile, Y},
-  {"new_fs_event", l_new_fs_event, 0}, {"fs_event_start", l_fs_event_start, 0},
-  {"fs_event_stop", l_fs_event_stop, 0}, {"fs_event_getpath", l_fs_event_getpath, 0},
-  {"new_fs_poll", l_new_fs_poll, 0}, {"fs_poll_start", l_fs_poll_start, 0},
-  {"fs_poll_stop", l_fs_poll_stop, 0}, {"fs_poll_getpath", l_fs_poll_getpath, 0},
   {"_fs_live_requests", l_fs_live_requests, 0},
   {"fs_read_file", l_fs_read_file, Y},
   {NULL, NULL, 0}
@@ -1059,7 +887,6 @@ CORU_FAMILY(fs) {
   luaL_newmetatable(L, SCANDIR_MT);
   coru_protect_mt(L);
   lua_pop(L, 1);
-  coru_register_htype(L, &fs_event_type);
-  coru_register_htype(L, &fs_poll_type);
   coru_setfuncs(L, fs_funcs);
+  coru_open_fswatch(L);
 }
