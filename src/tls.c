@@ -1,15 +1,8 @@
 /*
- * tls.c - TLS with OpenSSL 3: contexts, the engine over memory BIOs (see
- * tls.h) and its thin Lua binding. The engine never does I/O and never
- * yields; lua/coru/tls.lua drives it over a stream (transport reads feed it,
- * what it produces is written out), so nothing here can block the loop.
- *
- * Lua side (internal, in coru._tls):
- *   context(opts)            -> ctx | nil, msg, name
- *   engine(ctx, server, servername, verify_host) -> engine
- *   engine:feed(s) / :handshake() / :read() / :write(s, i) / :take()
- *   engine:close_notify() / :eof() / :free()
- *   engine:peer_certificate() / :cipher() / :version() / :alpn()
+ * tls.c - the TLS stream (coru.tls.wrap): a coru stream whose bytes go
+ * through the TLS engine (tls_engine.c) over a lower stream, which it reads
+ * and writes through that stream's Lua methods. Contexts and certificates
+ * are in tls_ctx.c; lua/coru/tls.lua builds connect/listen on top.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,429 +17,7 @@
 #include "stream.h"
 #include "tls.h"
 
-/* ---------------------------------------------------------------- engine */
-
-struct coru_tls {
-  SSL *ssl;
-  BIO *rbio, *wbio;     /* network side: what came in, what goes out */
-  int server;
-  int done;             /* the handshake finished once (SSL_is_init_finished
-                           goes false again while TLS 1.3 tickets are sent) */
-  const char *ename;
-  char err[256];
-};
-
-SSL *coru_tls_ssl(coru_tls *t) { return t->ssl; }
-const char *coru_tls_error(const coru_tls *t) { return t->err; }
-const char *coru_tls_error_name(const coru_tls *t) { return t->ename; }
-int coru_tls_handshake_done(const coru_tls *t) { return t->done; }
-
-static int seterr(coru_tls *t, const char *name, const char *fmt, const char *a, const char *b) {
-  char msg[200];
-  snprintf(msg, sizeof msg, fmt, a, b);
-  snprintf(t->err, sizeof t->err, "%s: %s", name, msg);
-  t->ename = name;
-  return CORU_TLS_ERROR;
-}
-
-/* The reason of the failed call: the verify result when the chain or the
- * host name was refused, else the first error OpenSSL queued. */
-static int ssl_failure(coru_tls *t, int rc, const char *what) {
-  int e = SSL_get_error(t->ssl, rc);
-  unsigned long code = ERR_peek_error();
-  long vr = SSL_get_verify_result(t->ssl);
-  if (ERR_GET_LIB(code) == ERR_LIB_SSL && ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
-      vr != X509_V_OK) {
-    ERR_clear_error();
-    return seterr(t, CORU_TLS_ECERT, "certificate verify failed: %s",
-                  X509_verify_cert_error_string(vr), NULL);
-  }
-  if (code) {
-    const char *r = ERR_reason_error_string(code);
-    char buf[64];
-    if (!r) { snprintf(buf, sizeof buf, "error %lu", code); r = buf; }
-    ERR_clear_error();
-    return seterr(t, CORU_TLS_ENAME, "%s: %s", what, r);
-  }
-  ERR_clear_error();
-  return seterr(t, CORU_TLS_ENAME, "%s: %s", what, e == SSL_ERROR_SYSCALL ? "unexpected end" : "failed");
-}
-
-static int is_ip(const char *s) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
-static long live_engines;   /* SSL objects alive: the specs check none leaks */
-
-coru_tls *coru_tls_new(SSL_CTX *ctx, int server, const char *servername, const char *verify_host) {
-  coru_tls *t = calloc(1, sizeof *t);
-  if (!t) return NULL;
-  ERR_clear_error();
-  t->ssl = SSL_new(ctx);
-  t->rbio = BIO_new(BIO_s_mem());
-  t->wbio = BIO_new(BIO_s_mem());
-  if (!t->ssl || !t->rbio || !t->wbio) {
-    if (t->ssl) SSL_free(t->ssl);
-    BIO_free(t->rbio);
-    BIO_free(t->wbio);
-    free(t);
-    ERR_clear_error();
-    return NULL;
-  }
-  SSL_set_bio(t->ssl, t->rbio, t->wbio);   /* the SSL owns them now */
-  live_engines++;
-  t->server = server;
-  t->ename = CORU_TLS_ENAME;
-  if (server) {
-    SSL_set_accept_state(t->ssl);
-  } else {
-    SSL_set_connect_state(t->ssl);
-    if (servername && *servername && !is_ip(servername))
-      SSL_set_tlsext_host_name(t->ssl, servername);
-    if (verify_host && *verify_host) {
-      X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
-      X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-      if (is_ip(verify_host)) X509_VERIFY_PARAM_set1_ip_asc(vp, verify_host);
-      else X509_VERIFY_PARAM_set1_host(vp, verify_host, 0);
-    }
-  }
-  return t;
-}
-
-void coru_tls_free(coru_tls *t) {
-  if (!t) return;
-  SSL_free(t->ssl);   /* frees both BIOs */
-  live_engines--;
-  free(t);
-}
-
-int coru_tls_feed(coru_tls *t, const char *p, size_t n) {
-  if (n == 0) return CORU_TLS_OK;
-  size_t done = 0;
-  if (!BIO_write_ex(t->rbio, p, n, &done) || done != n) {
-    ERR_clear_error();
-    return seterr(t, CORU_TLS_ENAME, "%s%s", "out of memory", "");
-  }
-  return CORU_TLS_OK;
-}
-
-int coru_tls_handshake(coru_tls *t) {
-  if (t->done) return CORU_TLS_OK;
-  ERR_clear_error();
-  int rc = SSL_do_handshake(t->ssl);
-  if (rc == 1) { t->done = 1; return CORU_TLS_OK; }
-  int e = SSL_get_error(t->ssl, rc);
-  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return CORU_TLS_WANT;
-  return ssl_failure(t, rc, "handshake failed");
-}
-
-int coru_tls_read(coru_tls *t, char *buf, size_t cap, size_t *n) {
-  *n = 0;
-  ERR_clear_error();
-  while (*n < cap) {
-    size_t got = 0;
-    int rc = SSL_read_ex(t->ssl, buf + *n, cap - *n, &got);
-    if (rc == 1) { *n += got; continue; }
-    if (*n > 0) { ERR_clear_error(); return CORU_TLS_OK; }  /* report the rest next time */
-    int e = SSL_get_error(t->ssl, rc);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return CORU_TLS_WANT;
-    if (e == SSL_ERROR_ZERO_RETURN) return CORU_TLS_CLOSED;
-    return ssl_failure(t, rc, t->done ? "read failed" : "handshake failed");
-  }
-  return CORU_TLS_OK;
-}
-
-int coru_tls_write(coru_tls *t, const char *p, size_t n) {
-  if (n == 0) return CORU_TLS_OK;
-  ERR_clear_error();
-  size_t w = 0;
-  int rc = SSL_write_ex(t->ssl, p, n, &w);
-  if (rc == 1 && w == n) return CORU_TLS_OK;
-  return ssl_failure(t, rc, "write failed");
-}
-
-size_t coru_tls_pending(const coru_tls *t) { return BIO_ctrl_pending(t->wbio); }
-
-size_t coru_tls_take(coru_tls *t, char *buf, size_t cap) {
-  size_t got = 0;
-  if (!BIO_read_ex(t->wbio, buf, cap, &got)) got = 0;
-  return got;
-}
-
-int coru_tls_close_notify(coru_tls *t) {
-  if (!t->done) return CORU_TLS_OK;   /* nothing to close yet */
-  if (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN) return CORU_TLS_OK;
-  ERR_clear_error();
-  int rc = SSL_shutdown(t->ssl);
-  if (rc >= 0) return CORU_TLS_OK;
-  int e = SSL_get_error(t->ssl, rc);
-  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return CORU_TLS_OK;
-  return ssl_failure(t, rc, "shutdown failed");
-}
-
-int coru_tls_eof(coru_tls *t) {
-  if (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) return CORU_TLS_CLOSED;
-  if (!t->done)
-    return seterr(t, CORU_TLS_ENAME, "%s%s", "handshake failed: the peer closed the connection", "");
-  return seterr(t, CORU_TLS_ETRUNC, "%s%s",
-                "truncated: the peer closed the connection without close_notify", "");
-}
-
-/* --------------------------------------------------------------- contexts */
-
-typedef struct { SSL_CTX *ctx; int server; } tls_ctx;
-
-static const char *CTX_MT = "coru.tls.context";
-
-static int is_pem(const char *s) { return strstr(s, "-----BEGIN ") != NULL; }
-
-/* A BIO on a PEM string or a file. */
-static BIO *pem_bio(const char *s) {
-  if (is_pem(s)) return BIO_new_mem_buf(s, -1);
-  return BIO_new_file(s, "r");
-}
-
-static int pass_cb(char *buf, int size, int rwflag, void *u) {
-  (void)rwflag;
-  const char *p = u;
-  if (!p) return 0;
-  int n = (int)strlen(p);
-  if (n > size) n = size;
-  memcpy(buf, p, n);
-  return n;
-}
-
-static int ctx_fail(lua_State *L, SSL_CTX *ctx, const char *what, const char *src) {
-  unsigned long code = ERR_peek_last_error();
-  const char *r = code ? ERR_reason_error_string(code) : NULL;
-  if (ctx) SSL_CTX_free(ctx);
-  ERR_clear_error();
-  lua_pushnil(L);
-  if (src && is_pem(src)) src = "(PEM string)";
-  lua_pushfstring(L, "ETLS: %s: %s%s%s", what, r ? r : "failed", src ? ": " : "", src ? src : "");
-  lua_pushliteral(L, CORU_TLS_ENAME);
-  return 3;
-}
-
-static const char *optstr(lua_State *L, int o, const char *k) {
-  lua_getfield(L, o, k);
-  const char *s = NULL;
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "coru.tls: option '%s' must be a string", k);
-    const char *what = lua_pushfstring(L, "option '%s'", k);
-    s = coru_cstr_at(L, -2, "coru.tls", what);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);    /* the string stays alive: opts holds it */
-  return s;
-}
-
-static int optbool(lua_State *L, int o, const char *k, int dflt) {
-  lua_getfield(L, o, k);
-  int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
-  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-    luaL_error(L, "coru.tls: option '%s' must be a boolean", k);
-  lua_pop(L, 1);
-  return v;
-}
-
-static int parse_version(lua_State *L, const char *s, const char *k) {
-  if (!s) return 0;
-  if (!strncmp(s, "TLSv", 4)) s += 4;
-  if (!strcmp(s, "1") || !strcmp(s, "1.0")) return TLS1_VERSION;
-  if (!strcmp(s, "1.1")) return TLS1_1_VERSION;
-  if (!strcmp(s, "1.2")) return TLS1_2_VERSION;
-  if (!strcmp(s, "1.3")) return TLS1_3_VERSION;
-  return luaL_error(L, "coru.tls: option '%s': unknown version '%s' (\"1.2\", \"1.3\", ...)", k, s);
-}
-
-static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                       const unsigned char *in, unsigned int inlen, void *arg) {
-  (void)ssl;
-  const unsigned char *mine = arg;
-  if (!mine) return SSL_TLSEXT_ERR_NOACK;
-  if (SSL_select_next_proto((unsigned char **)out, outlen, mine + 1, mine[0], in, inlen) !=
-      OPENSSL_NPN_NEGOTIATED)
-    return SSL_TLSEXT_ERR_ALERT_FATAL;   /* no protocol in common: refuse (RFC 7301) */
-  return SSL_TLSEXT_ERR_OK;
-}
-
-static int alpn_idx = -1;
-
-static void alpn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
-  (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
-  free(ptr);
-}
-
-/* opts.alpn {"h2", "http/1.1"} -> wire format (length-prefixed). The
- * server's copy starts with the total length byte for alpn_select. */
-static unsigned char *alpn_wire(lua_State *L, int o, size_t *len) {
-  lua_getfield(L, o, "alpn");
-  if (lua_isnil(L, -1)) { lua_pop(L, 1); return NULL; }
-  if (!lua_istable(L, -1)) luaL_error(L, "coru.tls: option 'alpn' must be a list of strings");
-  size_t n = lua_objlen(L, -1), total = 0;
-  for (size_t i = 1; i <= n; i++) {
-    lua_rawgeti(L, -1, (int)i);
-    size_t l;
-    const char *s = lua_tolstring(L, -1, &l);
-    if (!s || l == 0 || l > 255) luaL_error(L, "coru.tls: option 'alpn': bad protocol name at %d", (int)i);
-    total += l + 1;
-    lua_pop(L, 1);
-  }
-  if (total == 0 || total > 255) luaL_error(L, "coru.tls: option 'alpn': empty or too long");
-  unsigned char *w = malloc(total + 1);
-  if (!w) luaL_error(L, "out of memory");
-  w[0] = (unsigned char)total;
-  size_t at = 1;
-  for (size_t i = 1; i <= n; i++) {
-    lua_rawgeti(L, -1, (int)i);
-    size_t l;
-    const char *s = lua_tolstring(L, -1, &l);
-    w[at++] = (unsigned char)l;
-    memcpy(w + at, s, l);
-    at += l;
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  *len = total;
-  return w;
-}
-
-/* coru._tls.context(opts): opts.server marks a server context. */
-static int l_context(lua_State *L) {
-  if (lua_isnoneornil(L, 1)) { lua_settop(L, 0); lua_newtable(L); }
-  luaL_checktype(L, 1, LUA_TTABLE);
-  int server = optbool(L, 1, "server", 0);
-  int verify = optbool(L, 1, "verify", !server);
-  const char *ca = optstr(L, 1, "ca");
-  const char *cert = optstr(L, 1, "cert");
-  const char *key = optstr(L, 1, "key");
-  const char *pass = optstr(L, 1, "passphrase");
-  const char *ciphers = optstr(L, 1, "ciphers");
-  const char *suites = optstr(L, 1, "ciphersuites");
-  int minv = parse_version(L, optstr(L, 1, "min_version"), "min_version");
-  int maxv = parse_version(L, optstr(L, 1, "max_version"), "max_version");
-  size_t alpn_len = 0;
-  unsigned char *alpn = alpn_wire(L, 1, &alpn_len);   /* last: may raise before it allocates */
-  if (server && (!cert || !key)) {
-    free(alpn);
-    return luaL_error(L, "coru.tls: a server context needs 'cert' and 'key'");
-  }
-  if (key && !cert) { free(alpn); return luaL_error(L, "coru.tls: option 'key' needs 'cert'"); }
-
-  ERR_clear_error();
-  SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-  if (!ctx) { free(alpn); return ctx_fail(L, NULL, "cannot create context", NULL); }
-  if (alpn) {
-    if (server) {
-      SSL_CTX_set_ex_data(ctx, alpn_idx, alpn);         /* freed with the context */
-      SSL_CTX_set_alpn_select_cb(ctx, alpn_select, alpn);
-    } else {
-      int bad = SSL_CTX_set_alpn_protos(ctx, alpn + 1, (unsigned)alpn_len);
-      free(alpn);
-      if (bad) return ctx_fail(L, ctx, "alpn", NULL);
-    }
-  }
-  SSL_CTX_set_min_proto_version(ctx, minv ? minv : TLS1_2_VERSION);
-  if (maxv) SSL_CTX_set_max_proto_version(ctx, maxv);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  if (ciphers && !SSL_CTX_set_cipher_list(ctx, ciphers)) return ctx_fail(L, ctx, "ciphers", ciphers);
-  if (suites && !SSL_CTX_set_ciphersuites(ctx, suites)) return ctx_fail(L, ctx, "ciphersuites", suites);
-
-  /* trust: ca (file, directory or PEM string), else the system store */
-  if (ca) {
-    struct stat st;
-    if (is_pem(ca)) {
-      BIO *b = BIO_new_mem_buf(ca, -1);
-      STACK_OF(X509_INFO) *infos = b ? PEM_X509_INFO_read_bio(b, NULL, NULL, NULL) : NULL;
-      BIO_free(b);
-      int n = 0;
-      X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-      for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++) {
-        X509_INFO *xi = sk_X509_INFO_value(infos, i);
-        if (xi->x509 && X509_STORE_add_cert(store, xi->x509)) n++;
-      }
-      sk_X509_INFO_pop_free(infos, X509_INFO_free);
-      if (n == 0) return ctx_fail(L, ctx, "cannot load ca", ca);
-    } else if (stat(ca, &st) == 0 && S_ISDIR(st.st_mode)) {
-      if (!SSL_CTX_load_verify_dir(ctx, ca)) return ctx_fail(L, ctx, "cannot load ca", ca);
-    } else if (!SSL_CTX_load_verify_file(ctx, ca)) {
-      return ctx_fail(L, ctx, "cannot load ca", ca);
-    }
-  } else if (!server || verify) {
-    SSL_CTX_set_default_verify_paths(ctx);
-  }
-  if (verify) {
-    SSL_CTX_set_verify(ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
-                       NULL);
-  } else {
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-  }
-
-  /* our certificate (chain) and key */
-  if (cert) {
-    BIO *b = pem_bio(cert);
-    X509 *x = b ? PEM_read_bio_X509_AUX(b, NULL, NULL, NULL) : NULL;
-    if (!x || SSL_CTX_use_certificate(ctx, x) != 1) {
-      X509_free(x);
-      BIO_free(b);
-      return ctx_fail(L, ctx, "cannot load cert", cert);
-    }
-    X509_free(x);
-    X509 *extra;
-    while ((extra = PEM_read_bio_X509(b, NULL, NULL, NULL)))
-      if (!SSL_CTX_add0_chain_cert(ctx, extra)) X509_free(extra);
-    ERR_clear_error();   /* the end of the chain is reported as an error */
-    BIO_free(b);
-    b = pem_bio(key);
-    EVP_PKEY *pk = b ? PEM_read_bio_PrivateKey(b, NULL, pass_cb, (void *)pass) : NULL;
-    BIO_free(b);
-    if (!pk || SSL_CTX_use_PrivateKey(ctx, pk) != 1) {
-      EVP_PKEY_free(pk);
-      return ctx_fail(L, ctx, pass ? "cannot load key (wrong passphrase?)" : "cannot load key", key);
-    }
-    EVP_PKEY_free(pk);
-    if (SSL_CTX_check_private_key(ctx) != 1) return ctx_fail(L, ctx, "key does not match cert", key);
-  }
-  if (server) {
-    static const unsigned char sid[] = "coru";
-    SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
-  }
-
-  tls_ctx *c = lua_newuserdata(L, sizeof *c);
-  c->ctx = ctx;
-  c->server = server;
-  luaL_getmetatable(L, CTX_MT);
-  lua_setmetatable(L, -2);
-  return 1;
-}
-
-static tls_ctx *checkctx(lua_State *L, int idx) {
-  tls_ctx *c = luaL_checkudata(L, idx, CTX_MT);
-  if (!c->ctx) luaL_argerror(L, idx, "context is freed");
-  return c;
-}
-
-static int l_ctx_gc(lua_State *L) {
-  tls_ctx *c = coru_test_udata(L, 1, CTX_MT);
-  if (!c) return 0;
-  if (c->ctx) SSL_CTX_free(c->ctx);   /* connections hold their own reference */
-  c->ctx = NULL;
-  return 0;
-}
-
-static int l_ctx_is_server(lua_State *L) {
-  lua_pushboolean(L, checkctx(L, 1)->server);
-  return 1;
-}
-
-static int l_ctx_tostring(lua_State *L) {
-  tls_ctx *c = luaL_checkudata(L, 1, CTX_MT);
-  lua_pushfstring(L, "coru.tls.context: %p (%s)", (void *)c, c->server ? "server" : "client");
-  return 1;
-}
+#include "tls_ctx.h"
 
 /* ------------------------------------------------------------ TLS streams */
 
@@ -559,11 +130,11 @@ static void tls_fail_handshake(tls_stream *t, const char *msg, const char *name)
 static int send_out(tls_stream *t, coru_wreq *w) {
   lua_State *L = coru_R->L;
   char *p;
-  long n = BIO_get_mem_data(t->eng->wbio, &p);
+  long n = coru_tls_out(t->eng, &p);
   if (n <= 0 && !w) return 0;
   lua_checkstack(L, 8);
   lua_pushlstring(L, p, n > 0 ? (size_t)n : 0);
-  (void)BIO_reset(t->eng->wbio);
+  coru_tls_out_clear(t->eng);
   tls_tok *k = push_tok(L, on_low_write);
   k->w = w;
   tok_link(t, k);
@@ -665,7 +236,7 @@ static void tls_process(tls_stream *t) {
   if (!t->hs_state) {
     int r = coru_tls_handshake(e);
     int sr = send_out(t, NULL);
-    if (r == CORU_TLS_ERROR) { tls_fail_handshake(t, e->err, e->ename); return; }
+    if (r == CORU_TLS_ERROR) { tls_fail_handshake(t, coru_tls_error(e), coru_tls_error_name(e)); return; }
     if (sr < 0) {
       coru_push_errmsg(coru_R->L, sr, "sending the handshake");
       const char *m = lua_tostring(coru_R->L, -1);
@@ -688,7 +259,7 @@ static void tls_process(tls_stream *t) {
       if (t->s.base.closing) return;
       continue;
     }
-    if (BIO_ctrl_pending(e->wbio)) send_out(t, NULL);   /* tickets, key updates, close_notify reply */
+    if (coru_tls_pending(e)) send_out(t, NULL);   /* tickets, key updates, close_notify reply */
     if (r == CORU_TLS_CLOSED) coru_stream_feed_end(&t->s, UV_EOF);
     else if (r == CORU_TLS_ERROR) coru_stream_feed_end(&t->s, UV_EPROTO);
     return;
@@ -709,12 +280,12 @@ static int on_low_read(lua_State *L) {
         lua_pushfstring(L, "ETLS: handshake failed: %s", msg ? msg : "transport error");
         tls_fail_handshake(t, lua_tostring(L, -1), uv_err_name(uv_code(msg)));
       } else {
-        snprintf(e->err, sizeof e->err, "%s", msg ? msg : "transport error");
+        coru_tls_set_error(e, msg ? msg : "transport error");
         coru_stream_feed_end(&t->s, uv_code(msg));
       }
     } else {                                     /* the transport ended */
       int r = coru_tls_eof(e);
-      if (!t->hs_state) tls_fail_handshake(t, e->err, e->ename);
+      if (!t->hs_state) tls_fail_handshake(t, coru_tls_error(e), coru_tls_error_name(e));
       else coru_stream_feed_end(&t->s, r == CORU_TLS_CLOSED ? UV_EOF : UV_ECONNABORTED);
     }
     return 0;
@@ -722,7 +293,7 @@ static int on_low_read(lua_State *L) {
   size_t n;
   const char *p = lua_tolstring(L, 2, &n);
   if (coru_tls_feed(e, p, n) != CORU_TLS_OK) {
-    if (!t->hs_state) tls_fail_handshake(t, e->err, e->ename);
+    if (!t->hs_state) tls_fail_handshake(t, coru_tls_error(e), coru_tls_error_name(e));
     else coru_stream_feed_end(&t->s, UV_ENOMEM);
     return 0;
   }
@@ -779,13 +350,13 @@ static __attribute__((unused)) int tp_try_write(coru_stream *s, const uv_buf_t *
     total += bufs[i].len;
   }
   char *p;
-  long len = BIO_get_mem_data(t->eng->wbio, &p);
+  long len = coru_tls_out(t->eng, &p);
   if (len <= 0) return (int)total;
   lua_State *L = coru_R->L;
   lua_checkstack(L, 8);
   int top = lua_gettop(L);
   lua_pushlstring(L, p, (size_t)len);            /* top + 1: the ciphertext */
-  (void)BIO_reset(t->eng->wbio);
+  coru_tls_out_clear(t->eng);
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->low_ref);
   coru_box *box = lua_touserdata(L, -1);
   if (!box || !box->h || box->h->closing) { lua_settop(L, top); return UV_ECANCELED; }
@@ -911,7 +482,7 @@ static int mark_wrapped(lua_State *L, int idx) {
 
 static int l_wrap(lua_State *L) {
   coru_stream *low = coru_check_stream(L, 1);
-  tls_ctx *c = checkctx(L, 2);
+  coru_tls_ctx *c = coru_tls_checkctx(L, 2);
   int server = lua_toboolean(L, 3);
   const char *sni = coru_opt_cstr(L, 4, NULL, NULL);
   const char *vh = coru_opt_cstr(L, 5, NULL, NULL);
@@ -952,22 +523,22 @@ static int l_wrap(lua_State *L) {
 
 static int l_tls_error(lua_State *L) {
   tls_stream *t = checktls(L);
-  if (!t->eng->err[0]) return 0;
-  lua_pushstring(L, t->eng->err);
-  lua_pushstring(L, t->eng->ename);
+  if (!coru_tls_error(t->eng)[0]) return 0;
+  lua_pushstring(L, coru_tls_error(t->eng));
+  lua_pushstring(L, coru_tls_error_name(t->eng));
   return 2;
 }
 
 static int l_version(lua_State *L) {
   tls_stream *t = checktls(L);
-  if (!t->eng->done) return 0;
-  lua_pushstring(L, SSL_get_version(t->eng->ssl));
+  if (!coru_tls_handshake_done(t->eng)) return 0;
+  lua_pushstring(L, SSL_get_version(coru_tls_ssl(t->eng)));
   return 1;
 }
 
 static int l_cipher(lua_State *L) {
   tls_stream *t = checktls(L);
-  const SSL_CIPHER *ci = SSL_get_current_cipher(t->eng->ssl);
+  const SSL_CIPHER *ci = SSL_get_current_cipher(coru_tls_ssl(t->eng));
   if (!ci) return 0;
   lua_pushstring(L, SSL_CIPHER_get_name(ci));
   lua_pushinteger(L, SSL_CIPHER_get_bits(ci, NULL));
@@ -978,7 +549,7 @@ static int l_alpn(lua_State *L) {
   tls_stream *t = checktls(L);
   const unsigned char *p;
   unsigned n;
-  SSL_get0_alpn_selected(t->eng->ssl, &p, &n);
+  SSL_get0_alpn_selected(coru_tls_ssl(t->eng), &p, &n);
   if (!n) return 0;
   lua_pushlstring(L, (const char *)p, n);
   return 1;
@@ -1002,94 +573,8 @@ static int l_delegate(lua_State *L) {
   return lua_gettop(L);
 }
 
-static void push_name(lua_State *L, X509_NAME *nm) {
-  BIO *b = BIO_new(BIO_s_mem());
-  if (!b) { lua_pushnil(L); return; }
-  X509_NAME_print_ex(b, nm, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-  char *p;
-  long n = BIO_get_mem_data(b, &p);
-  lua_pushlstring(L, p, n > 0 ? (size_t)n : 0);
-  BIO_free(b);
-}
-
-static void push_time(lua_State *L, const ASN1_TIME *tm, const char *k, const char *kt) {
-  struct tm t;
-  BIO *b = BIO_new(BIO_s_mem());
-  if (b && ASN1_TIME_print(b, tm)) {
-    char *p;
-    long n = BIO_get_mem_data(b, &p);
-    lua_pushlstring(L, p, (size_t)n);
-    lua_setfield(L, -2, k);
-  }
-  BIO_free(b);
-  if (ASN1_TIME_to_tm(tm, &t)) {
-    lua_pushnumber(L, (lua_Number)timegm(&t));
-    lua_setfield(L, -2, kt);
-  }
-}
-
-static void push_digest(lua_State *L, X509 *x, const EVP_MD *md, const char *k) {
-  unsigned char d[EVP_MAX_MD_SIZE];
-  unsigned n = 0;
-  if (!X509_digest(x, md, d, &n)) return;
-  char hex[EVP_MAX_MD_SIZE * 3 + 1];
-  for (unsigned i = 0; i < n; i++) snprintf(hex + 3 * i, 4, "%02X:", d[i]);
-  hex[n ? 3 * n - 1 : 0] = 0;
-  lua_pushstring(L, hex);
-  lua_setfield(L, -2, k);
-}
-
-/* peer_certificate(): {subject, issuer, not_before, not_after, valid_from,
- * valid_to (epoch seconds), serial, fingerprint_sha256, fingerprint_sha1,
- * subject_alt_names = {...}, common_name} or nil. */
 static int l_peer_cert(lua_State *L) {
-  coru_tls *t = checktls(L)->eng;
-  X509 *x = SSL_get1_peer_certificate(t->ssl);
-  if (!x) return 0;
-  lua_createtable(L, 0, 12);
-  push_name(L, X509_get_subject_name(x));
-  lua_setfield(L, -2, "subject");
-  push_name(L, X509_get_issuer_name(x));
-  lua_setfield(L, -2, "issuer");
-  char cn[256];
-  if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof cn) > 0) {
-    lua_pushstring(L, cn);
-    lua_setfield(L, -2, "common_name");
-  }
-  push_time(L, X509_get0_notBefore(x), "not_before", "valid_from");
-  push_time(L, X509_get0_notAfter(x), "not_after", "valid_to");
-  BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-  char *hex = bn ? BN_bn2hex(bn) : NULL;
-  if (hex) { lua_pushstring(L, hex); lua_setfield(L, -2, "serial"); }
-  OPENSSL_free(hex);
-  BN_free(bn);
-  push_digest(L, x, EVP_sha256(), "fingerprint_sha256");
-  push_digest(L, x, EVP_sha1(), "fingerprint_sha1");
-  GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-  lua_newtable(L);
-  for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
-    GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-    if (g->type == GEN_DNS) {
-      lua_pushfstring(L, "DNS:%s", (const char *)ASN1_STRING_get0_data(g->d.dNSName));
-    } else if (g->type == GEN_IPADD) {
-      char ip[64] = "?";
-      int l = ASN1_STRING_length(g->d.iPAddress);
-      const unsigned char *a = ASN1_STRING_get0_data(g->d.iPAddress);
-      if (l == 4) inet_ntop(AF_INET, a, ip, sizeof ip);
-      else if (l == 16) inet_ntop(AF_INET6, a, ip, sizeof ip);
-      lua_pushfstring(L, "IP:%s", ip);
-    } else {
-      continue;
-    }
-    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
-  }
-  GENERAL_NAMES_free(gens);
-  lua_setfield(L, -2, "subject_alt_names");
-  lua_pushboolean(L, SSL_get_verify_result(t->ssl) == X509_V_OK);
-  lua_setfield(L, -2, "verified");
-  X509_free(x);
-  ERR_clear_error();
-  return 1;
+  return coru_tls_push_peer_cert(L, coru_tls_ssl(checktls(L)->eng));
 }
 
 static const coru_Reg tls_methods[] = {
@@ -1104,13 +589,8 @@ static const coru_Reg tls_methods[] = {
 
 static coru_htype tls_type = {"coru.tls", CORU_K_TLS, CORU_K_TLS, NULL, tls_on_close, tls_on_free, NULL};
 
-static const luaL_Reg ctx_methods[] = {
-  {"is_server", l_ctx_is_server},
-  {NULL, NULL}
-};
-
 static int l_live(lua_State *L) {
-  lua_pushinteger(L, live_engines);
+  lua_pushinteger(L, coru_tls_live());
   return 1;
 }
 
@@ -1121,17 +601,7 @@ static int l_openssl_version(lua_State *L) {
 
 CORU_FAMILY(tls) {
   make_wrapped(L);
-  if (alpn_idx < 0) alpn_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, alpn_free);
-  luaL_newmetatable(L, CTX_MT);
-  lua_newtable(L);
-  luaL_register(L, NULL, ctx_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_ctx_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_ctx_tostring);
-  lua_setfield(L, -2, "__tostring");
-  coru_protect_mt(L);
-  lua_pop(L, 1);
+  coru_tls_open_ctx(L);
   coru_register_stream_type(L, &tls_type, tls_methods);
   luaL_getmetatable(L, tls_type.name);
   lua_getfield(L, -1, "__index");
@@ -1144,7 +614,7 @@ CORU_FAMILY(tls) {
   }
   lua_pop(L, 2);
   lua_newtable(L);
-  lua_pushcfunction(L, l_context);
+  lua_pushcfunction(L, coru_tls_l_context);
   lua_setfield(L, -2, "context");
   static const coru_Reg funcs[] = {{"wrap", l_wrap, CORU_YIELDS}, {NULL, NULL, 0}};
   coru_setfuncs(L, funcs);
@@ -1154,3 +624,4 @@ CORU_FAMILY(tls) {
   lua_setfield(L, -2, "live");
   lua_setfield(L, -2, "_tls");
 }
+

@@ -54,5 +54,13 @@ int coru_tls_eof(coru_tls *t);
 const char *coru_tls_error(const coru_tls *t);
 const char *coru_tls_error_name(const coru_tls *t);
 SSL *coru_tls_ssl(coru_tls *t);
+/* The ciphertext waiting to be sent, in place (*p; the count, <= 0 for
+ * none), and forgetting it once the transport took a copy. */
+long coru_tls_out(coru_tls *t, char **p);
+void coru_tls_out_clear(coru_tls *t);
+/* Engines alive (the specs check none leaks). */
+long coru_tls_live(void);
+/* The transport failed: msg becomes coru_tls_error()'s message (the kind stays). */
+void coru_tls_set_error(coru_tls *t, const char *msg);
 
 #endif
