@@ -21,7 +21,7 @@ HDRS := $(wildcard src/*.h) $(BUILD)/boot.h $(BUILD)/repl_lua.h
 EDIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags libedit 2>/dev/null)
 EDIT_LIBS   = $(shell $(PKG_CONFIG) --libs libedit 2>/dev/null || echo -ledit)
 
-.PHONY: meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san fuzz fuzz-api fuzz-c fuzz-dmp bench-dmp bench-jit
+.PHONY: test-c meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san fuzz fuzz-api fuzz-c fuzz-dmp bench-dmp bench-jit
 
 all: $(if $(LUA),check-lua) $(BUILD)/coru $(BUILD)/coru.so
 
@@ -76,12 +76,24 @@ $(NODE_DEPS): deps/package.json deps/package-lock.json deps/npm.sh
 
 test: all $(NODE_DEPS)
 	@sh tools/layers.sh
-	$(MAKE) --no-print-directory test-embed test-host test-luajit
+	$(MAKE) --no-print-directory test-c test-embed test-host test-luajit
 	@if [ -z "$(SANITIZE)" ]; then $(MAKE) --no-print-directory test-rock; fi
 	@if [ -z "$(QUICK_BENCH_SKIP)" ] && [ -z "$(SANITIZE)" ]; then SMOKE=1 sh bench/run.sh; fi
 
 test-embed: $(BUILD)/embed
 	$(BUILD)/embed
+
+# Plain C tests (no Lua) of the pure-C parts: the line scanner, the TLS engine.
+$(BUILD)/scan_test: spec/c/scan_test.c src/scan.c src/scan.h | $(DEPS_OK)
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -o $@ spec/c/scan_test.c src/scan.c
+$(BUILD)/tls_engine_test: spec/c/tls_engine_test.c src/tls_engine.c src/tls.h | $(DEPS_OK)
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -o $@ spec/c/tls_engine_test.c src/tls_engine.c $(PKG_LIBS)
+
+test-c: $(BUILD)/scan_test $(BUILD)/tls_engine_test
+	$(BUILD)/scan_test
+	$(BUILD)/tls_engine_test
 
 test-host: all $(NODE_DEPS)
 	$(SPEC_ENV) $(BUSTED) --lua=$(BUILD)/coru spec
