@@ -166,6 +166,13 @@ int coru_opt_flag(lua_State *L, int idx, const char *name);   /* opts table at i
 int coru_parse_addr(lua_State *L, const char *host, int port, struct sockaddr_storage *ss);
 void coru_push_addr(lua_State *L, const struct sockaddr *sa);   /* {ip=, port=, family=} */
 const char *coru_family_name(int af);
-int coru_new_pipe(lua_State *L, int ipc);   /* pipe.c: pushes a new coru.pipe stream (or nil, msg, name) */
+int coru_new_pipe(lua_State *L, int ipc);
+/* uvstream.c: the methods only a uv stream has (the stream method table lists them). */
+int coru_uvs_is_readable(lua_State *L);
+int coru_uvs_is_writable(lua_State *L);
+int coru_uvs_get_write_queue_size(lua_State *L);
+int coru_uvs_set_blocking(lua_State *L);
+int coru_uvs_listen(lua_State *L);
+int coru_uvs_accept(lua_State *L);   /* pipe.c: pushes a new coru.pipe stream (or nil, msg, name) */
 
 #endif
