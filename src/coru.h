@@ -49,6 +49,9 @@ void coru_where(lua_State *L, int level);
 
 #define CORU_VERSION "0.1.0"
 
+/* The struct of type T whose member m is at p (a cont, a uv request). */
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
 typedef struct coru_task coru_task;
 typedef struct coru_cont coru_cont;
 typedef struct coru_handle coru_handle;
@@ -151,6 +154,9 @@ void coru_coerce_buffers(lua_State *L, int idx, unsigned n);
 void coru_push_errmsg(lua_State *L, int uverr, const char *detail);   /* pushes the message only */
 int coru_fail(lua_State *L, int uverr, const char *detail);           /* pushes nil, msg, name; returns 3 */
 int coru_fail_str(lua_State *L, const char *msg, const char *name);   /* nil, msg[, name] */
+/* A synchronous call's end: r < 0 fails as coru_fail; else pushes 0 (luv's
+ * success value for calls that have no result) and returns 1. */
+int coru_result(lua_State *L, int r, const char *detail);
 
 enum { CORU_MODE_NONE = 0, CORU_MODE_CB, CORU_MODE_TASK };
 

@@ -317,7 +317,7 @@ static void pool_after(uv_work_t *req, int status) {
 }
 
 static void pool_cancel(coru_cont *c) {
-  job *h = (job *)((char *)c - offsetof(job, cont));
+  job *h = container_of(c, job, cont);
   uv_cancel((uv_req_t *)&h->req);
 }
 

@@ -11,8 +11,6 @@
 #include "stream.h"
 #include "check.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
-
 typedef struct {
   union { uv_getaddrinfo_t ai; uv_getnameinfo_t ni; } r;
   coru_cont cont;

@@ -82,7 +82,7 @@ static void set_detail(fsreq *r, const char *a, const char *b) {
 }
 
 static void fs_cancel(coru_cont *c) {
-  fsreq *r = (fsreq *)((char *)c - offsetof(fsreq, cont));
+  fsreq *r = container_of(c, fsreq, cont);
   uv_cancel((uv_req_t *)&r->req);
 }
 
@@ -804,7 +804,7 @@ static void rf_after(uv_work_t *w, int status) {
 }
 
 static void rf_cancel(coru_cont *c) {
-  rfreq *r = (rfreq *)((char *)c - offsetof(rfreq, cont));
+  rfreq *r = container_of(c, rfreq, cont);
   uv_cancel((uv_req_t *)&r->req);
 }
 

@@ -467,9 +467,7 @@ static int l_loop_configure(lua_State *L) {
   } else {
     r = uv_loop_configure(coru_R->loop, UV_METRICS_IDLE_TIME);
   }
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int l_metrics_idle_time(lua_State *L) {
@@ -498,9 +496,7 @@ static int l_get_constrained_memory(lua_State *L) {
 
 static int l_set_process_title(lua_State *L) {
   int r = uv_set_process_title(coru_check_cstr(L, 1, NULL));
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int l_if_indextoname(lua_State *L) {
@@ -549,9 +545,7 @@ static int l_udp_set_source_membership(lua_State *L) {
   static const char *const ms[] = {"leave", "join", NULL};
   int m = luaL_checkoption(L, 5, NULL, ms);
   int r = uv_udp_set_source_membership(u, group, iface, source, m ? UV_JOIN_GROUP : UV_LEAVE_GROUP);
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int l_tty_set_vterm_state(lua_State *L) {

@@ -28,18 +28,14 @@ static int l_new_pipe(lua_State *L) { return coru_new_pipe(L, lua_toboolean(L, 1
 static int l_pipe_open(lua_State *L) {
   coru_uvstream *u = checkpipe(L, 1);
   int fd = coru_check_fd_of(L, 2, UV_NAMED_PIPE, "pipe_open"), r = fd < 0 ? fd : uv_pipe_open(&u->u.pipe, fd);
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int l_pipe_bind(lua_State *L) {
   coru_uvstream *u = checkpipe(L, 1);
   const char *name = coru_check_cstr(L, 2, NULL);
   int r = uv_pipe_bind(&u->u.pipe, name);
-  if (r < 0) return coru_fail(L, r, name);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, name);
 }
 
 static int l_pipe_connect(lua_State *L) {
@@ -70,9 +66,7 @@ static int l_pipe_chmod(lua_State *L) {
   else if (!strcmp(m, "rw") || !strcmp(m, "wr")) flags = UV_READABLE | UV_WRITABLE;
   else luaL_argerror(L, 2, "expected \"r\", \"w\", \"rw\" or \"wr\"");
   int r = uv_pipe_chmod(&u->u.pipe, flags);
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int l_pipe_pending_instances(lua_State *L) {

@@ -66,6 +66,13 @@ int coru_fail(lua_State *L, int err, const char *detail) {
   return 3;
 }
 
+/* The end of a call whose success has no value (luv's rule: 0). */
+int coru_result(lua_State *L, int r, const char *detail) {
+  if (r < 0) return coru_fail(L, r, detail);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
 int coru_fail_str(lua_State *L, const char *msg, const char *name) {
   lua_pushnil(L);
   lua_pushstring(L, msg);

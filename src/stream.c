@@ -26,7 +26,6 @@
 #define DEFAULT_MAX_LINE (1024 * 1024)
 #define DEFAULT_MAX_ALL (64 * 1024 * 1024)
 #define STREAM_MAX ((size_t)1 << 30)   /* no limit or count may exceed 1 GiB: the buffer is 32-bit */
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
 coru_htype coru_stream_type = {"coru.stream", 0, CORU_K_STREAM, NULL, NULL, NULL, NULL};
 
@@ -730,7 +729,6 @@ static int l_buffered(lua_State *L) {
 }
 
 /* ------------------------------------------------------ close, free */
-
 
 void coru_stream_closing(coru_stream *s) {
   lua_State *L = coru_R->L;

@@ -13,8 +13,6 @@
 #include "stream.h"
 #include "check.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
-
 static coru_htype tcp_type;
 
 static coru_uvstream *checktcp(lua_State *L, int idx) {
@@ -167,9 +165,7 @@ static int l_tcp_connect(lua_State *L) {
 
 static int l_tcp_nodelay(lua_State *L) {
   int r = uv_tcp_nodelay(&checktcp(L, 1)->u.tcp, lua_toboolean(L, 2));
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int l_tcp_keepalive(lua_State *L) {
@@ -178,24 +174,18 @@ static int l_tcp_keepalive(lua_State *L) {
   unsigned delay = (unsigned)coru_opt_int(L, 3, 0, CORU_INT_MAX, 60, "keepalive");
   if (on && delay < 1) luaL_argerror(L, 3, "delay must be >= 1 second");
   int r = uv_tcp_keepalive(&u->u.tcp, on, delay);
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int l_tcp_simultaneous_accepts(lua_State *L) {
   int r = uv_tcp_simultaneous_accepts(&checktcp(L, 1)->u.tcp, lua_toboolean(L, 2));
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int l_tcp_open(lua_State *L) {
   coru_uvstream *u = checktcp(L, 1);
   int fd = coru_check_fd_of(L, 2, UV_TCP, "tcp_open"), r = fd < 0 ? fd : uv_tcp_open(&u->u.tcp, fd);
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int sockname(lua_State *L, int peer) {

@@ -82,9 +82,7 @@ static int l_timer_again(lua_State *L) {
   ctimer *t = checktimer(L, 1);
   if (t->cb_ref == LUA_NOREF) return coru_fail(L, UV_EINVAL, "timer was never started");
   int r = uv_timer_again(&t->t);
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int l_timer_set_repeat(lua_State *L) {

@@ -215,7 +215,7 @@ static void tls_fail_handshake(tls_stream *t, const char *msg, const char *name)
 }
 
 static void hs_cancel(coru_cont *c) {
-  tls_stream *t = (tls_stream *)((char *)c - offsetof(tls_stream, hs));
+  tls_stream *t = container_of(c, tls_stream, hs);
   t->hs_state = 2;
   hs_settle(t);
   if (!t->s.base.closing) coru_handle_close(coru_R->L, &t->s.base);

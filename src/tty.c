@@ -42,9 +42,7 @@ static int l_tty_set_mode(lua_State *L) {
     mode = (int)coru_check_int(L, 2, 0, 2, "set_mode");
   }
   int r = uv_tty_set_mode(&u->u.tty, mode);
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int l_tty_get_winsize(lua_State *L) {
@@ -58,9 +56,7 @@ static int l_tty_get_winsize(lua_State *L) {
 
 static int l_tty_reset_mode(lua_State *L) {
   int r = uv_tty_reset_mode();
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 static int l_guess_handle(lua_State *L) {

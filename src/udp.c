@@ -13,8 +13,6 @@
 #include "stream.h"
 #include "check.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
-
 typedef struct {
   coru_handle base;
   uv_udp_t u;
@@ -48,13 +46,6 @@ static int l_new_udp(lua_State *L) {
   return 1;
 }
 
-
-static int ok0(lua_State *L, int r, const char *detail) {
-  if (r < 0) return coru_fail(L, r, detail);
-  lua_pushinteger(L, 0);
-  return 1;
-}
-
 static int l_udp_bind(lua_State *L) {
   cudp *u = checkudp(L, 1);
   const char *host = coru_check_cstr(L, 2, NULL);
@@ -65,23 +56,23 @@ static int l_udp_bind(lua_State *L) {
   if (coru_parse_addr(L, host, port, &ss) < 0) return coru_fail(L, UV_EINVAL, detail);
   unsigned flags = (coru_opt_flag(L, 4, "ipv6only") ? UV_UDP_IPV6ONLY : 0) |
                    (coru_opt_flag(L, 4, "reuseaddr") ? UV_UDP_REUSEADDR : 0);
-  return ok0(L, uv_udp_bind(&u->u, (struct sockaddr *)&ss, flags), detail);
+  return coru_result(L, uv_udp_bind(&u->u, (struct sockaddr *)&ss, flags), detail);
 }
 
 static int l_udp_connect(lua_State *L) {
   cudp *u = checkudp(L, 1);
-  if (lua_isnoneornil(L, 2)) return ok0(L, uv_udp_connect(&u->u, NULL), NULL);
+  if (lua_isnoneornil(L, 2)) return coru_result(L, uv_udp_connect(&u->u, NULL), NULL);
   const char *host = coru_check_cstr(L, 2, NULL);
   int port = coru_check_port(L, 3);
   struct sockaddr_storage ss;
   if (coru_parse_addr(L, host, port, &ss) < 0) return coru_fail(L, UV_EINVAL, host);
-  return ok0(L, uv_udp_connect(&u->u, (struct sockaddr *)&ss), host);
+  return coru_result(L, uv_udp_connect(&u->u, (struct sockaddr *)&ss), host);
 }
 
 static int l_udp_open(lua_State *L) {
   cudp *u = checkudp(L, 1);
   int fd = coru_check_fd_of(L, 2, UV_UDP, "udp_open");
-  return ok0(L, fd < 0 ? fd : uv_udp_open(&u->u, fd), NULL);
+  return coru_result(L, fd < 0 ? fd : uv_udp_open(&u->u, fd), NULL);
 }
 
 static int sockname(lua_State *L, int peer) {
@@ -106,23 +97,23 @@ static int l_udp_set_membership(lua_State *L) {
   if (!strcmp(m, "join")) mem = UV_JOIN_GROUP;
   else if (!strcmp(m, "leave")) mem = UV_LEAVE_GROUP;
   else return luaL_argerror(L, 4, "expected \"join\" or \"leave\"");
-  return ok0(L, uv_udp_set_membership(&u->u, maddr, iface, mem), maddr);
+  return coru_result(L, uv_udp_set_membership(&u->u, maddr, iface, mem), maddr);
 }
 
 static int l_udp_set_multicast_loop(lua_State *L) {
-  return ok0(L, uv_udp_set_multicast_loop(&checkudp(L, 1)->u, lua_toboolean(L, 2)), NULL);
+  return coru_result(L, uv_udp_set_multicast_loop(&checkudp(L, 1)->u, lua_toboolean(L, 2)), NULL);
 }
 static int l_udp_set_multicast_ttl(lua_State *L) {
-  return ok0(L, uv_udp_set_multicast_ttl(&checkudp(L, 1)->u, (int)coru_check_int(L, 2, 0, 255, "set_multicast_ttl")), NULL);
+  return coru_result(L, uv_udp_set_multicast_ttl(&checkudp(L, 1)->u, (int)coru_check_int(L, 2, 0, 255, "set_multicast_ttl")), NULL);
 }
 static int l_udp_set_multicast_interface(lua_State *L) {
-  return ok0(L, uv_udp_set_multicast_interface(&checkudp(L, 1)->u, coru_opt_cstr(L, 2, NULL, NULL)), NULL);
+  return coru_result(L, uv_udp_set_multicast_interface(&checkudp(L, 1)->u, coru_opt_cstr(L, 2, NULL, NULL)), NULL);
 }
 static int l_udp_set_broadcast(lua_State *L) {
-  return ok0(L, uv_udp_set_broadcast(&checkudp(L, 1)->u, lua_toboolean(L, 2)), NULL);
+  return coru_result(L, uv_udp_set_broadcast(&checkudp(L, 1)->u, lua_toboolean(L, 2)), NULL);
 }
 static int l_udp_set_ttl(lua_State *L) {
-  return ok0(L, uv_udp_set_ttl(&checkudp(L, 1)->u, (int)coru_check_int(L, 2, 1, 255, "set_ttl")), NULL);
+  return coru_result(L, uv_udp_set_ttl(&checkudp(L, 1)->u, (int)coru_check_int(L, 2, 1, 255, "set_ttl")), NULL);
 }
 static int l_udp_get_send_queue_size(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)uv_udp_get_send_queue_size(&checkudp(L, 1)->u));
@@ -275,7 +266,7 @@ static int l_udp_recv_start(lua_State *L) {
   int ref = coru_ref_cb(L, 2);
   if (u->waiting) { coru_unref(L, &ref); return coru_fail_str(L, "busy", NULL); }
   coru_handle_set_cb(L, &u->base, &u->recv_ref, ref);
-  return ok0(L, recv_start(u), NULL);
+  return coru_result(L, recv_start(u), NULL);
 }
 
 static int l_udp_recv_stop(lua_State *L) {

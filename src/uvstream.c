@@ -10,8 +10,6 @@
 #include "stream.h"
 #include "check.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
-
 static uv_stream_t *need_uv(lua_State *L, coru_stream *s, const char *fname) {
   if (!s->uvs) luaL_error(L, "%s: not a libuv stream", fname);
   return s->uvs;
@@ -39,9 +37,7 @@ int coru_uvs_get_write_queue_size(lua_State *L) {
 int coru_uvs_set_blocking(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   int r = uv_stream_set_blocking(need_uv(L, s, "stream:set_blocking"), lua_toboolean(L, 2));
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 /* ------------------------------------------------------- listen, accept */
@@ -92,9 +88,7 @@ int coru_uvs_accept(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   coru_stream *c = coru_check_stream(L, 2);
   int r = uv_accept(need_uv(L, s, "stream:accept"), need_uv(L, c, "stream:accept"));
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 /* ------------------------------------------------------ the uv transport */

@@ -357,7 +357,7 @@ static void after_work_cb(uv_work_t *req, int status) {
 }
 
 static void work_cancel(coru_cont *c) {
-  workreq *w = (workreq *)((char *)c - offsetof(workreq, cont));
+  workreq *w = container_of(c, workreq, cont);
   uv_cancel((uv_req_t *)&w->req);
 }
 
@@ -532,9 +532,7 @@ static int l_async_send(lua_State *L) {
   a->pending = vals;
   uv_mutex_unlock(&a->mu);
   int r = uv_async_send(&a->a);
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_result(L, r, NULL);
 }
 
 /* For luv's threads (thread.c): values first..last of S (any Lua state,
