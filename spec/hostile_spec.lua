@@ -206,12 +206,12 @@ describe("hostile peers: TLS", function()
   it("a TLS server refuses garbage, a silent peer and a 100 MiB line, and goes on", function()
     H.run(function()
       local ended = coru.channel(8)
-      local srv = assert(coru.tls.listen("127.0.0.1", 0, sopts, function(s)
+      local srv = assert(coru.tls.listen("127.0.0.1", 0, function(s)
         s:set_max_line(1024 * 1024)
         local line, err = s:read_line()
         ended:send(err or line)
         if line then s:write(line .. "\n") end
-      end))
+      end, sopts))
       local port = srv:getsockname().port
       local errs = H.capture_errors(function()
         local g = assert(coru.tcp.connect("127.0.0.1", port))    -- garbage
@@ -259,7 +259,7 @@ describe("hostile peers: TLS", function()
 
   it("200 TLS connect/close cycles leak no descriptor", function()
     H.run(function()
-      local srv = assert(coru.tls.listen("127.0.0.1", 0, sopts, function(s) s:read() end))
+      local srv = assert(coru.tls.listen("127.0.0.1", 0, function(s) s:read() end, sopts))
       local port = srv:getsockname().port
       local function cycle(n)
         for _ = 1, n do

@@ -6,12 +6,12 @@ local H = require "tls_helper"
 io.stdout:setvbuf("no")
 local c = H.certs()
 local tls = coru.tls
-local srv = assert(tls.listen("127.0.0.1", 0, {cert = c.server.cert, key = c.server.key, handshake_timeout = 3000,
-  alpn = {"a"}}, function(s)
+local srv = assert(tls.listen("127.0.0.1", 0, function(s)
   local l = s:read_line()
   if l then s:write(l .. "!\n") end
   s:read()
-end))
+end, {cert = c.server.cert, key = c.server.key, handshake_timeout = 3000,
+  alpn = {"a"}}))
 local port = srv:getsockname().port
 for i = 1, 5 do print("conn", i)
   local s = assert(tls.connect("localhost", port, {ca = c.ca_file, alpn = {"a"}}))
@@ -32,9 +32,9 @@ coru.sleep(5) t:cancel()
 s:close() s = nil
 collectgarbage() collectgarbage()
 -- truncated
-local srv2 = assert(tls.listen("127.0.0.1", 0, {cert = c.server.cert, key = c.server.key}, function(s)
+local srv2 = assert(tls.listen("127.0.0.1", 0, function(s)
   s:write("abc") s:transport():shutdown() s:read()
-end))
+end, {cert = c.server.cert, key = c.server.key}))
 local s2 = assert(tls.connect("localhost", srv2:getsockname().port, {ca = c.ca_file}))
 print(s2:read()) print(s2:read()) print(s2:tls_error())
 s2:close()

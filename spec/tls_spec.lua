@@ -48,6 +48,36 @@ describe("coru.tls", function()
   end)
   teardown(function() H.cleanup() end)
 
+  describe("listen", function()
+    it("takes (host, port, handler, opts) as coru.tcp.listen, and the old order with a deprecation note", function()
+      coru.run(function()
+        local o = {cert = c.server.cert, key = c.server.key}
+        local function echo(s) local l = s:read_line() if l then s:write(l .. "!\n") end s:read() end
+        local function ask(srv)
+          local s = assert(tls.connect("localhost", srv:getsockname().port, {ca = c.ca_file}))
+          assert(s:write("hi\n"))
+          local l = s:read_line()
+          s:close()
+          srv:close()
+          return l
+        end
+        assert.equal("hi!", ask(assert(tls.listen("127.0.0.1", 0, echo, o))))
+        local notes, stderr = {}, io.stderr
+        io.stderr = {write = function(_, m) notes[#notes + 1] = m end}
+        local ok, srv = pcall(tls.listen, "127.0.0.1", 0, o, echo)   -- the old order
+        io.stderr = stderr
+        assert(ok, srv)
+        assert.equal("hi!", ask(assert(srv)))
+        assert.equal(1, #notes)
+        assert.matches("coru.tls.listen: the order %(host, port, opts, handler%) is deprecated", notes[1])
+        assert.has_error(function() tls.listen("127.0.0.1", 0, o) end,
+          "coru.tls.listen: bad argument #3 (function expected)")
+        assert.has_error(function() tls.listen("127.0.0.1", 0, echo, {nope = 1}) end,
+          "coru.tls.listen: bad argument #4 (unknown option 'nope')")
+      end)
+    end)
+  end)
+
   describe("context", function()
     it("loads files and PEM strings", function()
       local function ctx(opts, kind)
@@ -632,7 +662,7 @@ describe("coru.tls", function()
         local down = big(8 * 1024 * 1024)
         local up = big(6 * 1024 * 1024)
         local got = coru.channel(10)
-        local srv = assert(tls.listen("127.0.0.1", 0, {cert = c.server.cert, key = c.server.key}, function(s)
+        local srv = assert(tls.listen("127.0.0.1", 0, function(s)
           local first = s:read_bytes(6)
           if first == "hello\n" then
             s:write("HELLO " .. s:version() .. "\n")
@@ -643,7 +673,7 @@ describe("coru.tls", function()
             local data = s:read_all()
             got:send({"upload", H.md5(first .. data), #first + #data})
           end
-        end))
+        end, {cert = c.server.cert, key = c.server.key}))
         local port = srv:getsockname().port
         -- download: -quiet ignores the end of its input; it ends at our close_notify
         local out, _, code = s_client(port, {"-CAfile", c.ca_file, "-verify_return_error",
@@ -666,9 +696,8 @@ describe("coru.tls", function()
     it("refuses an openssl s_client limited to TLS 1.0", function()
       coru.run(function()
         local errs = coru.channel(10)
-        local srv = assert(tls.listen("127.0.0.1", 0, {cert = c.server.cert, key = c.server.key,
-          handshake_timeout = 2000, on_handshake_error = function(e, n) errs:send({e, n}) end},
-          function(s) s:read() end))
+        local srv = assert(tls.listen("127.0.0.1", 0, function(s) s:read() end, {cert = c.server.cert, key = c.server.key,
+          handshake_timeout = 2000, on_handshake_error = function(e, n) errs:send({e, n}) end}))
         local port = srv:getsockname().port
         -- a TLS 1.0-only client is refused (min_version defaults to 1.2)
         local client = coru.spawn(s_client, port, {"-tls1", "-quiet"}, "")

@@ -6,7 +6,7 @@ local dir, secs, mib = arg[1], tonumber(arg[2] or 3), tonumber(arg[3] or 512)
 local sctx = assert(tls.context{server = true, cert = dir .. "/server.pem", key = dir .. "/server.key"})
 local cctx = assert(tls.context{ca = dir .. "/ca.pem"})
 
-local srv = assert(tls.listen("127.0.0.1", 0, {context = sctx}, function(s)
+local srv = assert(tls.listen("127.0.0.1", 0, function(s)
   local first = s:read_bytes(1)
   if first == "h" then s:write("k") s:read() return end
   local n = 1   -- the first byte
@@ -17,7 +17,7 @@ local srv = assert(tls.listen("127.0.0.1", 0, {context = sctx}, function(s)
   end
   s:write(tostring(n))
   s:shutdown()
-end))
+end, {context = sctx}))
 local port = srv:getsockname().port
 
 -- handshakes: 16 workers connect, exchange one byte, close

@@ -579,7 +579,7 @@ function M.listen(opts, handler)
     local o = {}
     for k, v in pairs(opts.tls) do o[k] = v end
     o.backlog, o.reuseport = opts.backlog, opts.reuseport
-    return coru.tls.listen(opts.host or "127.0.0.1", opts.port or 0, o, serve)
+    return coru.tls.listen(opts.host or "127.0.0.1", opts.port or 0, serve, o)
   end
   return coru.tcp.listen(opts.host or "127.0.0.1", opts.port or 0, serve,
                          {backlog = opts.backlog, reuseport = opts.reuseport})

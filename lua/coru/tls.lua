@@ -152,16 +152,29 @@ function M.connect(host, port, opts, cb)
   return do_connect(host, port, opts)
 end
 
--- coru.tls.listen(host, port, opts, handler): a TLS server. The context is
--- built once (or given as opts.context). Each connection runs
--- handler(stream) in its own task once its handshake is done; a failed
--- handshake goes to opts.on_handshake_error(msg, name) if given. Returns
--- the TCP server (server:getsockname().port) or nil, msg, name.
-function M.listen(host, port, opts, handler)
-  opts = check_opts(opts, "coru.tls.listen", 3)
-  if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
-    error("coru.tls.listen: bad argument #4 (function expected)", 2)   -- callable tables too, as tcp.listen
+-- coru.tls.listen(host, port, handler, opts): a TLS server, in the argument
+-- order of coru.tcp.listen. The context is built once (or given as
+-- opts.context). Each connection runs handler(stream) in its own task once
+-- its handshake is done; a failed handshake goes to
+-- opts.on_handshake_error(msg, name) if given. Returns the TCP server
+-- (server:getsockname().port) or nil, msg, name.
+-- The old order (host, port, opts, handler) is accepted for one release,
+-- with a deprecation note on stderr (once per process).
+local function callable(f) return type(f) == "function" or ((getmetatable(f) or {}).__call ~= nil) end
+local warned_order = false
+function M.listen(host, port, handler, opts)
+  if callable(opts) and not callable(handler) and (handler == nil or type(handler) == "table") then
+    if not warned_order then
+      warned_order = true
+      io.stderr:write("coru.tls.listen: the order (host, port, opts, handler) is deprecated; "
+        .. "use (host, port, handler, opts), as coru.tcp.listen\n")
+    end
+    handler, opts = opts, handler
   end
+  if not callable(handler) then
+    error("coru.tls.listen: bad argument #3 (function expected)", 2)   -- callable tables too, as tcp.listen
+  end
+  opts = check_opts(opts, "coru.tls.listen", 4)
   local ctx, e, n = opts.context, nil, nil
   if ctx == nil then
     local o = {}
