@@ -100,9 +100,6 @@ static int l_timer_get_due_in(lua_State *L) {
   return 1;
 }
 
-/* t:wait(): suspend the current task until the timer fires next. Kept
- * simple: sleeps for the time the timer is due in. */
-
 static const coru_Reg timer_methods[] = {
   {"start", l_timer_start, 0},
   {"stop", l_timer_stop, 0},

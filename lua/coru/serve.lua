@@ -1,10 +1,11 @@
 -- coru.serve: the pieces coru.tcp, coru.pipe and coru.tls share.
 --   serve.apply_opts(stream, opts)   timeout / connect_timeout / send_timeout /
 --                                    read_timeout / max_line from an opts table
---   serve.accept_loop(server, new_client, handler, opts)
---                                    listen; each accepted connection runs
---                                    handler(client) in its own task and is
---                                    closed when the handler returns or fails
+--   serve.accept_loop(server, new_client, setup, handler, backlog)
+--                                    listen; each accepted connection gets
+--                                    setup(client), then runs handler(client)
+--                                    in its own task and is closed when the
+--                                    handler returns or fails
 local coru = require "coru"
 
 local M = {}
