@@ -305,6 +305,8 @@ struct coru_handle {
   int self_ref;           /* registry ref of the box while kept alive */
   int keep;               /* reasons to keep the box alive (active callbacks, waiters) */
   int close_ref;          /* close callback */
+  int cb_ref;             /* the callback slot (luv's callbacks[]): coru_handle_set_cb,
+                           * dropped when closing starts */
   unsigned char closing;
 };
 
@@ -322,8 +324,9 @@ coru_handle *coru_test_handle(lua_State *L, int idx, const coru_htype *t); /* NU
 /* Keep the Lua object alive while the handle works (balanced calls). */
 void coru_handle_keep(lua_State *L, coru_handle *h);
 void coru_handle_release(lua_State *L, coru_handle *h);
-/* A callback slot of a handle (registry ref): while one is set the handle
- * is kept alive. set takes ownership of ref and replaces any previous one. */
+/* A callback slot of a handle (registry ref; h->cb_ref is the one every
+ * handle has): while one is set the handle is kept alive. set takes
+ * ownership of ref and replaces any previous one. Closing drops h->cb_ref. */
 void coru_handle_set_cb(lua_State *L, coru_handle *h, int *slot, int ref);
 void coru_handle_clear_cb(lua_State *L, coru_handle *h, int *slot);
 /* Push the handle's box (it must still exist). */

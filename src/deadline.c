@@ -51,7 +51,7 @@ coru_deadline *coru_deadline_start(uint64_t ms, void (*fn)(void *), void *data) 
     if (!d) abort();
     d->base.uvh = (uv_handle_t *)&d->t;
     d->base.type = &deadline_type;
-    d->base.self_ref = d->base.close_ref = LUA_NOREF;
+    d->base.self_ref = d->base.close_ref = d->base.cb_ref = LUA_NOREF;
     uv_timer_init(coru_R->loop, &d->t);
     d->t.data = d;
   }

@@ -13,16 +13,12 @@
 typedef struct {
   coru_handle base;
   uv_fs_event_t ev;
-  int cb_ref;
 } cfsevent;
 
 static coru_htype fs_event_type;
 
-static void fs_event_on_close(coru_handle *h) { coru_unref(coru_R->L, &((cfsevent *)h)->cb_ref); }
-
 static int l_new_fs_event(lua_State *L) {
   cfsevent *e = coru_handle_alloc(L, &fs_event_type, sizeof *e, offsetof(cfsevent, ev));
-  e->cb_ref = LUA_NOREF;
   int r = uv_fs_event_init(coru_R->loop, &e->ev);
   if (r < 0) { coru_handle_init_failed(L, &e->base); return coru_fail(L, r, NULL); }
   return 1;
@@ -31,8 +27,8 @@ static int l_new_fs_event(lua_State *L) {
 static void fs_event_cb(uv_fs_event_t *h, const char *filename, int events, int status) {
   cfsevent *e = h->data;
   lua_State *L = coru_R->L;
-  if (e->cb_ref == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, e->cb_ref);
+  if (e->base.cb_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->base.cb_ref);
   if (status < 0) {
     coru_push_errmsg(L, status, NULL);
     coru_callback(1);
@@ -66,10 +62,10 @@ static int l_fs_event_start(lua_State *L) {
   int r = uv_fs_event_start(&e->ev, fs_event_cb, path, (unsigned)flags);
   if (r < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    coru_handle_clear_cb(L, &e->base, &e->cb_ref);
+    coru_handle_clear_cb(L, &e->base, &e->base.cb_ref);
     return coru_fail(L, r, path);
   }
-  coru_handle_set_cb(L, &e->base, &e->cb_ref, ref);
+  coru_handle_set_cb(L, &e->base, &e->base.cb_ref, ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -77,7 +73,7 @@ static int l_fs_event_start(lua_State *L) {
 static int l_fs_event_stop(lua_State *L) {
   cfsevent *e = (cfsevent *)coru_check_handle(L, 1, &fs_event_type);
   uv_fs_event_stop(&e->ev);
-  coru_handle_clear_cb(L, &e->base, &e->cb_ref);
+  coru_handle_clear_cb(L, &e->base, &e->base.cb_ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -99,23 +95,19 @@ static const coru_Reg fs_event_methods[] = {
   {NULL, NULL, 0}
 };
 static coru_htype fs_event_type = {"coru.fs_event", CORU_K_FS_EVENT, CORU_K_FS_EVENT,
-                                   fs_event_methods, fs_event_on_close, NULL, NULL};
+                                   fs_event_methods, NULL, NULL, NULL};
 
 /* ---------------------------------------------------------- fs_poll */
 
 typedef struct {
   coru_handle base;
   uv_fs_poll_t p;
-  int cb_ref;
 } cfspoll;
 
 static coru_htype fs_poll_type;
 
-static void fs_poll_on_close(coru_handle *h) { coru_unref(coru_R->L, &((cfspoll *)h)->cb_ref); }
-
 static int l_new_fs_poll(lua_State *L) {
   cfspoll *p = coru_handle_alloc(L, &fs_poll_type, sizeof *p, offsetof(cfspoll, p));
-  p->cb_ref = LUA_NOREF;
   int r = uv_fs_poll_init(coru_R->loop, &p->p);
   if (r < 0) { coru_handle_init_failed(L, &p->base); return coru_fail(L, r, NULL); }
   return 1;
@@ -124,8 +116,8 @@ static int l_new_fs_poll(lua_State *L) {
 static void fs_poll_cb(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr) {
   cfspoll *p = h->data;
   lua_State *L = coru_R->L;
-  if (p->cb_ref == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->cb_ref);
+  if (p->base.cb_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->base.cb_ref);
   if (status < 0) coru_push_errmsg(L, status, NULL); else lua_pushnil(L);
   if (prev) coru_fs_push_stat(L, prev); else lua_pushnil(L);
   if (curr) coru_fs_push_stat(L, curr); else lua_pushnil(L);
@@ -142,10 +134,10 @@ static int l_fs_poll_start(lua_State *L) {
   int r = uv_fs_poll_start(&p->p, fs_poll_cb, path, (unsigned)iv);
   if (r < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    coru_handle_clear_cb(L, &p->base, &p->cb_ref);
+    coru_handle_clear_cb(L, &p->base, &p->base.cb_ref);
     return coru_fail(L, r, path);
   }
-  coru_handle_set_cb(L, &p->base, &p->cb_ref, ref);
+  coru_handle_set_cb(L, &p->base, &p->base.cb_ref, ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -153,7 +145,7 @@ static int l_fs_poll_start(lua_State *L) {
 static int l_fs_poll_stop(lua_State *L) {
   cfspoll *p = (cfspoll *)coru_check_handle(L, 1, &fs_poll_type);
   uv_fs_poll_stop(&p->p);
-  coru_handle_clear_cb(L, &p->base, &p->cb_ref);
+  coru_handle_clear_cb(L, &p->base, &p->base.cb_ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -175,7 +167,7 @@ static const coru_Reg fs_poll_methods[] = {
   {NULL, NULL, 0}
 };
 static coru_htype fs_poll_type = {"coru.fs_poll", CORU_K_FS_POLL, CORU_K_FS_POLL,
-                                  fs_poll_methods, fs_poll_on_close, NULL, NULL};
+                                  fs_poll_methods, NULL, NULL, NULL};
 
 /* ---------------------------------------------------------- open */
 

@@ -27,6 +27,7 @@ void *coru_handle_alloc(lua_State *L, const coru_htype *t, size_t size, size_t u
   h->box = box;
   h->self_ref = LUA_NOREF;
   h->close_ref = LUA_NOREF;
+  h->cb_ref = LUA_NOREF;
   box->h = h;
   lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->live_ref);
   lua_pushlightuserdata(L, h);
@@ -131,6 +132,7 @@ void coru_handle_close(lua_State *L, coru_handle *h) {
   if (h->closing) return;
   h->closing = 1;
   if (h->type->on_close) h->type->on_close(h);
+  coru_unref(L, &h->cb_ref);   /* the callback slot goes with the handle */
   /* stay anchored until the close callback if Lua still has the box */
   if (h->box && h->self_ref == LUA_NOREF) {
     coru_handle_push(L, h);

@@ -18,7 +18,6 @@
 typedef struct {
   coru_handle base;
   uv_signal_t s;
-  int cb_ref;
   int signum;     /* counted in watching[] while started */
 } csignal;
 
@@ -77,12 +76,10 @@ static void signal_on_free(coru_handle *h) { (void)h; restore_sigpipe(); }
 static void signal_on_close(coru_handle *h) {
   csignal *s = (csignal *)h;
   unwatch(s);
-  coru_unref(coru_R->L, &s->cb_ref);
 }
 
 static int l_new_signal(lua_State *L) {
   csignal *s = coru_handle_alloc(L, &signal_type, sizeof *s, offsetof(csignal, s));
-  s->cb_ref = LUA_NOREF;
   int r = uv_signal_init(coru_R->loop, &s->s);
   if (r < 0) { coru_handle_init_failed(L, &s->base); return coru_fail(L, r, NULL); }
   return 1;
@@ -91,14 +88,14 @@ static int l_new_signal(lua_State *L) {
 static void signal_cb(uv_signal_t *us, int signum) {
   csignal *s = us->data;
   lua_State *L = coru_R->L;
-  if (s->cb_ref == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->cb_ref);
+  if (s->base.cb_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->base.cb_ref);
   if (!uv_is_active((uv_handle_t *)us)) {
     /* oneshot: done, let the callback start it again */
     coru_handle_push(L, &s->base);
     unwatch(s);
     restore_sigpipe();
-    coru_handle_clear_cb(L, &s->base, &s->cb_ref);
+    coru_handle_clear_cb(L, &s->base, &s->base.cb_ref);
     lua_pop(L, 1);
   }
   const char *name = coru_signame(signum);
@@ -121,7 +118,7 @@ static int start(lua_State *L, int oneshot) {
   s->signum = signum;
   watching[signum]++;
   restore_sigpipe();   /* a restart on another signal stopped the old one */
-  coru_handle_set_cb(L, &s->base, &s->cb_ref, ref);
+  coru_handle_set_cb(L, &s->base, &s->base.cb_ref, ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -134,7 +131,7 @@ static int l_signal_stop(lua_State *L) {
   uv_signal_stop(&s->s);
   unwatch(s);
   restore_sigpipe();
-  coru_handle_clear_cb(L, &s->base, &s->cb_ref);
+  coru_handle_clear_cb(L, &s->base, &s->base.cb_ref);
   lua_pushinteger(L, 0);
   return 1;
 }

@@ -11,15 +11,9 @@
 typedef struct {
   coru_handle base;
   uv_timer_t t;
-  int cb_ref;
 } ctimer;
 
 static coru_htype timer_type;
-
-static void timer_on_close(coru_handle *h) {
-  ctimer *t = (ctimer *)h;
-  coru_unref(coru_R->L, &t->cb_ref);
-}
 
 static ctimer *checktimer(lua_State *L, int idx) {
   return (ctimer *)coru_check_handle(L, idx, &timer_type);
@@ -27,7 +21,6 @@ static ctimer *checktimer(lua_State *L, int idx) {
 
 static int l_new_timer(lua_State *L) {
   ctimer *t = coru_handle_alloc(L, &timer_type, sizeof *t, offsetof(ctimer, t));
-  t->cb_ref = LUA_NOREF;
   int r = uv_timer_init(coru_R->loop, &t->t);
   if (r < 0) { coru_handle_init_failed(L, &t->base); return coru_fail(L, r, NULL); }
   return 1;
@@ -36,8 +29,8 @@ static int l_new_timer(lua_State *L) {
 static void timer_cb(uv_timer_t *ut) {
   ctimer *t = ut->data;
   lua_State *L = coru_R->L;
-  if (t->cb_ref == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->cb_ref);
+  if (t->base.cb_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->base.cb_ref);
   if (uv_timer_get_repeat(ut) > 0) { coru_callback(0); return; }
   /* one-shot: the callback still owns the timer while it runs (it may
    * start it again, or set_repeat and again, as libuv allows); once it
@@ -47,7 +40,7 @@ static void timer_cb(uv_timer_t *ut) {
   lua_insert(L, -2);
   coru_callback(0);
   if (!t->base.closing && !uv_is_active((uv_handle_t *)ut))
-    coru_handle_clear_cb(L, &t->base, &t->cb_ref);
+    coru_handle_clear_cb(L, &t->base, &t->base.cb_ref);
   lua_pop(L, 1);
 }
 
@@ -60,10 +53,10 @@ static uint64_t checkms(lua_State *L, int idx) {
 static int l_timer_start(lua_State *L) {
   ctimer *t = checktimer(L, 1);
   uint64_t timeout = checkms(L, 2), rep = checkms(L, 3);
-  coru_handle_set_cb(L, &t->base, &t->cb_ref, coru_ref_cb(L, 4));
+  coru_handle_set_cb(L, &t->base, &t->base.cb_ref, coru_ref_cb(L, 4));
   int r = uv_timer_start(&t->t, timer_cb, timeout, rep);
   if (r < 0) {
-    coru_handle_clear_cb(L, &t->base, &t->cb_ref);
+    coru_handle_clear_cb(L, &t->base, &t->base.cb_ref);
     return coru_fail(L, r, NULL);
   }
   lua_pushinteger(L, 0);
@@ -73,14 +66,14 @@ static int l_timer_start(lua_State *L) {
 static int l_timer_stop(lua_State *L) {
   ctimer *t = checktimer(L, 1);
   uv_timer_stop(&t->t);
-  coru_handle_clear_cb(L, &t->base, &t->cb_ref);
+  coru_handle_clear_cb(L, &t->base, &t->base.cb_ref);
   lua_pushinteger(L, 0);
   return 1;
 }
 
 static int l_timer_again(lua_State *L) {
   ctimer *t = checktimer(L, 1);
-  if (t->cb_ref == LUA_NOREF) return coru_fail(L, UV_EINVAL, "timer was never started");
+  if (t->base.cb_ref == LUA_NOREF) return coru_fail(L, UV_EINVAL, "timer was never started");
   int r = uv_timer_again(&t->t);
   return coru_result(L, r, NULL);
 }
@@ -111,24 +104,19 @@ static const coru_Reg timer_methods[] = {
 };
 
 static coru_htype timer_type = {"coru.timer", CORU_K_TIMER, CORU_K_TIMER, timer_methods,
-                                timer_on_close, NULL, NULL};
+                                NULL, NULL, NULL};
 
 /* --------------------------------------------------- idle, prepare, check */
 
 typedef struct {
   coru_handle base;
   union { uv_handle_t h; uv_idle_t idle; uv_prepare_t prepare; uv_check_t check; } u;
-  int cb_ref;
 } cwatch;
-
-static void watch_on_close(coru_handle *h) {
-  coru_unref(coru_R->L, &((cwatch *)h)->cb_ref);
-}
 
 static void watch_fire(cwatch *w) {
   lua_State *L = coru_R->L;
-  if (w->cb_ref == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, w->cb_ref);
+  if (w->base.cb_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->base.cb_ref);
   coru_callback(0);
 }
 
@@ -140,14 +128,13 @@ static void check_cb(uv_check_t *h) { watch_fire(h->data); }
   static coru_htype kind##_type;                                                     \
   static int l_new_##kind(lua_State *L) {                                            \
     cwatch *w = coru_handle_alloc(L, &kind##_type, sizeof *w, offsetof(cwatch, u));  \
-    w->cb_ref = LUA_NOREF;                                                           \
     int r = uv_##kind##_init(coru_R->loop, &w->u.kind);                              \
     if (r < 0) { coru_handle_init_failed(L, &w->base); return coru_fail(L, r, NULL); } \
     return 1;                                                                        \
   }                                                                                  \
   static int l_##kind##_start(lua_State *L) {                                        \
     cwatch *w = (cwatch *)coru_check_handle(L, 1, &kind##_type);                     \
-    coru_handle_set_cb(L, &w->base, &w->cb_ref, coru_ref_cb(L, 2));                   \
+    coru_handle_set_cb(L, &w->base, &w->base.cb_ref, coru_ref_cb(L, 2));                   \
     uv_##kind##_start(&w->u.kind, kind##_cb);                                        \
     lua_pushinteger(L, 0);                                                           \
     return 1;                                                                        \
@@ -155,14 +142,14 @@ static void check_cb(uv_check_t *h) { watch_fire(h->data); }
   static int l_##kind##_stop(lua_State *L) {                                         \
     cwatch *w = (cwatch *)coru_check_handle(L, 1, &kind##_type);                     \
     uv_##kind##_stop(&w->u.kind);                                                    \
-    coru_handle_clear_cb(L, &w->base, &w->cb_ref);                                   \
+    coru_handle_clear_cb(L, &w->base, &w->base.cb_ref);                                   \
     lua_pushinteger(L, 0);                                                           \
     return 1;                                                                        \
   }                                                                                  \
   static const coru_Reg kind##_methods[] = {                                         \
     {"start", l_##kind##_start, 0}, {"stop", l_##kind##_stop, 0}, {NULL, NULL, 0}};  \
   static coru_htype kind##_type = {"coru." #kind, CORU_K_##KIND, CORU_K_##KIND,      \
-                                   kind##_methods, watch_on_close, NULL, NULL};
+                                   kind##_methods, NULL, NULL, NULL};
 
 WATCH_FAMILY(idle, IDLE)
 WATCH_FAMILY(prepare, PREPARE)
