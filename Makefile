@@ -67,17 +67,22 @@ demo: all
 bench: all
 	sh bench/run.sh
 
+# Every .lua under lua/ (coru/*.lua and subdirectories such as
+# coru/floo/) into $(1), keeping the tree.
+install_lua = cd lua && find coru -name '*.lua' | while read -r f; do \
+	  install -d "$(1)/$$(dirname "$$f")" && install -m 644 "$$f" "$(1)/$$f" || exit 1; done
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/coru
 	install -m 755 $(BUILD)/coru $(DESTDIR)$(PREFIX)/bin/coru
 	install -m 755 $(BUILD)/coru.so $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/coru.so
-	for f in lua/coru/*.lua; do [ -f "$$f" ] && install -m 644 "$$f" $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/coru/; done; true
+	$(call install_lua,$(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION))
 
 # luarocks make: the rock's own directories
 install-rock: all
 	install -d $(INST_LIBDIR) $(INST_LUADIR)/coru $(INST_BINDIR)
 	install -m 755 $(BUILD)/coru.so $(INST_LIBDIR)/coru.so
-	for f in lua/coru/*.lua; do [ -f "$$f" ] && install -m 644 "$$f" $(INST_LUADIR)/coru/; done; true
+	$(call install_lua,$(INST_LUADIR))
 	install -m 755 $(BUILD)/coru $(INST_BINDIR)/coru
 
 clean:
