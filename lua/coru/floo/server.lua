@@ -14,7 +14,7 @@
 -- confirmed is on disk (group commit).
 local coru = require "coru"
 local fs = require "coru.fs"
-local cjson = require "cjson"
+local jsonl = require "coru.jsonl"
 
 local M = {}
 local concat, insert, remove, sort = table.concat, table.insert, table.remove, table.sort
@@ -109,15 +109,8 @@ function M.base64_decode(s)
   return concat(out)
 end
 
--- JSON: cjson cannot tell an empty array from an empty object; EMPTY
--- stands for [] in the few messages that carry lists.
-local EMPTY_TOKEN = "\0coru-empty-array\0"
-local function list(t) if #t == 0 then return EMPTY_TOKEN end return t end
-local function encode(msg, lists)
-  local s = cjson.encode(msg)
-  if lists then s = s:gsub('"\\u0000coru%-empty%-array\\u0000"', "[]") end
-  return s
-end
+-- JSON through coru.jsonl: jsonl.array marks the lists that may be empty
+local list, encode = jsonl.array, jsonl.encode
 
 local function now_ms() return floor(os.time() * 1000 + (coru.now() % 1000)) end
 
@@ -193,8 +186,8 @@ local function make_logger(level, out)
     if LEVELS[lvl] < threshold then return end
     local rec = {t = os.date("!%Y-%m-%dT%H:%M:%SZ"), level = lvl, event = event}
     if fields then for k, v in pairs(fields) do rec[k] = v end end
-    local ok, line = pcall(cjson.encode, rec)
-    if not ok then line = cjson.encode({t = rec.t, level = lvl, event = event, note = "unencodable fields"}) end
+    local ok, line = pcall(encode, rec)
+    if not ok then line = encode({t = rec.t, level = lvl, event = event, note = "unencodable fields"}) end
     if type(out) == "function" then out(line) else out:write(line, "\n") out:flush() end
   end
 end
@@ -207,9 +200,9 @@ M.make_logger = make_logger
 function M.load_config(path)
   local text, err = fs.read_file(path)
   if not text then return nil, err end
-  local ok, cfg = pcall(cjson.decode, text)
-  if not ok or type(cfg) ~= "table" then
-    return nil, ("config %s: invalid JSON: %s"):format(path, tostring(cfg))
+  local cfg, jerr = jsonl.decode(text)
+  if type(cfg) ~= "table" then
+    return nil, ("config %s: invalid JSON: %s"):format(path, tostring(jerr or "not an object"))
   end
   local base = fs.dirname(path)
   for _, k in ipairs({"data_dir", "cert", "key", "ca"}) do
@@ -378,9 +371,9 @@ local function load_workspace(srv, owner, name)
   local ws = new_workspace(srv, owner, name)
   local text, err = fs.read_file(ws.dir .. "/workspace.json")
   if not text then return nil, err end
-  local ok, meta = pcall(cjson.decode, text)
-  if not ok or type(meta) ~= "table" or type(meta.bufs) ~= "table" then
-    return nil, ("%s/workspace.json: invalid: %s"):format(ws.dir, tostring(meta))
+  local meta, jerr = jsonl.decode(text)
+  if type(meta) ~= "table" or type(meta.bufs) ~= "table" then
+    return nil, ("%s/workspace.json: invalid: %s"):format(ws.dir, tostring(jerr or "no bufs"))
   end
   ws.created_at = tonumber(meta.created_at) or ws.created_at
   ws.updated_at = tonumber(meta.updated_at) or ws.updated_at
@@ -538,7 +531,7 @@ function Conn:write(line)
   end
 end
 
-function Conn:send(msg, lists) self:write(encode(msg, lists) .. "\n") end
+function Conn:send(msg) self:write(encode(msg) .. "\n") end
 
 function Conn:ack(req_id)
   if req_id ~= nil then self:write('{"name":"ack","res_id":' .. ("%d"):format(req_id) .. '}\n') end
@@ -611,12 +604,12 @@ end
 
 -- ---------------------------------------------------------- broadcast
 
--- broadcast(except, msg [, lists]): to every connection but `except`
-function Workspace:broadcast(except, msg, lists)
+-- broadcast(except, msg): to every connection but `except`
+function Workspace:broadcast(except, msg)
   local line
   for _, c in pairs(self.conns) do
     if c ~= except then
-      line = line or (encode(msg, lists) .. "\n")
+      line = line or (encode(msg) .. "\n")
       c:write(line)
     end
   end
@@ -960,7 +953,7 @@ function H.highlight(conn, req_id, msg)
   if not buf then return end
   local ranges = valid_ranges(msg.ranges)
   if not ranges then return conn:error(req_id, "Invalid ranges", false) end
-  local summon = (msg.ping and msg.ping ~= cjson.null) or (msg.summon and msg.summon ~= cjson.null) or false
+  local summon = (msg.ping and msg.ping ~= jsonl.null) or (msg.summon and msg.summon ~= jsonl.null) or false
   summon = summon and true or false
   local following = msg.following == true
   local key = encode({buf.id, ranges, summon, following})
@@ -1061,7 +1054,7 @@ function H.perms(conn, req_id, msg)
   end
   if target.is_anon then return conn:error(req_id, "Anonymous users' permissions can't be changed", false) end
   if action == "reject" then
-    target:send({name = "perms", action = "reject", user_id = target.id, perms = list({})}, true)
+    target:send({name = "perms", action = "reject", user_id = target.id, perms = list({})})
     return conn:ack(req_id)
   end
   local cur = {}
@@ -1075,9 +1068,9 @@ function H.perms(conn, req_id, msg)
   for _, c in pairs(ws.conns) do
     if c.username == target.username and not c.is_anon then c:set_perms(site) end
   end
-  ws:broadcast(nil, {name = "perms", action = action, user_id = target.id, perms = list(msg.perms)}, true)
+  ws:broadcast(nil, {name = "perms", action = action, user_id = target.id, perms = list(msg.perms)})
   ws:broadcast(nil, {name = "user_info", action = "update", user_id = target.id,
-                     user_info = target:to_json()}, true)
+                     user_info = target:to_json()})
   conn:ack(req_id)
 end
 
@@ -1174,7 +1167,7 @@ function Conn:room_info(req_id)
     created_at = ws.created_at, updated_at = ws.updated_at, max_size = self.srv.max_size,
     secret = false, server_id = "coru-floo-server", active = true, version = ws.version,
   }
-  self:write(encode(info, true) .. "\n")
+  self:write(encode(info) .. "\n")
 end
 
 -- the first line: agent auth -> true | nil (the connection is closed)
@@ -1219,7 +1212,7 @@ function Conn:join(msg)
   ws:broadcast(self, {name = "join", user_id = self.id, username = self.username, client = self.client,
                       platform = self.platform, perms = list(self.perms_list), is_anon = is_anon,
                       color = self.color, gravatar = "", tags = list({}), version = self.version,
-                      connected_at = self.connected_at}, true)
+                      connected_at = self.connected_at})
   for _, m in ipairs(ws.msgs) do self:send(m) end
   if ws.last_highlight and ws.bufs[ws.last_highlight.id] then self:send(ws.last_highlight) end
   srv.log("info", "join", {conn = self.id, user = self.username, ws = ws.key, client = self.client,
@@ -1255,8 +1248,8 @@ function Conn:handle(msg)
 end
 
 local function decode_line(line)
-  local ok, msg = pcall(cjson.decode, line)
-  if ok and type(msg) == "table" then return msg end
+  local msg = jsonl.decode(line)
+  if type(msg) == "table" then return msg end
   return nil
 end
 
