@@ -145,13 +145,10 @@ local ok, err = pcall(function()
 
   -- convergence: bob's tree equals alice's, and both equal the server's buffers
   local observer = assert(jsonl.connect{host = "127.0.0.1", port = port, max_line = 64 * 1024 * 1024})
-  local function server_tree()
-    local info = observer:request({username = "alice", secret = "alice-secret", room_owner = "alice",
-                                   room = "demo", version = 0.11, client = "demo-observer"},
-                                  {expect = "room_info"})
-    return info
-  end
-  local info = assert(server_tree())
+  local info, jerr = observer:request({username = "alice", secret = "alice-secret", room_owner = "alice",
+                                       room = "demo", version = 0.11, client = "demo-observer"},
+                                      {expect = "room_info"})
+  if not info then error("the observer could not join: " .. tostring(jerr), 0) end
   local function server_matches(a)
     local bufs = {}
     for _, b in pairs(info.bufs) do
