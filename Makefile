@@ -48,14 +48,19 @@ SPEC_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec
 BUSTED ?= busted
 ASAN_RT = $(shell $(CC) -print-file-name=libasan.so)
 
-test: all
+# Test oracles (Node.js and the npm diff-match-patch packages), never runtime deps.
+NODE_DEPS := deps/node_modules/.coru-ok
+$(NODE_DEPS): deps/package.json deps/package-lock.json deps/npm.sh
+	@sh deps/npm.sh && touch $@
+
+test: all $(NODE_DEPS)
 	$(MAKE) --no-print-directory test-host test-luajit
 	@if [ -z "$(QUICK_BENCH_SKIP)" ] && [ -z "$(SANITIZE)" ] && [ -f bench/run.sh ]; then QUICK=1 SMOKE=1 sh bench/run.sh; fi
 
-test-host: all
+test-host: all $(NODE_DEPS)
 	$(SPEC_ENV) $(BUSTED) --lua=$(BUILD)/coru spec
 
-test-luajit: all
+test-luajit: all $(NODE_DEPS)
 	$(SPEC_ENV) $(if $(SANITIZE),LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=0) $(BUSTED) --lua=luajit spec
 
 valgrind: all

@@ -248,6 +248,7 @@ CORU_FAMILY(signal);
 CORU_FAMILY(work);
 CORU_FAMILY(misc);
 CORU_FAMILY(tls);
+CORU_FAMILY(dmp);
 
 __attribute__((visibility("default"))) int luaopen_coru(lua_State *L);
 /* Host support. */
