@@ -39,37 +39,12 @@ M.DEFAULTS = {
 
 -- ------------------------------------------------------------ helpers
 
--- coru.md5 and coru.dmp load on first use (coru's __index requires them)
-local function optional(name)
-  local ok, v = pcall(function() return coru[name] end)
-  if ok then return v end
-  return nil
-end
-
-local md5 = optional("md5")
-if not md5 then
-  -- coru.md5 lands with coru.dmp; until then OpenSSL through the FFI.
-  local ffi = require "ffi"
-  pcall(ffi.cdef, "unsigned char *MD5(const unsigned char *d, size_t n, unsigned char *md);")
-  local crypto = ffi.load("crypto")
-  local out = ffi.new("unsigned char[16]")
-  md5 = function(s)
-    crypto.MD5(s, #s, out)
-    return (ffi.string(out, 16):gsub(".", function(c) return ("%02x"):format(byte(c)) end))
-  end
-end
+local md5 = coru.md5
 M.md5 = md5
 
-local dmp_instance
-local function get_dmp()
-  if dmp_instance then return dmp_instance end
-  local dmp = optional("dmp")
-  if not dmp then error("coru.floo.server: coru.dmp is not available", 0) end
-  -- colab's tuning (settings.js): narrow fuzzy matching
-  dmp_instance = dmp.new{match_threshold = 0.375, match_distance = 100,
-                         patch_delete_threshold = 0.375, patch_margin = 4, diff_edit_cost = 4}
-  return dmp_instance
-end
+-- colab's tuning (settings.js): narrow fuzzy matching
+local D = coru.dmp.new{match_threshold = 0.375, match_distance = 100,
+                       patch_delete_threshold = 0.375, patch_margin = 4, diff_edit_cost = 4}
 
 -- base64 (RFC 4648, with padding)
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -668,6 +643,34 @@ end
 
 -- ---------------------------------------------------------- buffer changes
 
+-- UTF-8 as coru.dmp accepts it (no surrogates, no overlong forms)
+function M.valid_utf8(s)
+  local i, n = 1, #s
+  local find, b = string.find, byte
+  while true do
+    i = find(s, "[\128-\255]", i)
+    if not i then return true end
+    local c = b(s, i)
+    local len, lo, hi = 0, 0x80, 0xBF
+    if c >= 0xC2 and c <= 0xDF then len = 1
+    elseif c == 0xE0 then len, lo = 2, 0xA0
+    elseif c == 0xED then len, hi = 2, 0x9F
+    elseif c >= 0xE1 and c <= 0xEF then len = 2
+    elseif c == 0xF0 then len, lo = 3, 0x90
+    elseif c >= 0xF1 and c <= 0xF3 then len = 3
+    elseif c == 0xF4 then len, hi = 3, 0x8F
+    else return false end
+    local d = b(s, i + 1)
+    if not d or d < lo or d > hi then return false end
+    for k = i + 2, i + len do
+      d = b(s, k)
+      if not d or d < 0x80 or d > 0xBF then return false end
+    end
+    i = i + len + 1
+  end
+end
+local valid_utf8 = M.valid_utf8
+
 local function strip_cr(text) return (text:gsub("\r\n", "\n"):gsub("\r", "")) end
 
 function Workspace:delete_readme_if_untouched(conn, req_id)
@@ -725,18 +728,41 @@ end
 
 -- apply patch text -> new text | nil
 local function apply_patch(text, patch_text)
-  local d = get_dmp()
-  local ok, patches = pcall(d.patch_from_text, d, patch_text)
+  local ok, patches = pcall(D.patch_from_text, D, patch_text)
   if not ok or type(patches) ~= "table" then return nil end
-  local ok2, result, applied = pcall(d.patch_apply, d, patches, text)
+  local ok2, result, applied = pcall(D.patch_apply, D, patches, text)
   if not ok2 or type(result) ~= "string" then return nil end
   for _, a in ipairs(applied or {}) do if not a then return nil end end
   return result
 end
 M.apply_patch = apply_patch
 
+-- coru.dmp may run a big job on the thread pool and suspend the task: one
+-- change at a time per buffer, the others wait their turn in order.
+local function lock_buf(buf)
+  if not buf.busy then buf.busy = true return end
+  local q = buf.waiters
+  if not q then q = {} buf.waiters = q end
+  coroutine.yield(function(resume) q[#q + 1] = resume end)
+end
+
+local function unlock_buf(buf)
+  local q = buf.waiters
+  local nxt = q and remove(q, 1)
+  if nxt then nxt() else buf.busy = false end
+end
+
+local function locked(fn)
+  return function(self, conn, req_id, buf, ...)
+    lock_buf(buf)
+    local ok, err = pcall(fn, self, conn, req_id, buf, ...)
+    unlock_buf(buf)
+    if not ok then error(err, 0) end
+  end
+end
+
 -- colab buffer.js BaseBuffer.patch, as FLOOBITS-PROTOCOL.md §7 tells it
-function Workspace:patch(conn, req_id, buf, patch_text, md5_before, md5_after)
+local function patch(self, conn, req_id, buf, patch_text, md5_before, md5_after)
   local log = self.srv.log
   if buf.encoding ~= "utf8" then
     -- binary buffers change through set_buf; tell the client the truth
@@ -757,6 +783,7 @@ function Workspace:patch(conn, req_id, buf, patch_text, md5_before, md5_after)
   local stale = md5_before ~= before
   if stale then send_get_buf(buf, conn, req_id, 1500) end
   local text = apply_patch(buf.text, patch_text)
+  if buf.deleted then return conn:error(req_id, ("Buffer %d doesn't exist"):format(buf.id), false) end
   if not text then
     log("warn", "patch_rejected", {ws = self.key, id = buf.id, conn = conn.id, why = "does not apply"})
     return send_get_buf(buf, conn, req_id, 0)
@@ -784,7 +811,9 @@ function Workspace:patch(conn, req_id, buf, patch_text, md5_before, md5_after)
   log("debug", "patch", {ws = self.key, id = buf.id, conn = conn.id, md5 = after})
 end
 
-function Workspace:set_buf(conn, req_id, buf, text, sum, encoding)
+Workspace.patch = locked(patch)
+
+local function set_buf(self, conn, req_id, buf, text, sum, encoding)
   if encoding ~= buf.encoding then
     local path = buf.path
     self:delete_buf(conn, req_id, buf, true)
@@ -796,8 +825,8 @@ function Workspace:set_buf(conn, req_id, buf, text, sum, encoding)
   local before = buf.md5
   local patch_text
   if encoding == "utf8" then
-    local d = get_dmp()
-    patch_text = d:patch_to_text(d:patch_make(buf.text, text))
+    patch_text = D:patch_to_text(D:patch_make(buf.text, text))
+    if buf.deleted then return conn:error(req_id, ("Buffer %d doesn't exist"):format(buf.id), false) end
   end
   commit(buf, text, new_md5)
   if sum and sum ~= new_md5 then
@@ -821,6 +850,8 @@ function Workspace:set_buf(conn, req_id, buf, text, sum, encoding)
   end
   self:chat(nil, ("%s overwrote %s"):format(conn.username, buf.path))
 end
+
+Workspace.set_buf = locked(set_buf)
 
 function Workspace:chat(conn, data, req_id)
   local msg = {name = "msg", username = conn and conn.username or "server",
@@ -864,6 +895,10 @@ local function incoming_text(conn, req_id, msg)
     text = bytes
   else
     text = strip_cr(text)
+    if not valid_utf8(text) then
+      conn:error(req_id, "Invalid UTF-8 in a utf8 buffer (send binary files as base64)", false)
+      return nil
+    end
   end
   if #text > conn.srv.max_buf_len then
     conn:error(req_id, ("Buffer is too big (%d bytes; the limit is %d)"):format(#text, conn.srv.max_buf_len), true)
