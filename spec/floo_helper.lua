@@ -132,5 +132,138 @@ function Client:create(path, text)
   return m.id, m
 end
 
+-- ------------------------------------------------------------ editors
+
+-- An editing client following the protocol's client rules (§7): per
+-- buffer the text it believes the server has; a local edit is sent as a
+-- patch against it with both md5s; an incoming patch is applied and
+-- checked; any mismatch or failed hunk fetches the buffer, and no edit is
+-- sent for a buffer while its fetch is in flight. After a disconnect it
+-- rejoins and fetches every buffer whose md5 differs.
+local D = coru.dmp.new{match_threshold = 0.375, match_distance = 100,
+                       patch_delete_threshold = 0.375, patch_margin = 4, diff_edit_cost = 4}
+local md5 = coru.md5
+local Editor = {}
+Editor.__index = Editor
+
+function H.editor(port, user, ws)
+  return setmetatable({port = port, user = user, ws = ws or "ws", bufs = {}, stats = {sent = 0, applied = 0, fetched = 0, rejoined = 0},
+                       last_rx = coru.now()}, Editor)
+end
+
+function Editor:fetch(b)
+  if b.fetching then return end
+  b.fetching = true
+  local conn = self.conn
+  coru.spawn(function()
+    while conn and not conn:is_closed() do
+      local r = conn:request({name = "get_buf", id = b.id},
+        {timeout = 2000, expect = function(x) return x.name == "error" or (x.name == "get_buf" and x.id == b.id) end})
+      if r then
+        if r.name == "get_buf" then b.text, b.md5 = r.buf, r.md5 end
+        self.stats.fetched = self.stats.fetched + 1
+        break
+      end
+    end
+    b.fetching = false
+  end)
+end
+
+function Editor:connect()
+  local conn, err = jsonl.connect{host = "127.0.0.1", port = self.port, max_line = 64 * 1024 * 1024}
+  if not conn then return nil, err end
+  conn:on("patch", function(m)
+    self.last_rx = coru.now()
+    local b = self.bufs[m.id]
+    if not b or b.fetching then return end
+    local text, res = D:patch_apply(assert(D:patch_from_text(m.patch)), b.text)
+    for _, ok in ipairs(res) do if not ok then return self:fetch(b) end end
+    b.text, b.md5 = text, md5(text)
+    self.stats.applied = self.stats.applied + 1
+    if b.md5 ~= m.md5_after then self:fetch(b) end
+  end)
+  conn:on("get_buf", function(m)
+    self.last_rx = coru.now()
+    local b = self.bufs[m.id]
+    if b then b.text, b.md5 = m.buf, m.md5 end
+  end)
+  conn:on("create_buf", function(m) if not self.bufs[m.id] then self.bufs[m.id] = {id = m.id, text = m.buf, md5 = m.md5} end end)
+  local info, jerr = conn:request({username = self.user, secret = H.USERS[self.user].secret, room_owner = "alice",
+                                   room = self.ws, version = 0.11, client = "spec-editor"}, {expect = "room_info", timeout = 5000})
+  if not info then conn:close() return nil, jerr end
+  self.conn = conn
+  for _, bi in pairs(info.bufs) do
+    local b = self.bufs[bi.id]
+    if not b then b = {id = bi.id} self.bufs[bi.id] = b end
+    b.fetching = false
+    if b.md5 ~= bi.md5 then self:fetch(b) end
+  end
+  return true
+end
+
+-- keep connected (call in a task of its own)
+function Editor:run()
+  while not self.stopped do
+    if not self.conn or self.conn:is_closed() then
+      if self.conn then self.stats.rejoined = self.stats.rejoined + 1 end
+      if not self:connect() then coru.sleep(50) end
+    else
+      coru.sleep(20)
+    end
+  end
+  if self.conn then self.conn:close() end
+end
+
+local PIECES = {"a", "b", " ", "\n", "é", "ü", "世", "界", "🌍", "𝄞", "😀", "xyz"}
+
+-- n random edits (inserts and deletes at character boundaries)
+function Editor:edit(n, rnd, pause)
+  local done = 0
+  while done < n do
+    local ids = {}
+    for id, b in pairs(self.bufs) do if not b.fetching and b.text then ids[#ids + 1] = id end end
+    table.sort(ids)
+    local conn = self.conn
+    if #ids > 0 and conn and not conn:is_closed() then
+      local b = self.bufs[ids[rnd(#ids)]]
+      local chars = {}
+      for ch in b.text:gmatch("[%z\1-\127\194-\244][\128-\191]*") do chars[#chars + 1] = ch end
+      local at = rnd(#chars + 1)
+      if #chars > 0 and rnd(3) == 1 then
+        local k = math.min(#chars - at + 1, rnd(3))
+        for _ = 1, math.max(k, 0) do table.remove(chars, at) end
+      else
+        table.insert(chars, at, PIECES[rnd(#PIECES)])
+      end
+      local new = table.concat(chars)
+      if new ~= b.text then
+        local p = D:patch_to_text(D:patch_make(b.text, new))
+        conn:send({name = "patch", id = b.id, patch = p, md5_before = b.md5, md5_after = md5(new)})
+        b.text, b.md5 = new, md5(new)
+        self.stats.sent = self.stats.sent + 1
+      end
+      done = done + 1
+    end
+    coru.sleep(pause or rnd(5))
+  end
+end
+
+-- after the edits: wait until nothing arrived for quiet_ms, then compare
+-- once with the server's copy (a rejected patch may come back with only
+-- its ack, §7); returns how many buffers needed that correction
+function Editor:settle(quiet_ms)
+  while coru.now() - self.last_rx < quiet_ms do coru.sleep(20) end
+  local corrected = 0
+  for _, b in pairs(self.bufs) do
+    local before = b.md5
+    local r = self.conn:request({name = "get_buf", id = b.id},
+      {timeout = 5000, expect = function(x) return x.name == "error" or (x.name == "get_buf" and x.id == b.id) end})
+    assert(r and r.name == "get_buf", "final get_buf")
+    if r.md5 ~= before then corrected = corrected + 1 end
+    b.text, b.md5 = r.buf, r.md5
+  end
+  return corrected
+end
+
 H.server = server
 return H

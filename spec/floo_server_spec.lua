@@ -6,11 +6,6 @@ local H = require "floo_helper"
 local server = H.server
 local fs = require "coru.fs"
 
-local function has_dmp()
-  local ok, d = pcall(function() return coru.dmp end)
-  return ok and d ~= nil
-end
-
 describe("coru.floo.server", function()
   describe("pure rules", function()
     it("expands site perms as colab's perms.js, with msg for logged-in viewers", function()
@@ -459,10 +454,234 @@ describe("coru.floo.server", function()
     end)
   end)
 
-  describe("patches", function()
-    if not has_dmp() then
-      pending("need coru.dmp (branch dmp) to apply patches")
-      return
+  describe("patches (§7)", function()
+    local D = coru.dmp.new{match_threshold = 0.375, match_distance = 100, patch_delete_threshold = 0.375}
+    local md5 = coru.md5
+    local function ptext(a, b) return D:patch_to_text(D:patch_make(a, b)) end
+
+    local function setup(text)
+      local srv, cfg = H.start()
+      local a = H.join(srv.port, "alice")
+      local b = H.join(srv.port, "bob")
+      local id = a:create("a.txt", text)
+      b:expect(function(m) return m.name == "create_buf" and m.id == id end)
+      return srv, cfg, a, b, id
     end
+
+    local function server_text(srv, id) return srv:workspace("alice/ws").bufs[id].text end
+
+    it("applies a patch: ack to the sender, the others get it with the server's md5s", function()
+      helper.run(function()
+        local srv, cfg, a, b, id = setup("hello world\n")
+        local p = ptext("hello world\n", "hello brave 🌍 world\n")
+        local req = a:send({name = "patch", id = id, patch = p, md5_before = md5("hello world\n"),
+                            md5_after = md5("hello brave 🌍 world\n")})
+        a:reply(req, "ack")
+        local m = b:expect("patch")
+        assert.equal(p, m.patch)
+        assert.equal("a.txt", m.path)
+        assert.equal(md5("hello world\n"), m.md5_before)
+        assert.equal(md5("hello brave 🌍 world\n"), m.md5_after)
+        assert.equal(a.user_id, m.user_id)
+        assert.equal("hello brave 🌍 world\n", server_text(srv, id))
+        a:close() b:close()
+        H.stop(srv, cfg)
+      end)
+    end)
+
+    it("acks an empty patch and a duplicate without broadcasting", function()
+      helper.run(function()
+        local srv, cfg, a, b, id = setup("one\n")
+        a:reply(a:send({name = "patch", id = id, patch = "", md5_before = md5("one\n"), md5_after = md5("one\n")}), "ack")
+        local p = ptext("one\n", "one two\n")
+        a:reply(a:send({name = "patch", id = id, patch = p, md5_before = md5("one\n"), md5_after = md5("one two\n")}), "ack")
+        a:reply(a:send({name = "patch", id = id, patch = p, md5_before = md5("one\n"), md5_after = md5("one two\n")}), "ack")
+        b:expect("patch")
+        b:send({name = "ping"})
+        assert.equal("pong", b:expect(function(m) return m.name == "pong" or m.name == "patch" end).name)
+        assert.equal("one two\n", server_text(srv, id))
+        a:close() b:close()
+        H.stop(srv, cfg)
+      end)
+    end)
+
+    it("answers a patch that does not apply with get_buf at once and changes nothing", function()
+      helper.run(function()
+        local srv, cfg, a, b, id = setup("alpha beta gamma\n")
+        local p = ptext("completely other text here\n", "completely different text here\n")
+        local req = a:send({name = "patch", id = id, patch = p, md5_before = md5("alpha beta gamma\n"), md5_after = md5("x")})
+        local g = a:reply(req, "get_buf")
+        assert.equal("alpha beta gamma\n", g.buf)
+        assert.equal(md5("alpha beta gamma\n"), g.md5)
+        req = a:send({name = "patch", id = id, patch = "@@ garbage", md5_before = md5("alpha beta gamma\n"), md5_after = md5("y")})
+        assert.equal("alpha beta gamma\n", a:reply(req, "get_buf").buf)
+        b:send({name = "ping"})
+        assert.equal("pong", b:expect(function(m) return m.name == "pong" or m.name == "patch" end).name)
+        assert.equal("alpha beta gamma\n", server_text(srv, id))
+        a:close() b:close()
+        H.stop(srv, cfg)
+      end)
+    end)
+
+    it("refuses a wrong md5_after from the current base; commits one from a stale base", function()
+      helper.run(function()
+        local srv, cfg, a, b, id = setup("abc def\n")
+        local p = ptext("abc def\n", "abc XYZ def\n")
+        local req = a:send({name = "patch", id = id, patch = p, md5_before = md5("abc def\n"), md5_after = md5("nope")})
+        assert.equal("abc def\n", a:reply(req, "get_buf").buf)
+        assert.equal("abc def\n", server_text(srv, id))
+        -- stale base: applied, broadcast, and the queued get_buf cancelled by the commit
+        req = a:send({name = "patch", id = id, patch = p, md5_before = md5("stale"), md5_after = md5("nope")})
+        a:reply(req, "ack")
+        assert.equal(md5("abc XYZ def\n"), b:expect("patch").md5_after)
+        assert.equal("abc XYZ def\n", server_text(srv, id))
+        local got = pcall(a.expect, a, "get_buf", 1800)
+        assert.is_false(got, "no get_buf after the commit")
+        a:close() b:close()
+        H.stop(srv, cfg)
+      end)
+    end)
+
+    it("set_buf: ack only when equal; otherwise the others get a patch and a chat line", function()
+      helper.run(function()
+        local srv, cfg, a, b, id = setup("v1\n")
+        a:reply(a:send({name = "set_buf", id = id, buf = "v1\n", md5 = md5("v1\n"), encoding = "utf8"}), "ack")
+        a:reply(a:send({name = "set_buf", id = id, buf = "v2 ✓\n", md5 = md5("v2 ✓\n"), encoding = "utf8"}), "ack")
+        local m = b:expect("patch")
+        assert.equal(md5("v2 ✓\n"), m.md5_after)
+        assert.equal("alice overwrote a.txt", b:expect("msg").data)
+        assert.equal("v2 ✓\n", server_text(srv, id))
+        local req = a:send({name = "set_buf", id = id, buf = "\255\254", encoding = "utf8"})
+        assert.matches("Invalid UTF%-8", a:reply(req, "error").msg)
+        a:close() b:close()
+        H.stop(srv, cfg)
+      end)
+    end)
+
+    it("strips carriage returns from patches with an error that has no res_id", function()
+      helper.run(function()
+        local srv, cfg, a, b, id = setup("l1\nl2\n")
+        local p = ptext("l1\nl2\n", "l1\r\nnew\r\nl2\n")
+        a:send({name = "patch", id = id, patch = p, md5_before = md5("l1\nl2\n"), md5_after = md5("l1\r\nnew\r\nl2\n")})
+        local e = a:expect("error")
+        assert.is_nil(e.res_id)
+        assert.matches("carriage return", e.msg)
+        b:expect("patch")
+        assert.equal("l1\nnew\nl2\n", server_text(srv, id))
+        a:close() b:close()
+        H.stop(srv, cfg)
+      end)
+    end)
+
+    it("converges with several clients taking turns, without a single fetch", function()
+      helper.run(function()
+        local srv, cfg = H.start()
+        local a = H.join(srv.port, "alice")
+        local id = a:create("turns.txt", "start\n")
+        a:close()
+        local eds, tasks = {}, {}
+        for i = 1, 3 do
+          eds[i] = H.editor(srv.port, i == 1 and "alice" or "bob")
+          tasks[i] = coru.spawn(eds[i].run, eds[i])
+        end
+        helper.wait_until(function()
+          for _, e in ipairs(eds) do local b = e.bufs[id] if not (b and b.text) then return false end end
+          return true
+        end, 5000, "the editors to load the buffer")
+        for _, e in ipairs(eds) do e.stats.fetched = 0 end
+        local seed = 7
+        local function rnd(n) seed = (seed * 1103515245 + 12345) % 2147483648 return seed % n + 1 end
+        for round = 1, 30 do
+          local e = eds[round % 3 + 1]
+          e:edit(1, rnd, 0)
+          local want = e.bufs[id].md5
+          helper.wait_until(function()
+            for _, o in ipairs(eds) do if o.bufs[id].md5 ~= want then return false end end
+            return srv:workspace("alice/ws").bufs[id].md5 == want
+          end, 5000, "everyone to receive edit " .. round)
+        end
+        for _, e in ipairs(eds) do
+          assert.equal(0, e.stats.fetched)
+          assert.equal(server_text(srv, id), e.bufs[id].text)
+          e.stopped = true
+        end
+        coru.all(tasks)
+        H.stop(srv, cfg)
+      end)
+    end)
+
+    local function concurrent(restart)
+      helper.run(function()
+        local srv, cfg = H.start()
+        local a = H.join(srv.port, "alice")
+        local ids = {(a:create("one.txt", "first buffer\n")), (a:create("two.txt", "second 🌍 buffer\n"))}
+        a:close()
+        local eds, runners = {}, {}
+        for i = 1, 5 do
+          eds[i] = H.editor(srv.port, i % 2 == 0 and "bob" or "alice")
+          runners[i] = coru.spawn(eds[i].run, eds[i])
+        end
+        helper.wait_until(function()
+          for _, e in ipairs(eds) do
+            for _, id in ipairs(ids) do if not (e.bufs[id] and e.bufs[id].text) then return false end end
+          end
+          return true
+        end, 5000, "the editors to load")
+        local typists = {}
+        for i, e in ipairs(eds) do
+          local seed = i * 7919
+          local function rnd(n) seed = (seed * 1103515245 + 12345) % 2147483648 return math.floor(seed / 65536) % n + 1 end
+          typists[i] = coru.spawn(e.edit, e, 200, rnd)
+        end
+        if restart then
+          coru.sleep(300)
+          local port = srv.port
+          srv:close()
+          local again
+          for _ = 1, 50 do
+            cfg.port = port
+            again = server.start(cfg)
+            if again then break end
+            coru.sleep(20)
+          end
+          srv = assert(again, "the server restarts on its port")
+        end
+        coru.all(typists)
+        for _, e in ipairs(eds) do e:settle(400) end
+        local ws = srv:workspace("alice/ws")
+        for _, id in ipairs(ids) do
+          local buf = ws.bufs[id]
+          assert.is_true(server.valid_utf8(buf.text))
+          assert.equal(md5(buf.text), buf.md5)
+          for _, e in ipairs(eds) do
+            assert.equal(buf.md5, e.bufs[id].md5)
+            assert.equal(buf.text, e.bufs[id].text)
+          end
+        end
+        local sent = 0
+        for _, e in ipairs(eds) do sent = sent + e.stats.sent e.stopped = true end
+        assert.is_true(sent > 900)
+        if restart then
+          local rejoined = 0
+          for _, e in ipairs(eds) do rejoined = rejoined + e.stats.rejoined end
+          assert.equal(5, rejoined)
+        end
+        coru.all(runners)
+        -- what is on disk is what the clients have
+        srv:close()
+        for _, id in ipairs(ids) do
+          assert.equal(ws.bufs[id].text, fs.read_file(cfg.data_dir .. "/alice/ws/bufs/" .. id))
+        end
+        H.rmdir(cfg.data_dir)
+      end)
+    end
+
+    it("converges: 5 clients, 200 random concurrent edits each (multi-byte and astral)", function()
+      concurrent(false)
+    end)
+
+    it("converges with a server restart in the middle; clients rejoin and re-sync", function()
+      concurrent(true)
+    end)
   end)
 end)

@@ -1297,7 +1297,7 @@ function Server:serve(stream, is_tls)
   stream:settimeouts(nil, nil, self.auth_timeout)
   local line, err = stream:read_line()
   if not line then
-    conn:drop(err == "timeout" and "auth timeout" or tostring(err))
+    if err == "eof" or err == "closed" then conn:close(err) else conn:drop(err == "timeout" and "auth timeout" or tostring(err)) end
     return
   end
   local msg = decode_line(line)
@@ -1328,7 +1328,7 @@ function Server:serve(stream, is_tls)
         conn:write('{"name":"ping","req_id":' .. conn.out_req_id .. '}\n')
       end
     else
-      if err == "line too long" then conn:drop("line too long") else conn:drop(tostring(err)) end
+      if err == "eof" or err == "closed" then conn:close(err) else conn:drop(tostring(err)) end
       break
     end
   end
