@@ -417,6 +417,84 @@ describe("coru.floo.server", function()
       end)
     end)
 
+    it("killed with SIGKILL during heavy editing, restarts with every buffer as last acked (or later), never torn", function()
+      helper.run(function()
+        local dir = H.tmpdir()
+        local conf = dir .. "/floo.json"
+        local f = assert(io.open(conf, "w"))
+        f:write('{"data_dir":"data","port":0,"log_level":"info","users":{"alice":{"secret":"a-secret"}}}')
+        f:close()
+        local function run()
+          local p = assert(coru.process.spawn(helper.bin, {"bin/coru-floo-server", "-c", conf},
+                                              {stdio = {"ignore", "ignore", "pipe"}}))
+          local port
+          while not port do
+            local line = assert(p.stderr:read_line(), "the server ended before listening")
+            port = tonumber(line:match('"port":(%d+)'))
+          end
+          coru.spawn(function() while p.stderr:read_line() do end end)
+          return p, port
+        end
+        local D = coru.dmp.new{}
+        local p, port = run()
+        local writers = {}
+        for w = 1, 3 do
+          local c = H.join(port, "alice")
+          local text = ("buffer %d: "):format(w)
+          local id = c:create(("w%d.txt"):format(w), text)
+          local st = {c = c, id = id, states = {[0] = text}, acked = 0, sent = 0}
+          writers[w] = st
+          st.reader = coru.spawn(function()
+            while true do
+              local m = c:recv(10000)
+              if not m then return end
+              if m.name == "ack" and m.res_id and st.ids[m.res_id] then
+                st.acked = math.max(st.acked, st.ids[m.res_id])
+              end
+            end
+          end)
+          st.ids = {}
+          st.writer = coru.spawn(function()
+            local pieces = {"x", "é", "世", "🌍", "\n"}
+            for n = 1, 100000 do
+              local old = st.states[n - 1]
+              local new = old .. pieces[n % #pieces + 1]
+              local req = c:send({name = "patch", id = id, patch = D:patch_to_text(D:patch_make(old, new)),
+                                  md5_before = coru.md5(old), md5_after = coru.md5(new)})
+              if not req or c.s:is_closing() then return end
+              st.ids[req] = n
+              st.states[n] = new
+              st.sent = n
+              if n % 20 == 0 then coru.sleep(1) end
+            end
+          end)
+        end
+        helper.wait_until(function()
+          for _, st in ipairs(writers) do if st.acked < 200 then return false end end
+          return true
+        end, 20000, "200 acked patches per buffer")
+        p:kill("sigkill")
+        p:wait()
+        for _, st in ipairs(writers) do st.c:close() st.writer:cancel() end
+        p, port = run()
+        local c = H.join(port, "alice")
+        for _, st in ipairs(writers) do
+          local r = c:reply(c:send({name = "get_buf", id = st.id}), "get_buf")
+          local k
+          for n = math.max(st.acked - 1, 0), st.sent do
+            if st.states[n] == r.buf then k = n break end
+          end
+          assert(k, ("buffer %d: the text after the restart is no state at or after the last acked (%d of %d sent)")
+                    :format(st.id, st.acked, st.sent))
+          assert.equal(coru.md5(r.buf), r.md5)
+        end
+        c:close()
+        p:kill("sigterm")
+        assert.equal(0, (p:wait()))
+        H.rmdir(dir)
+      end)
+    end)
+
     it("saves and exits 0 on SIGTERM; restarts with its buffers", function()
       helper.run(function()
         local dir = H.tmpdir()

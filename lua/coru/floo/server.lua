@@ -381,6 +381,13 @@ local function load_workspace(srv, owner, name)
       srv.log("error", "load_skipped", {ws = ws.key, id = tostring(b.id), path = tostring(b.path)})
     end
   end
+  -- temporary files of atomic writes a crash interrupted
+  local top = coru.fs_scandir(ws.dir)
+  while top do
+    local entry = coru.fs_scandir_next(top)
+    if not entry then break end
+    if entry:match("^%.workspace%.json%.tmp%-") then coru.fs_unlink(ws.dir .. "/" .. entry) end
+  end
   -- buffer files no metadata names: a creation the crash interrupted
   local req = coru.fs_scandir(ws.dir .. "/bufs")
   while req do
