@@ -205,8 +205,12 @@ end
 function Editor:run()
   while not self.stopped do
     if not self.conn or self.conn:is_closed() then
-      if self.conn then self.stats.rejoined = self.stats.rejoined + 1 end
-      if not self:connect() then coru.sleep(50) end
+      local again = self.conn ~= nil
+      if self:connect() then
+        if again then self.stats.rejoined = self.stats.rejoined + 1 end
+      else
+        coru.sleep(50)
+      end
     else
       coru.sleep(20)
     end
