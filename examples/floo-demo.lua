@@ -31,6 +31,7 @@ assert(fs.write_file(dir_a .. "/README.md", "# Demo\n\nA workspace mirrored by f
 assert(fs.write_file(dir_a .. "/src/main.lua", "local greeting = \"hello\"\nprint(greeting)\n"))
 
 local children = {}
+local stats = {}      -- floo-sync's closing summary line, per child
 local function spawn(name, file, args, on_line)
   local argv = {file}
   for _, a in ipairs(args) do argv[#argv + 1] = a end
@@ -44,6 +45,8 @@ local function spawn(name, file, args, on_line)
         if not line then break end
         log:write(line, "\n") log:flush()
         if VERBOSE then say("  [%s] %s", name, line) end
+        local summary = line:match("^floo%-sync: stopped: (.*)$")
+        if summary then stats[name] = summary end
         if on_line then on_line(line) end
       end
     end)
@@ -51,6 +54,15 @@ local function spawn(name, file, args, on_line)
   pump(p.stdout)
   pump(p.stderr)
   return p
+end
+
+local function stop_children()
+  for _, c in ipairs(children) do if not c.p.exited then c.p:kill("sigterm") end end
+  for _, c in ipairs(children) do
+    coru.timeout(5000, function() c.p:wait() end)
+    if not c.p.exited then c.p:kill("sigkill") c.p:wait() end
+  end
+  coru.sleep(20)   -- the last lines of their output
 end
 
 local function wait_for(cond, ms, what)
@@ -171,17 +183,16 @@ local ok, err = pcall(function()
   observer:close()
   local bytes = 0
   for _, v in pairs(a) do bytes = bytes + #v end
-  say("bob's mirror == alice's mirror == the server's buffers: %d files, %d bytes, compared byte for byte",
-      count(a), bytes)
-  say("converged in %.2f s (%.2f s after the last keystroke)", took / 1000, (took - typed) / 1000)
+  stop_children()
+  for _, who in ipairs({"sync-alice", "sync-bob"}) do
+    say("%s: %s", who, stats[who] or "(no summary)")
+  end
+  say("bob's mirror, alice's mirror and the server's %d buffers (%d bytes) are identical: converged in %.2f s",
+      count(a), bytes, took / 1000)
   status = 0
 end)
 
-for _, c in ipairs(children) do if not c.p.exited then c.p:kill("sigterm") end end
-for _, c in ipairs(children) do
-  coru.timeout(5000, function() c.p:wait() end)
-  if not c.p.exited then c.p:kill("sigkill") end
-end
+stop_children()
 if not ok then
   say("demo failed: %s", tostring(err))
   say("logs kept in %s", tmp)
