@@ -18,7 +18,7 @@ SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 HDRS := $(wildcard src/*.h) $(BUILD)/boot.h
 
-.PHONY: valgrind install-rock all deps test test-host test-luajit demo install clean bench check-san
+.PHONY: valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san
 
 all: $(BUILD)/coru $(BUILD)/coru.so
 
@@ -39,6 +39,10 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS) | $(DEPS_OK)
 $(BUILD)/coru: $(OBJS) $(BUILD)/obj/main.o
 	$(CC) $(SAN) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(PKG_LIBS) -lm -ldl
 
+# An embedder opening and closing three runtimes in a row (spec/c/embed.c).
+$(BUILD)/embed: $(OBJS) spec/c/embed.c $(HDRS)
+	$(CC) $(ALL_CFLAGS) -Wl,-E -o $@ spec/c/embed.c $(OBJS) $(LUAJIT_LIBS) $(PKG_LIBS) -lm -ldl
+
 # The module takes its Lua API from the interpreter that loads it.
 $(BUILD)/coru.so: $(OBJS)
 	$(CC) $(SAN) -shared -o $@ $^ $(PKG_LIBS) -lm
@@ -54,8 +58,11 @@ $(NODE_DEPS): deps/package.json deps/package-lock.json deps/npm.sh
 	@sh deps/npm.sh && touch $@
 
 test: all $(NODE_DEPS)
-	$(MAKE) --no-print-directory test-host test-luajit
+	$(MAKE) --no-print-directory test-embed test-host test-luajit
 	@if [ -z "$(QUICK_BENCH_SKIP)" ] && [ -z "$(SANITIZE)" ] && [ -f bench/run.sh ]; then QUICK=1 SMOKE=1 sh bench/run.sh; fi
+
+test-embed: $(BUILD)/embed
+	$(BUILD)/embed
 
 test-host: all $(NODE_DEPS)
 	$(SPEC_ENV) $(BUSTED) --lua=$(BUILD)/coru spec

@@ -4,10 +4,11 @@
 # As root it runs apt-get; otherwise it prints the command and fails.
 set -eu
 here=$(dirname "$0")
-list="$here/packages.txt"
-[ $# -gt 0 ] && list="$*"
+# the lists: the arguments, or packages.txt beside this script (quoted:
+# the checkout's path may hold spaces)
+[ $# -gt 0 ] || set -- "$here/packages.txt"
 missing=""
-for p in $(grep -hv '^#' $list); do
+for p in $(grep -hv '^#' "$@"); do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0

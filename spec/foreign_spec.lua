@@ -2,23 +2,7 @@
 local coru = require "coru"
 local helper = require "helper"
 
-local function free_port()
-  local t = coru.new_tcp()
-  t:bind("127.0.0.1", 0)
-  local port = t:getsockname().port
-  t:close()
-  return port
-end
-
--- Connect, retrying while the foreign server starts (bounded).
-local function connect_retry(port)
-  for _ = 1, 300 do
-    local s = coru.tcp.connect("127.0.0.1", port)
-    if s then return s end
-    coru.sleep(10)
-  end
-  error("the foreign server did not start")
-end
+local P = coru.process
 
 local function sh(cmd)
   local p = io.popen(cmd)
@@ -33,16 +17,18 @@ describe("foreign peers", function()
   it("GETs a file from python3 -m http.server", function()
     if not have("python3") then pending("no python3") return end
     coru.run(function()
-      local dir = os.tmpname()
-      os.remove(dir)
-      os.execute("mkdir -p " .. dir)
+      local dir = helper.tmpdir("coru-foreign")
       local body = string.rep("coru streams\n", 1000)
       local f = assert(io.open(dir .. "/page.txt", "w"))
       f:write(body)
       f:close()
-      local port = free_port()
-      local pid = sh(("cd %s && python3 -m http.server %d --bind 127.0.0.1 >/dev/null 2>&1 & echo $!"):format(dir, port))
-      local s = connect_retry(port)
+      -- the server binds port 0 and says which port it got
+      local py = assert(P.spawn("python3", {"-u", "-m", "http.server", "0", "--bind", "127.0.0.1"},
+        {cwd = dir, stdio = {"ignore", "pipe", "ignore"}}))
+      local banner = coru.timeout(10000, py.stdout.read_line, py.stdout)
+      local port = tonumber(banner and banner:match(" port (%d+)"))
+      assert(port, "python3 -m http.server did not report its port: " .. tostring(banner))
+      local s = assert(coru.tcp.connect("127.0.0.1", port))
       s:write("GET /page.txt HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
       local status = s:read_line()
       assert.matches("^HTTP/1%.%d 200", status)
@@ -56,8 +42,10 @@ describe("foreign peers", function()
       assert.equal(#body, tonumber(headers["content-length"]))
       assert.equal(body, s:read_all())
       s:close()
-      os.execute("kill " .. pid)
-      os.execute("rm -rf " .. dir)
+      py:kill("sigterm")
+      py:wait()
+      py:close()
+      coru.fs.rmtree(dir)
     end)
   end)
 
@@ -83,34 +71,27 @@ describe("foreign peers", function()
   it("serves a Python socket client", function()
     if not have("python3") then pending("no python3") return end
     coru.run(function()
-      local got = coru.channel(1)
+      local got, done = coru.channel(1), coru.channel(1)
       local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(s)
         local line = s:read_line()
         s:write("hello, " .. line .. "\n")
         got:send(line)
-        s:read()
+        s:read()              -- until the client hangs up
+        done:send(true)
       end))
       local port = srv:getsockname().port
-      local out = os.tmpname()
-      os.execute(([[python3 -c "
-import socket
-s = socket.create_connection(('127.0.0.1', %d))
+      local client = coru.spawn(P.exec, "python3", {"-c", [[
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
 s.sendall(b'python\n')
-f = s.makefile('rb')
-open('%s', 'wb').write(f.readline())
+sys.stdout.write(s.makefile('rb').readline().decode())
 s.close()
-" &]]):format(port, out))
+]], tostring(port)}, {timeout = 10000})
       assert.equal("python", got:recv())
-      local reply
-      for _ = 1, 300 do
-        local f = io.open(out)
-        reply = f and f:read("*a")
-        if f then f:close() end
-        if reply and reply ~= "" then break end
-        coru.sleep(10)
-      end
-      assert.equal("hello, python\n", reply)
-      os.remove(out)
+      local reply, err, code = client:await()
+      assert.equal("hello, python\n", reply, err)
+      assert.equal(0, code)
+      assert.is_true(done:recv())   -- the handler ended: the client hung up
       srv:close()
     end)
   end)

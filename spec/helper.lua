@@ -53,7 +53,71 @@ end
 
 M.bin = os.getenv("CORU_BIN") or "build/coru"
 
+-- Quote a string for /bin/sh: the checkout's path may hold spaces or quotes.
+function M.shq(s)
+  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
+end
+M.qbin = M.shq(M.bin)
 
+-- Run fn(...) from a loop callback, where no task is running (the host
+-- runs every spec inside a task, plain luajit on the main thread): the
+-- "needs a running task or a callback" errors are then checked in both
+-- faces. Returns fn's results or raises its error in the caller.
+local function pack(...) return {n = select("#", ...), ...} end
+function M.outside_task(fn, ...)
+  local args = pack(...)
+  local r = M.run(function()
+    local done = coru.channel(1)
+    local t = coru.new_timer()
+    t:start(0, 0, function()
+      t:close()
+      if coru.current() then
+        done:send({n = 2, false, "outside_task: a task is running in a timer callback"})
+      else
+        done:send(pack(pcall(fn, unpack(args, 1, args.n))))
+      end
+    end)
+    return done:recv()
+  end)
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+
+-- Inside a task: poll cond() in the caller's own task (no subtask, no
+-- timer armed while cond runs, so counts of references or handles are not
+-- disturbed) until it holds or ms pass. Returns whether it held; the
+-- caller asserts on the value with a message of its own.
+function M.settle(cond, ms)
+  local deadline = coru.now() + (ms or 5000)
+  while not cond() do
+    if coru.now() >= deadline then return false end
+    coru.sleep(2)
+  end
+  return true
+end
+
+-- Whether the IPv6 loopback can be bound (containers and namespaces often
+-- have no ::1): true, or false and the reason.
+function M.ipv6_loopback()
+  local ok, u = pcall(coru.new_udp, "inet6")
+  if not ok or not u then return false, tostring(u) end
+  local r, err = u:bind("::1", 0)
+  u:close()
+  if r ~= 0 then return false, tostring(err) end
+  return true
+end
+
+local ffi = require "ffi"
+pcall(ffi.cdef, "unsigned int getuid(void);")
+-- The real user id of this process.
+function M.getuid() return tonumber(ffi.C.getuid()) end
+
+-- A fresh directory under TMPDIR (or /tmp) that every user may search.
+function M.tmpdir(prefix)
+  local d = assert(coru.fs_mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/" .. (prefix or "coru-spec") .. "-XXXXXX"))
+  assert(coru.fs_chmod(d, "755"))
+  return d
+end
 
 -- Count the registry's live references (luaL_ref slots hold values; free
 -- slots hold the number of the next free one).
@@ -65,4 +129,87 @@ function M.registry_refs()
   end
   return n
 end
+
+-- ------------------------------------------------------------ the leak gate
+
+-- What a spec could leave behind: handles, registry references, fs
+-- requests, TLS engines, tasks that have not ended.
+local function census()
+  collectgarbage("collect")
+  collectgarbage("collect")
+  local c = {handles = {}, tasks = {}}
+  coru.walk(function(h) c.handles[#c.handles + 1] = tostring(h) end)
+  c.refs, c.reflist = 0, {}
+  for k, v in pairs(debug.getregistry()) do
+    if type(k) == "number" and type(v) ~= "number" then c.refs = c.refs + 1; c.reflist[k] = v end
+  end
+  c.fs = coru._fs_live_requests()
+  local tls = rawget(coru, "_tls")
+  c.tls = tls and tls.live() or 0
+  for _, e in ipairs(coru.tasks()) do c.tasks[e.task] = e end
+  return c
+end
+
+-- Let closes and late completions finish: a few loop iterations.
+local function settle()
+  coru.run(function() for _ = 1, 3 do coru.pass() end end)
+end
+
+local function leftovers(before, now)
+  local problems = {}
+  if #now.handles > #before.handles then
+    problems[#problems + 1] = ("%d handle(s) left open: %s"):format(
+      #now.handles - #before.handles, table.concat(now.handles, ", "))
+  end
+  if now.refs > before.refs then
+    local new = {}
+    for k, v in pairs(now.reflist) do
+      if before.reflist[k] ~= v then new[#new + 1] = ("[%d] = %s"):format(k, tostring(v)) end
+    end
+    problems[#problems + 1] = ("%d registry reference(s) left (%s)"):format(
+      now.refs - before.refs, table.concat(new, ", "))
+  end
+  if now.fs > before.fs then problems[#problems + 1] = ("%d fs request(s) live"):format(now.fs - before.fs) end
+  if now.tls > before.tls then problems[#problems + 1] = ("%d TLS engine(s) live"):format(now.tls - before.tls) end
+  for t, e in pairs(now.tasks) do
+    if not before.tasks[t] and e.status ~= "running" then
+      problems[#problems + 1] = ("a task left suspended in %s: %s"):format(tostring(e.waits), tostring(t))
+    end
+  end
+  return problems
+end
+
+-- After a spec: what is still there once background work had up to
+-- GATE_GRACE ms to end (a handler finishing its last write, a close
+-- callback) fails the spec.
+local GRACE = tonumber(os.getenv("CORU_GATE_GRACE") or "") or 1000
+local function check(before)
+  settle()
+  local problems = leftovers(before, census())
+  local t0 = coru.now()
+  while #problems > 0 and coru.now() - t0 < GRACE do
+    coru.run(coru.sleep, 5)       -- the census is taken outside any task of ours
+    problems = leftovers(before, census())
+  end
+  if #problems > 0 then
+    error("leak gate: the spec left behind " .. table.concat(problems, "; "), 0)
+  end
+end
+
+-- Install the gate (spec/gate.lua, busted's helper): each spec's body is
+-- wrapped so that what it leaves behind fails that spec.
+function M.gate()
+  local busted = require "busted"
+  busted.subscribe({"test", "start"}, function(element)
+    local run = element.run
+    element.run = function(...)
+      settle()
+      local before = census()
+      run(...)
+      check(before)
+    end
+    return nil, true
+  end)
+end
+
 return M

@@ -1,6 +1,6 @@
 -- Helpers for the TLS specs: certificates made at run time with the
--- `openssl` command into a temp dir, an in-memory transport pair, and
--- background openssl peers with a bounded lifetime.
+-- `openssl` command into a temp dir, an in-memory transport pair, and a
+-- checksum.
 local coru = require "coru"
 local H = {}
 
@@ -110,24 +110,6 @@ function H.pipe(capacity)
   local a = setmetatable({inq = ba, outq = ab}, Pipe)
   local b = setmetatable({inq = ab, outq = ba}, Pipe)
   return a, b
-end
-
--- A free TCP port (asks the kernel through python3).
-function H.free_port()
-  local p = io.popen([[python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])']])
-  local port = tonumber(p:read("*l"))
-  p:close()
-  return port
-end
-
--- Run a shell command in the background for at most `secs` seconds.
--- Returns a handle with kill() (the process group, by its pid).
-function H.background(cmd, secs, out, err)
-  local p = io.popen(("(timeout %d sh -c %q > %s 2> %s & echo $!)")
-    :format(secs or 20, cmd, out or "/dev/null", err or out or "/dev/null"))
-  local pid = tonumber(p:read("*l"))
-  p:close()
-  return {pid = pid, kill = function() if pid then os.execute("kill " .. pid .. " 2>/dev/null") end end}
 end
 
 -- A simple fast checksum of a string (FNV-1a over 32-bit words would be

@@ -1,6 +1,8 @@
 local coru = require "coru"
 local H = require "tls_helper"
 local tls = coru.tls
+local P = coru.process
+local helper = require "helper"
 
 local function merge(a, b)
   local o = {}
@@ -26,22 +28,6 @@ local function dial(port, copts)
   return tls.wrap(raw, merge({host = "localhost"}, copts))
 end
 
--- Poll path until pred(content) holds or secs pass (never blocks the loop).
-local function wait_file(path, pred, secs)
-  local t0 = coru.now()
-  while coru.now() - t0 < (secs or 10) * 1000 do
-    local f = io.open(path, "rb")
-    local s = f and f:read("*a") or ""
-    if f then f:close() end
-    if pred(s) then return s end
-    coru.sleep(25)
-  end
-  local f = io.open(path, "rb")
-  local s = f and f:read("*a") or ""
-  if f then f:close() end
-  return s
-end
-
 local function big(n)
   local parts, x = {}, 1
   for i = 1, n / 1024 do
@@ -52,8 +38,11 @@ local function big(n)
 end
 
 describe("coru.tls", function()
-  local c, sopts
+  local c, sopts, live0
   setup(function()
+    collectgarbage()
+    collectgarbage()
+    live0 = coru._tls.live()   -- SSL objects of earlier spec files, if any
     c = H.certs()
     sopts = {server = true, cert = c.server.cert, key = c.server.key}
   end)
@@ -61,12 +50,17 @@ describe("coru.tls", function()
 
   describe("context", function()
     it("loads files and PEM strings", function()
-      assert.truthy(tls.context{ca = c.ca_file})
-      assert.truthy(tls.context{ca = H.read_file(c.ca_file)})
-      assert.truthy(tls.context{server = true, cert = H.read_file(c.server.cert), key = H.read_file(c.server.key)})
-      assert.truthy(tls.context{server = true, cert = c.server.cert, key = c.server_enc_key, passphrase = "sesame"})
-      assert.truthy(tls.context{alpn = {"h2", "http/1.1"}, min_version = "1.3", ciphers = "HIGH"})
-      assert.truthy(tls.context{ca = c.dir})   -- a directory (hashed names) is accepted
+      local function ctx(opts, kind)
+        local x, err = tls.context(opts)
+        assert(x, err)
+        assert.matches("^coru%.tls%.context: 0x%x+ %(" .. kind .. "%)$", tostring(x))
+      end
+      ctx({ca = c.ca_file}, "client")
+      ctx({ca = H.read_file(c.ca_file)}, "client")
+      ctx({server = true, cert = H.read_file(c.server.cert), key = H.read_file(c.server.key)}, "server")
+      ctx({server = true, cert = c.server.cert, key = c.server_enc_key, passphrase = "sesame"}, "server")
+      ctx({alpn = {"h2", "http/1.1"}, min_version = "1.3", ciphers = "HIGH"}, "client")
+      ctx({ca = c.dir}, "client")   -- a directory (hashed names) is accepted
     end)
 
     it("fails with a message naming the cause", function()
@@ -86,17 +80,18 @@ describe("coru.tls", function()
     end)
 
     it("raises on programming errors", function()
-      assert.has_error(function() tls.context(5) end)
-      assert.has_error(function() tls.context{verify = "yes"} end)
-      assert.has_error(function() tls.context{min_version = "9.9"} end)
-      assert.has_error(function() tls.context{server = true} end)
-      assert.has_error(function() tls.context{alpn = "h2"} end)
-      assert.has_error(function() tls.wrap(42, {}, function() end) end)
+      assert.has_error(function() tls.context(5) end, "coru.tls.context: bad argument #1 (table expected, got number)")
+      assert.has_error(function() tls.context{verify = "yes"} end, "coru.tls: option 'verify' must be a boolean")
+      assert.has_error(function() tls.context{min_version = "9.9"} end,
+        "coru.tls: option 'min_version': unknown version '9.9' (\"1.2\", \"1.3\", ...)")
+      assert.has_error(function() tls.context{server = true} end, "coru.tls: a server context needs 'cert' and 'key'")
+      assert.has_error(function() tls.context{alpn = "h2"} end, "coru.tls: option 'alpn' must be a list of strings")
+      assert.has_error(function() tls.wrap(42, {}, function() end) end,
+        "bad argument #1 to 'wrap' (coru.stream expected, got number)")
     end)
 
     it("needs a task or a callback", function()
-      if coru.current() then return end   -- the host runs specs inside a task
-      assert.has_error(function() tls.connect("localhost", 1) end,
+      assert.has_error(function() helper.outside_task(tls.connect, "localhost", 1) end,
         "coru.tls.connect: needs a running task or a callback")
     end)
   end)
@@ -111,25 +106,30 @@ describe("coru.tls", function()
           return l, s:alpn(), s:read()
         end)
         local s = assert(dial(port, {ca = c.ca_file, alpn = {"x-coru"}}))
-        assert.truthy(s:write("hello\n"))
+        assert.is_true(s:write("hello\n"))
         assert.equal("echo:hello", s:read_line())
         local cert = s:peer_certificate()
         assert.equal("CN=localhost", cert.subject)
         assert.equal("CN=coru-test-ca", cert.issuer)
         assert.equal("localhost", cert.common_name)
-        assert.matches("^%x%x:", cert.fingerprint_sha256)
-        assert.matches("^%x%x:", cert.fingerprint_sha1)
-        assert.is_number(cert.valid_from)
-        assert.is_true(cert.valid_to > os.time())
-        assert.is_string(cert.not_after)
+        -- the openssl command reads the same certificate
+        local x509 = P.exec("openssl", {"x509", "-in", c.server.cert, "-noout", "-dates",
+          "-fingerprint", "-sha256", "-serial"})
+        assert.equal(x509:match("sha256 Fingerprint=([%x:]+)"), cert.fingerprint_sha256)
+        assert.equal(x509:match("notBefore=([^\n]+)"), cert.not_before)
+        assert.equal(x509:match("notAfter=([^\n]+)"), cert.not_after)
+        assert.equal(x509:match("serial=(%x+)"), cert.serial)
+        assert.matches("^%x%x" .. (":%x%x"):rep(19) .. "$", cert.fingerprint_sha1)
+        assert.equal(30 * 86400, cert.valid_to - cert.valid_from)      -- made with -days 30
+        assert.is_true(math.abs(cert.valid_from - os.time()) < 3600)   -- made by this run
         assert.same({"DNS:localhost", "IP:127.0.0.1"}, cert.subject_alt_names)
         assert.is_true(cert.verified)
         assert.equal("TLSv1.3", s:version())
         local name, bits = s:cipher()
-        assert.is_string(name)
-        assert.is_number(bits)
+        assert.equal("TLS_AES_256_GCM_SHA384", name)   -- OpenSSL's first TLS 1.3 suite
+        assert.equal(256, bits)
         assert.equal("x-coru", s:alpn())
-        assert.truthy(s:shutdown())
+        assert.is_true(s:shutdown())
         local r = results:recv()
         assert.equal("hello", r[1])
         assert.equal("x-coru", r[2])
@@ -173,9 +173,9 @@ describe("coru.tls", function()
         -- without a client certificate: refused
         s = dial(port, {ca = c.ca_file})
         if s then
-          local d, e = s:read()      -- TLS 1.3: the client learns it on its first read
-          assert.is_nil(d)
-          assert.is_string(e)
+          local d, e, n = s:read()      -- TLS 1.3: the client learns it on its first read
+          assert.same({nil, "EPROTO: protocol error", "EPROTO"}, {d, e, n})
+          assert.equal("ETLS: read failed: tlsv13 alert certificate required", (s:tls_error()))
           s:close()
         end
         local r = results:recv()
@@ -363,22 +363,26 @@ describe("coru.tls", function()
         local t0 = coru.now()
         local s, e, n = dial(mute:getsockname().port, {ca = c.ca_file, handshake_timeout = 50})
         assert.same({nil, "ETLS: handshake timed out", "timeout"}, {s, e, n})
-        assert.truthy(coru.now() - t0 >= 45)
+        assert.is_true(coru.now() - t0 >= 45)
         mute:close()
       end)
     end)
 
     it("times out a read and stays usable", function()
       coru.run(function()
+        local go = coru.channel()
         local port, results, srv = serve(sopts, function(s)
-          coru.sleep(80)
+          go:recv()                 -- after the client's read timed out
           s:write("late\n")
           return s:read()
         end)
         local s = assert(dial(port, {ca = c.ca_file}))
         s:settimeouts(nil, nil, 20)
+        local t0 = coru.now()
         local l, e = s:read_line()
         assert.same({nil, "timeout"}, {l, e})
+        assert.is_true(coru.now() - t0 >= 15)
+        go:send(true)
         s:settimeouts(nil, nil, 0)
         assert.equal("late", s:read_line())
         s:close()
@@ -410,7 +414,7 @@ describe("coru.tls", function()
         assert.same({nil, "busy"}, {s:read()})
         s:close()
         assert.same({nil, "closed"}, {r1:await()})
-        assert.has_error(function() s:read() end)
+        assert.has_error(function() s:read() end, "coru.stream: handle is closed")
         results:recv()
         srv:close()
       end)
@@ -534,9 +538,18 @@ describe("coru.tls", function()
 
     it("cancels a handshake and a read without leaking", function()
       coru.run(function()
-        local mute = assert(coru.tcp.listen("127.0.0.1", 0, function(raw) coru.sleep(200) end))
+        -- SSL objects left by earlier specs are freed first (collected,
+        -- closed on later turns): the count stops changing
+        local live, last = nil, -1
+        helper.settle(function()
+          collectgarbage() collectgarbage()
+          live, last = coru._tls.live(), live
+          return live == last
+        end)
+        local hello = coru.channel(1)
+        local mute = assert(coru.tcp.listen("127.0.0.1", 0, function(raw) hello:send(raw:read()) coru.sleep(200) end))
         local t = coru.spawn(function() return dial(mute:getsockname().port, {ca = c.ca_file}) end)
-        coru.sleep(10)
+        assert.equal(22, hello:recv():byte(1))   -- a handshake record came: the handshake is under way
         t:cancel("enough")
         local ok, err = pcall(t.await, t)
         assert.is_false(ok)
@@ -545,35 +558,58 @@ describe("coru.tls", function()
         local port, results, srv = serve(sopts, function(s) return s:read() end)
         local s = assert(dial(port, {ca = c.ca_file}))
         local r = coru.spawn(function() return s:read() end)
-        coru.sleep(5)
+        assert.equal("suspended", r:status())
         r:cancel("enough")
         ok, err = pcall(r.await, r)
         assert.is_true(coru.is_cancelled(err))
-        s:write("still usable\n")
-        results:recv()
+        assert.is_true(s:write("still usable\n"))
+        assert.same({"still usable\n"}, results:recv())
         s:close()
         srv:close()
+        helper.settle(function() collectgarbage() collectgarbage() return coru._tls.live() <= live end)
+        assert.equal(live, coru._tls.live())
       end)
-      collectgarbage()
-      collectgarbage()
     end)
   end)
 
   describe("with real openssl peers", function()
+    -- openssl s_server on port 0: it reports the port it bound ("ACCEPT
+    -- 127.0.0.1:PORT"), so no port is picked, freed and raced for.
+    local function s_server(cert)
+      local p = assert(P.spawn("openssl", {"s_server", "-accept", "127.0.0.1:0", "-cert", cert.cert,
+        "-key", cert.key, "-rev"}, {stdio = {"ignore", "pipe", "ignore"}}))
+      local port
+      local ok = coru.timeout(10000, function()
+        repeat
+          local l = assert(p.stdout:read_line(), "openssl s_server ended before ACCEPT")
+          port = tonumber(l:match("^ACCEPT .*:(%d+)$"))
+        until port
+        return true
+      end)
+      if not ok then p:kill("sigkill") p:wait() p:close() error("openssl s_server did not report its port") end
+      return port, function() p:kill("sigkill") p:wait() p:close() end
+    end
+
+    -- openssl s_client against port: stdin is input, the output is read to
+    -- its end (the client exits at the server's close_notify), bounded.
+    local function s_client(port, args, input)
+      local argv = {"s_client", "-connect", "127.0.0.1:" .. port}
+      for _, a in ipairs(args) do argv[#argv + 1] = a end
+      local out, err, code = P.exec("openssl", argv, {input = input, timeout = 20000})
+      assert(out, "openssl s_client: " .. tostring(err))
+      return out, err, code
+    end
+
     it("a coru client talks to openssl s_server", function()
       coru.run(function()
-        local port = H.free_port()
-        local log = c.dir .. "/s_server.log"
-        local bg = H.background(("openssl s_server -accept 127.0.0.1:%d -cert %s -key %s -rev")
-          :format(port, c.server.cert, c.server.key), 20, log)
-        wait_file(log, function(s) return s:find("ACCEPT") end)
+        local port, stop = s_server(c.server)
         local s, e = tls.connect("localhost", port, {ca = c.ca_file})
         assert(s, e)
         assert(s:write("hello coru\n"))
         assert.equal("uroc olleh", s:read_line())
-        assert.truthy(s:version())
+        assert.equal("TLSv1.3", s:version())
         s:close()
-        bg.kill()
+        stop()
       end)
     end)
 
@@ -581,17 +617,12 @@ describe("coru.tls", function()
       coru.run(function()
         for _, case in ipairs{{c.expired, "certificate has expired"}, {c.other, "hostname mismatch"},
                               {c.self, "self%-signed certificate"}} do
-          local port = H.free_port()
-          local log = c.dir .. "/s_server_bad.log"
-          os.remove(log)
-          local bg = H.background(("openssl s_server -accept 127.0.0.1:%d -cert %s -key %s -rev")
-            :format(port, case[1].cert, case[1].key), 20, log)
-          wait_file(log, function(s) return s:find("ACCEPT") end)
+          local port, stop = s_server(case[1])
           local s, e, n = tls.connect("localhost", port, {ca = case[1] ~= c.self and c.ca_file or nil})
           assert.is_nil(s)
-          assert.matches("certificate verify failed: " .. case[2], e)
+          assert.matches("^ECERT: certificate verify failed: " .. case[2] .. "$", e)
           assert.equal("ECERT", n)
-          bg.kill()
+          stop()
         end
       end)
     end)
@@ -599,11 +630,7 @@ describe("coru.tls", function()
     it("openssl s_client talks to a coru server, both ways, with a checksum", function()
       coru.run(function()
         local down = big(8 * 1024 * 1024)
-        local upfile = c.dir .. "/up.bin"
-        local f = assert(io.open(upfile, "wb"))
         local up = big(6 * 1024 * 1024)
-        f:write(up)
-        f:close()
         local got = coru.channel(10)
         local srv = assert(tls.listen("127.0.0.1", 0, {cert = c.server.cert, key = c.server.key}, function(s)
           local first = s:read_bytes(6)
@@ -611,28 +638,27 @@ describe("coru.tls", function()
             s:write("HELLO " .. s:version() .. "\n")
             s:write(down)
             s:shutdown()
-            s:read()
+            got:send({"download", s:read()})
           else
             local data = s:read_all()
-            got:send(H.md5(first .. data))
+            got:send({"upload", H.md5(first .. data), #first + #data})
           end
         end))
         local port = srv:getsockname().port
-        local out = c.dir .. "/s_client.out"
-        local bg = H.background(("(printf 'hello\\n'; sleep 5) | openssl s_client -connect 127.0.0.1:%d " ..
-          "-CAfile %s -verify_return_error -servername localhost -quiet"):format(port, c.ca_file), 20, out, "/dev/null")
-        local s = wait_file(out, function(x) return #x >= #down + 20 end)
-        local head, rest = s:match("^(HELLO [^\n]*)\n(.*)$")
-        assert.matches("^HELLO TLSv1%.3", head)
+        -- download: -quiet ignores the end of its input; it ends at our close_notify
+        local out, _, code = s_client(port, {"-CAfile", c.ca_file, "-verify_return_error",
+          "-servername", "localhost", "-quiet"}, "hello\n")
+        local head, rest = out:match("^(HELLO [^\n]*)\n(.*)$")
+        assert.equal("HELLO TLSv1.3", head)
         assert.equal(#down, #rest)
         assert.equal(H.md5(down), H.md5(rest))
-        bg.kill()
-        -- upload: s_client sends a file, then close_notify at its end
-        local bg2 = H.background(("openssl s_client -connect 127.0.0.1:%d -CAfile %s -verify_return_error " ..
-          "-servername localhost -quiet -no_ign_eof < %s"):format(port, c.ca_file, upfile), 20)
-        local sum = got:recv()
-        assert.equal(H.md5(up), sum)
-        bg2.kill()
+        assert.equal(0, code)
+        assert.same({"download", nil, "eof"}, got:recv())   -- the client closed cleanly
+        -- upload: s_client sends its input, then close_notify at its end
+        local _, _, code2 = s_client(port, {"-CAfile", c.ca_file, "-verify_return_error",
+          "-servername", "localhost", "-quiet", "-no_ign_eof"}, up)
+        assert.equal(0, code2)
+        assert.same({"upload", H.md5(up), #up}, got:recv())
         srv:close()
       end)
     end)
@@ -645,12 +671,12 @@ describe("coru.tls", function()
           function(s) s:read() end))
         local port = srv:getsockname().port
         -- a TLS 1.0-only client is refused (min_version defaults to 1.2)
-        local bg = H.background(("openssl s_client -connect 127.0.0.1:%d -tls1 -quiet < /dev/null")
-          :format(port), 10)
+        local client = coru.spawn(s_client, port, {"-tls1", "-quiet"}, "")
         local r = errs:recv()
         assert.matches("^ETLS: handshake failed", r[1])
         assert.equal("ETLS", r[2])
-        bg.kill()
+        local _, _, code = client:await()
+        assert.equal(1, code)      -- the client saw the refusal too
         srv:close()
       end)
     end)
@@ -658,12 +684,15 @@ describe("coru.tls", function()
 
   it("leaves no SSL object behind", function()
     coru.run(function()
-      for _ = 1, 3 do
+      -- dropped streams are freed by the collector, closes end on later turns
+      local live
+      helper.settle(function()
         collectgarbage()
         collectgarbage()
-        coru.sleep(50)
-      end
-      assert.equal(0, coru._tls.live())
+        live = coru._tls.live()
+        return live <= live0
+      end, 5000)
+      assert.equal(live0, live)
     end)
   end)
 end)

@@ -1,12 +1,14 @@
 local coru = require "coru"
 local helper = require "helper"
+-- the program that runs the child scripts, quoted for the shell
+local BIN = helper.shq(os.getenv("CORU_BIN") or "luajit")
 
 local function run_child(code, under_pty)
   local f = os.tmpname()
   local h = assert(io.open(f, "w"))
   h:write(code)
   h:close()
-  local cmd = (os.getenv("CORU_BIN") or "luajit") .. " " .. f
+  local cmd = BIN .. " " .. helper.shq(f)
   if under_pty then
     cmd = "python3 -c 'import pty, sys; pty.spawn(sys.argv[1:])' " .. cmd
   end
@@ -56,7 +58,7 @@ describe("tty and stdio", function()
       end)
     ]])
     h:close()
-    local p = io.popen("printf 'a\\nb\\n' | " .. (os.getenv("CORU_BIN") or "luajit") .. " " .. f .. " | cat")
+    local p = io.popen("printf 'a\\nb\\n' | " .. BIN .. " " .. helper.shq(f) .. " | cat")
     local out = p:read("*a")
     p:close()
     os.remove(f)
@@ -78,7 +80,7 @@ describe("tty and stdio", function()
     h = assert(io.open(inp, "w"))
     h:write("one\n" .. string.rep("x", 100000))
     h:close()
-    os.execute((os.getenv("CORU_BIN") or "luajit") .. " " .. src .. " < " .. inp .. " > " .. outp)
+    os.execute(BIN .. " " .. helper.shq(src) .. " < " .. helper.shq(inp) .. " > " .. helper.shq(outp))
     h = assert(io.open(outp))
     local out = h:read("*a")
     h:close()
@@ -87,7 +89,7 @@ describe("tty and stdio", function()
   end)
 
   it("checks its arguments", function()
-    assert.has_error(function() coru.new_tty("x") end)
+    assert.has_error(function() coru.new_tty("x") end, "bad argument #1 to 'new_tty' (number expected, got string)")
     local ok, err, name = coru.new_stdio(999)
     assert.is_nil(ok)
     assert.equal("EINVAL", name)

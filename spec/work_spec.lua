@@ -8,8 +8,39 @@ int pipe(int fds[2]);
 long write(int fd, const void *buf, unsigned long n);
 int close(int fd);
 ]])
+pcall(ffi.cdef, "int ioctl(int, unsigned long, ...);")
 
 local run, wait_until = helper.run, helper.wait_until
+
+-- bytes waiting in a pipe (FIONREAD)
+local function pending_bytes(fd)
+  local n = ffi.new("int[1]")
+  assert(ffi.C.ioctl(fd, 0x541B, n) == 0)
+  return n[0]
+end
+
+-- A pool function that blocks: it says it started (a byte on started_fd),
+-- then waits up to 10 s for a byte on release_fd, then writes a byte to
+-- finished_fd if given. It returns n * 2, or "not released".
+local function blocker(started_fd, release_fd, n, finished_fd)
+  local ffi = require "ffi"
+  pcall(ffi.cdef, "long write(int, const void *, unsigned long); long read(int, void *, unsigned long);")
+  pcall(ffi.cdef, "struct coru_pollfd { int fd; short events; short revents; };")
+  pcall(ffi.cdef, "int poll(struct coru_pollfd *, unsigned long, int);")
+  ffi.C.write(started_fd, "s", 1)
+  local p = ffi.new("struct coru_pollfd[1]")
+  p[0].fd, p[0].events = release_fd, 1   -- POLLIN
+  if ffi.C.poll(p, 1, 10000) ~= 1 then return "not released" end
+  ffi.C.read(release_fd, ffi.new("char[1]"), 1)
+  if finished_fd then ffi.C.write(finished_fd, "f", 1) end
+  return n * 2
+end
+
+local function new_pipe()
+  local fds = ffi.new("int[2]")
+  assert(ffi.C.pipe(fds) == 0)
+  return fds[0], fds[1]
+end
 
 describe("work", function()
   it("runs a function in the pool and returns its results", function()
@@ -25,26 +56,30 @@ describe("work", function()
   end)
 
   it("runs in parallel on several threads and the loop goes on", function()
+    -- four functions that block until released: all four must be in the
+    -- pool at once (a one-thread pool would run one and leave three queued),
+    -- and the loop must go on meanwhile
+    local started_r, started_w = new_pipe()
+    local release_r, release_w = new_pipe()
     run(function()
       local tasks = {}
-      local t0 = coru.hrtime()
-      for i = 1, 4 do
-        tasks[i] = coru.spawn(coru.work, function(n)
-          local t = os.clock()
-          while os.clock() - t < 0.2 do end   -- busy 200 ms of CPU
-          return n * 2
-        end, i)
-      end
+      for i = 1, 4 do tasks[i] = coru.spawn(coru.work, blocker, started_w, release_r, i) end
+      local all_in = pcall(wait_until, function() return pending_bytes(started_r) >= 4 end, 5000)
+      local running = pending_bytes(started_r)
       local ticks = 0
       local ticker = coru.spawn(function()
-        for _ = 1, 5 do coru.sleep(10) ticks = ticks + 1 end
+        for _ = 1, 5 do coru.sleep(1) ticks = ticks + 1 end
       end)
+      ticker:await()                      -- timers fire while the pool is busy
+      local busy = {tasks[1]:status(), tasks[2]:status(), tasks[3]:status(), tasks[4]:status()}
+      ffi.C.write(release_w, "rrrr", 4)
       local res = coru.all(tasks)
-      ticker:await()
-      assert.same({2, 4, 6, 8}, {res[1][1], res[2][1], res[3][1], res[4][1]})
+      assert.is_true(all_in, running .. " of 4 pool functions ran at once")
+      assert.same({"suspended", "suspended", "suspended", "suspended"}, busy)
       assert.equal(5, ticks)
-      assert.is_true((coru.hrtime() - t0) / 1e6 < 4 * 200 + 300, "not serialized on one thread")
+      assert.same({2, 4, 6, 8}, {res[1][1], res[2][1], res[3][1], res[4][1]})
     end)
+    for _, fd in ipairs{started_r, started_w, release_r, release_w} do ffi.C.close(fd) end
   end)
 
   it("globals set by fn do not outlive the call", function()
@@ -95,8 +130,8 @@ describe("work", function()
   end)
 
   it("needs a task or a callback", function()
-    if coru.current() then return end
-    assert.has_error(function() coru.work(function() end) end, "coru.work: needs a running task or a callback")
+    assert.has_error(function() helper.outside_task(coru.work, function() end) end,
+      "coru.work: needs a running task or a callback")
   end)
 
   it("callback mode: cb(err, results...); luv's new_work/queue_work", function()
@@ -127,23 +162,35 @@ describe("work", function()
       t:cancel()
       pcall(t.await, t)
       helper.wait_until(function() return n == 2 end)
-      coru.sleep(50)
-      assert.is_true(helper.registry_refs() <= before)
+      helper.settle(function() return helper.registry_refs() <= before end)
+      local after = helper.registry_refs()
+      assert.is_true(after <= before, ("registry references grew from %d to %d"):format(before, after))
     end)
   end)
 
   it("cancelling a task waiting on work discards the late result", function()
+    local started_r, started_w = new_pipe()
+    local release_r, release_w = new_pipe()
+    local finished_r, finished_w = new_pipe()
     run(function()
       local done = false
       local t = coru.spawn(function()
-        coru.work(function() local t = os.clock() while os.clock() - t < 0.1 do end return 1 end)
+        coru.work(blocker, started_w, release_r, 1, finished_w)
         done = true
       end)
-      t:cancel()
+      wait_until(function() return pending_bytes(started_r) >= 1 end, 5000, "the function to start")
+      t:cancel()                             -- while it runs in the pool
       assert.is_false(pcall(t.await, t))
-      coru.sleep(200)
+      ffi.C.write(release_w, "r", 1)         -- now it returns: the late result
+      wait_until(function() return pending_bytes(finished_r) >= 1 end, 5000, "the function to end")
+      -- its completion reaches the loop in a moment: two more round trips
+      -- through the pool give it the time, then it must have been dropped
+      assert.equal(1, coru.work(function() return 1 end))
+      assert.equal(1, coru.work(function() return 1 end))
       assert.is_false(done)
+      assert.equal("cancelled", t:status())
     end)
+    for _, fd in ipairs{started_r, started_w, release_r, release_w, finished_r, finished_w} do ffi.C.close(fd) end
   end)
 end)
 
@@ -190,7 +237,7 @@ describe("poll", function()
       local p = coru.new_poll(fds[0])
       local seen
       p:start("r", function(err, events) seen = {err, events} p:stop() end)
-      coru.sleep(20)
+      coru.pass() coru.pass()   -- poll phases went by: nothing to read yet
       assert.is_nil(seen)
       ffi.C.write(fds[1], "x", 1)
       wait_until(function() return seen end)
@@ -211,7 +258,7 @@ describe("coru.poll.wait", function()
     run(function()
       local p = coru.new_poll(fds[0])
       local t = coru.spawn(coru.poll.wait, p, "r")
-      coru.sleep(10)
+      coru.pass() coru.pass()   -- poll phases went by: nothing to read yet
       assert.equal("suspended", t:status())
       ffi.C.write(fds[1], "x", 1)
       assert.equal("r", t:await())

@@ -5,6 +5,7 @@
 -- user's own coroutine pass through to the scheduler and back.
 local SCHED, ERR, current = ...
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local co_isyieldable = coroutine.isyieldable
 local error, select, setmetatable = error, select, setmetatable
 
 -- Values a task is resumed with: (ERR, e) means "raise e here".
@@ -76,6 +77,10 @@ end
 local function await(f, ...)
   if current() == nil then
     error("coru.await: needs a running task (use a callback outside tasks)", 2)
+  end
+  if not co_isyieldable() then   -- refused before f runs: it changes nothing
+    error("coru.await: cannot suspend here: a C function (table.sort, string.gsub, require, "
+      .. "a metamethod, __gc, ...) is between this call and the task; call it from the task's own code", 2)
   end
   return await_ret(chk(co_yield(SCHED, f, ...)))
 end

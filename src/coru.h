@@ -40,6 +40,21 @@ typedef struct coru_rt {
   int boot_ref;          /* registry ref of the boot table (Lua half of the scheduler) */
   int wrap_ref;          /* registry ref of boot.wrap (wraps a yielding C function) */
   coru_task *ready_head, *ready_tail;  /* tasks woken while the scheduler runs */
+  /* Lifecycle state: everything a runtime holds lives here, so that one can
+   * be opened, closed (lua_close) and opened again in the same process. */
+  int shutting_down;     /* late completions resume nothing */
+  int msgh_ref, tb_ref;  /* callbacks' message handler, its last traceback */
+  int task_mt_ref, cancel_mt_ref, chan_mt_ref, taskco_ref;
+  int unobserved_ref, unobserved_n;    /* failed tasks nobody observed yet */
+  int live_ref;          /* handle.c: weak table light(h) -> box */
+  uv_idle_t tick;        /* next-iteration work: coru.pass, reports */
+  unsigned tick_epoch;
+  int tick_inited;
+  coru_task *pass_head, *pass_tail;
+  coru_task *main_task;  /* the host's main task while uv_run runs */
+  coru_task *tasks_head; /* every task not finished (coru.tasks) */
+  struct coru_deadline *dl_free;       /* timer.c: pooled deadline timers */
+  int dl_nfree;
 } coru_rt;
 
 extern coru_rt *coru_R;  /* the runtime, NULL until luaopen_coru */
@@ -53,6 +68,10 @@ extern char coru_CALLBACK[1];
  * (function first), as a callback: errors go to on_error. Returns 1 if it
  * ran without error. Results are dropped. */
 int coru_callback(int nargs);
+/* The same call, errors not reported: returns 0 (results dropped), or the
+ * error status with the error value and its traceback (a string, or nil)
+ * left at the top of coru_R->L. */
+int coru_pcall(int nargs);
 /* Report an error value (at the top of L, popped) with a traceback string (may be NULL). */
 void coru_report(lua_State *L, const char *traceback);
 
@@ -93,6 +112,8 @@ struct coru_task {
   unsigned char queued;  /* in the ready queue */
   unsigned char dispatching; /* the scheduler is calling a yielded function for it */
   unsigned char cancel_pending;
+  unsigned char waking;      /* a completion claimed its wait (coru_cont_begin): only that completion wakes it */
+  unsigned char cancelling;  /* a cancellation is on its way to it: a second cancel adds nothing */
   int nready;            /* values waiting on co's stack to resume with */
   coru_cont *cont;       /* the native operation it waits on */
   unsigned gen;          /* suspension generation: resume objects check it */
@@ -108,13 +129,17 @@ struct coru_task {
   int aux_ref;               /* registry ref anchoring the object it waits on */
   int cancel_ref;            /* reason of a cancel asked while it runs */
   coru_cont wait;            /* for waits owned by the scheduler itself */
+  const char *what;          /* what it waits on (the name given to coru_enter), for coru.tasks() */
+  coru_task *tnext, *tprev;  /* every unfinished task: coru_R->tasks_head */
 };
 
 /* The task running now (NULL outside any task). */
 #define coru_current() (coru_R->current)
 
-/* Wake a suspended task: nargs values are already on T->co. Runs it now
- * when called from the loop, or queues it when the scheduler is busy. */
+/* Wake a suspended task: nargs values are already on T->co. The one way a
+ * task is resumed: runs it now when called from the loop, or queues it when
+ * the scheduler is busy (the yielded function dispatching for it takes the
+ * values when it returns). */
 void coru_wake(coru_task *T, int nargs);
 
 /* Push the cancellation error for reason at the top (popped). */
@@ -140,6 +165,23 @@ void coru_push_cancel_error(lua_State *L, int reason_idx);
  * the waiting task is cancelled: it must stop the operation if it can; the
  * completion then finds coru_cont_begin returning NULL.
  */
+
+/* The entry of every yielding C function, called before it allocates or
+ * changes anything. cbidx: stack index of the optional callback (0: none
+ * allowed; nil/none there: none). Raises (argerror) if the slot holds
+ * something not callable (callable tables and userdata are accepted); in a
+ * task where the VM cannot yield ("cannot suspend here"); outside any task
+ * without a callback ("<fname>: needs a running task or a callback")
+ * unless flags has CORU_SYNC_OK (the caller then runs synchronously).
+ * Returns the mode: CB, TASK or NONE. */
+#define CORU_SYNC_OK 1
+int coru_enter(lua_State *L, int cbidx, const char *fname, int flags);
+
+/* Completion of a request whose success carries no value: status < 0 is a
+ * failure (named "closed" when closed says the handle was closed under
+ * it); a task gets true or nil, msg, name; a callback cb(nil) or cb(msg).
+ * Does coru_cont_begin itself (a discarded completion does nothing). */
+void coru_cont_complete(coru_cont *c, int status, int closed, const char *detail);
 
 /* cbidx: stack index of the optional callback (0: none allowed). Returns the
  * mode: CB if a callable is there, TASK if inside a task, NONE otherwise

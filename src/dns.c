@@ -103,9 +103,7 @@ static int l_getaddrinfo(lua_State *L) {
   } else {
     cbidx = 4;
   }
-  if (lua_isnoneornil(L, cbidx)) cbidx = 0;
-  else if (!coru_is_callable(L, cbidx)) luaL_typerror(L, cbidx, "function");
-  if (!cbidx && !coru_R->current) return coru_need_task(L, "coru.getaddrinfo");
+  if (coru_enter(L, cbidx, "coru.getaddrinfo", 0) != CORU_MODE_CB) cbidx = 0;
   dns_req *q = malloc(sizeof *q);
   if (!q) return luaL_error(L, "out of memory");
   snprintf(q->detail, sizeof q->detail, "%s", host ? host : service);
@@ -137,9 +135,7 @@ static int l_getnameinfo(lua_State *L) {
   if (!ip) ip = "0.0.0.0";
   struct sockaddr_storage ss;
   if (coru_parse_addr(L, ip, port, &ss) < 0) return coru_fail(L, UV_EINVAL, ip);
-  int cbidx = lua_isnoneornil(L, 2) ? 0 : 2;
-  if (cbidx && !coru_is_callable(L, 2)) luaL_typerror(L, 2, "function");
-  if (!cbidx && !coru_R->current) return coru_need_task(L, "coru.getnameinfo");
+  int cbidx = coru_enter(L, 2, "coru.getnameinfo", 0) == CORU_MODE_CB ? 2 : 0;
   dns_req *q = malloc(sizeof *q);
   if (!q) return luaL_error(L, "out of memory");
   snprintf(q->detail, sizeof q->detail, "%s", ip);

@@ -386,6 +386,7 @@ static int checkflags(lua_State *L, int i, const char *fn) {
 /* The request, after every argument was checked (cbidx: the callback slot). */
 static fsreq *newreq(lua_State *L, int cbidx, const char *fn) {
   if (!lua_isnoneornil(L, cbidx) && !coru_is_callable(L, cbidx)) typeerr(L, cbidx, fn, "function");
+  coru_enter(L, cbidx, fn, CORU_SYNC_OK);   /* refused before the request exists */
   fsreq *r = fsreq_new(L);
   coru_cont_init(L, &r->cont, cbidx, fs_cancel);
   return r;
@@ -943,6 +944,7 @@ static int l_fs_read_file(lua_State *L) {
   int cb = fs_cbslot(L, 1);
   const char *path = checkpath(L, 1, FN);
   if (!lua_isnoneornil(L, cb) && !coru_is_callable(L, cb)) typeerr(L, cb, FN, "function");
+  coru_enter(L, cb, FN, CORU_SYNC_OK);
   size_t plen = strlen(path);
   rfreq *r = calloc(1, sizeof *r + plen + 1);
   if (!r) return luaL_error(L, "out of memory");

@@ -12,7 +12,6 @@
 #include <string.h>
 #include "coru.h"
 
-static int live_ref = LUA_NOREF;   /* weak-valued table: light(h) -> box */
 
 void *coru_handle_alloc(lua_State *L, const coru_htype *t, size_t size, size_t uvh_offset) {
   coru_box *box = lua_newuserdata(L, sizeof *box);
@@ -28,7 +27,7 @@ void *coru_handle_alloc(lua_State *L, const coru_htype *t, size_t size, size_t u
   h->self_ref = LUA_NOREF;
   h->close_ref = LUA_NOREF;
   box->h = h;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, live_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->live_ref);
   lua_pushlightuserdata(L, h);
   lua_pushvalue(L, -3);
   lua_rawset(L, -3);
@@ -96,7 +95,7 @@ int coru_handle_push(lua_State *L, coru_handle *h) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->self_ref);
     return 1;
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, live_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->live_ref);
   lua_pushlightuserdata(L, h);
   lua_rawget(L, -2);
   lua_remove(L, -2);
@@ -115,8 +114,8 @@ static void close_cb(uv_handle_t *uvh) {
       if (coru_R->loop) coru_callback(0); else lua_pop(L, 1);
     }
     coru_unref(L, &h->self_ref);
-    if (live_ref != LUA_NOREF) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, live_ref);
+    if (coru_R->live_ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->live_ref);
       lua_pushlightuserdata(L, h);
       lua_pushnil(L);
       lua_rawset(L, -3);
@@ -238,7 +237,7 @@ static int l_walk(lua_State *L) {
   if (!coru_is_callable(L, 1)) luaL_typerror(L, 1, "function");
   lua_newtable(L);
   int list = lua_gettop(L), n = 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, live_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->live_ref);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     coru_box *box = lua_touserdata(L, -1);
@@ -260,7 +259,7 @@ CORU_FAMILY(handle) {
   lua_pushliteral(L, "v");
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
-  live_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  coru_R->live_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   static const coru_Reg funcs[] = {{"walk", l_walk, 0}, {NULL, NULL, 0}};
   coru_setfuncs(L, funcs);
   /* luv-style flat names: coru.close(h), coru.is_active(h), ... */

@@ -93,14 +93,11 @@ static int default_on_error(lua_State *L) {
   return 0;
 }
 
-static int tb_ref = LUA_NOREF;
-static int msgh_ref = LUA_NOREF;
 
 /* Message handler of callbacks: keeps the error, remembers the traceback. */
 static int msgh(lua_State *L) {
   luaL_traceback(L, L, NULL, 1);
-  coru_unref(L, &tb_ref);
-  tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawseti(L, LUA_REGISTRYINDEX, coru_R->tb_ref);   /* one slot, reused */
   return 1;
 }
 
@@ -114,7 +111,11 @@ void coru_report(lua_State *L, const char *traceback) {
   else lua_rawgeti(C, LUA_REGISTRYINDEX, R->on_error_ref);
   lua_pushvalue(C, err);
   if (traceback) lua_pushstring(C, traceback); else lua_pushnil(C);
-  if (lua_pcall(C, 2, 0, 0) != 0) {
+  coru_task *saved = R->current;
+  R->current = NULL;             /* the handler is a callback: outside any task */
+  int st = lua_pcall(C, 2, 0, 0);
+  R->current = saved;
+  if (st != 0) {
     /* the handler itself failed: say both, never recurse */
     fprintf(stderr, "coru: error in on_error handler: %s\ncoru: original error: %s\n",
             errstring(C, -1), errstring(C, err));
@@ -123,23 +124,34 @@ void coru_report(lua_State *L, const char *traceback) {
   lua_settop(C, err - 1);
 }
 
-int coru_callback(int nargs) {
+int coru_pcall(int nargs) {
   lua_State *L = coru_R->L;
   int fidx = lua_gettop(L) - nargs;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, msgh_ref);   /* made once: no allocation per callback */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->msgh_ref);   /* made once: no allocation per callback */
   lua_insert(L, fidx);
   coru_task *saved = coru_R->current;
   coru_R->current = NULL;        /* callbacks are outside any task */
   int st = lua_pcall(L, nargs, 0, fidx);
   coru_R->current = saved;
   if (st != 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, tb_ref);
+    lua_remove(L, fidx);                            /* the handler */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->tb_ref);      /* err, traceback */
+  } else {
+    lua_settop(L, fidx - 1);
+  }
+  return st;
+}
+
+int coru_callback(int nargs) {
+  lua_State *L = coru_R->L;
+  int base = lua_gettop(L) - nargs - 1;
+  int st = coru_pcall(nargs);
+  if (st != 0) {
     const char *tb = lua_tostring(L, -1);
     lua_pushvalue(L, -2);
     coru_report(L, tb);
-    lua_pop(L, 2);
   }
-  lua_settop(L, fidx - 1);
+  lua_settop(L, base);
   return st == 0;
 }
 
@@ -154,12 +166,11 @@ static void walk_close(uv_handle_t *h, void *arg) {
 }
 
 /* Close every handle, let the close callbacks run, close the loop. */
-int coru_shutting_down;   /* sched.c: no task or callback is resumed by late completions */
 
 void coru_shutdown(void) {
   coru_rt *R = coru_R;
   if (!R || !R->loop) return;
-  coru_shutting_down = 1;
+  R->shutting_down = 1;   /* no task or callback is resumed by late completions */
   coru_flush_reports();
   coru_sched_close();
   coru_deadline_close_all();
@@ -223,8 +234,10 @@ int luaopen_coru(lua_State *L) {
   lua_pop(L, 1);
   if (coru_R) return luaL_error(L, "coru: one runtime per process (already loaded in another Lua state)");
   coru_rt *R = &runtime;
-  memset(R, 0, sizeof *R);
-  R->on_error_ref = LUA_NOREF;
+  memset(R, 0, sizeof *R);   /* nothing of a previous runtime survives */
+  R->on_error_ref = R->boot_ref = R->wrap_ref = LUA_NOREF;
+  R->msgh_ref = R->tb_ref = R->live_ref = R->unobserved_ref = LUA_NOREF;
+  R->task_mt_ref = R->cancel_mt_ref = R->chan_mt_ref = R->taskco_ref = LUA_NOREF;
   R->loop = uv_default_loop();
   if (loop_in_use == R->loop && uv_loop_alive(R->loop))
     return luaL_error(L, "coru: the loop of a previous runtime is still alive");
@@ -247,7 +260,9 @@ int luaopen_coru(lua_State *L) {
   R->boot_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   lua_pushcfunction(L, msgh);
-  msgh_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  coru_R->msgh_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushboolean(L, 0);
+  coru_R->tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   lua_newtable(L);                      /* the module */
   int M = lua_gettop(L);

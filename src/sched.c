@@ -25,17 +25,10 @@
 coru_rt *coru_R;
 char coru_SCHED[1], coru_ERR[1], coru_CALLBACK[1];
 
-static int task_mt_ref = LUA_NOREF, cancel_mt_ref = LUA_NOREF, taskco_ref = LUA_NOREF;
-static int unobserved_ref = LUA_NOREF;  /* table of failed tasks nobody observed yet */
-static int unobserved_n;
 /* Next-iteration work (coru.pass, reports) runs in an idle handle (which
  * also keeps the poll phase from blocking). A pass is tagged with the count
  * of idle runs so far and served only by a later run, so a poll phase always
  * lies between the suspension and the resume, whichever phase it came from. */
-static uv_idle_t tick;
-static unsigned tick_epoch;
-static int tick_inited;
-static coru_task *pass_head, *pass_tail;
 
 static void task_step(coru_task *T, int nargs);
 static void tick_start(void);
@@ -71,7 +64,7 @@ void coru_push_cancel_error(lua_State *L, int reason_idx) {
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, reason_idx);
   lua_setfield(L, -2, "reason");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, cancel_mt_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->cancel_mt_ref);
   lua_setmetatable(L, -2);
   lua_remove(L, reason_idx);
 }
@@ -119,14 +112,64 @@ static void run_task(coru_task *T, int nargs) {
   if (coru_R->depth == 0) drain();
 }
 
-void coru_wake(coru_task *T, int nargs) {
+/* Past this many nested steps a run-now (spawn, cancel) is queued instead:
+ * each level is a lua_resume on the C stack. */
+#define CORU_MAX_NEST 100
+
+/* The one way a task is resumed (nargs values on T->co). A wake from the
+ * loop runs it now; a wake while the scheduler is busy queues it, unless
+ * the caller asks for now (spawn, cancel: "it has started/unwound when
+ * this returns") and the C stack is not too deep; a wake of a task whose
+ * yielded function is being called leaves the values to the dispatch. */
+static void wake(coru_task *T, int nargs, int now) {
   T->cont = NULL;
+  T->waking = 0;
   if (T->dispatching) { T->nready = nargs; T->dispatching = 2; return; }
-  if (coru_R->depth > 0) { enqueue(T, nargs); return; }
+  int depth = coru_R->depth;
+  if (depth > 0 && (!now || depth >= CORU_MAX_NEST)) { enqueue(T, nargs); return; }
   run_task(T, nargs);
 }
 
+void coru_wake(coru_task *T, int nargs) { wake(T, nargs, 0); }
+
 /* ------------------------------------------------------------------ conts */
+
+static void refuse_suspension(lua_State *L, const char *fname) {
+  luaL_error(L, "%s: cannot suspend here: a C function (table.sort, string.gsub, require, "
+                "a metamethod, __gc, ...) is between this call and the task; call it from "
+                "the task's own code", fname ? fname : "coru");
+}
+
+/* Can a suspension from L (the task's coroutine, or a coroutine of the
+ * user's that it resumed) reach the scheduler? Both must be able to yield:
+ * an inner coroutine resumed from a table.sort comparator can yield, but
+ * its pass-through yield of the task cannot. */
+static inline int can_suspend(lua_State *L, coru_task *T) {
+  return lua_isyieldable(L) && (L == T->co || lua_isyieldable(T->co));
+}
+
+/* coru_enter for the scheduler's own waits (no callback slot). */
+static inline coru_task *enter_task(lua_State *L, const char *fname) {
+  coru_task *T = coru_R->current;
+  if (!T) coru_need_task(L, fname);
+  if (!can_suspend(L, T)) refuse_suspension(L, fname);
+  T->what = fname;
+  return T;
+}
+
+int coru_enter(lua_State *L, int cbidx, const char *fname, int flags) {
+  if (cbidx && !lua_isnoneornil(L, cbidx)) {
+    if (!coru_is_callable(L, cbidx)) luaL_typerror(L, cbidx, "function");
+    return CORU_MODE_CB;
+  }
+  if (!coru_R->current) {
+    if (flags & CORU_SYNC_OK) return CORU_MODE_NONE;
+    coru_need_task(L, fname);
+  }
+  if (!can_suspend(L, coru_R->current)) refuse_suspension(L, fname);
+  coru_R->current->what = fname;
+  return CORU_MODE_TASK;
+}
 
 int coru_cont_init(lua_State *L, coru_cont *c, int cbidx, void (*cancel)(coru_cont *)) {
   c->cancel = cancel;
@@ -141,13 +184,20 @@ int coru_cont_init(lua_State *L, coru_cont *c, int cbidx, void (*cancel)(coru_co
     /* Refuse before anything is armed: a yield from here would fail (a
      * Lua function called from C: table.sort comparator, gsub callback,
      * a chunk being required, a metamethod called from C). */
-    if (!lua_isyieldable(L))
-      luaL_error(L, "cannot suspend here: a C function (table.sort, string.gsub, require, ...) "
-                    "is between this call and the task; call it from the task's own code");
+    if (!lua_isyieldable(L)) refuse_suspension(L, NULL);   /* coru_enter said so first */
     c->task = coru_R->current;
     return c->mode = CORU_MODE_TASK;
   }
   return c->mode = CORU_MODE_NONE;
+}
+
+/* The scheduler's own waits, after coru_enter said the task may suspend. */
+static inline void wait_init(coru_task *T, void (*cancel)(coru_cont *)) {
+  coru_cont *c = &T->wait;
+  c->cancel = cancel;
+  c->task = T;
+  c->active = 0;
+  c->mode = CORU_MODE_TASK;
 }
 
 /* A cont left behind by a yield that failed (a yield across a C call
@@ -184,14 +234,13 @@ void coru_cont_clear(lua_State *L, coru_cont *c) {
   coru_unref(L, &c->cb_ref);
 }
 
-extern int coru_shutting_down;   /* rt.c */
 
 lua_State *coru_cont_begin(coru_cont *c) {
   if (!c->active) return NULL;
   c->active = 0;
   /* At shutdown (lua_close in plain LuaJIT) the tasks' coroutines may be
    * going away: a request that completes now is discarded. */
-  if (coru_shutting_down) return NULL;
+  if (coru_R->shutting_down) return NULL;
   if (c->mode == CORU_MODE_CB) {
     lua_State *L = coru_R->L;
     lua_checkstack(L, 20);
@@ -204,6 +253,11 @@ lua_State *coru_cont_begin(coru_cont *c) {
   if (c->mode == CORU_MODE_TASK) {
     coru_task *T = c->task;
     if (T->cont != c || T->status != CORU_SUSPENDED) return NULL;
+    /* Claim the wait: until this completion wakes T (coru_cont_ok/fail),
+     * nothing else can resume it, and a cancel waits for its next
+     * suspension, whatever Lua the completion runs meanwhile. */
+    T->cont = NULL;
+    T->waking = 1;
     if (!T->native) {   /* a native suspension left the stack empty, with LUA_MINSTACK free */
       lua_settop(T->co, 0);
       lua_checkstack(T->co, 20);
@@ -249,6 +303,22 @@ void coru_cont_fail(coru_cont *c, int err, const char *detail) {
     lua_pop(L, 1);
     coru_wake(c->task, 3);
   }
+}
+
+/* Would coru_cont_begin(c) give a completion now? (without claiming it) */
+static int cont_current(const coru_cont *c) {
+  if (!c->active || coru_R->shutting_down) return 0;
+  if (c->mode != CORU_MODE_TASK) return 1;
+  return c->task->cont == c && c->task->status == CORU_SUSPENDED;
+}
+
+void coru_cont_complete(coru_cont *c, int status, int closed, const char *detail) {
+  lua_State *S = coru_cont_begin(c);
+  if (!S) return;
+  if (status == UV_ECANCELED && closed) coru_cont_fail_str(c, "closed", NULL);
+  else if (status < 0) coru_cont_fail(c, status, detail);
+  else if (c->mode == CORU_MODE_CB) coru_cont_ok(c, 0);
+  else { lua_pushboolean(S, 1); coru_cont_ok(c, 1); }
 }
 
 int coru_need_task(lua_State *L, const char *fname) {
@@ -365,22 +435,22 @@ static void report_task(lua_State *L, coru_task *T) {
 }
 
 static void queue_unobserved(lua_State *L, coru_task *T) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, unobserved_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->unobserved_ref);
   push_task(L, T);
-  lua_rawseti(L, -2, ++unobserved_n);
+  lua_rawseti(L, -2, ++coru_R->unobserved_n);
   lua_pop(L, 1);
   tick_start();
 }
 
 /* Report failed tasks that nobody awaited since they failed. */
 void coru_flush_reports(void) {
-  if (!unobserved_n) return;
+  if (!coru_R->unobserved_n) return;
   lua_State *L = coru_R->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, unobserved_ref);
-  int n = unobserved_n;
-  unobserved_n = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->unobserved_ref);
+  int n = coru_R->unobserved_n;
+  coru_R->unobserved_n = 0;
   lua_newtable(L);
-  lua_rawseti(L, LUA_REGISTRYINDEX, unobserved_ref);   /* fresh list */
+  lua_rawseti(L, LUA_REGISTRYINDEX, coru_R->unobserved_ref);   /* fresh list */
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
     coru_task *T = totask(L, -1);
@@ -395,13 +465,13 @@ void coru_flush_reports(void) {
 
 /* ---------------------------------------------------------- the resume loop */
 
-static coru_task *main_task;   /* the host's main task while uv_run runs */
 
 static void finish(coru_task *T, int st) {
   coru_rt *R = coru_R;
   lua_State *L = R->L, *co = T->co;
   drop_cont(T);
   T->cancel_pending = 0;           /* asked while running, never suspended again */
+  T->cancelling = T->waking = 0;
   coru_unref(L, &T->cancel_ref);
   if (st == 0) {
     T->status = CORU_DONE;
@@ -425,7 +495,7 @@ static void finish(coru_task *T, int st) {
     }
     lua_pop(L, 1);
     T->status = cancelled ? CORU_CANCELLED : CORU_FAILED;
-    if (T == main_task) uv_stop(R->loop);
+    if (T == coru_R->main_task) uv_stop(R->loop);
   }
   int had_observers = T->nobs > 0;
   /* keep T alive through the notifications */
@@ -433,6 +503,9 @@ static void finish(coru_task *T, int st) {
   int ref = T->self_ref;
   notify(L, T);
   if (T->status == CORU_FAILED && !had_observers && !T->observed) queue_unobserved(L, T);
+  if (T->tprev) T->tprev->tnext = T->tnext; else R->tasks_head = T->tnext;
+  if (T->tnext) T->tnext->tprev = T->tprev;
+  T->tnext = T->tprev = NULL;
   T->self_ref = LUA_NOREF;
   luaL_unref(L, LUA_REGISTRYINDEX, ref);
   lua_pop(L, 1);
@@ -446,6 +519,21 @@ static void resume_with_error_msg(coru_task *T, const char *msg) {
   lua_settop(T->co, 0);
   lua_pushlightuserdata(T->co, coru_ERR);
   lua_pushstring(T->co, msg);
+}
+
+/* The cancel asked while T ran, was queued or dispatching, delivered at
+ * its real suspension: stop what it waits on, resume with (ERR, error). */
+static int deliver_cancel(coru_task *T) {
+  lua_State *L = coru_R->L, *co = T->co;
+  T->cancel_pending = 0;
+  drop_cont(T);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, T->cancel_ref);   /* reason */
+  coru_unref(L, &T->cancel_ref);
+  coru_push_cancel_error(L, -1);
+  lua_settop(co, 0);
+  lua_pushlightuserdata(co, coru_ERR);
+  lua_xmove(L, co, 1);
+  return 2;
 }
 
 /* What T yielded is on its stack; decide. Returns the count of values to
@@ -468,18 +556,7 @@ static int dispatch(coru_task *T) {
   }
   if (T->cont && !(n == 0 && T->cancel_pending)) drop_cont(T);
   if (T->cancel_pending && n == 0 && !T->cont) return 0;  /* plain yield: raised at the next real suspension */
-  if (T->cancel_pending) {
-    T->cancel_pending = 0;
-    drop_cont(T);
-    lua_State *L = coru_R->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, T->cancel_ref);   /* reason */
-    coru_unref(L, &T->cancel_ref);
-    coru_push_cancel_error(L, -1);
-    lua_settop(co, 0);
-    lua_pushlightuserdata(co, coru_ERR);
-    lua_xmove(L, co, 1);
-    return 2;
-  }
+  if (T->cancel_pending) return deliver_cancel(T);
   if (n == 0) return 0;
   switch (lua_type(co, 1)) {
   case LUA_TFUNCTION:
@@ -504,6 +581,7 @@ static int dispatch(coru_task *T) {
       T->wait.cancel = NULL;
       T->aux = U;
       T->cont = &T->wait;
+      T->what = "coroutine.yield(task)";
       return -1;
     }
   } /* fallthrough */
@@ -530,6 +608,7 @@ static void task_step(coru_task *T, int nargs) {
     T->status = CORU_RUNNING;
     T->gen++;
     T->native = 0;
+    T->cancelling = 0;
     int st = lua_resume(co, nargs);
     R->current = prev;
     if (st != LUA_YIELD) { finish(T, st); return; }
@@ -586,13 +665,17 @@ static int call_yielded(coru_task *T, int n) {
   T->aux = NULL;
   T->cont = &T->wait;
   T->dispatching = 1;
-  int st = lua_pcall(L, nargs, 0, 0);
+  T->what = "coroutine.yield(f)";
+  int st = coru_pcall(nargs);        /* as a callback: outside any task */
   int resumed = T->dispatching == 2;
   T->dispatching = 0;
   if (st != 0) {
-    if (resumed) {
-      coru_report(L, NULL);          /* resume came first; the error is not lost */
+    if (resumed) {                   /* resume came first; the error is not lost */
+      const char *tb = lua_tostring(L, -1);
+      lua_pushvalue(L, -2);
+      coru_report(L, tb);
     } else {
+      lua_pop(L, 1);                 /* the traceback: the task's own comes at its end */
       T->cont = NULL;
       T->wait.active = 0;
       T->gen++;                      /* a later resume is stale */
@@ -605,6 +688,11 @@ static int call_yielded(coru_task *T, int n) {
   }
   lua_settop(L, base);
   if (resumed) { int k = T->nready; T->nready = 0; return k; }
+  if (T->cancel_pending) {           /* cancelled by f itself: it waits now, so deliver */
+    T->wait.active = 0;
+    T->gen++;                        /* a later resume is stale */
+    return deliver_cancel(T);
+  }
   return -1;
 }
 
@@ -614,11 +702,11 @@ static coru_task *task_new(lua_State *L) {
   coru_task *T = lua_newuserdata(L, sizeof *T);
   memset(T, 0, sizeof *T);
   T->wait.cb_ref = T->aux_ref = T->cancel_ref = LUA_NOREF;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, task_mt_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->task_mt_ref);
   lua_setmetatable(L, -2);
   lua_createtable(L, 2, 0);
   T->co = lua_newthread(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, taskco_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->taskco_ref);
   lua_pushvalue(L, -2);
   lua_pushboolean(L, 1);
   lua_rawset(L, -3);
@@ -628,6 +716,10 @@ static coru_task *task_new(lua_State *L) {
   lua_pushvalue(L, -1);
   T->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   T->status = CORU_SUSPENDED;
+  T->what = "start (queued)";
+  T->tnext = coru_R->tasks_head;           /* anchored by self_ref while listed */
+  if (T->tnext) T->tnext->tprev = T;
+  coru_R->tasks_head = T;
   return T;
 }
 
@@ -637,7 +729,7 @@ static coru_task *spawn_top(lua_State *L, int nargs) {
   coru_task *T = task_new(L);
   lua_insert(L, -(nargs + 2));
   lua_xmove(L, T->co, nargs + 1);
-  run_task(T, nargs);
+  wake(T, nargs, 1);
   return T;
 }
 
@@ -672,7 +764,7 @@ static int inline_cb_call(lua_State *L) {
   lua_insert(L, 2);                        /* cb, task, fn, args... */
   lua_xmove(L, T->co, lua_gettop(L) - 2);
   if (hascb) add_observer(L, T, 1);
-  run_task(T, lua_gettop(T->co) - 1);
+  wake(T, lua_gettop(T->co) - 1, 1);
   return 0;
 }
 
@@ -699,12 +791,12 @@ static int l_task_await(lua_State *L) {
     if (T && U->status == CORU_FAILED && lua_isstring(U->co, 3)) T->carry_str = 1;
     return raise_outcome(L, U);
   }
-  if (!T) return coru_need_task(L, "task:await");
+  coru_enter(L, 0, "task:await", 0);
   if (T == U) return luaL_error(L, "task:await: a task cannot await itself");
   push_task(L, T);
   add_observer(L, U, -1);
   lua_pop(L, 1);
-  coru_cont_init(L, &T->wait, 0, cancel_awaiting);
+  wait_init(T, cancel_awaiting);
   T->aux = U;
   return coru_cont_yield(L, &T->wait, 0);
 }
@@ -736,36 +828,60 @@ static int l_task_cancel(lua_State *L) {
   coru_task *T = checktask(L, 1);
   lua_settop(L, 2);
   if (is_finished(T)) { lua_pushboolean(L, 0); return 1; }
-  if (T->status == CORU_RUNNING) {
-    /* raised at its next suspension */
+  lua_pushboolean(L, 1);
+  if (T->cancelling) return 1;       /* one is on its way */
+  if (T->status == CORU_RUNNING || T->queued || T->dispatching || T->waking) {
+    /* Running, or already woken with values it must get (queued, a resume
+     * during its yielded function, a completion in progress): raised at
+     * its next real suspension, so nothing delivered is lost. */
+    lua_pushvalue(L, 2);
     coru_unref(L, &T->cancel_ref);
     T->cancel_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     T->cancel_pending = 1;
-    lua_pushboolean(L, 1);
     return 1;
   }
+  /* Suspended on an operation: stop it (may run Lua: a timeout cancels its
+   * subtask; T cannot be resumed meanwhile, its wait is gone), then wake T
+   * with the error, now as spawn does when the C stack allows. */
+  T->cancelling = 1;
   drop_cont(T);
-  if (T->in_pass) T->in_pass = 0;
+  T->in_pass = 0;
   lua_State *co = T->co;
   coru_push_cancel_error(L, 2);
   lua_settop(co, 0);
   lua_pushlightuserdata(co, coru_ERR);
   lua_xmove(L, co, 1);
-  if (T->queued) {
-    T->nready = 2;
-  } else {
-    /* take effect now, as spawn does: the task unwinds (or catches it)
-     * before cancel returns */
-    T->cont = NULL;
-    run_task(T, 2);
-  }
-  lua_pushboolean(L, 1);
+  wake(T, 2, 1);
   return 1;
 }
 
 static int l_task_tostring(lua_State *L) {
   coru_task *T = checktask(L, 1);
   lua_pushfstring(L, "coru.task: %p (%s)", (void *)T, status_names[T->status]);
+  return 1;
+}
+
+/* coru.tasks() -> array (oldest first) of {task =, status =, waits =} for
+ * every task not finished: what a suspended task waits on, for debugging
+ * a hang (and the specs' leak gate). */
+static int l_tasks(lua_State *L) {
+  int n = 0;
+  for (coru_task *T = coru_R->tasks_head; T; T = T->tnext) n++;
+  lua_createtable(L, n, 0);
+  int i = n;
+  for (coru_task *T = coru_R->tasks_head; T; T = T->tnext, i--) {
+    lua_createtable(L, 0, 3);
+    push_task(L, T);
+    lua_setfield(L, -2, "task");
+    lua_pushstring(L, status_names[T->status]);
+    lua_setfield(L, -2, "status");
+    if (T->status == CORU_SUSPENDED) {
+      if (T->queued || T->waking) lua_pushliteral(L, "(woken: about to run)");
+      else lua_pushstring(L, T->what ? T->what : "?");
+      lua_setfield(L, -2, "waits");
+    }
+    lua_rawseti(L, -2, i);
+  }
   return 1;
 }
 
@@ -804,10 +920,9 @@ static void sleep_cancel(coru_cont *c) {
 
 static int l_sleep(lua_State *L) {
   lua_Number ms = luaL_checknumber(L, 1);
-  coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "coru.sleep");
+  coru_task *T = enter_task(L, "coru.sleep");
   if (ms < 0) ms = 0;
-  coru_cont_init(L, &T->wait, 0, sleep_cancel);
+  wait_init(T, sleep_cancel);
   T->aux = coru_deadline_start((uint64_t)ms, sleep_fire, T);
   return coru_cont_yield(L, &T->wait, 0);
 }
@@ -816,10 +931,10 @@ static int l_sleep(lua_State *L) {
 static void pass_cancel(coru_cont *c) {
   coru_task *T = c->task, *prev = NULL;
   T->in_pass = 0;
-  for (coru_task *x = pass_head; x; prev = x, x = x->next_pass) {
+  for (coru_task *x = coru_R->pass_head; x; prev = x, x = x->next_pass) {
     if (x != T) continue;
-    if (prev) prev->next_pass = x->next_pass; else pass_head = x->next_pass;
-    if (pass_tail == x) pass_tail = prev;
+    if (prev) prev->next_pass = x->next_pass; else coru_R->pass_head = x->next_pass;
+    if (coru_R->pass_tail == x) coru_R->pass_tail = prev;
     x->next_pass = NULL;
     return;
   }
@@ -828,35 +943,34 @@ static void pass_cancel(coru_cont *c) {
 static void tick_cb(uv_idle_t *h) {
   /* serve the passes queued before this run; the ones they queue, and the
    * ones tagged with this epoch, wait for the next run */
-  unsigned epoch = tick_epoch;
-  while (pass_head && pass_head->aux != (void *)(uintptr_t)epoch) {
-    coru_task *T = pass_head;
-    pass_head = T->next_pass;
-    if (!pass_head) pass_tail = NULL;
+  unsigned epoch = coru_R->tick_epoch;
+  while (coru_R->pass_head && coru_R->pass_head->aux != (void *)(uintptr_t)epoch) {
+    coru_task *T = coru_R->pass_head;
+    coru_R->pass_head = T->next_pass;
+    if (!coru_R->pass_head) coru_R->pass_tail = NULL;
     T->next_pass = NULL;
     if (T->in_pass) {
       T->in_pass = 0;
       if (coru_cont_begin(&T->wait)) coru_cont_ok(&T->wait, 0);
     }
   }
-  tick_epoch = epoch + 1;
+  coru_R->tick_epoch = epoch + 1;
   coru_flush_reports();
-  if (!pass_head && !unobserved_n) uv_idle_stop(h);
+  if (!coru_R->pass_head && !coru_R->unobserved_n) uv_idle_stop(h);
 }
 
 static void tick_start(void) {
-  if (!uv_is_active((uv_handle_t *)&tick)) uv_idle_start(&tick, tick_cb);
+  if (!uv_is_active((uv_handle_t *)&coru_R->tick)) uv_idle_start(&coru_R->tick, tick_cb);
 }
 
 static int l_pass(lua_State *L) {
-  coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "coru.pass");
-  coru_cont_init(L, &T->wait, 0, pass_cancel);
+  coru_task *T = enter_task(L, "coru.pass");
+  wait_init(T, pass_cancel);
   T->in_pass = 1;
-  T->aux = (void *)(uintptr_t)tick_epoch;
+  T->aux = (void *)(uintptr_t)coru_R->tick_epoch;
   T->next_pass = NULL;
-  if (pass_tail) pass_tail->next_pass = T; else pass_head = T;
-  pass_tail = T;
+  if (coru_R->pass_tail) coru_R->pass_tail->next_pass = T; else coru_R->pass_head = T;
+  coru_R->pass_tail = T;
   tick_start();
   return coru_cont_yield(L, &T->wait, 0);
 }
@@ -914,10 +1028,11 @@ static int group_observer(lua_State *L) {
     return 0;
   }
   coru_task *P = g->parent;
-  if (!coru_cont_begin(&P->wait)) { group_finish(L, g); return 0; }
+  if (!cont_current(&P->wait)) { group_finish(L, g); return 0; }
   lua_State *co = P->co;
   if (!lua_isnil(L, 1)) {          /* failure: raise in the parent */
     group_finish(L, g);
+    coru_cont_begin(&P->wait);
     lua_pushlightuserdata(co, coru_ERR);
     lua_pushvalue(L, 1);
     lua_xmove(L, co, 1);
@@ -926,20 +1041,20 @@ static int group_observer(lua_State *L) {
     return 0;
   }
   if (g->mode == G_ALL) {
-    P->wait.active = 1;            /* still waiting */
     lua_getfenv(L, lua_upvalueindex(1));
     lua_createtable(L, n - 1, 1);
     for (int i = 2; i <= n; i++) { lua_pushvalue(L, i); lua_rawseti(L, -2, i - 1); }
     lua_pushinteger(L, n - 1); lua_setfield(L, -2, "n");
     lua_rawseti(L, -2, idx);
     if (++g->count < g->total) return 0;
-    P->wait.active = 0;
     group_finish(L, g);
+    coru_cont_begin(&P->wait);
     lua_xmove(L, co, 1);             /* the results table */
     coru_cont_ok(&P->wait, 1);
     return 0;
   }
   group_finish(L, g);
+  coru_cont_begin(&P->wait);
   lua_checkstack(co, n + 2);
   if (g->mode == G_ANY) lua_pushinteger(co, idx);
   lua_xmove(L, co, n - 1);
@@ -969,9 +1084,8 @@ static void group_watch(lua_State *L, int gidx, coru_task *U, int i) {
 /* Check that the caller may suspend before anything is armed (this
  * raises otherwise), so an error cannot leave observers or deadlines. */
 static coru_task *group_prepare(lua_State *L, const char *fname) {
-  coru_task *T = coru_R->current;
-  if (!T) coru_need_task(L, fname);
-  coru_cont_init(L, &T->wait, 0, group_cancel);
+  coru_task *T = enter_task(L, fname);
+  wait_init(T, group_cancel);
   return T;
 }
 
@@ -988,7 +1102,9 @@ static int l_all_any(lua_State *L, int mode, const char *fname) {
   int n = (int)lua_objlen(L, 1);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
-    if (!totask(L, -1)) return luaL_error(L, "%s: element %d is not a task", fname, i);
+    coru_task *U = totask(L, -1);
+    if (!U) return luaL_error(L, "%s: element %d is not a task", fname, i);
+    if (U == coru_R->current) return luaL_error(L, "%s: a task cannot await itself (element %d)", fname, i);
     lua_pop(L, 1);
   }
   if (mode == G_ANY && n == 0) return luaL_error(L, "%s: no tasks", fname);
@@ -1093,6 +1209,7 @@ static int l_run(lua_State *L) {
   if (!coru_is_callable(L, 1)) luaL_typerror(L, 1, "function");
   if (R->current) {
     /* inside a task (the host): spawn and await */
+    coru_enter(L, 0, "coru.run", 0);
     spawn_top(L, lua_gettop(L) - 1);
     lua_settop(L, 1);
     return l_task_await(L);
@@ -1136,11 +1253,11 @@ int coru_run_main(lua_State *L, int nargs) {
    * ~85 instructions per iteration); finish() stops the loop if the main
    * task fails. */
   if (T->status != CORU_FAILED && T->status != CORU_CANCELLED) {
-    main_task = T;
+    coru_R->main_task = T;
     R->loop_running = 1;
     uv_run(R->loop, UV_RUN_DEFAULT);
     R->loop_running = 0;
-    main_task = NULL;
+    coru_R->main_task = NULL;
   }
   coru_flush_reports();
   int status = R->exit_status;
@@ -1172,12 +1289,11 @@ typedef struct chan {
   coru_task *sq_head, *sq_tail;   /* senders waiting */
 } chan;
 
-static int chan_mt_ref = LUA_NOREF;
 
 static chan *checkchan(lua_State *L, int idx) {
   chan *c = lua_touserdata(L, idx);
   if (c && lua_getmetatable(L, idx)) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, chan_mt_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->chan_mt_ref);
     int ok = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
     if (ok) return c;
@@ -1244,7 +1360,7 @@ static int l_chan_new(lua_State *L) {
   chan *ch = lua_newuserdata(L, sizeof *ch);
   memset(ch, 0, sizeof *ch);
   ch->cap = (int)cap;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, chan_mt_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->chan_mt_ref);
   lua_setmetatable(L, -2);
   lua_createtable(L, ch->cap > 64 ? 64 : ch->cap, 0);
   lua_setfenv(L, -2);
@@ -1266,7 +1382,8 @@ static void sender_done(lua_State *L, coru_task *S, int ok) {
 }
 
 static int chan_wait(lua_State *L, chan *ch, coru_task *T, int sending) {
-  coru_cont_init(L, &T->wait, 0, chan_cancel);
+  wait_init(T, chan_cancel);
+  T->what = sending ? "channel:send" : "channel:recv";
   T->aux = ch;
   lua_pushvalue(L, 1);
   T->aux_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1302,9 +1419,8 @@ static int l_chan_send(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "channel:send (it must wait)");
-  return chan_wait(L, ch, T, 1);
+  coru_enter(L, 0, "channel:send (it must wait)", 0);
+  return chan_wait(L, ch, coru_R->current, 1);
 }
 
 static int l_chan_recv(lua_State *L) {
@@ -1337,10 +1453,9 @@ static int l_chan_recv(lua_State *L) {
     return 1;
   }
   if (ch->closed) { lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
-  coru_task *T = coru_R->current;
-  if (!T) return coru_need_task(L, "channel:recv (it must wait)");
+  coru_enter(L, 0, "channel:recv (it must wait)", 0);
   lua_settop(L, 1);
-  return chan_wait(L, ch, T, 0);
+  return chan_wait(L, ch, coru_R->current, 0);
 }
 
 static int l_chan_close(lua_State *L) {
@@ -1404,6 +1519,7 @@ static const coru_Reg sched_funcs[] = {
   {"inline", l_inline, 0},
   {"inline_callbacks", l_inline_callbacks, 0},
   {"current", coru_l_current, 0},
+  {"tasks", l_tasks, 0},
   {"is_cancelled", l_is_cancelled, 0},
   {"sleep", l_sleep, CORU_YIELDS},
   {"pass", l_pass, CORU_YIELDS},
@@ -1432,26 +1548,26 @@ static int make_mt(lua_State *L, const char *name, const coru_Reg *methods, lua_
 
 CORU_FAMILY(sched) {
   coru_rt *R = coru_R;
-  task_mt_ref = make_mt(L, "coru.task", task_methods, l_task_tostring);
+  coru_R->task_mt_ref = make_mt(L, "coru.task", task_methods, l_task_tostring);
   R->task_mt = lua_topointer(L, -1);
   lua_pop(L, 1);
-  chan_mt_ref = make_mt(L, "coru.channel", chan_methods, l_chan_tostring);
+  coru_R->chan_mt_ref = make_mt(L, "coru.channel", chan_methods, l_chan_tostring);
   lua_pop(L, 1);
   lua_newtable(L);
   lua_pushcfunction(L, l_cancel_tostring);
   lua_setfield(L, -2, "__tostring");
   R->cancel_mt = lua_topointer(L, -1);
-  cancel_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  coru_R->cancel_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawgeti(L, LUA_REGISTRYINDEX, R->boot_ref);
   lua_getfield(L, -1, "taskco");
-  taskco_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  coru_R->taskco_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
   lua_newtable(L);
-  unobserved_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (!tick_inited) {
-    uv_idle_init(R->loop, &tick);
-    tick.data = NULL;
-    tick_inited = 1;
+  coru_R->unobserved_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (!coru_R->tick_inited) {
+    uv_idle_init(R->loop, &coru_R->tick);
+    coru_R->tick.data = NULL;
+    coru_R->tick_inited = 1;
   }
   coru_setfuncs(L, sched_funcs);
   lua_pushlightuserdata(L, coru_CALLBACK);
@@ -1460,9 +1576,9 @@ CORU_FAMILY(sched) {
 
 /* Close the internal handles (shutdown). */
 void coru_sched_close(void) {
-  if (tick_inited && !uv_is_closing((uv_handle_t *)&tick)) {
-    tick_inited = 0;            /* a later luaopen_coru starts afresh */
-    pass_head = pass_tail = NULL;
-    uv_close((uv_handle_t *)&tick, NULL);
+  if (coru_R->tick_inited && !uv_is_closing((uv_handle_t *)&coru_R->tick)) {
+    coru_R->tick_inited = 0;            /* a later luaopen_coru starts afresh */
+    coru_R->pass_head = coru_R->pass_tail = NULL;
+    uv_close((uv_handle_t *)&coru_R->tick, NULL);
   }
 }

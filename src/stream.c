@@ -353,6 +353,7 @@ static int rd_now(lua_State *L, coru_stream *s) {
 }
 
 static int rd_op(lua_State *L, coru_stream *s, int mode, int cbidx, const char *fname) {
+  int m = coru_enter(L, cbidx, fname, 0);
   if (s->rmode) {
     lua_pushnil(L);
     lua_pushliteral(L, "busy");
@@ -360,13 +361,11 @@ static int rd_op(lua_State *L, coru_stream *s, int mode, int cbidx, const char *
   }
   s->rmode = (unsigned char)mode;
   s->scanned = 0;    /* what an earlier read of another kind scanned does not count */
-  int hascb = cbidx && !lua_isnoneornil(L, cbidx);
-  if (!hascb) {
+  if (m != CORU_MODE_CB) {
     int n = rd_now(L, s);
     if (n >= 0) { s->rmode = CORU_RD_NONE; return n; }
   }
-  int m = coru_cont_init(L, &s->rd, hascb ? cbidx : 0, rd_cancel);
-  if (m == CORU_MODE_NONE) { s->rmode = CORU_RD_NONE; return coru_need_task(L, fname); }
+  coru_cont_init(L, &s->rd, m == CORU_MODE_CB ? cbidx : 0, rd_cancel);
   if (m == CORU_MODE_CB) {
     coru_handle_keep(L, &s->base);
     s->rkeep = 1;
@@ -500,13 +499,7 @@ void coru_stream_write_done(coru_stream *s, coru_wreq *w, int status) {
   if (w->dl) { coru_deadline_stop(w->dl); w->dl = NULL; }
   coru_unref(L, &w->data_ref);
   coru_handle_release(L, &s->base);   /* before the wakeup */
-  lua_State *S = coru_cont_begin(&w->cont);
-  if (S) {
-    if (status == UV_ECANCELED && s->base.closing) coru_cont_fail_str(&w->cont, "closed", NULL);
-    else if (status < 0) coru_cont_fail(&w->cont, status, NULL);
-    else if (w->cont.mode == CORU_MODE_CB) coru_cont_ok(&w->cont, 0);
-    else { lua_pushboolean(S, 1); coru_cont_ok(&w->cont, 1); }
-  }
+  coru_cont_complete(&w->cont, status, s->base.closing, NULL);
   wr_free(w);
 }
 
@@ -554,7 +547,9 @@ static unsigned skip_bufs(uv_buf_t **bufs, unsigned n, size_t k) {
 
 static int l_write(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
-  int cbidx = cbarg(L, 3);
+  if (lua_type(L, 2) != LUA_TSTRING && !lua_istable(L, 2)) luaL_typerror(L, 2, "string or array of strings");
+  /* refused before anything is sent: a write is all or nothing */
+  int cbidx = coru_enter(L, 3, "stream:write", 0) == CORU_MODE_CB ? 3 : 0;
   uv_buf_t small[4], *bufs;
   size_t total;
   unsigned n = gather(L, 2, small, 4, &bufs, &total);
@@ -568,7 +563,6 @@ static int l_write(lua_State *L) {
     free(owned);
     return coru_fail(L, UV_EPIPE, "the stream was shut down");
   }
-  if (!cbidx && !coru_R->current) { free(owned); return coru_need_task(L, "stream:write"); }
   uv_buf_t *rest = bufs;
   unsigned nrest = n;
   if (!cbidx && s->tp->try_write) {
@@ -624,20 +618,13 @@ static int l_try_write(lua_State *L) {
 
 void coru_stream_shutdown_done(coru_stream *s, coru_sreq *q, int status) {
   coru_handle_release(coru_R->L, &s->base);
-  lua_State *S = coru_cont_begin(&q->cont);
-  if (S) {
-    if (status == UV_ECANCELED && s->base.closing) coru_cont_fail_str(&q->cont, "closed", NULL);
-    else if (status < 0) coru_cont_fail(&q->cont, status, NULL);
-    else if (q->cont.mode == CORU_MODE_CB) coru_cont_ok(&q->cont, 0);
-    else { lua_pushboolean(S, 1); coru_cont_ok(&q->cont, 1); }
-  }
+  coru_cont_complete(&q->cont, status, s->base.closing, NULL);
   free(q);
 }
 
 static int l_shutdown(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
-  int cbidx = cbarg(L, 2);
-  if (!cbidx && !coru_R->current) return coru_need_task(L, "stream:shutdown");
+  int cbidx = coru_enter(L, 2, "stream:shutdown", 0) == CORU_MODE_CB ? 2 : 0;
   if (s->shut) return coru_fail(L, UV_ENOTCONN, "already shut down");
   coru_sreq *q = malloc(sizeof *q);
   if (!q) return luaL_error(L, "out of memory");
@@ -775,7 +762,6 @@ static int l_accept(lua_State *L) {
 
 /* ------------------------------------------------------ close, free */
 
-extern int coru_shutting_down;   /* rt.c */
 
 void coru_stream_closing(coru_stream *s) {
   lua_State *L = coru_R->L;
@@ -786,7 +772,7 @@ void coru_stream_closing(coru_stream *s) {
     s->rmode = CORU_RD_NONE;
     int ref = s->read_cb_ref;
     s->read_cb_ref = LUA_NOREF;
-    if (ref != LUA_NOREF && !coru_shutting_down) {
+    if (ref != LUA_NOREF && !coru_R->shutting_down) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
       luaL_unref(L, LUA_REGISTRYINDEX, ref);
       lua_pushliteral(L, "closed");

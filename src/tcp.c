@@ -99,13 +99,7 @@ static void connect_cb(uv_connect_t *req, int status) {
   if (c->dl) { coru_deadline_stop(c->dl); c->dl = NULL; }
   /* release before the wakeup: the task may run to its next suspension */
   coru_handle_release(coru_R->L, &u->s.base);
-  lua_State *S = coru_cont_begin(&c->cont);
-  if (S) {
-    if (status == UV_ECANCELED && u->s.base.closing) coru_cont_fail_str(&c->cont, "closed", NULL);
-    else if (status < 0) coru_cont_fail(&c->cont, status, c->detail);
-    else if (c->cont.mode == CORU_MODE_CB) coru_cont_ok(&c->cont, 0);
-    else { lua_pushboolean(S, 1); coru_cont_ok(&c->cont, 1); }
-  }
+  coru_cont_complete(&c->cont, status, u->s.base.closing, c->detail);
   free(c);
 }
 
@@ -127,9 +121,7 @@ static void connect_cancel(coru_cont *cont) {
 
 int coru_connect_start(lua_State *L, coru_uvstream *u, int cbidx, const char *fname,
                        const struct sockaddr *sa, const char *pipename, const char *detail) {
-  if (cbidx && lua_isnoneornil(L, cbidx)) cbidx = 0;
-  if (cbidx && !coru_is_callable(L, cbidx)) luaL_typerror(L, cbidx, "function");
-  if (!cbidx && !coru_R->current) return coru_need_task(L, fname);
+  if (coru_enter(L, cbidx, fname, 0) != CORU_MODE_CB) cbidx = 0;
   conn_req *c = malloc(sizeof *c);
   if (!c) return luaL_error(L, "out of memory");
   c->u = u;

@@ -180,8 +180,6 @@ struct coru_deadline {
   coru_deadline *next_free;
 };
 
-static coru_deadline *free_list;
-static int nfree;
 #define POOL_MAX 256
 
 static void deadline_free(coru_handle *h) { (void)h; }
@@ -191,10 +189,10 @@ static coru_htype deadline_type = {"coru.deadline", CORU_K_INTERNAL, CORU_K_INTE
 
 static void deadline_release(coru_deadline *d) {
   d->fn = NULL;
-  if (nfree < POOL_MAX && coru_R->loop) {
-    d->next_free = free_list;
-    free_list = d;
-    nfree++;
+  if (coru_R->dl_nfree < POOL_MAX && coru_R->loop) {
+    d->next_free = coru_R->dl_free;
+    coru_R->dl_free = d;
+    coru_R->dl_nfree++;
   } else {
     d->base.closing = 1;
     uv_close((uv_handle_t *)&d->t, deadline_closed);
@@ -210,10 +208,10 @@ static void deadline_cb(uv_timer_t *t) {
 }
 
 coru_deadline *coru_deadline_start(uint64_t ms, void (*fn)(void *), void *data) {
-  coru_deadline *d = free_list;
+  coru_deadline *d = coru_R->dl_free;
   if (d) {
-    free_list = d->next_free;
-    nfree--;
+    coru_R->dl_free = d->next_free;
+    coru_R->dl_nfree--;
   } else {
     d = calloc(1, sizeof *d);
     if (!d) abort();
@@ -236,13 +234,13 @@ void coru_deadline_stop(coru_deadline *d) {
 
 /* Shutdown: the pooled timers go with the loop. */
 void coru_deadline_close_all(void) {
-  while (free_list) {
-    coru_deadline *d = free_list;
-    free_list = d->next_free;
+  while (coru_R->dl_free) {
+    coru_deadline *d = coru_R->dl_free;
+    coru_R->dl_free = d->next_free;
     d->base.closing = 1;
     uv_close((uv_handle_t *)&d->t, deadline_closed);
   }
-  nfree = 0;
+  coru_R->dl_nfree = 0;
 }
 
 /* ------------------------------------------------------------------ open */

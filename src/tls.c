@@ -885,9 +885,7 @@ static int l_wrap(lua_State *L) {
   const char *sni = luaL_optstring(L, 4, NULL);
   const char *vh = luaL_optstring(L, 5, NULL);
   lua_Number ms = luaL_optnumber(L, 6, 0);
-  int cbidx = lua_isnoneornil(L, 7) ? 0 : 7;
-  if (cbidx && !coru_is_callable(L, 7)) luaL_typerror(L, 7, "function");
-  if (!cbidx && !coru_R->current) return coru_need_task(L, "coru.tls.wrap");
+  int cbidx = coru_enter(L, 7, "coru.tls.wrap", 0) == CORU_MODE_CB ? 7 : 0;
   if (low->rmode) return luaL_error(L, "coru.tls.wrap: the stream is being read (stop its reader first)");
   if (c->server != server)
     return luaL_error(L, "coru.tls.wrap: a %s needs a %s context", server ? "server" : "client",

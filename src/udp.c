@@ -152,13 +152,7 @@ static void send_cb(uv_udp_send_t *req, int status) {
   lua_State *L = coru_R->L;
   coru_unref(L, &q->data_ref);
   coru_handle_release(L, &q->u->base);
-  lua_State *S = coru_cont_begin(&q->cont);
-  if (S) {
-    if (status == UV_ECANCELED && q->u->base.closing) coru_cont_fail_str(&q->cont, "closed", NULL);
-    else if (status < 0) coru_cont_fail(&q->cont, status, NULL);
-    else if (q->cont.mode == CORU_MODE_CB) coru_cont_ok(&q->cont, 0);
-    else { lua_pushboolean(S, 1); coru_cont_ok(&q->cont, 1); }
-  }
+  coru_cont_complete(&q->cont, status, q->u->base.closing, NULL);
   free(q);
 }
 
@@ -183,9 +177,7 @@ static int l_udp_send(lua_State *L) {
   struct sockaddr_storage ss;
   struct sockaddr *addr;
   if (send_args(L, &b, &ss, &addr) < 0) return coru_fail(L, UV_EINVAL, lua_tostring(L, 3));
-  int cbidx = lua_isnoneornil(L, 5) ? 0 : 5;
-  if (cbidx && !coru_is_callable(L, 5)) luaL_typerror(L, 5, "function");
-  if (!cbidx && !coru_R->current) return coru_need_task(L, "udp:send");
+  int cbidx = coru_enter(L, 5, "udp:send", 0) == CORU_MODE_CB ? 5 : 0;
   if (!cbidx) {
     int r = uv_udp_try_send(&u->u, &b, 1, addr);
     if (r >= 0) { lua_pushboolean(L, 1); return 1; }
@@ -312,11 +304,9 @@ static void recv_cancel(coru_cont *c) {
 /* recv([cb]) -> data, addr */
 static int l_udp_recv(lua_State *L) {
   cudp *u = checkudp(L, 1);
-  int cbidx = lua_isnoneornil(L, 2) ? 0 : 2;
-  if (cbidx && !coru_is_callable(L, 2)) luaL_typerror(L, 2, "function");
+  int cbidx = coru_enter(L, 2, "udp:recv", 0) == CORU_MODE_CB ? 2 : 0;
   if (u->waiting || u->recv_ref != LUA_NOREF) return coru_fail_str(L, "busy", NULL);
-  int mode = coru_cont_init(L, &u->rd, cbidx, recv_cancel);
-  if (mode == CORU_MODE_NONE) return coru_need_task(L, "udp:recv");
+  coru_cont_init(L, &u->rd, cbidx, recv_cancel);
   int r = recv_start(u);
   if (r < 0) { coru_cont_clear(L, &u->rd); return coru_fail(L, r, NULL); }
   u->waiting = 1;

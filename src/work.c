@@ -176,7 +176,6 @@ static void state_put(lua_State *S) {
 
 /* ------------------------------------------------------------ work */
 
-extern int coru_shutting_down;   /* rt.c: no callbacks while the runtime closes */
 
 typedef struct {
   uv_work_t req;
@@ -277,7 +276,7 @@ static void after_work_cb(uv_work_t *req, int status) {
   workreq *w = req->data;
   lua_State *L = coru_R->L;
   if (w->after_ref != LUA_NOREF) {           /* queue_work */
-    if (status == 0 && !coru_shutting_down) {
+    if (status == 0 && !coru_R->shutting_down) {
       if (w->failed) {
         lua_pushlstring(L, w->io.p ? w->io.p : "out of memory", w->io.p ? w->io.len : 13);
         coru_report(L, NULL);
@@ -332,8 +331,8 @@ static workreq *work_new(lua_State *L) {
 /* coru.work(fn, ... [, cb]) -> fn's results (task), or cb(err, results...). */
 static int l_work(lua_State *L) {
   int top = lua_gettop(L);
-  int cb = top >= 2 && lua_type(L, top) == LUA_TFUNCTION ? top : 0;
-  if (!cb && !coru_R->current) return coru_need_task(L, "coru.work");
+  int cb = top >= 2 && coru_is_callable(L, top) ? top : 0;
+  coru_enter(L, cb, "coru.work", 0);
   sbuf code = {0}, io = {0};
   dump_fn(L, 1, &code, "coru.work");
   char errbuf[200];
