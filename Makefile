@@ -80,6 +80,7 @@ demo: all
 
 bench: all
 	sh bench/run.sh
+	sh bench/floo/run.sh
 
 # Every .lua under lua/ (coru/*.lua and subdirectories such as
 # coru/floo/) into $(1), keeping the tree.

@@ -199,4 +199,3 @@ if not ok then
   os.exit(1)
 end
 fs.rmtree(tmp)
-os.exit(status)
