@@ -417,6 +417,43 @@ describe("coru.floo.server", function()
       end)
     end)
 
+    it("replays the change log over the buffer files at start; a torn last line is ignored", function()
+      helper.run(function()
+        local srv, cfg = H.start({readme = false})
+        local a = H.join(srv.port, "alice")
+        local id = a:create("log.txt", "v0\n")
+        local D = coru.dmp.new{}
+        local text = "v0\n"
+        for k = 1, 5 do
+          local new = text .. ("line %d é🌍\n"):format(k)
+          a:reply(a:send({name = "patch", id = id, patch = D:patch_to_text(D:patch_make(text, new)),
+                          md5_before = coru.md5(text), md5_after = coru.md5(new)}), "ack")
+          text = new
+        end
+        a:reply(a:send({name = "set_buf", id = id, buf = text .. "set\n", md5 = coru.md5(text .. "set\n"),
+                        encoding = "utf8"}), "ack")
+        text = text .. "set\n"
+        local dir = cfg.data_dir .. "/alice/ws"
+        -- acknowledged: in the log, not yet in the buffer's file
+        assert.equal("v0\n", fs.read_file(dir .. "/bufs/" .. id))
+        local log = fs.read_file(dir .. "/changes.log")
+        assert.equal(6, select(2, log:gsub("\n", "")))
+        -- a crash mid-append leaves a torn line
+        assert(fs.append_file(dir .. "/changes.log", '{"id":' .. id .. ',"b":"'))
+        local copy = H.tmpdir()
+        os.execute(("cp -R %s/. %s/"):format(cfg.data_dir, copy))
+        local srv2 = assert(server.start({data_dir = copy, port = 0, log_level = "none", users = H.USERS}))
+        assert.equal(text, srv2:workspace("alice/ws").bufs[id].text)
+        -- compacted at load: the file has the text, the log is empty
+        assert.equal(text, fs.read_file(copy .. "/alice/ws/bufs/" .. id))
+        assert.equal("", fs.read_file(copy .. "/alice/ws/changes.log"))
+        srv2:close()
+        H.rmdir(copy)
+        a:close()
+        H.stop(srv, cfg)
+      end)
+    end)
+
     it("killed with SIGKILL during heavy editing, restarts with every buffer as last acked (or later), never torn", function()
       helper.run(function()
         local dir = H.tmpdir()

@@ -256,7 +256,7 @@ local function new_workspace(srv, owner, name)
     bufs = {}, paths = {}, dirs = {}, next_id = 1, nbufs = 0,
     conns = {}, nconns = 0, msgs = {}, last_highlight = nil, temp_data = {},
     perms = {}, created_at = t, updated_at = t, version = 1,
-    pending_unlinks = {},
+    pending_unlinks = {}, log_pending = {}, log_bytes = 0,
   }, Workspace)
   return ws
 end
@@ -442,7 +442,112 @@ function Server:wake_flusher()
 end
 
 local function has_work(self)
-  return next(self.dirty) ~= nil or next(self.dirty_meta) ~= nil or #self.pending > 0
+  return next(self.dirty) ~= nil or next(self.dirty_meta) ~= nil or next(self.dirty_log) ~= nil
+         or #self.pending > 0
+end
+
+-- ---------------------------------------------------------- the change log
+--
+-- A committed change to a buffer's text is one JSON line appended to
+-- <workspace>/changes.log: {"id", "b" (md5 before), "a" (md5 after), "p"
+-- (patch text)} or, for set_buf, {"id", "a", "t" (the whole text; "t64":
+-- base64 for binary buffers)}. A flush appends what was committed since the
+-- last one with one write and one fdatasync for the whole workspace. When
+-- the log passes LOG_LIMIT bytes (and at close and at load) the changed
+-- buffers are written to their files (atomic writes) and the log is emptied.
+-- At load the log is replayed over the files: a patch record applies when
+-- the buffer is at its "b", a text record always; a record that does not
+-- fit (the file is already newer) is skipped; a torn last line ends the
+-- replay (it was never acknowledged).
+local LOG_LIMIT = 4 * 1024 * 1024
+
+local function log_path(ws) return ws.dir .. "/changes.log" end
+
+function Server:log_change(buf, rec)
+  local ws = buf.ws
+  local q = ws.log_pending
+  q[#q + 1] = encode(rec) .. "\n"
+  buf.snap_dirty = true
+  self.dirty_log[ws] = true
+  self:wake_flusher()
+end
+
+function Server:append_log(ws)
+  local q = ws.log_pending
+  if #q == 0 then return true end
+  ws.log_pending = {}
+  local err, name
+  if not ws.log_fd then
+    fs.mkdirp(ws.dir)
+    ws.log_fd, err, name = coru.fs_open(log_path(ws), "a", 420)
+    if not ws.log_fd then
+      self.log("error", "save_failed", {ws = ws.key, file = "changes.log", err = err})
+      for i = #q, 1, -1 do insert(ws.log_pending, 1, q[i]) end
+      return nil, err, name
+    end
+  end
+  local data = concat(q)
+  local off = 0
+  while off < #data do
+    local n
+    n, err = coru.fs_write(ws.log_fd, off == 0 and data or data:sub(off + 1))
+    if not n then break end
+    off = off + n
+  end
+  local ok = off == #data
+  if ok then ok, err = coru.fs_fdatasync(ws.log_fd) end
+  if not ok then
+    self.log("error", "save_failed", {ws = ws.key, file = "changes.log", err = err})
+    return nil, err
+  end
+  ws.log_bytes = (ws.log_bytes or 0) + #data
+  return true
+end
+
+-- write every buffer the log changed to its file, then empty the log
+function Server:compact(ws)
+  local ok = true
+  for _, buf in pairs(ws.bufs) do
+    if buf.snap_dirty then
+      buf.snap_dirty = nil
+      if not self:save_buf(buf) then ok = false; buf.snap_dirty = true end
+    end
+  end
+  if not ok then return nil end
+  if not self:save_meta(ws) then return nil end
+  if not ws.log_fd then ws.log_fd = coru.fs_open(log_path(ws), "a", 420) end
+  if not ws.log_fd then return nil end
+  ok = coru.fs_ftruncate(ws.log_fd, 0)
+  if ok then ok = coru.fs_fdatasync(ws.log_fd) end
+  ws.log_bytes = 0
+  return ok
+end
+
+-- replay changes.log over the loaded buffers -> number of records applied
+local function replay_log(srv, ws)
+  local text = fs.read_file(log_path(ws))
+  if not text or text == "" then return 0 end
+  local applied, skipped = 0, 0
+  for line, nl in text:gmatch("([^\n]*)(\n?)") do
+    if nl == "" then break end                          -- a torn last line: never acknowledged
+    local rec = jsonl.decode(line)
+    if type(rec) ~= "table" then break end
+    local buf = ws.bufs[tonumber(rec.id) or -1]
+    local new
+    if buf and type(rec.t) == "string" then new = rec.t
+    elseif buf and type(rec.t64) == "string" then new = M.base64_decode(rec.t64)
+    elseif buf and type(rec.p) == "string" and rec.b == buf.md5 and rec.a ~= buf.md5 then
+      new = M.apply_patch(buf.text, rec.p)
+    end
+    if new and md5(new) == rec.a then
+      buf.text, buf.md5, buf.snap_dirty = new, rec.a, true
+      applied = applied + 1
+    else
+      skipped = skipped + 1
+    end
+  end
+  srv.log("info", "log_replayed", {ws = ws.key, applied = applied, skipped = skipped})
+  return applied
 end
 
 function Server:save_buf(buf)
@@ -482,6 +587,12 @@ function Server:flush()
     local unlinks = ws.pending_unlinks
     ws.pending_unlinks = {}
     for _, id in ipairs(unlinks) do coru.fs_unlink(ws.dir .. "/bufs/" .. id) end
+  end
+  local dirty_log = self.dirty_log
+  self.dirty_log = {}
+  for ws in pairs(dirty_log) do
+    if not self:append_log(ws) then failed = true; self.dirty_log[ws] = true end
+    if (ws.log_bytes or 0) > LOG_LIMIT then self:compact(ws) end
   end
   for i = 1, #replies, 2 do
     local conn = replies[i]
@@ -724,12 +835,14 @@ function Workspace:delete_buf(conn, req_id, buf, unlink)
   self.srv.log("info", "delete_buf", {ws = self.key, id = buf.id, path = buf.path, user = conn.username})
 end
 
--- a new state for buf (already checked); the caller broadcasts
-local function commit(buf, text, sum)
+-- a new state for buf (already checked); the caller broadcasts. rec: the
+-- change log record (a patch or the whole text)
+local function commit(buf, text, sum, rec)
+  rec.id, rec.a = buf.id, sum
   buf.text, buf.md5 = text, sum
   local ws = buf.ws
   if ws.readme_id == buf.id then ws.readme_id = nil; ws:touch() end
-  ws.srv:mark_buf(buf)
+  ws.srv:log_change(buf, rec)
   ws.srv.patches = ws.srv.patches + 1
 end
 
@@ -807,7 +920,7 @@ local function patch(self, conn, req_id, buf, patch_text, md5_before, md5_after)
     end
     send_get_buf(buf, conn, req_id, 1000)
   end
-  commit(buf, text, after)
+  commit(buf, text, after, {b = before, p = patch_text})
   cancel_get_buf(buf, conn)
   self:broadcast(conn, {name = "patch", id = buf.id, path = buf.path, patch = patch_text,
                         md5_before = before, md5_after = after,
@@ -835,7 +948,7 @@ local function set_buf(self, conn, req_id, buf, text, sum, encoding)
     patch_text = D:patch_to_text(D:patch_make(buf.text, text))
     if buf.deleted then return conn:error(req_id, ("Buffer %d doesn't exist"):format(buf.id), false) end
   end
-  commit(buf, text, new_md5)
+  commit(buf, text, new_md5, encoding == "base64" and {t64 = M.base64_encode(text)} or {t = text})
   if sum and sum ~= new_md5 then
     self.srv.log("warn", "set_buf_md5", {ws = self.key, id = buf.id, client = sum, server = new_md5})
   end
@@ -1369,6 +1482,9 @@ local function load_all(srv)
         if not name then break end
         if valid_name(name) and fs.exists(ws_dir(srv, owner, name) .. "/workspace.json") then
           local ws, err = load_workspace(srv, owner, name)
+          if ws and replay_log(srv, ws) > 0 and not srv:compact(ws) then
+            ws, err = nil, "cannot write the buffers replayed from changes.log"
+          end
           if ws then
             srv.workspaces[ws.key] = ws
             srv.log("info", "workspace_loaded", {ws = ws.key, bufs = ws.nbufs})
@@ -1398,7 +1514,7 @@ function M.start(cfg)
     create_workspaces = o.create_workspaces,
     log = cfg.logger or make_logger(o.log_level, cfg.log_file),
     workspaces = {}, conns = {}, nconns = 0, next_conn = 0,
-    dirty = {}, dirty_meta = {}, pending = {}, flushes = 0, patches = 0,
+    dirty = {}, dirty_meta = {}, dirty_log = {}, pending = {}, flushes = 0, patches = 0,
   }, Server)
   local ok, merr = fs.mkdirp(srv.data_dir)
   if not ok then return nil, "data_dir: " .. tostring(merr) end
@@ -1444,6 +1560,8 @@ function Server:close()
       for c, entry in pairs(buf.timers) do entry.timer:close(); c.timers[buf] = nil end
       buf.timers = {}
     end
+    if (ws.log_bytes or 0) > 0 then self:compact(ws) end
+    if ws.log_fd then coru.fs_close(ws.log_fd) ws.log_fd = nil end
   end
   self.log("info", "closed", {flushes = self.flushes, patches = self.patches})
 end
