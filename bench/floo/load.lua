@@ -12,12 +12,14 @@ local D = coru.dmp.new{}
 local md5 = coru.md5
 local hr = coru.hrtime
 
-local function cpu_ticks()
-  local f = io.open("/proc/" .. pid .. "/stat")
-  local s = f:read("*a") f:close()
-  local fields = {}
-  for x in s:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = x end
-  return tonumber(fields[12]) + tonumber(fields[13])   -- utime + stime
+-- CPU time of every thread of the server (ns, from schedstat: the thread
+-- pool's fdatasync and writes count too)
+local function cpu_ns()
+  local total = 0
+  local p = io.popen("cat /proc/" .. pid .. "/task/*/schedstat 2>/dev/null")
+  for l in p:lines() do total = total + (tonumber(l:match("^(%d+)")) or 0) end
+  p:close()
+  return total
 end
 local function rss_kb()
   for l in io.lines("/proc/" .. pid .. "/status") do
@@ -25,7 +27,6 @@ local function rss_kb()
     if v then return tonumber(v) end
   end
 end
-local CLK_TCK = 100
 
 local sent = {}          -- md5_after of a patch (unique: each text names its client) -> send time (ns)
 local lat, nlat = {}, 0
@@ -77,7 +78,7 @@ for _, c in ipairs(clients) do
   end)
 end
 coru.sleep(200)
-local t0, cpu0 = hr(), cpu_ticks()
+local t0, cpu0 = hr(), cpu_ns()
 measuring = true
 local senders = {}
 for k, c in ipairs(clients) do
@@ -103,7 +104,7 @@ coru.all(senders)
 coru.sleep(300)          -- the last broadcasts
 measuring = false
 local wall = (hr() - t0) / 1e9
-local cpu = (cpu_ticks() - cpu0) / CLK_TCK
+local cpu = (cpu_ns() - cpu0) / 1e9
 local patches = received / (n - 1)
 table.sort(lat)
 local function pct(p) return nlat > 0 and lat[math.max(1, math.ceil(nlat * p))] or 0 end

@@ -60,5 +60,5 @@ done
   cat "$tmp/table"
   echo
   echo "coru-floo-server also writes every change to disk (atomic writes, fsync, group commit);"
-  echo "the Node.js loop keeps everything in memory. CPU is utime+stime of the server process."
+  echo "the Node.js loop keeps everything in memory. CPU is the run time of all the server's threads (schedstat)."
 } | tee "$out"

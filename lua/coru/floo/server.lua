@@ -35,6 +35,7 @@ M.DEFAULTS = {
   readme = true,             -- FLOOBITS_README.md in an empty new workspace
   require_tls = false,
   create_workspaces = true,  -- the owner's first join creates the workspace
+  flush_delay = 50,          -- ms a commit may wait to share a disk write with others
 }
 
 -- ------------------------------------------------------------ helpers
@@ -602,12 +603,16 @@ function Server:flush()
   return not failed
 end
 
+-- The flusher gathers commits for flush_delay ms before writing them: one
+-- fdatasync then covers many patches (only the sender's ack waits; the
+-- broadcast to the others has gone already).
 function Server:flusher()
   while true do
     if not has_work(self) then
       if self.closing then return end
       coru.await(function(resume) self.flush_waiter = function() resume() end end)
     end
+    if self.flush_delay > 0 and not self.closing then coru.sleep(self.flush_delay) end
     if not self:flush() then coru.sleep(1000) end  -- disk trouble: retry later
   end
 end
@@ -1511,7 +1516,7 @@ function M.start(cfg)
     cfg = cfg, data_dir = o.data_dir, max_line = o.max_line, max_buf_len = o.max_buf_len,
     max_size = 100000000, heartbeat = o.heartbeat, auth_timeout = o.auth_timeout,
     max_write_queue = o.max_write_queue, readme = o.readme, require_tls = o.require_tls,
-    create_workspaces = o.create_workspaces,
+    create_workspaces = o.create_workspaces, flush_delay = o.flush_delay,
     log = cfg.logger or make_logger(o.log_level, cfg.log_file),
     workspaces = {}, conns = {}, nconns = 0, next_conn = 0,
     dirty = {}, dirty_meta = {}, dirty_log = {}, pending = {}, flushes = 0, patches = 0,
