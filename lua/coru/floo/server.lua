@@ -412,7 +412,7 @@ function Server:new_conn(stream, is_tls)
   local c = setmetatable({
     srv = self, id = self.next_conn, stream = stream, is_tls = is_tls,
     last_req_id = -huge, out_req_id = 0, timers = {}, closed = false,
-    pings = 0, encodings = {utf8 = true},
+    pings = 0, encodings = {utf8 = true}, outq = {},
   }, Conn)
   self.conns[c] = true
   self.nconns = self.nconns + 1
@@ -619,13 +619,52 @@ end
 
 -- ---------------------------------------------------------- connections
 
+-- Output is corked: lines queued during a loop iteration leave in one
+-- writev per connection, from a check handle after the poll phase (a burst
+-- of patches costs each client one syscall, not one per line).
 function Conn:write(line)
+  if self.closed then return end
+  local q = self.outq
+  q[#q + 1] = line
+  if #q == 1 then
+    local srv = self.srv
+    local out = srv.out
+    out[#out + 1] = self
+    if not srv.out_active then
+      srv.out_active = true
+      srv.out_check:start(srv.flush_out)
+    end
+  end
+end
+
+-- write what is queued now
+function Conn:flush_out()
+  local q = self.outq
+  if #q == 0 then return end
+  self.outq = {}
   local s = self.stream
-  if self.closed or s:is_closing() then return end
-  s:write(line, noop)
+  if s:is_closing() then return end
+  s:write(#q == 1 and q[1] or q, noop)
   if s:get_write_queue_size() > self.srv.max_write_queue then
     self.srv.log("warn", "slow_client", {conn = self.id, user = self.username, queued = s:get_write_queue_size()})
     self:close("slow client")
+  end
+end
+
+function Server:make_out()
+  self.out = {}
+  self.out_check = coru.new_check()
+  self.flush_out = function()
+    local out = self.out
+    self.out = {}
+    for i = 1, #out do
+      local c = out[i]
+      if not c.closed then c:flush_out() end
+    end
+    if #self.out == 0 then
+      self.out_active = false
+      self.out_check:stop()
+    end
   end
 end
 
@@ -641,6 +680,8 @@ end
 
 -- close the connection (after what is queued is written); leave the workspace
 function Conn:close(why)
+  if self.closed then return end
+  self:flush_out()
   if self.closed then return end
   self.closed = true
   self.srv.log("info", "close", {conn = self.id, user = self.username, ws = self.ws and self.ws.key, why = why})
@@ -1523,6 +1564,7 @@ function M.start(cfg)
   }, Server)
   local ok, merr = fs.mkdirp(srv.data_dir)
   if not ok then return nil, "data_dir: " .. tostring(merr) end
+  srv:make_out()
   load_all(srv)
   srv.flusher_task = coru.spawn(Server.flusher, srv)
   local serve = function(tls) return function(stream) srv:serve(stream, tls) end end
@@ -1568,6 +1610,7 @@ function Server:close()
     if (ws.log_bytes or 0) > 0 then self:compact(ws) end
     if ws.log_fd then coru.fs_close(ws.log_fd) ws.log_fd = nil end
   end
+  if self.out_check and not self.out_check:is_closing() then self.out_check:close() end
   self.log("info", "closed", {flushes = self.flushes, patches = self.patches})
 end
 
