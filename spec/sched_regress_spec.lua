@@ -94,6 +94,27 @@ describe("regress 9.2: re-entrant cancel during dispatch", function()
   end)
 end)
 
+describe("regress 9.2b: a second cancel while one is on its way", function()
+  it("adds nothing: the task sees one cancellation", function()
+    run(function()
+      local t
+      t = coru.spawn(function()
+        local ok1, e1 = pcall(coru.timeout, 1000, function()
+          pcall(coru.sleep, 1000)
+          t:cancel("again")             -- runs while t's own cancel stops this subtask
+        end)
+        local ok2, e2 = pcall(coru.sleep, 1)
+        return ok1, e1, ok2, e2
+      end)
+      t:cancel("first")
+      local ok1, e1, ok2 = t:await()
+      assert.is_false(ok1)
+      assert.equal("first", e1.reason)
+      assert.is_true(ok2)
+    end)
+  end)
+end)
+
 describe("regress 9.3: timeout expiry resumes its caller once", function()
   it("when the subtask's unwinding cancels the caller, the cancel waits for the next suspension", function()
     run(function()
@@ -383,4 +404,97 @@ describe("coru.tasks", function()
       end
     end)
   end)
+end)
+
+-- Sixty tasks doing random channel sends/receives, sleeps, passes, yielded
+-- functions resumed now or later, awaits, timeouts, with random cancels
+-- (some from inside yielded functions). On the scheduler before issue 9
+-- every seed lost channel values, resumed tasks with stale values, or read
+-- freed stack slots.
+local function mix(seed)
+  local rnd = (function()   -- a small LCG: the same sequence in both faces
+    local x = seed
+    return function(a, b)
+      x = (x * 1103515245 + 12345) % 2147483648
+      if not a then return x / 2147483648 end
+      if not b then a, b = 1, a end
+      return a + math.floor(x / 2147483648 * (b - a + 1))   -- high bits: the low ones cycle
+    end
+  end)()
+  local sent, got, nextv = {}, {}, 0
+  local failures = {}
+  local chans, tasks = {}, {}
+  for i = 1, 3 do chans[i] = coru.channel(rnd(0, 2)) end
+  local function take(v) if v then assert(not got[v], "received twice: " .. tostring(v)); got[v] = true end end
+  local function body(id)
+    for _ = 1, 200 do
+      local op = rnd(8)
+      local ok, err = pcall(function()
+        if op == 1 then
+          nextv = nextv + 1
+          local v = nextv
+          if chans[rnd(3)]:send(v) then sent[v] = true end
+        elseif op == 2 then take((chans[rnd(3)]:recv()))
+        elseif op == 3 then coru.sleep(rnd(0, 2))
+        elseif op == 4 then coru.pass()
+        elseif op == 5 then
+          local x = rnd()
+          local r = coroutine.yield(function(resume)
+            if rnd(2) == 1 then resume(x) else coru.spawn(function() coru.pass(); resume(x) end) end
+            if rnd(6) == 1 then local t = tasks[rnd(#tasks)]; if t then t:cancel("in f") end end
+          end)
+          assert(r == x, "resumed with a stale value")
+        elseif op == 6 then
+          local j = rnd(#tasks)
+          if j > id then pcall(tasks[j].await, tasks[j]) end   -- no cycles
+        elseif op == 7 then
+          local t = tasks[rnd(#tasks)]
+          if t then t:cancel("random") end
+        else
+          local r1, r2 = coru.timeout(rnd(0, 3), function() coru.sleep(rnd(0, 4)); return "ok" end)
+          assert(r1 == "ok" or r2 == "timeout", "timeout returned " .. tostring(r1) .. ", " .. tostring(r2))
+        end
+      end)
+      if not ok and not coru.is_cancelled(err) then error(err, 0) end
+    end
+  end
+  for i = 1, 60 do
+    tasks[i] = coru.spawn(function()
+      local ok, e = pcall(body, i)
+      if not ok and not coru.is_cancelled(e) then failures[#failures + 1] = tostring(e) end
+    end)
+  end
+  local drainers = {}
+  for i = 1, 3 do
+    drainers[i] = coru.spawn(function()
+      while true do
+        local v, e = chans[i]:recv()
+        if v == nil and e == "closed" then return end
+        take(v)
+      end
+    end)
+  end
+  coru.sleep(300)
+  for i = 1, 3 do chans[i]:close() end
+  for i = 1, #tasks do pcall(tasks[i].await, tasks[i]) end
+  for i = 1, 3 do drainers[i]:await() end
+  assert.same({}, failures)
+  local lost, n = 0, 0
+  for v in pairs(sent) do n = n + 1; if not got[v] then lost = lost + 1 end end
+  assert.is_true(n >= 10, "too few sends to mean anything: " .. n)
+  assert.equal(0, lost)
+  for i, t in ipairs(tasks) do
+    assert.is_true(t:status() ~= "suspended" and t:status() ~= "running",
+      ("task %d is %s after being awaited"):format(i, t:status()))
+  end
+end
+
+describe("regress 9: a random mix of waits and cancels", function()
+  local seeds = {}
+  for n in (os.getenv("CORU_MIX_SEEDS") or "1 2 3"):gmatch("%d+") do seeds[#seeds + 1] = tonumber(n) end
+  for _, seed in ipairs(seeds) do
+    it("loses no sent value and resumes no task with stale values (seed " .. seed .. ")", function()
+      run(mix, seed)
+    end)
+  end
 end)

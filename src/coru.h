@@ -112,8 +112,7 @@ struct coru_task {
   unsigned char queued;  /* in the ready queue */
   unsigned char dispatching; /* the scheduler is calling a yielded function for it */
   unsigned char cancel_pending;
-  unsigned char waking;      /* a completion claimed its wait (coru_cont_begin): only that completion wakes it */
-  unsigned char cancelling;  /* a cancellation is on its way to it: a second cancel adds nothing */
+  unsigned char waking;      /* its wait is claimed: 1 by a completion (coru_cont_begin), 2 by a cancel; only that one wakes it */
   int nready;            /* values waiting on co's stack to resume with */
   coru_cont *cont;       /* the native operation it waits on */
   unsigned gen;          /* suspension generation: resume objects check it */
@@ -148,8 +147,12 @@ void coru_push_cancel_error(lua_State *L, int reason_idx);
 /* ------------------------------------------------------------------ conts */
 
 /* A pending native operation. Embed it in the request or handle struct.
+ * Every yielding C function has this shape:
  *
- *   int mode = coru_cont_init(L, &req->cont, cbidx, cancel_fn);
+ *   ... check the arguments (raising) ...
+ *   int mode = coru_enter(L, cbidx, "stream:read", 0);   // may raise: nothing exists yet
+ *   ... allocate the request ...
+ *   coru_cont_init(L, &req->cont, mode == CORU_MODE_CB ? cbidx : 0, cancel_fn);
  *   ... start the uv operation; on immediate failure: coru_cont_clear, return coru_fail ...
  *   return coru_cont_yield(L, &req->cont, nret);
  *
@@ -185,7 +188,8 @@ void coru_cont_complete(coru_cont *c, int status, int closed, const char *detail
 
 /* cbidx: stack index of the optional callback (0: none allowed). Returns the
  * mode: CB if a callable is there, TASK if inside a task, NONE otherwise
- * (the caller then runs synchronously or raises coru_need_task). */
+ * (the caller then runs synchronously). Call coru_enter first: it raises
+ * what this would find wrong, before anything is allocated. */
 int coru_cont_init(lua_State *L, coru_cont *c, int cbidx, void (*cancel)(coru_cont *));
 /* Task mode: suspend the current task on c. Callback mode: return nret
  * (values the caller already pushed, e.g. the request). */

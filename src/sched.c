@@ -200,6 +200,21 @@ static inline void wait_init(coru_task *T, void (*cancel)(coru_cont *)) {
   c->mode = CORU_MODE_TASK;
 }
 
+/* coru_cont_begin + coru_cont_ok for the scheduler's own waits (task
+ * mode, no results): claim T's wait if it is still current. */
+static inline int wait_claim(coru_task *T) {
+  coru_cont *c = &T->wait;
+  if (!c->active || T->cont != c || T->status != CORU_SUSPENDED || coru_R->shutting_down) return 0;
+  c->active = 0;
+  T->cont = NULL;
+  T->waking = 1;
+  if (!T->native) {
+    lua_settop(T->co, 0);
+    lua_checkstack(T->co, 20);
+  }
+  return 1;
+}
+
 /* A cont left behind by a yield that failed (a yield across a C call
  * boundary raises after the operation was armed): stop it. */
 static void drop_cont(coru_task *T) {
@@ -471,7 +486,7 @@ static void finish(coru_task *T, int st) {
   lua_State *L = R->L, *co = T->co;
   drop_cont(T);
   T->cancel_pending = 0;           /* asked while running, never suspended again */
-  T->cancelling = T->waking = 0;
+  T->waking = 0;
   coru_unref(L, &T->cancel_ref);
   if (st == 0) {
     T->status = CORU_DONE;
@@ -608,7 +623,6 @@ static void task_step(coru_task *T, int nargs) {
     T->status = CORU_RUNNING;
     T->gen++;
     T->native = 0;
-    T->cancelling = 0;
     int st = lua_resume(co, nargs);
     R->current = prev;
     if (st != LUA_YIELD) { finish(T, st); return; }
@@ -829,7 +843,10 @@ static int l_task_cancel(lua_State *L) {
   lua_settop(L, 2);
   if (is_finished(T)) { lua_pushboolean(L, 0); return 1; }
   lua_pushboolean(L, 1);
-  if (T->cancelling) return 1;       /* one is on its way */
+  /* one is on its way (being delivered, or queued past the depth cap) */
+  if (T->waking == 2 || (T->queued && T->nready == 2 && lua_touserdata(T->co, -2) == coru_ERR
+                         && is_cancel(T->co, -1)))
+    return 1;
   if (T->status == CORU_RUNNING || T->queued || T->dispatching || T->waking) {
     /* Running, or already woken with values it must get (queued, a resume
      * during its yielded function, a completion in progress): raised at
@@ -843,7 +860,7 @@ static int l_task_cancel(lua_State *L) {
   /* Suspended on an operation: stop it (may run Lua: a timeout cancels its
    * subtask; T cannot be resumed meanwhile, its wait is gone), then wake T
    * with the error, now as spawn does when the C stack allows. */
-  T->cancelling = 1;
+  T->waking = 2;
   drop_cont(T);
   T->in_pass = 0;
   lua_State *co = T->co;
@@ -909,7 +926,7 @@ static int l_cancel_tostring(lua_State *L) {
 static void sleep_fire(void *data) {
   coru_task *T = data;
   T->aux = NULL;
-  if (coru_cont_begin(&T->wait)) coru_cont_ok(&T->wait, 0);
+  if (wait_claim(T)) wake(T, 0, 0);
 }
 
 static void sleep_cancel(coru_cont *c) {
@@ -951,7 +968,7 @@ static void tick_cb(uv_idle_t *h) {
     T->next_pass = NULL;
     if (T->in_pass) {
       T->in_pass = 0;
-      if (coru_cont_begin(&T->wait)) coru_cont_ok(&T->wait, 0);
+      if (wait_claim(T)) wake(T, 0, 0);
     }
   }
   coru_R->tick_epoch = epoch + 1;

@@ -145,7 +145,9 @@ end
 -- the TCP server (server:getsockname().port) or nil, msg, name.
 function M.listen(host, port, opts, handler)
   opts = check_opts(opts, "coru.tls.listen", 3)
-  if type(handler) ~= "function" then error("coru.tls.listen: bad argument #4 (function expected)", 2) end
+  if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
+    error("coru.tls.listen: bad argument #4 (function expected)", 2)   -- callable tables too, as tcp.listen
+  end
   local ctx, e, n = opts.context, nil, nil
   if ctx == nil then
     local o = {}

@@ -24,8 +24,15 @@ static const char chunk[] =
   "local ch = coru.channel()\n"
   "coru.spawn(function() coru.pass(); ch:send('hi') end)\n"
   "assert(ch:recv() == 'hi', 'channel')\n"
+  "local tm = coru.new_timer()\n"
+  "tm:start(1, 0, function() tm:close(); error('callback ' .. round) end)\n"
+  "local keep = {}\n"
+  "for i = 1, 20 do keep[i] = coru.spawn(function() coru.sleep(30); return i end) end\n"
   "coru.sleep(10); coru.pass(); coru.pass()\n"
-  "assert(#errs == 1 and errs[1]:match('unobserved ' .. round), 'on_error got ' .. #errs)\n"
+  "for i = 1, 20 do assert(keep[i]:await() == i, 'task ' .. i) end\n"
+  "local all = table.concat(errs, ' | ')\n"
+  "assert(#errs == 2 and all:match('callback ' .. round) and all:match('unobserved ' .. round),\n"
+  "       'on_error got ' .. all)\n"
   "RESULT = 'ok ' .. round\n";
 
 /* The module face: coru.run from the main thread drives the loop. */
