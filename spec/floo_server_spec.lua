@@ -278,6 +278,24 @@ describe("coru.floo.server", function()
       end)
     end)
 
+    it("keeps temp data within bounds, so room_info stays sendable", function()
+      helper.run(function()
+        local srv, cfg = H.start()
+        local a = H.join(srv.port, "alice")
+        local deep = {}
+        local t = deep
+        for _ = 1, 197 do t.x = {} t = t.x end
+        assert.equal("temp data too big or too deep", a:reply(a:send({name = "set_temp_data", data = deep}), "error").msg)
+        local big = {blob = string.rep("x", 70000)}
+        assert.equal("temp data too big or too deep", a:reply(a:send({name = "set_temp_data", data = big}), "error").msg)
+        a:reply(a:send({name = "set_temp_data", data = {hangout = {url = "https://x.example"}}}), "ack")
+        local b = H.join(srv.port, "bob")
+        assert.equal("https://x.example", b.room_info.temp_data.hangout.url)
+        a:close() b:close()
+        H.stop(srv, cfg)
+      end)
+    end)
+
     it("kicks and changes perms only for admins", function()
       helper.run(function()
         local srv, cfg = H.start()

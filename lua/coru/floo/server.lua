@@ -1212,6 +1212,9 @@ function H.ack() end
 
 function H.set_temp_data(conn, req_id, msg)
   if type(msg.data) ~= "table" then return conn:error(req_id, "data must be an object", false) end
+  -- it is sent again inside every room_info: bounded in size and depth
+  local ok, line = pcall(encode, {{{{msg.data}}}})
+  if not ok or #line > 65536 then return conn:error(req_id, "temp data too big or too deep", false) end
   local ws = conn.ws
   for k, v in pairs(msg.data) do ws.temp_data[k] = v end
   ws:broadcast(conn, {name = "set_temp_data", data = msg.data, user_id = conn.id, username = conn.username})
