@@ -7,6 +7,8 @@ local server = H.server
 local fs = require "coru.fs"
 
 describe("coru.floo.server", function()
+  teardown(function() require("tls_helper").cleanup() end)   -- the certificates made for TLS specs
+
   describe("pure rules", function()
     it("expands site perms as colab's perms.js, with msg for logged-in viewers", function()
       local l, set = server.expand_perms({"view_room"}, false)

@@ -53,6 +53,8 @@ local function wait_trees(a, b, what, extra)
 end
 
 describe("floo-sync", function()
+  teardown(function() require("tls_helper").cleanup() end)   -- the certificates made for TLS specs
+
   it("mirrors two directories through the server, both ways, with renames and deletions", function()
     helper.run(function()
       local srv, cfg = H.start({readme = false})
@@ -144,6 +146,29 @@ describe("floo-sync", function()
       pa:kill("sigterm") pb:kill("sigterm")
       assert.equal(0, (pa:wait()))
       assert.equal(0, (pb:wait()))
+      H.stop(srv, cfg)
+      H.rmdir(root)
+    end)
+  end)
+
+  it("connects over TLS with a CA of its own", function()
+    local certs = require("tls_helper").certs()
+    helper.run(function()
+      local srv, cfg = H.start({readme = false, port = false,
+                                tls = {port = 0, cert = certs.server.cert, key = certs.server.key}})
+      local root = H.tmpdir()
+      assert(fs.write_file(root .. "/secure.txt", "over TLS 🔒\n"))
+      local p = assert(coru.process.spawn(helper.bin, {"examples/floo-sync", "-q", "-H", "localhost", "-p",
+        tostring(srv.tls_port), "--ca", certs.ca_file, "-u", "alice", "-s", H.USERS.alice.secret,
+        "-w", "alice/ws", "--upload", root}, {stdio = {"ignore", "ignore", "ignore"}}))
+      helper.wait_until(function()
+        local ws = srv:workspace("alice/ws")
+        if not ws then return false end
+        for _, b in pairs(ws.bufs) do if b.path == "secure.txt" then return b.text == "over TLS 🔒\n" end end
+        return false
+      end, 10000, "the upload over TLS")
+      p:kill("sigterm")
+      assert.equal(0, (p:wait()))
       H.stop(srv, cfg)
       H.rmdir(root)
     end)
