@@ -35,7 +35,7 @@ M.DEFAULTS = {
   readme = true,             -- FLOOBITS_README.md in an empty new workspace
   require_tls = false,
   create_workspaces = true,  -- the owner's first join creates the workspace
-  flush_delay = 50,          -- ms a commit may wait to share a disk write with others
+  flush_delay = 50,          -- at most one disk flush per this many ms (commits share it)
 }
 
 -- ------------------------------------------------------------ helpers
@@ -603,16 +603,20 @@ function Server:flush()
   return not failed
 end
 
--- The flusher gathers commits for flush_delay ms before writing them: one
--- fdatasync then covers many patches (only the sender's ack waits; the
--- broadcast to the others has gone already).
+-- At most one flush per flush_delay ms: a commit after a quiet spell is
+-- written at once; under load, commits gather until the window ends and one
+-- fdatasync covers them all (only the sender's ack waits; the broadcast to
+-- the others has gone already).
 function Server:flusher()
+  local last = -huge
   while true do
     if not has_work(self) then
       if self.closing then return end
       coru.await(function(resume) self.flush_waiter = function() resume() end end)
     end
-    if self.flush_delay > 0 and not self.closing then coru.sleep(self.flush_delay) end
+    local wait = last + self.flush_delay - coru.now()
+    if wait > 0 and not self.closing then coru.sleep(wait) end
+    last = coru.now()
     if not self:flush() then coru.sleep(1000) end  -- disk trouble: retry later
   end
 end
