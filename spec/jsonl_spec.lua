@@ -231,6 +231,47 @@ describe("coru.jsonl", function()
       end)
     end)
 
+    it("runs immediate handlers and on_reply in wire order, ahead of queued handlers", function()
+      coru.run(function()
+        local srv, port = raw_server(function(s)
+          local m = jsonl.decode(s:read_line())
+          s:write('{"name":"slow"}\n{"name":"tick","n":1}\n' ..
+                  jsonl.encode({name = "ack", res_id = m.req_id}) .. '\n{"name":"tick","n":2}\n')
+          s:read_line()
+        end)
+        local c = connect(port)
+        local log = {}
+        c:on("slow", function() coru.sleep(30) log[#log + 1] = "slow" end)
+        c:on("tick", function(m) log[#log + 1] = "tick" .. m.n end, {immediate = true})
+        local r = c:request({name = "x"}, {on_reply = function(rep) log[#log + 1] = "reply:" .. rep.name end})
+        assert.equal("ack", r.name)
+        helper.wait_until(function() return #log == 4 end, 2000, "four entries")
+        assert.same({"tick1", "reply:ack", "tick2", "slow"}, log)
+        assert.has_error(function() c:on("x", print, {immediate = true, concurrent = true}) end,
+          "coru.jsonl: on: a handler is concurrent or immediate, not both")
+        c:close()
+        srv:close()
+      end)
+    end)
+
+    it("sends messages without a handler of their own to '*', and drops them without one", function()
+      coru.run(function()
+        local srv, port = raw_server(function(s)
+          s:write('{"name":"a"}\n{"name":"b"}\n{"x":1}\n{"name":"c"}\n')
+          s:read_line()
+        end)
+        local c = connect(port)
+        local log = {}
+        c:on("a", function() log[#log + 1] = "a" end)
+        c:on("*", function(m) log[#log + 1] = "*" .. tostring(m.name or m.x) end)
+        helper.wait_until(function() return #log == 4 end, 2000, "four messages")
+        assert.same({"a", "*b", "*1", "*c"}, log)
+        c:on("*", nil)
+        c:close()
+        srv:close()
+      end)
+    end)
+
     it("reports a failing handler through on_error and goes on", function()
       coru.run(function()
         local srv, port = raw_server(function(s)
@@ -289,6 +330,21 @@ describe("coru.jsonl", function()
       end)
     end)
 
+    it("closes with 'event queue full' when handlers fall behind by max_queue messages", function()
+      coru.run(function()
+        local srv, port = raw_server(function(s)
+          for i = 1, 10 do s:write(('{"name":"e","n":%d}\n'):format(i)) end
+          s:read_line()
+        end)
+        local c = connect(port, {max_queue = 3})
+        local seen = 0
+        c:on("e", function() seen = seen + 1 coru.sleep(30) end)
+        assert.equal("event queue full", c:wait())
+        assert.is_true(seen >= 1 and seen <= 4)
+        srv:close()
+      end)
+    end)
+
     it("reports a peer that closes mid-line, failing pending requests", function()
       coru.run(function()
         local srv, port = raw_server(function(s)
@@ -341,16 +397,21 @@ describe("coru.jsonl", function()
 
     it("a peer answering pings keeps the connection; idle_timeout closes a quiet one", function()
       coru.run(function()
+        local pings = 0
         local srv, port = raw_server(function(s)
           while true do
             local l = s:read_line()
             if not l then return end
             local m = jsonl.decode(l)
-            if m.name == "ping" then s:write(jsonl.encode({name = "pong", res_id = m.req_id}) .. "\n") end
+            if m.name == "ping" then
+              pings = pings + 1
+              s:write(jsonl.encode({name = "pong", res_id = m.req_id}) .. "\n")
+            end
           end
         end)
-        local c = connect(port, {heartbeat = 30, heartbeat_timeout = 100})
-        coru.sleep(250)
+        -- unanswered, one ping is all there would be (and a close at ~240 ms)
+        local c = connect(port, {heartbeat = 40, heartbeat_timeout = 200})
+        helper.wait_until(function() return pings >= 5 end, 5000, "five answered pings")
         assert.is_false(c:is_closed())
         c:close()
         local q = connect(port, {idle_timeout = 50})
@@ -371,6 +432,28 @@ describe("coru.jsonl", function()
         local r = assert(c:request({name = "add", a = 2, b = 3}, {expect = "sum"}))
         assert.equal(5, r.v)
         c:close()
+        srv:close()
+      end)
+    end)
+
+    it("closes the connection of a failing handler and reports it; the server goes on", function()
+      coru.run(function()
+        local n = 0
+        local srv = assert(jsonl.listen({port = 0}, function(conn)
+          n = n + 1
+          if n == 1 then error("setup bug") end
+          conn:on("hi", function() return {name = "hello"} end)
+        end))
+        local port = srv:getsockname().port
+        local errs = helper.capture_errors(function()
+          local c = connect(port)
+          assert.equal("closed by peer", c:wait())
+        end)
+        assert.equal(1, #errs)
+        assert.matches("setup bug", tostring(errs[1].err), 1, true)
+        local c2 = connect(port)
+        assert.equal("hello", assert(c2:request({name = "hi"}, {expect = "hello"})).name)
+        c2:close()
         srv:close()
       end)
     end)

@@ -187,6 +187,10 @@ local function match(self, msg)
   if not ok then report(yes) return false end
   if not yes then return false end
   self.pending[id] = nil
+  if p.on_reply then
+    local ok2, e = pcall(p.on_reply, msg)
+    if not ok2 then report(e) end
+  end
   settle(p, msg)
   return true
 end
@@ -230,10 +234,15 @@ local function handle(self, line)
     if not self.handlers[name] then return end
   end
   local h = name and self.handlers[name] or self.handlers["*"]
+  if h and h.immediate then
+    local ok, e = pcall(h.fn, msg, self)
+    if not ok then report(e) elseif type(e) == "table" and msg.req_id ~= nil then self:reply(msg, e) end
+    return
+  end
   if h and h.concurrent then
     spawn(function()
       local ok, e = pcall(h.fn, msg, self)
-      if not ok then report(e) elseif e ~= nil and msg.req_id ~= nil then self:reply(msg, e) end
+      if not ok then report(e) elseif type(e) == "table" and msg.req_id ~= nil and not self.closed then self:reply(msg, e) end
     end)
     return
   end
@@ -288,7 +297,7 @@ local function dispatcher(self)
       if h then
         local ok, e = pcall(h.fn, msg, self)
         if not ok then report(e)
-        elseif e ~= nil and msg.req_id ~= nil and not self.closed then self:reply(msg, e) end
+        elseif type(e) == "table" and msg.req_id ~= nil and not self.closed then self:reply(msg, e) end
       end
     elseif self.closed then
       break
@@ -369,14 +378,19 @@ function M.wrap(stream, opts)
   return self
 end
 
--- conn:on(name, fn [, {concurrent = true}]): fn(msg, conn) for each message
--- of that name ("*": any message without a handler of its own). A handler
--- that returns a table answers a message that had a req_id.
+-- conn:on(name, fn [, {concurrent = true} | {immediate = true}]): fn(msg,
+-- conn) for each message of that name ("*": any message without a handler
+-- of its own). A handler that returns a table answers a message that had a
+-- req_id. immediate: runs in the reader as the line arrives, in wire order
+-- with replies' on_reply; it must not suspend.
 function Conn:on(name, fn, o)
   if type(name) ~= "string" then error("coru.jsonl: on: bad argument #1 (string expected)", 2) end
   if fn ~= nil and type(fn) ~= "function" then error("coru.jsonl: on: bad argument #2 (function expected)", 2) end
   if fn == nil then self.handlers[name] = nil return self end
-  self.handlers[name] = {fn = fn, concurrent = type(o) == "table" and o.concurrent or false}
+  local concurrent = type(o) == "table" and o.concurrent or false
+  local immediate = type(o) == "table" and o.immediate or false
+  if concurrent and immediate then error("coru.jsonl: on: a handler is concurrent or immediate, not both", 2) end
+  self.handlers[name] = {fn = fn, concurrent = concurrent, immediate = immediate}
   return self
 end
 
@@ -462,7 +476,8 @@ function Conn:request(msg, o)
     msg.req_id = nil
     error("coru.jsonl: request: cannot encode the message: " .. clean(line), 2)
   end
-  local p = {msg = msg, expect = expect}
+  if o.on_reply ~= nil and type(o.on_reply) ~= "function" then error("coru.jsonl: request: 'on_reply' must be a function", 2) end
+  local p = {msg = msg, expect = expect, on_reply = o.on_reply}
   self.pending[id] = p
   local s = self.stream
   s:write(line .. "\n", function(err)

@@ -1,0 +1,139 @@
+-- bench/floo/bench.lua: what one coru.floo session sustains, on loopback.
+--
+--   build/coru bench/floo/bench.lua [fake|coru] [N]
+--
+-- The server runs in a child process (the same binary): `fake` is
+-- coru.floo.testing's scripted server, `coru` the collaborative server
+-- coru.floo.server (from the collaborative-server branch, once merged). Session A edits one buffer,
+-- session B follows it. Reported:
+--   sequential  edits/s of `edit` awaited one after the other (one patch
+--               in flight: bounded by the round trip)
+--   concurrent  edits/s of 8 tasks calling `edit` at once (edits made while a
+--               patch is in flight ride in the next one)
+--   latency     from A calling `edit` to B's `patch` event, median and p99
+local coru = require "coru"
+
+local mode, kind = arg[1], arg[2]
+if mode == "serve" then
+  -- child: start the server, print its port, run until killed
+  local port
+  if kind == "coru" then
+    local server = require "coru.floo.server"
+    local p = io.popen("mktemp -d /tmp/coru-floo-bench-XXXXXX")
+    local dir = p:read("*l")
+    p:close()
+    local srv = assert(server.start{data_dir = dir, port = 0, log_level = "none",
+                                    users = {alice = {secret = "a"}, bob = {secret = "b"}}})
+    port = srv.port or (srv.server and srv.server:getsockname().port) or srv:getsockname().port
+  else
+    local testing = require "coru.floo.testing"
+    local srv = assert(testing.server{owner = "alice", workspace = "bench"})
+    port = srv.port
+  end
+  io.stdout:write(port, "\n")
+  io.stdout:flush()
+  while true do coru.sleep(60000) end
+end
+
+kind = mode or "fake"
+local N = tonumber(arg[2]) or 2000
+local floo = require "coru.floo"
+
+local function hr() return coru.hrtime() / 1e6 end   -- ms
+
+local self_bin = arg[-1] or "build/coru"
+local p = assert(coru.process.spawn(self_bin, {arg[0], "serve", kind}, {stdio = {"ignore", "pipe", "inherit"}}))
+local line, lerr = p.stdout:read_line()
+local port = tonumber(line or error("the server did not start: " .. tostring(lerr)))
+
+local function join(user, secret)
+  return assert(floo.connect{host = "127.0.0.1", port = port, username = user, secret = secret,
+                             owner = "alice", workspace = "bench", client = "bench"})
+end
+local a = join("alice", "a")
+local b = join("bob", "b")
+
+local lorem = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. 😀 é\n"):rep(30)
+local id = assert(a:create_buf("bench.txt", lorem))
+while not b.bufs[id] or not b.bufs[id].text do coru.sleep(1) end
+
+local sent, lat = {}, {}
+b:on("patch", function(ev)
+  local t = hr()
+  for line in ev.patch:gmatch("\n%+([^\n]*)") do
+    for k in line:gmatch("%((%d+)%)") do
+      local t0 = sent[tonumber(k)]
+      if t0 then lat[#lat + 1] = t - t0 sent[tonumber(k)] = nil end
+    end
+  end
+end)
+
+math.randomseed(42)
+local function edit_fn(i)
+  return function(text)
+    -- insert a marker at a random line start, or delete a few bytes
+    if #text > 4000 and i % 3 == 0 then
+      -- delete the first 20 bytes of a line (ASCII there: the lines start with text)
+      local pos = text:find("\n", math.random(1, #text - 100), true) or #text
+      local stop = text:find("[\128-\255\n]", pos + 1) or #text + 1
+      return text:sub(1, pos) .. text:sub(math.min(pos + 21, stop))
+    end
+    local pos = text:find("\n", math.random(1, #text), true) or #text
+    return text:sub(1, pos) .. "(" .. i .. ") " .. text:sub(pos + 1)
+  end
+end
+
+local function pct(t, q)
+  table.sort(t)
+  if #t == 0 then return 0 end
+  return t[math.max(1, math.ceil(#t * q))]
+end
+
+-- warm up
+for i = 1, 200 do assert(a:edit(id, edit_fn(-i))) end
+
+local t0 = hr()
+for i = 1, N do
+  sent[i] = hr()
+  assert(a:edit(id, edit_fn(i)))
+end
+local seq_ms = hr() - t0
+coru.sleep(200)
+local lat_seq = lat
+lat = {}
+
+local tasks, per = 8, math.floor(N / 8)
+local resyncs = 0
+a:on("resync", function() resyncs = resyncs + 1 end)
+local req0 = a.conn.next_id
+t0 = hr()
+local ts = {}
+for k = 1, tasks do
+  ts[k] = coru.spawn(function()
+    for i = 1, per do
+      local n = N + (k - 1) * per + i
+      sent[n] = hr()
+      assert(a:edit(id, edit_fn(n)))
+    end
+  end)
+end
+for k = 1, tasks do ts[k]:await() end
+local conc_ms = hr() - t0
+local conc_requests = a.conn.next_id - req0
+local deadline = coru.now() + 5000
+while coru.now() < deadline and b.bufs[id].text ~= a.bufs[id].text do coru.sleep(5) end
+local converged = b.bufs[id].text == a.bufs[id].text and b.bufs[id].md5 == a.bufs[id].md5
+
+print(("server %s, %d edits, buffer %d bytes"):format(kind, N, #a.bufs[id].text))
+print(("sequential: %.0f edits/s (%.3f ms per acknowledged edit)"):format(N / seq_ms * 1000, seq_ms / N))
+print(("concurrent (%d tasks): %.0f edits/s (%d requests, %d resyncs)"):format(tasks, tasks * per / conc_ms * 1000, conc_requests, resyncs))
+print(("edit -> other session's patch event, sequential: median %.3f ms, p99 %.3f ms (%d samples)")
+  :format(pct(lat_seq, 0.5), pct(lat_seq, 0.99), #lat_seq))
+print(("edit -> other session's patch event, concurrent: median %.3f ms, p99 %.3f ms (%d samples)")
+  :format(pct(lat, 0.5), pct(lat, 0.99), #lat))
+print("converged: " .. tostring(converged))
+a:close()
+b:close()
+p:kill()
+p:wait()
+p:close()
