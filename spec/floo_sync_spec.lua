@@ -29,18 +29,21 @@ local function describe_tree(t)
   return table.concat(keys, ", ")
 end
 
+local logs = {}   -- what the mirrors print, shown when a wait fails
+
 local function sync(port, user, dir, mode)
-  local p = assert(coru.process.spawn(helper.bin, {"examples/floo-sync", "-q", "-p", tostring(port), "-u", user,
+  local p = assert(coru.process.spawn(helper.bin, {"examples/floo-sync", "-p", tostring(port), "-u", user,
     "-s", H.USERS[user].secret, "-w", "alice/ws", "--rescan", "500", mode, dir},
-    {stdio = {"ignore", "ignore", "pipe"}}))
-  p.log = {}
-  coru.spawn(function()
-    while true do
-      local l = p.stderr:read_line()
-      if not l then break end
-      p.log[#p.log + 1] = l
-    end
-  end)
+    {stdio = {"ignore", "pipe", "pipe"}}))
+  for _, stream in ipairs({p.stdout, p.stderr}) do
+    coru.spawn(function()
+      while true do
+        local l = stream:read_line()
+        if not l then break end
+        logs[#logs + 1] = user .. ": " .. l
+      end
+    end)
+  end
   return p
 end
 
@@ -49,7 +52,8 @@ local function wait_trees(a, b, what, extra)
     while not (same(tree(a), tree(b)) and (not extra or extra(tree(a)))) do coru.sleep(20) end
     return true
   end)
-  assert(ok, ("timed out waiting for %s: %s | %s"):format(what, describe_tree(tree(a)), describe_tree(tree(b))))
+  assert(ok, ("timed out waiting for %s: %s | %s\n%s"):format(what, describe_tree(tree(a)), describe_tree(tree(b)),
+                                                             table.concat(logs, "\n", math.max(1, #logs - 30))))
 end
 
 describe("floo-sync", function()

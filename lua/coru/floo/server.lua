@@ -429,11 +429,23 @@ function Server:mark_meta(ws)
   self:wake_flusher()
 end
 
--- a reply that confirms a change: sent once what it confirms is on disk
-function Server:durable_reply(conn, line)
+-- a reply that confirms a change: sent once what it confirms is on disk.
+-- ordered (the sender's create_buf, delete_buf, rename_buf): what the
+-- server sends that connection afterwards waits behind it, so the sender
+-- never hears of later changes (someone renaming its new buffer) before
+-- its own. Acks of patches do not hold the others' patches back (a client
+-- tells an ack from a patch built on its own).
+function Server:durable_reply(conn, line, ordered)
+  local entry = line
+  if ordered then
+    entry = {line = line}
+    local q = conn.hold_q
+    if not q then q = {} conn.hold_q = q end
+    q[#q + 1] = entry
+  end
   local p = self.pending
   p[#p + 1] = conn
-  p[#p + 1] = line
+  p[#p + 1] = entry
   self:wake_flusher()
 end
 
@@ -596,8 +608,13 @@ function Server:flush()
     if (ws.log_bytes or 0) > LOG_LIMIT then self:compact(ws) end
   end
   for i = 1, #replies, 2 do
-    local conn = replies[i]
-    if not conn.closed then conn:write(replies[i + 1]) end
+    local conn, entry = replies[i], replies[i + 1]
+    if type(entry) == "table" then
+      entry.ready = true
+      conn:release()
+    elseif not conn.closed then
+      conn:write(entry)
+    end
   end
   self.flushes = self.flushes + 1
   return not failed
@@ -628,6 +645,34 @@ end
 -- of patches costs each client one syscall, not one per line).
 function Conn:write(line)
   if self.closed then return end
+  local held = self.hold_q
+  if held then held[#held + 1] = line return end
+  self:queue_out(line)
+end
+
+-- what waited behind ordered replies, up to the first not yet on disk
+function Conn:release(all)
+  local held = self.hold_q
+  if not held then return end
+  local i = 1
+  while held[i] ~= nil do
+    local e = held[i]
+    if type(e) == "table" then
+      if not (e.ready or all) then break end
+      e = e.line
+    end
+    if not self.closed then self:queue_out(e) end
+    i = i + 1
+  end
+  if held[i] == nil then self.hold_q = nil
+  else
+    local rest = {}
+    for k = i, #held do rest[#rest + 1] = held[k] end
+    self.hold_q = rest
+  end
+end
+
+function Conn:queue_out(line)
   local q = self.outq
   q[#q + 1] = line
   if #q == 1 then
@@ -685,6 +730,7 @@ end
 -- close the connection (after what is queued is written); leave the workspace
 function Conn:close(why)
   if self.closed then return end
+  self:release(true)
   self:flush_out()
   if self.closed then return end
   self.closed = true
@@ -763,7 +809,7 @@ end
 function Workspace:broadcast_all(sender, req_id, msg)
   self:broadcast(sender, msg)
   msg.res_id = req_id
-  self.srv:durable_reply(sender, encode(msg) .. "\n")
+  self.srv:durable_reply(sender, encode(msg) .. "\n", true)
 end
 
 -- ---------------------------------------------------------- get_buf timers
