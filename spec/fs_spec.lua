@@ -269,8 +269,8 @@ describe("fs", function()
         "bad argument #1 to 'fs_read' (invalid file descriptor)")
       assert.has_error(function() coru.fs_stat(42) end,
         "bad argument #1 to 'fs_stat' (string expected, got number)")
-      assert.has_error(function() coru.fs_write(1, {1}) end,
-        "bad argument #2 to 'fs_write' (item 1: string expected, got number)")
+      assert.has_error(function() coru.fs_write(1, {true}) end,
+        "bad argument #2 to 'fs_write' (item 1: string expected, got boolean)")
       run(function()   -- same inside a task
         assert.has_error(function() coru.fs_open(dir .. "/x", "bogus") end,
           "bad argument #2 to 'fs_open' (invalid flags 'bogus')")

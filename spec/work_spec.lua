@@ -117,7 +117,7 @@ describe("work", function()
   it("arguments and results it cannot copy are clear errors", function()
     run(function()
       assert.has_error(function() coru.work(function() end, coroutine.create(print)) end,
-        "coru.work: argument #2: a thread value cannot cross Lua states (only nil, booleans, numbers, strings and plain tables)")
+        "coru.work: argument #2: a thread value cannot cross Lua states (only nil, booleans, numbers, strings, plain tables, async handles and thread ids)")
       assert.has_error(function() coru.work(function() end, setmetatable({}, {})) end,
         "coru.work: argument #2: a table with a metatable cannot cross Lua states")
       local cyc = {} cyc.self = cyc

@@ -86,6 +86,10 @@ int coru_is_callable(lua_State *L, int idx);
 int coru_ref_cb(lua_State *L, int idx);              /* checks callable (argerror), returns registry ref */
 void coru_unref(lua_State *L, int *ref);              /* unref and set LUA_NOREF */
 
+/* An array of strings at idx (absolute, length n) holding numbers is
+ * replaced there by a copy holding their string forms (luv's coercion). */
+void coru_coerce_buffers(lua_State *L, int idx, unsigned n);
+
 /* Errors: failures are `nil, "ENAME: message[: detail]", "ENAME"`. */
 void coru_push_errmsg(lua_State *L, int uverr, const char *detail);   /* pushes the message only */
 int coru_fail(lua_State *L, int uverr, const char *detail);           /* pushes nil, msg, name; returns 3 */
@@ -295,6 +299,16 @@ CORU_FAMILY(work);
 CORU_FAMILY(misc);
 CORU_FAMILY(tls);
 CORU_FAMILY(dmp);
+CORU_FAMILY(luv);
+
+/* luv's threads (thread.c) and the value transport of work.c they share. */
+void coru_luv_thread_open(lua_State *S);      /* package.preload.luv of a foreign state */
+void coru_luv_thread_funcs(lua_State *L);     /* new_thread, ... into the table at the top */
+int coru_thread_id_of(lua_State *L, int idx, uv_thread_t *tid);
+void coru_push_thread_id(lua_State *L, const uv_thread_t *tid);
+int coru_async_send_ref(void *ref, lua_State *S, int first, int last);
+void coru_xfer_pack(lua_State *L, int first, int last, char **out, size_t *len, const char *fname);
+int coru_xfer_unpack(lua_State *L, const char *p, size_t len);
 
 __attribute__((visibility("default"))) int luaopen_coru(lua_State *L);
 /* Host support. */

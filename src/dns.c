@@ -62,8 +62,10 @@ static int hint_flag(lua_State *L, int idx, const char *name, int flag) {
   return on ? flag : 0;
 }
 
-/* getaddrinfo(host, service [, hints] [, cb]) -> array of addresses */
-static int l_getaddrinfo(lua_State *L) {
+/* getaddrinfo(host, service [, hints] [, cb]) -> array of addresses.
+ * sync: outside a task without a callback, resolve synchronously (luv's
+ * rule, for coru.luv) instead of refusing (coru's). */
+static int getaddrinfo_impl(lua_State *L, int sync) {
   const char *host = luaL_optstring(L, 1, NULL);
   const char *service = NULL;
   char portbuf[16];
@@ -103,7 +105,16 @@ static int l_getaddrinfo(lua_State *L) {
   } else {
     cbidx = 4;
   }
-  if (coru_enter(L, cbidx, "coru.getaddrinfo", 0) != CORU_MODE_CB) cbidx = 0;
+  int mode = coru_enter(L, cbidx, "coru.getaddrinfo", sync ? CORU_SYNC_OK : 0);
+  if (mode != CORU_MODE_CB) cbidx = 0;
+  if (mode == CORU_MODE_NONE) {   /* sync (coru.luv's form) outside a task */
+    uv_getaddrinfo_t req;
+    int r = uv_getaddrinfo(coru_R->loop, &req, NULL, host, service, &hints);
+    if (r < 0) return coru_fail(L, r, host ? host : service);
+    push_addrinfo(L, req.addrinfo);
+    uv_freeaddrinfo(req.addrinfo);
+    return 1;
+  }
   dns_req *q = malloc(sizeof *q);
   if (!q) return luaL_error(L, "out of memory");
   snprintf(q->detail, sizeof q->detail, "%s", host ? host : service);
@@ -124,18 +135,31 @@ static void getnameinfo_cb(uv_getnameinfo_t *r, int status, const char *host, co
   free(q);
 }
 
-/* getnameinfo({ip=, port=, family=} [, cb]) -> host, service */
-static int l_getnameinfo(lua_State *L) {
+/* getnameinfo({ip=, port=, family=} [, cb]) -> host, service. Without
+ * ip: the any-address of family (0.0.0.0, or :: for "inet6"). */
+static int getnameinfo_impl(lua_State *L, int sync) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 2);
+  lua_getfield(L, 1, "family");
+  int family = lua_isnil(L, -1) ? AF_UNSPEC : coru_family_arg(L, 3);
   lua_getfield(L, 1, "ip");
   const char *ip = lua_tostring(L, -1);   /* stays on the stack */
   lua_getfield(L, 1, "port");
   int port = (int)lua_tointeger(L, -1);
-  if (!ip) ip = "0.0.0.0";
+  if (!ip) ip = family == AF_INET6 ? "::" : "0.0.0.0";
   struct sockaddr_storage ss;
-  if (coru_parse_addr(L, ip, port, &ss) < 0) return coru_fail(L, UV_EINVAL, ip);
-  int cbidx = coru_enter(L, 2, "coru.getnameinfo", 0) == CORU_MODE_CB ? 2 : 0;
+  if (coru_parse_addr(L, ip, port, &ss) < 0 || (family != AF_UNSPEC && ss.ss_family != family))
+    return coru_fail(L, UV_EINVAL, ip);
+  int mode = coru_enter(L, 2, "coru.getnameinfo", sync ? CORU_SYNC_OK : 0);
+  int cbidx = mode == CORU_MODE_CB ? 2 : 0;
+  if (mode == CORU_MODE_NONE) {   /* sync (coru.luv's form) outside a task */
+    uv_getnameinfo_t req;
+    int r = uv_getnameinfo(coru_R->loop, &req, NULL, (struct sockaddr *)&ss, 0);
+    if (r < 0) return coru_fail(L, r, ip);
+    lua_pushstring(L, req.host);
+    lua_pushstring(L, req.service);
+    return 2;
+  }
   dns_req *q = malloc(sizeof *q);
   if (!q) return luaL_error(L, "out of memory");
   snprintf(q->detail, sizeof q->detail, "%s", ip);
@@ -146,9 +170,16 @@ static int l_getnameinfo(lua_State *L) {
   return coru_cont_yield(L, &q->cont, 1);
 }
 
+static int l_getaddrinfo(lua_State *L) { return getaddrinfo_impl(L, 0); }
+static int l_getnameinfo(lua_State *L) { return getnameinfo_impl(L, 0); }
+static int l_getaddrinfo_luv(lua_State *L) { return getaddrinfo_impl(L, 1); }
+static int l_getnameinfo_luv(lua_State *L) { return getnameinfo_impl(L, 1); }
+
 static const coru_Reg dns_funcs[] = {
   {"getaddrinfo", l_getaddrinfo, CORU_YIELDS},
   {"getnameinfo", l_getnameinfo, CORU_YIELDS},
+  {"_getaddrinfo_luv", l_getaddrinfo_luv, CORU_YIELDS},   /* coru.luv: synchronous outside tasks */
+  {"_getnameinfo_luv", l_getnameinfo_luv, CORU_YIELDS},
   {NULL, NULL, 0}
 };
 

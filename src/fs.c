@@ -431,6 +431,7 @@ static int l_fs_write(lua_State *L) {
   int t = lua_type(L, 2), n = 1;
   if (t == LUA_TTABLE) {
     n = (int)lua_objlen(L, 2);
+    coru_coerce_buffers(L, 2, (unsigned)n);
     for (int i = 1; i <= n; i++) {
       lua_rawgeti(L, 2, i);
       if (lua_type(L, -1) != LUA_TSTRING)

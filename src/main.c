@@ -38,6 +38,7 @@ static void usage(void) {
     "  -e chunk  run the string 'chunk'\n"
     "  -l name   require library 'name'\n"
     "  -v        show version information\n"
+    "  --luv     require \"luv\" gives coru.luv (run luv programs unchanged)\n"
     "  --        stop handling options\n"
     "  -         run stdin\n", progname);
 }
@@ -123,6 +124,12 @@ int main(int argc, char **argv) {
       lua_rawseti(L, actions, ++nact);
     } else if (strcmp(a, "-v") == 0) {
       show_version = 1;
+    } else if (strcmp(a, "--luv") == 0) {
+      /* an action before the others: require "luv" finds coru.luv */
+      lua_pushliteral(L, "e");
+      lua_rawseti(L, actions, ++nact);
+      lua_pushliteral(L, "package.preload.luv = function() return require 'coru.luv' end");
+      lua_rawseti(L, actions, ++nact);
     } else {
       fprintf(stderr, "%s: unrecognized option '%s'\n", progname, a);
       usage();

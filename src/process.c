@@ -164,7 +164,12 @@ static int l_spawn_process(lua_State *L) {
       } else if ((h = coru_test_handle(L, -1, &any_handle)) && !h->closing &&
                  (uv_handle_get_type(h->uvh) == UV_NAMED_PIPE || uv_handle_get_type(h->uvh) == UV_TCP ||
                   uv_handle_get_type(h->uvh) == UV_TTY)) {
-        st[i].flags = UV_INHERIT_STREAM;
+        /* an open stream is inherited; a pipe not open yet (new_pipe())
+         * becomes the parent's end of a new pipe, as in luv */
+        uv_os_fd_t fd;
+        int fr = uv_fileno(h->uvh, &fd);
+        st[i].flags = (fr == UV_EBADF || fr == UV_EINVAL) ? UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE
+                                                          : UV_INHERIT_STREAM;
         st[i].data.stream = (uv_stream_t *)h->uvh;
       } else {
         lua_pushfstring(L, "bad argument #2 to 'spawn_process' (stdio[%d]: \"pipe\", \"inherit\", \"ignore\", a descriptor or a stream expected, got %s)",

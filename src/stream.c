@@ -503,6 +503,27 @@ void coru_stream_write_done(coru_stream *s, coru_wreq *w, int status) {
   wr_free(w);
 }
 
+/* An array of strings may hold numbers too (as luv allows): they are
+ * written as Lua prints them. If the array at idx holds one, it is replaced
+ * at idx by a copy holding strings (anchored on the stack from then on). */
+void coru_coerce_buffers(lua_State *L, int idx, unsigned n) {
+  unsigned i;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    int t = lua_type(L, -1);
+    lua_pop(L, 1);
+    if (t == LUA_TNUMBER) break;
+  }
+  if (i > n) return;
+  lua_createtable(L, (int)n, 0);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    if (lua_type(L, -1) == LUA_TNUMBER) lua_tostring(L, -1);   /* converted in place */
+    lua_rawseti(L, -2, (int)i);
+  }
+  lua_replace(L, idx);
+}
+
 /* Collect the data at idx (string or array of strings) into bufs. Returns
  * the count and the total size. */
 static unsigned gather(lua_State *L, int idx, uv_buf_t *small, unsigned nsmall, uv_buf_t **out, size_t *total) {
@@ -517,6 +538,7 @@ static unsigned gather(lua_State *L, int idx, uv_buf_t *small, unsigned nsmall, 
   }
   if (!lua_istable(L, idx)) luaL_typerror(L, idx, "string or array of strings");
   unsigned n = (unsigned)lua_objlen(L, idx);
+  coru_coerce_buffers(L, idx, n);
   uv_buf_t *b = n <= nsmall ? small : malloc(n * sizeof *b);
   if (!b) luaL_error(L, "out of memory");
   for (unsigned i = 0; i < n; i++) {

@@ -202,16 +202,22 @@ static int sockname(lua_State *L, int peer) {
 static int l_tcp_getsockname(lua_State *L) { return sockname(L, 0); }
 static int l_tcp_getpeername(lua_State *L) { return sockname(L, 1); }
 
+/* tcp_close_reset(t [, cb]): close with RST instead of FIN (SO_LINGER 0,
+ * then an ordinary close, cb after it as for close). As libuv's
+ * uv_tcp_close_reset: EINVAL once shutdown was asked (its FIN is queued). */
 static int l_tcp_close_reset(lua_State *L) {
   coru_uvstream *u = checktcp(L, 1);
-  /* RST instead of FIN: SO_LINGER 0, then an ordinary close */
+  if (!lua_isnoneornil(L, 2) && !coru_is_callable(L, 2)) luaL_typerror(L, 2, "function");
+  if (u->s.shut) return coru_fail(L, UV_EINVAL, "shutdown already asked");
+  if (!lua_isnoneornil(L, 2)) u->s.base.close_ref = coru_ref_cb(L, 2);
   uv_os_fd_t fd;
   if (uv_fileno((uv_handle_t *)&u->u.tcp, &fd) == 0) {
     struct linger lg = {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   }
   coru_handle_close(L, &u->s.base);
-  return 0;
+  lua_pushinteger(L, 0);
+  return 1;
 }
 
 static const coru_Reg tcp_methods[] = {

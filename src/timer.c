@@ -37,15 +37,17 @@ static void timer_cb(uv_timer_t *ut) {
   lua_State *L = coru_R->L;
   if (t->cb_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->cb_ref);
-  int repeating = uv_timer_get_repeat(ut) > 0;
-  if (!repeating) {
-    /* one-shot: it is done; drop what kept it alive before calling, so
-     * the callback may start it again */
-    coru_handle_push(L, &t->base);
-    coru_handle_clear_cb(L, &t->base, &t->cb_ref);
-    lua_pop(L, 1);
-  }
+  if (uv_timer_get_repeat(ut) > 0) { coru_callback(0); return; }
+  /* one-shot: the callback still owns the timer while it runs (it may
+   * start it again, or set_repeat and again, as libuv allows); once it
+   * returned, a timer it did not restart is done and releases what kept
+   * it alive. */
+  coru_handle_push(L, &t->base);
+  lua_insert(L, -2);
   coru_callback(0);
+  if (!t->base.closing && !uv_is_active((uv_handle_t *)ut))
+    coru_handle_clear_cb(L, &t->base, &t->cb_ref);
+  lua_pop(L, 1);
 }
 
 static uint64_t checkms(lua_State *L, int idx) {

@@ -48,6 +48,9 @@ static void sb_free(sbuf *b) { free(b->p); memset(b, 0, sizeof *b); }
 /* Serialize the value at idx. Returns NULL, or a static error message
  * (err receives a detail in errbuf). */
 #define MAX_DEPTH 64
+static coru_htype async_type;
+typedef struct casync casync;
+
 static const char *ser(lua_State *L, int idx, sbuf *b, int depth, char *errbuf, size_t errlen) {
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
   switch (lua_type(L, idx)) {
@@ -82,8 +85,30 @@ static const char *ser(lua_State *L, int idx, sbuf *b, int depth, char *errbuf, 
     sb_byte(b, '}');
     return NULL;
   }
+  case LUA_TLIGHTUSERDATA: {     /* an async handle's reference, going on */
+    void *ptr = lua_touserdata(L, idx);
+    sb_byte(b, 'A');
+    sb_add(b, &ptr, sizeof ptr);
+    return NULL;
+  }
+  case LUA_TUSERDATA: {
+    coru_handle *h = coru_test_handle(L, idx, &async_type);
+    if (h && !h->closing) {        /* arrives as a reference async_send takes (luv's threads) */
+      void *ptr = h;
+      sb_byte(b, 'A');
+      sb_add(b, &ptr, sizeof ptr);
+      return NULL;
+    }
+    uv_thread_t tid;
+    if (coru_thread_id_of(L, idx, &tid)) {
+      sb_byte(b, 'T');
+      sb_add(b, &tid, sizeof tid);
+      return NULL;
+    }
+  }
+  /* fall through */
   default:
-    snprintf(errbuf, errlen, "a %s value cannot cross Lua states (only nil, booleans, numbers, strings and plain tables)",
+    snprintf(errbuf, errlen, "a %s value cannot cross Lua states (only nil, booleans, numbers, strings, plain tables, async handles and thread ids)",
              lua_typename(L, lua_type(L, idx)));
     return errbuf;
   }
@@ -113,6 +138,22 @@ static int deser(lua_State *L, const char *p, size_t len, size_t *pos) {
     if (*pos + n > len) return 0;
     lua_pushlstring(L, p + *pos, n);
     *pos += n;
+    return 1;
+  }
+  case 'A': {
+    void *ptr;
+    if (*pos + sizeof ptr > len) return 0;
+    memcpy(&ptr, p + *pos, sizeof ptr);
+    *pos += sizeof ptr;
+    lua_pushlightuserdata(L, ptr);
+    return 1;
+  }
+  case 'T': {
+    uv_thread_t tid;
+    if (*pos + sizeof tid > len) return 0;
+    memcpy(&tid, p + *pos, sizeof tid);
+    *pos += sizeof tid;
+    coru_push_thread_id(L, &tid);
     return 1;
   }
   case '{':
@@ -161,7 +202,7 @@ static lua_State *state_get(void) {
   uv_mutex_unlock(&pool_mu);
   if (!S) {
     S = luaL_newstate();
-    if (S) luaL_openlibs(S);
+    if (S) { luaL_openlibs(S); coru_luv_thread_open(S); }
   }
   return S;
 }
@@ -399,15 +440,13 @@ static int workctx_gc(lua_State *L) {
 
 /* ------------------------------------------------------------ async */
 
-typedef struct {
+struct casync {
   coru_handle base;
   uv_async_t a;
   int cb_ref;
   uv_mutex_t mu;
   sbuf pending;      /* the values of the last send (latest wins, as luv) */
-} casync;
-
-static coru_htype async_type;
+};
 
 static void async_cb(uv_async_t *h) {
   casync *a = h->data;
@@ -424,8 +463,35 @@ static void async_cb(uv_async_t *h) {
   sb_free(&vals);
 }
 
+/* The async handles other states may send to (a reference crossed states
+ * as a light userdata): a send from another thread checks its reference
+ * here, under the lock, so a closed handle or a stray pointer is an error,
+ * never a write to freed memory. */
+static uv_mutex_t open_mu;
+static casync **open_asyncs;
+static size_t n_open, cap_open;
+
+static void open_add(casync *a) {
+  uv_mutex_lock(&open_mu);
+  if (n_open == cap_open) {
+    size_t cap = cap_open ? cap_open * 2 : 16;
+    casync **p = realloc(open_asyncs, cap * sizeof *p);
+    if (p) { open_asyncs = p; cap_open = cap; }
+  }
+  if (n_open < cap_open) open_asyncs[n_open++] = a;
+  uv_mutex_unlock(&open_mu);
+}
+
+static void open_remove(casync *a) {
+  uv_mutex_lock(&open_mu);
+  for (size_t i = 0; i < n_open; i++)
+    if (open_asyncs[i] == a) { open_asyncs[i] = open_asyncs[--n_open]; break; }
+  uv_mutex_unlock(&open_mu);
+}
+
 static void async_on_close(coru_handle *h) {
   casync *a = (casync *)h;
+  open_remove(a);
   coru_unref(coru_R->L, &a->cb_ref);
 }
 
@@ -449,6 +515,7 @@ static int l_new_async(lua_State *L) {
     return coru_fail(L, r, NULL);
   }
   coru_handle_keep(L, &a->base);   /* an async is active until closed */
+  open_add(a);
   return 1;
 }
 
@@ -465,6 +532,44 @@ static int l_async_send(lua_State *L) {
   if (r < 0) return coru_fail(L, r, NULL);
   lua_pushinteger(L, 0);
   return 1;
+}
+
+/* For luv's threads (thread.c): values first..last of S (any Lua state,
+ * any thread) to the async handle behind ref (the light userdata an async
+ * handle becomes when it crosses states). The handle must still be open:
+ * as in luv, closing it while other threads send is the program's error. */
+int coru_async_send_ref(void *ref, lua_State *S, int first, int last) {
+  sbuf vals = {0};
+  ser_args(S, first, last, &vals, "async_send");
+  int r = UV_EBADF;                  /* closed, or never an async handle */
+  uv_mutex_lock(&open_mu);
+  for (size_t i = 0; i < n_open; i++) {
+    if (open_asyncs[i] != ref) continue;
+    casync *a = ref;
+    uv_mutex_lock(&a->mu);
+    sb_free(&a->pending);
+    a->pending = vals;
+    vals.p = NULL;
+    uv_mutex_unlock(&a->mu);
+    r = uv_async_send(&a->a);
+    break;
+  }
+  uv_mutex_unlock(&open_mu);
+  sb_free(&vals);
+  return r;
+}
+
+/* For thread.c: pack values first..last (raises naming fname), unpack. */
+void coru_xfer_pack(lua_State *L, int first, int last, char **out, size_t *len, const char *fname) {
+  sbuf b = {0};
+  ser_args(L, first, last, &b, fname);
+  *out = b.p;
+  *len = b.len;
+}
+
+int coru_xfer_unpack(lua_State *L, const char *p, size_t len) {
+  sbuf b = {(char *)p, len, len, 0};
+  return deser_all(L, &b);
 }
 
 /* async:address(): the uv_async_t's address as a number, for code on
@@ -579,7 +684,7 @@ static const coru_Reg work_funcs[] = {
 
 CORU_FAMILY(work) {
   static int inited;
-  if (!inited) { uv_mutex_init(&pool_mu); inited = 1; }
+  if (!inited) { uv_mutex_init(&pool_mu); uv_mutex_init(&open_mu); inited = 1; }
   luaL_newmetatable(L, WORKCTX_MT);
   lua_pushcfunction(L, workctx_gc);
   lua_setfield(L, -2, "__gc");
