@@ -99,7 +99,18 @@ describe("floo-sync", function()
       assert(fs.mkdirp(A .. "/moved"))
       assert(fs.rename(A .. "/sub/two.txt", A .. "/moved/two.txt"))
       wait_trees(A, B, "a rename in a", function(t) return t["moved/two.txt"] ~= nil end)
-      assert.equal("moved/two.txt", find("moved/two.txt").path)
+      local moved_id = find("moved/two.txt").id
+      -- edited and moved at once: still a rename (same name), then the edit
+      assert(fs.write_file(A .. "/moved/two.txt", "two ✓ 🌍\nedited, then moved\n"))
+      assert(fs.mkdirp(A .. "/moved/deeper"))
+      assert(fs.rename(A .. "/moved/two.txt", A .. "/moved/deeper/two.txt"))
+      wait_trees(A, B, "an edit and a move together",
+                 function(t) return t["moved/deeper/two.txt"] == "two ✓ 🌍\nedited, then moved\n" end)
+      assert(moved_id == find("moved/deeper/two.txt").id, "not a rename:\n" .. table.concat(logs, "\n", math.max(1, #logs - 25)))
+      assert(fs.rename(A .. "/moved/deeper/two.txt", A .. "/moved/two.txt"))
+      wait_trees(A, B, "a move back", function(t) return t["moved/two.txt"] ~= nil end)
+      assert(fs.write_file(A .. "/moved/two.txt", "two ✓ 🌍\n"))
+      wait_trees(A, B, "the edit undone", function(t) return t["moved/two.txt"] == "two ✓ 🌍\n" end)
       assert(fs.unlink(A .. "/new.txt"))
       wait_trees(A, B, "a deletion in a", function(t) return t["new.txt"] == nil end)
 
@@ -150,6 +161,7 @@ describe("floo-sync", function()
       pa:kill("sigterm") pb:kill("sigterm")
       assert.equal(0, (pa:wait()))
       assert.equal(0, (pb:wait()))
+      pa:close() pb:close()          -- their output pipes, whatever the readers saw
       H.stop(srv, cfg)
       H.rmdir(root)
     end)
