@@ -295,21 +295,26 @@ describe("coru.floo", function()
 
     it("loses no acknowledged edit and applies none twice, with two editors and dropped connections", function()
       coru.run(function()
-        local srv = assert(testing.server{bufs = {["t.txt"] = "start 😀 é\n"}})
+        local words = {}
+        for i = 1, 120 do words[i] = ({"alpha", "beta", "😀", "gamma", "délta", "𝄞"})[i % 6 + 1] .. (i % 10 == 0 and "\n" or " ") end
+        local srv = assert(testing.server{bufs = {["t.txt"] = table.concat(words)}})
         local a, b = assert(join(srv, "alice")), assert(join(srv, "bob"))
         local id = a:find("t.txt").id
         local acked = {}
-        -- each edit inserts a unique token at a random place outside other tokens
+        -- each edit inserts a unique token at a random place outside other
+        -- tokens, alice in the first six lines, bob in the others (two
+        -- insertions at one spot at once may interleave: a merge, not a loss)
         local function editor(s, tag, seed)
           math.randomseed(seed)
           for i = 1, 150 do
             local tok = ("<%s%d>"):format(tag, i)
             local ok = s:edit(id, function(t)
-              local cps, spots, inside = {}, {0}, false
+              local cps, spots, inside, line = {}, {}, false, 0
               for ch in t:gmatch("[%z\1-\127\194-\244][\128-\191]*") do
                 cps[#cps + 1] = ch
-                if ch == "<" then inside = true elseif ch == ">" then inside = false end
-                if not inside then spots[#spots + 1] = #cps end
+                if ch == "<" then inside = true elseif ch == ">" then inside = false
+                elseif ch == "\n" then line = line + 1 end
+                if not inside and (line < 6) == (tag == "a") then spots[#spots + 1] = #cps end
               end
               table.insert(cps, spots[math.random(#spots)] + 1, tok .. (i % 5 == 0 and "𝄞" or ""))
               return table.concat(cps)

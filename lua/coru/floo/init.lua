@@ -268,9 +268,11 @@ end
 
 -- Local edits (text vs confirmed) carried onto a new confirmed text.
 -- Whether text holds the change of a patch whose ack was lost with the
--- connection, the server's text having changed since: every hunk's
--- after-image occurs in text more often than it did before the patch.
--- Undecided counts as no (the edit is then carried over again).
+-- connection, the server's text having changed since: for every hunk, its
+-- after-image (the new text with its context), or the new text with the
+-- context of one side only (someone typed right next to it), occurs in
+-- text more often than before the patch. Undecided counts as no (the edit
+-- is then carried over again).
 local function count(hay, needle)
   local n, i = 0, 1
   while true do
@@ -280,15 +282,32 @@ local function count(hay, needle)
   end
 end
 
+local function hunk_in(hunk, text, before)
+  local diffs = hunk.diffs or {}
+  local parts, inserted = {}, false
+  for i, d in ipairs(diffs) do
+    if d[1] >= 0 then parts[#parts + 1] = {d[2], d[1] == 0 and (i == 1 or i == #diffs)} end
+    if d[1] == 1 and d[2] ~= "" then inserted = true end
+  end
+  local function image(skip_first, skip_last)
+    local out = {}
+    for i, p in ipairs(parts) do
+      if not ((skip_first and i == 1 and p[2]) or (skip_last and i == #parts and p[2])) then out[#out + 1] = p[1] end
+    end
+    return concat(out)
+  end
+  local cands = {image(false, false)}
+  if inserted then cands[2], cands[3] = image(true, false), image(false, true) end
+  for _, c in ipairs(cands) do
+    if #c >= 3 and count(text, c) > count(before, c) then return true end
+  end
+  return false
+end
+
 local function holds_patch(inf, text)
   if not inf.base or type(inf.ps) ~= "table" or #inf.ps == 0 then return false end
   for _, hunk in ipairs(inf.ps) do
-    local post = {}
-    for _, d in ipairs(hunk.diffs or {}) do
-      if d[1] >= 0 then post[#post + 1] = d[2] end
-    end
-    post = concat(post)
-    if post == "" or count(text, post) <= count(inf.base, post) then return false end
+    if not hunk_in(hunk, text, inf.base) then return false end
   end
   return true
 end
@@ -301,7 +320,13 @@ local function rebase(self, b, old_conf, old_text, new_conf)
   end
   local ps = try_make(old_conf, old_text)
   local t, res
-  if ps then t, res = try_apply(ps, new_conf, DR()) end
+  -- where the server would put them first (placement by location, as the
+  -- confirmed text was patched); a wide search only if that fails
+  if ps then t, res = try_apply(ps, new_conf) end
+  if ps and not (t and all_true(res)) then
+    local t2, res2 = try_apply(ps, new_conf, DR())
+    if t2 and all_true(res2) then t, res = t2, res2 end
+  end
   if not t then t, res = new_conf, {false} end
   if not all_true(res) then
     emit(self, "error", {msg = ("local edits to %s did not all apply on the server's text; the parts that did not were dropped"):format(b.path),
@@ -455,21 +480,18 @@ function H.patch(self, m)
   if old_text == b.confirmed then
     b.text = new
   else
-    local t, r2 = try_apply(ps, old_text, DR())
-    if t and all_true(r2) then
-      b.text = t
-    else
-      -- carry the local edits over from the text the server will have
-      -- once our patch in flight is applied, so that they keep it
-      local inf = b._inflight
-      local old_base, new_base = b.confirmed, new
-      if inf and not inf.applied then
-        local po = b._ver == inf.ver and inf.target or try_apply(inf.ps, b.confirmed)
-        local pn = try_apply(inf.ps, new)
-        if po and pn then old_base, new_base = po, pn end
-      end
-      b.text = rebase(self, b, old_base, old_text, new_base)
+    -- local edits are carried over onto the new confirmed text (applying
+    -- the remote patch to the local text instead could place it elsewhere
+    -- in a repetitive text than it went in the confirmed one); with a patch
+    -- in flight, onto the text the server will have once it is applied
+    local inf = b._inflight
+    local old_base, new_base = b.confirmed, new
+    if inf and not inf.applied then
+      local po = b._ver == inf.ver and inf.target or try_apply(inf.ps, b.confirmed)
+      local pn, pres = try_apply(inf.ps, new)
+      if po and pn and all_true(pres) then old_base, new_base = po, pn end
     end
+    b.text = rebase(self, b, old_base, old_text, new_base)
   end
   b.confirmed, b.md5 = new, m.md5_after
   b._ver = b._ver + 1
