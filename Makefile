@@ -14,13 +14,22 @@ PKG_LIBS   = $(shell $(PKG_CONFIG) --libs libuv openssl 2>/dev/null)
 LUAJIT_LIBS = $(shell $(PKG_CONFIG) --libs luajit 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden $(PKG_CFLAGS) -I$(BUILD) -Isrc $(SAN) $(CFLAGS)
 
-SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
+SRCS := $(filter-out src/main.c src/repl.c,$(wildcard src/*.c))
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
-HDRS := $(wildcard src/*.h) $(BUILD)/boot.h
+HDRS := $(wildcard src/*.h) $(BUILD)/boot.h $(BUILD)/repl_lua.h
+# the host's REPL: line editing and history from libedit (BSD licence)
+EDIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags libedit 2>/dev/null)
+EDIT_LIBS   = $(shell $(PKG_CONFIG) --libs libedit 2>/dev/null || echo -ledit)
 
-.PHONY: valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san
+.PHONY: meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san
 
-all: $(BUILD)/coru $(BUILD)/coru.so
+all: $(if $(LUA),check-lua) $(BUILD)/coru $(BUILD)/coru.so
+
+# LUA: the interpreter a rock is built for (luarocks make passes it, see the
+# rockspec). coru is a LuaJIT 2.1 module: refuse any other Lua.
+check-lua:
+	@$(LUA) -e 'os.exit(jit and jit.version_num >= 20100 and 0 or 1)' 2>/dev/null || \
+	  { echo "coru: $(LUA) is not LuaJIT 2.1; coru needs LuaJIT (PUC Lua 5.1 cannot load it: no lua_isyieldable, no yield across pcall)" >&2; exit 1; }
 
 $(DEPS_OK): deps/packages.txt deps/install.sh
 	@sh deps/install.sh
@@ -32,12 +41,20 @@ $(BUILD)/boot.h: src/boot.lua tools/lua2c.sh | $(DEPS_OK)
 	@mkdir -p $(BUILD)
 	sh tools/lua2c.sh coru_boot_lua < $< > $@
 
+$(BUILD)/repl_lua.h: src/repl.lua tools/lua2c.sh | $(DEPS_OK)
+	@mkdir -p $(BUILD)
+	sh tools/lua2c.sh coru_repl_lua < $< > $@
+
 $(BUILD)/obj/%.o: src/%.c $(HDRS) | $(DEPS_OK)
 	@mkdir -p $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/coru: $(OBJS) $(BUILD)/obj/main.o
-	$(CC) $(SAN) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(PKG_LIBS) -lm -ldl
+$(BUILD)/obj/repl.o: src/repl.c $(HDRS) | $(DEPS_OK)
+	@mkdir -p $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) $(EDIT_CFLAGS) -c $< -o $@
+
+$(BUILD)/coru: $(OBJS) $(BUILD)/obj/main.o $(BUILD)/obj/repl.o
+	$(CC) $(SAN) -Wl,-E -o $@ $^ $(LUAJIT_LIBS) $(PKG_LIBS) $(EDIT_LIBS) -lm -ldl
 
 # An embedder opening and closing three runtimes in a row (spec/c/embed.c).
 $(BUILD)/embed: $(OBJS) spec/c/embed.c $(HDRS)
@@ -59,7 +76,8 @@ $(NODE_DEPS): deps/package.json deps/package-lock.json deps/npm.sh
 
 test: all $(NODE_DEPS)
 	$(MAKE) --no-print-directory test-embed test-host test-luajit
-	@if [ -z "$(QUICK_BENCH_SKIP)" ] && [ -z "$(SANITIZE)" ] && [ -f bench/run.sh ]; then QUICK=1 SMOKE=1 sh bench/run.sh; fi
+	@if [ -z "$(SANITIZE)" ]; then $(MAKE) --no-print-directory test-rock; fi
+	@if [ -z "$(QUICK_BENCH_SKIP)" ] && [ -z "$(SANITIZE)" ]; then SMOKE=1 sh bench/run.sh; fi
 
 test-embed: $(BUILD)/embed
 	$(BUILD)/embed
@@ -69,6 +87,21 @@ test-host: all $(NODE_DEPS)
 
 test-luajit: all $(NODE_DEPS)
 	$(SPEC_ENV) $(if $(SANITIZE),LD_PRELOAD="$(ASAN_RT)" ASAN_OPTIONS=detect_leaks=0) $(BUSTED) --lua=luajit spec
+
+# luarocks make into a temporary tree, then both faces from that tree only
+# (LUA: luarocks' 5.1 interpreter is PUC Lua 5.1 where that is installed too)
+test-rock: all
+	@command -v luarocks >/dev/null || { echo "test-rock: luarocks not found (deps/)" >&2; exit 1; }
+	@tree=$$(mktemp -d "$${TMPDIR:-/tmp}/coru-rock.XXXXXX") && trap 'rm -rf "$$tree"' EXIT && \
+	  luarocks --lua-version=5.1 --tree="$$tree" make coru-scm-1.rockspec LUA="$$(command -v luajit)" >"$$tree/.log" 2>&1 || \
+	    { cat "$$tree/.log" >&2; echo "test-rock: luarocks make failed" >&2; exit 1; } ; \
+	  env -u LUA_PATH -u LUA_CPATH "$$tree/bin/coru" tools/rock_check.lua "$$tree" host && \
+	  LUA_PATH="$$tree/share/lua/5.1/?.lua;$$tree/share/lua/5.1/?/init.lua" LUA_CPATH="$$tree/lib/lua/5.1/?.so" \
+	    luajit tools/rock_check.lua "$$tree" module
+
+# LuaLS annotations from the runtime's exports (tools/metagen.lua)
+meta: all
+	$(SPEC_ENV) $(BUILD)/coru tools/metagen.lua $(CURDIR)
 
 valgrind: all
 	$(SPEC_ENV) CORU_REAL_BIN="$(CURDIR)/$(BUILD)/coru" $(BUSTED) --lua=tools/valgrind-coru spec

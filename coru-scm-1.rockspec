@@ -14,7 +14,7 @@ the standalone `coru` host binary.
   license = "MIT",
 }
 dependencies = {
-  "lua == 5.1",   -- LuaJIT 2.1
+  "lua == 5.1",   -- LuaJIT 2.1 only: PUC Lua 5.1 is refused at build time
 }
 external_dependencies = {
   LIBUV = { header = "uv.h" },
@@ -22,10 +22,14 @@ external_dependencies = {
 }
 build = {
   type = "make",
+  -- LuaLS annotations and the reference, into the rock's directory
+  -- (luarocks show --rock-dir coru): point workspace.library at its meta/
+  copy_directories = { "meta", "docs" },
   build_target = "all",
   install_target = "install-rock",
   build_variables = {
     CFLAGS = "$(CFLAGS)",
+    LUA = "$(LUA)",          -- the Makefile refuses a Lua that is not LuaJIT
   },
   install_variables = {
     INST_LIBDIR = "$(LIBDIR)",

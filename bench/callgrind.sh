@@ -3,10 +3,10 @@
 #
 #   sh bench/callgrind.sh                # coru: loop and sched instr/op
 #   sh bench/callgrind.sh sched          # one variant
-#   PEERS=1 sh bench/callgrind.sh        # also raw C (c-libuv) and cqueues-luajit, same method
+#   PEERS=1 sh bench/callgrind.sh        # also raw C (bench/peers/c-libuv), same method
 #   PROFILE=1 sh bench/callgrind.sh loop # + where they go: callgrind_annotate per op
 #
-# Same method as the shared harness: I(N2) - I(N1) over N2 - N1 (defaults
+# Same method as bench/harness.py: I(N2) - I(N1) over N2 - N1 (defaults
 # 5000 and 25000), so start-up cancels out. The figure is deterministic (it
 # does not move with machine noise): a change of a few instructions per op in
 # the hot path shows here. Targets (issue 6): sched < 450, loop <= 1500.
@@ -45,16 +45,8 @@ for v in $variants; do
 done
 
 if [ "${PEERS:-0}" = 1 ]; then
-  shared=${SHARED_BENCH:-$root/../shared/bench}
-  tmp=$(mktemp -d "${TMPDIR:-/tmp}/coru-cg.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
-  cc -O2 -o "$tmp/c-w1" "$shared/peers/c-libuv/w1.c" $(pkg-config --cflags --libs libuv)
-  per_op "c-libuv loop" "$tmp/c-w1" loop
-  if luajit -e 'require "cqueues"' 2>/dev/null; then
-    per_op "cqueues-luajit sched" luajit "$shared/peers/cqueues-luajit/w1.lua" sched
-    per_op "cqueues-luajit loop" luajit "$shared/peers/cqueues-luajit/w1.lua" loop
-  fi
-  per_op "luajit-luv sched" luajit "$shared/peers/luajit-luv/w1.lua" sched
+  sh "$here/peers/c-libuv/build"
+  per_op "c-libuv loop" "$here/peers/c-libuv/bin/w1" loop
 fi
 
 if [ "${PROFILE:-0}" = 1 ]; then

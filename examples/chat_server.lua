@@ -48,3 +48,5 @@ local server = assert(coru.tcp.listen("0.0.0.0", port, function(conn)
   broadcast(conn, ("* %s left\n"):format(name))
 end))
 io.stderr:write(("chat server on port %d\n"):format(server:getsockname().port))
+-- Under plain luajit (no running loop): run it until the server closes.
+if not coru.current() then coru.run() end

@@ -1,5 +1,6 @@
 -- Echo server: every connection is a task that echoes lines back.
 --   coru examples/echo_server.lua [port]      (then: nc 127.0.0.1 7000)
+--   or: LUA_PATH="lua/?.lua;;" LUA_CPATH="build/?.so;;" luajit examples/echo_server.lua
 local coru = require "coru"
 local port = tonumber(arg and arg[1]) or 7000
 
@@ -17,3 +18,5 @@ local server = assert(coru.tcp.listen("127.0.0.1", port, function(conn)
   end
 end))
 io.stderr:write(("echo server on 127.0.0.1:%d\n"):format(server:getsockname().port))
+-- Under plain luajit (no running loop): run it until the server closes.
+if not coru.current() then coru.run() end

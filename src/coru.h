@@ -17,6 +17,36 @@
 #include <lualib.h>
 #include <uv.h>
 
+/* Usage errors point at the user's line. luaL_error and luaL_argerror put
+ * the position of the calling frame in front of the message; for coru's
+ * functions that frame is often coru's own (the wrapper of a suspending
+ * function, "(coru):1:", or a module in lua/coru/). These versions skip
+ * coru's frames first (usage.c); every C file gets them through these
+ * macros, the luaL_check* family included. */
+int coru_error(lua_State *L, const char *fmt, ...);
+int coru_argerror(lua_State *L, int narg, const char *extramsg);
+int coru_typerror(lua_State *L, int narg, const char *tname);
+lua_Integer coru_checkinteger(lua_State *L, int narg);
+lua_Integer coru_optinteger(lua_State *L, int narg, lua_Integer def);
+lua_Number coru_checknumber(lua_State *L, int narg);
+lua_Number coru_optnumber(lua_State *L, int narg, lua_Number def);
+const char *coru_checklstring(lua_State *L, int narg, size_t *len);
+const char *coru_optlstring(lua_State *L, int narg, const char *def, size_t *len);
+void coru_checktype(lua_State *L, int narg, int t);
+void *coru_checkudata(lua_State *L, int narg, const char *tname);
+void coru_where(lua_State *L, int level);
+#define luaL_error coru_error
+#define luaL_argerror coru_argerror
+#define luaL_typerror coru_typerror
+#define luaL_checkinteger coru_checkinteger
+#define luaL_optinteger coru_optinteger
+#define luaL_checknumber coru_checknumber
+#define luaL_optnumber coru_optnumber
+#define luaL_checklstring coru_checklstring
+#define luaL_optlstring coru_optlstring
+#define luaL_checktype coru_checktype
+#define luaL_checkudata coru_checkudata
+
 #define CORU_VERSION "0.1.0"
 
 typedef struct coru_task coru_task;
@@ -35,6 +65,7 @@ typedef struct coru_rt {
   int exit_status;       /* set to 1 by the default error handler */
   int on_error_ref;      /* registry ref of the error handler (LUA_NOREF = default) */
   int host;              /* 1 in the coru binary, 0 in the module */
+  int main_only;         /* host: end when the main task ends (a busted run), not when the loop is dry */
   const void *task_mt;   /* metatable identity of tasks */
   const void *cancel_mt; /* metatable identity of cancellation errors */
   int boot_ref;          /* registry ref of the boot table (Lua half of the scheduler) */
@@ -128,6 +159,7 @@ struct coru_task {
   unsigned char native;      /* suspended by coru_cont_yield from its own coroutine: a 0-value yield */
   coru_task *next_pass;
   coru_task *next_wait;      /* channel wait queues */
+  int *sel;                  /* a case of coru.select: its select's "a case fired" flag */
   void *aux;                 /* what the wait holds (deadline, group, channel) */
   int aux_ref;               /* registry ref anchoring the object it waits on */
   int cancel_ref;            /* reason of a cancel asked while it runs */
@@ -182,6 +214,7 @@ void coru_push_cancel_error(lua_State *L, int reason_idx);
  * unless flags has CORU_SYNC_OK (the caller then runs synchronously).
  * Returns the mode: CB, TASK or NONE. */
 #define CORU_SYNC_OK 1
+#define CORU_TASK_ONLY 2   /* no callback form: the error says "needs a running task" */
 int coru_enter(lua_State *L, int cbidx, const char *fname, int flags);
 
 /* Completion of a request whose success carries no value: status < 0 is a
@@ -204,7 +237,8 @@ lua_State *coru_cont_begin(coru_cont *c);
 void coru_cont_ok(coru_cont *c, int nresults);
 void coru_cont_fail(coru_cont *c, int uverr, const char *detail);
 void coru_cont_fail_str(coru_cont *c, const char *msg, const char *name);
-int coru_need_task(lua_State *L, const char *fname);  /* raises */
+int coru_need_task(lua_State *L, const char *fname);  /* raises "needs a running task or a callback" */
+int coru_need_task_only(lua_State *L, const char *fname);  /* raises "needs a running task" (no callback form) */
 
 /* ---------------------------------------------------------------- handles */
 

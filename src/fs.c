@@ -308,8 +308,7 @@ static int fs_finish(lua_State *L, fsreq *r, int ret) {
 #define FN (__func__ + 2)   /* l_fs_open -> "fs_open" */
 
 static int argerr(lua_State *L, int i, const char *fn, const char *msg) {
-  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", i, fn, msg);
-  return lua_error(L);
+  return luaL_error(L, "bad argument #%d to '%s' (%s)", i, fn, msg);   /* at the user's line */
 }
 
 static int typeerr(lua_State *L, int i, const char *fn, const char *want) {

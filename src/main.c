@@ -14,9 +14,10 @@
 static const char *progname = "coru";
 void coru_signal_host_defaults(void);   /* signal.c */
 
-/* The driver, run as the main task: options in order, then the script. */
+/* The driver, run as the main task: options in order, then the script,
+ * then the REPL (no script on a terminal, or -i). */
 static const char driver[] =
-  "local actions, script, n = ...\n"
+  "local actions, script, n, repl, helpers, main_only = ...\n"
   "for i = 1, #actions, 2 do\n"
   "  local k, v = actions[i], actions[i + 1]\n"
   "  if k == 'l' then require(v)\n"
@@ -26,22 +27,42 @@ static const char driver[] =
   "    f()\n"
   "  end\n"
   "end\n"
+  /* busted's runner as the script: end with its main chunk, as under
+   * luajit, instead of waiting for handles a spec left open */
+  "local function after(...)\n"
+  "  if package.loaded['busted.runner'] then main_only() end\n"
+  "  return ...\n"
+  "end\n"
   "if script then\n"
   "  local f, err = loadfile(script ~= '-' and script or nil)\n"
   "  if not f then error(err, 0) end\n"
-  "  return f(unpack(arg, 1, n))\n"
-  "end\n";
+  "  if not repl then return after(f(unpack(arg, 1, n))) end\n"
+  "  f(unpack(arg, 1, n))\n"
+  "end\n"
+  "if repl then return repl(helpers) end\n";
 
-static void usage(void) {
-  fprintf(stderr,
+static void usage(FILE *to) {
+  fprintf(to,
     "usage: %s [options] [script [args]]\n"
+    "Runs a Lua script (LuaJIT) whose main chunk is a task in a running loop.\n"
     "  -e chunk  run the string 'chunk'\n"
     "  -l name   require library 'name'\n"
+    "  -i        enter interactive mode after running the script\n"
     "  -v        show version information\n"
+    "  -h, --help  show this help\n"
     "  --luv     require \"luv\" gives coru.luv (run luv programs unchanged)\n"
     "  --        stop handling options\n"
-    "  -         run stdin\n", progname);
+    "  -         run stdin\n"
+    "With no script on a terminal: interactive mode (=expr prints).\n", progname);
 }
+
+static int l_main_only(lua_State *L) {
+  (void)L;
+  coru_R->main_only = 1;
+  return 0;
+}
+
+int coru_repl_push(lua_State *L);   /* repl.c */
 
 /* Where coru's own Lua files are: <exe>/../lua (build tree) or
  * <exe>/../share/lua/5.1 (installed). */
@@ -108,7 +129,7 @@ int main(int argc, char **argv) {
   /* options */
   lua_newtable(L);
   int actions = lua_gettop(L), nact = 0;
-  int i = 1, show_version = 0;
+  int i = 1, show_version = 0, interactive = 0, nexec = 0;   /* nexec: -e and -l given */
   const char *script = NULL;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -117,13 +138,20 @@ int main(int argc, char **argv) {
     if (strcmp(a, "--") == 0) { i++; break; }
     if (a[1] == 'e' || a[1] == 'l') {
       const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
-      if (!v) { usage(); lua_close(L); return 1; }
+      if (!v) { usage(stderr); lua_close(L); return 1; }
+      nexec++;
       lua_pushlstring(L, a + 1, 1);
       lua_rawseti(L, actions, ++nact);
       lua_pushstring(L, v);
       lua_rawseti(L, actions, ++nact);
     } else if (strcmp(a, "-v") == 0) {
       show_version = 1;
+    } else if (strcmp(a, "-i") == 0) {
+      interactive = 1;
+    } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      usage(stdout);
+      lua_close(L);
+      return 0;
     } else if (strcmp(a, "--luv") == 0) {
       /* an action before the others: require "luv" finds coru.luv */
       lua_pushliteral(L, "e");
@@ -132,14 +160,17 @@ int main(int argc, char **argv) {
       lua_rawseti(L, actions, ++nact);
     } else {
       fprintf(stderr, "%s: unrecognized option '%s'\n", progname, a);
-      usage();
+      usage(stderr);
       lua_close(L);
       return 1;
     }
   }
-  if (show_version) printf("coru %s (%s, libuv %s)\n", CORU_VERSION, LUAJIT_VERSION, uv_version_string());
   if (i < argc) script = argv[i];
-  else if (nact == 0 && !show_version) script = "-";
+  else if (nexec == 0 && !show_version && !interactive) {
+    if (isatty(0)) interactive = 1; else script = "-";
+  }
+  if (show_version || (interactive && isatty(0)))
+    printf("coru %s (%s, libuv %s)\n", CORU_VERSION, LUAJIT_VERSION, uv_version_string());
 
   /* arg: arg[0] is the script, negatives the interpreter and options */
   lua_createtable(L, argc, 2);
@@ -157,7 +188,17 @@ int main(int argc, char **argv) {
   lua_pushvalue(L, actions);
   if (script) lua_pushstring(L, script); else lua_pushnil(L);
   lua_pushinteger(L, nargs);
-  int status = coru_run_main(L, 3);
+  if (interactive) {
+    if (coru_repl_push(L) != 0) {
+      fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+      return 1;
+    }
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  lua_pushcfunction(L, l_main_only);
+  int status = coru_run_main(L, 6);
   fflush(stdout);
   coru_shutdown();
   lua_close(L);

@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include "coru.h"
 
 int coru_checksignal(lua_State *L, int idx, const char *fn, int def);
@@ -47,8 +48,7 @@ static void exit_cb(uv_process_t *up, int64_t status, int term_signal) {
 }
 
 static int argerr(lua_State *L, int i, const char *msg) {
-  lua_pushfstring(L, "bad argument #%d to 'spawn_process' (%s)", i, msg);
-  return lua_error(L);
+  return luaL_error(L, "bad argument #%d to 'spawn_process' (%s)", i, msg);   /* at the user's line */
 }
 
 /* Strings of a table option into a NULL-terminated array of pointers that
@@ -62,8 +62,7 @@ static char **string_array(lua_State *L, int t, const char *what, int keep, int 
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, t, i);
     if (!lua_isstring(L, -1)) {
-      lua_pushfstring(L, "bad argument #2 to 'spawn_process' (%s[%d]: string expected, got %s)", what, i, luaL_typename(L, -1));
-      lua_error(L);
+      luaL_error(L, "bad argument #2 to 'spawn_process' (%s[%d]: string expected, got %s)", what, i, luaL_typename(L, -1));
     }
     lua_pushvalue(L, -1);
     lua_rawseti(L, keep, (int)lua_objlen(L, keep) + 1);
@@ -158,6 +157,13 @@ static int l_spawn_process(lua_State *L) {
       } else if (ty == LUA_TNUMBER) {
         st[i].flags = UV_INHERIT_FD;
         st[i].data.fd = (int)lua_tointeger(L, -1);
+        /* a closed descriptor: say which entry, not only the command */
+        if (st[i].data.fd < 0 || fcntl(st[i].data.fd, F_GETFD) < 0) {
+          lua_pushnil(L);
+          lua_pushfstring(L, "EBADF: bad file descriptor: stdio[%d] = %d", i + 1, st[i].data.fd);
+          lua_pushliteral(L, "EBADF");
+          return 3;
+        }
       } else if (s && strcmp(s, "pipe") == 0) {
         st[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : i <= 2 ? UV_WRITABLE_PIPE : UV_READABLE_PIPE | UV_WRITABLE_PIPE);
         pipes[i] = (coru_handle *)&any_handle;   /* created below, once every entry is checked */
@@ -172,9 +178,8 @@ static int l_spawn_process(lua_State *L) {
                                                           : UV_INHERIT_STREAM;
         st[i].data.stream = (uv_stream_t *)h->uvh;
       } else {
-        lua_pushfstring(L, "bad argument #2 to 'spawn_process' (stdio[%d]: \"pipe\", \"inherit\", \"ignore\", a descriptor or a stream expected, got %s)",
-                        i + 1, s ? s : luaL_typename(L, -1));
-        return lua_error(L);
+        return luaL_error(L, "bad argument #2 to 'spawn_process' (stdio[%d]: \"pipe\", \"inherit\", \"ignore\", a descriptor or a stream expected, got %s)",
+                          i + 1, s ? s : luaL_typename(L, -1));
       }
       lua_pop(L, 1);
     }

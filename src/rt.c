@@ -210,18 +210,46 @@ static int l_exit(lua_State *L) {
 /* ---------------------------------------------------------- module */
 
 /* Lazy submodules: coru.tcp, coru.fs, coru.jsonl, ... come from
- * lua/coru/<name>.lua on first use. */
+ * coru.<name> on first use, but only for names that are submodules: one in
+ * package.preload, or a file coru/<name>.lua on package.path. Any other
+ * field reads as nil, so a typo fails as Lua's "attempt to call a nil
+ * value (field 'slep')" and `if coru.json then` is a plain test. */
 static int lazy_index(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  if (!k) return 0;
-  lua_getglobal(L, "require");
+  size_t len;
+  const char *k = lua_tolstring(L, 2, &len);
+  if (!k || lua_type(L, 2) != LUA_TSTRING || len == 0 || len > 64) return 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = k[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return 0;
+  }
+  int top = lua_gettop(L);
   lua_pushfstring(L, "coru.%s", k);
+  int modname = lua_gettop(L);
+  int found = 0;
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "loaded");
+    if (lua_istable(L, -1)) { lua_pushvalue(L, modname); lua_rawget(L, -2); found = !lua_isnil(L, -1); lua_pop(L, 1); }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "preload");
+    if (!found && lua_istable(L, -1)) { lua_pushvalue(L, modname); lua_rawget(L, -2); found = !lua_isnil(L, -1); lua_pop(L, 1); }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "searchpath");
+    if (!found && lua_isfunction(L, -1)) {
+      lua_pushvalue(L, modname);
+      lua_getfield(L, -3, "path");
+      if (lua_isstring(L, -1) && lua_pcall(L, 2, 1, 0) == 0) found = lua_isstring(L, -1);
+    }
+  }
+  lua_settop(L, modname);
+  if (!found) { lua_settop(L, top); return 0; }
+  lua_getglobal(L, "require");
+  lua_insert(L, modname);
   lua_call(L, 1, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, 1, k);
   return 1;
 }
-
 
 typedef void (*opener)(lua_State *L);
 #define WEAK(name) extern void coru_open_##name(lua_State *L) __attribute__((weak));

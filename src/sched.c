@@ -151,7 +151,7 @@ static inline int can_suspend(lua_State *L, coru_task *T) {
 /* coru_enter for the scheduler's own waits (no callback slot). */
 static inline coru_task *enter_task(lua_State *L, const char *fname) {
   coru_task *T = coru_R->current;
-  if (!T) coru_need_task(L, fname);
+  if (!T) coru_need_task_only(L, fname);   /* no callback form */
   if (!can_suspend(L, T)) refuse_suspension(L, fname);
   T->what = fname;
   return T;
@@ -164,6 +164,7 @@ int coru_enter(lua_State *L, int cbidx, const char *fname, int flags) {
   }
   if (!coru_R->current) {
     if (flags & CORU_SYNC_OK) return CORU_MODE_NONE;
+    if (flags & CORU_TASK_ONLY) coru_need_task_only(L, fname);
     coru_need_task(L, fname);
   }
   if (!can_suspend(L, coru_R->current)) refuse_suspension(L, fname);
@@ -340,6 +341,11 @@ int coru_need_task(lua_State *L, const char *fname) {
   return luaL_error(L, "%s: needs a running task or a callback", fname);
 }
 
+/* For functions with no callback form. */
+int coru_need_task_only(lua_State *L, const char *fname) {
+  return luaL_error(L, "%s: needs a running task", fname);
+}
+
 /* ------------------------------------------------------------ observers */
 
 /* Observers live in T's env table at [2 .. nobs+1]: a task (awaiting) or a
@@ -490,6 +496,7 @@ static void finish(coru_task *T, int st) {
   coru_unref(L, &T->cancel_ref);
   if (st == 0) {
     T->status = CORU_DONE;
+    if (T == coru_R->main_task && R->main_only) uv_stop(R->loop);
   } else {
     /* co stack: [..., err]. Keep [err, traceback, raised]. */
     lua_checkstack(L, 4);
@@ -805,7 +812,7 @@ static int l_task_await(lua_State *L) {
     if (T && U->status == CORU_FAILED && lua_isstring(U->co, 3)) T->carry_str = 1;
     return raise_outcome(L, U);
   }
-  coru_enter(L, 0, "task:await", 0);
+  coru_enter(L, 0, "task:await", CORU_TASK_ONLY);
   if (T == U) return luaL_error(L, "task:await: a task cannot await itself");
   push_task(L, T);
   add_observer(L, U, -1);
@@ -937,6 +944,8 @@ static void sleep_cancel(coru_cont *c) {
 
 static int l_sleep(lua_State *L) {
   lua_Number ms = luaL_checknumber(L, 1);
+  if (!lua_isnoneornil(L, 2))
+    return luaL_argerror(L, 2, "no callback form: sleep suspends a task; in a callback use a timer (coru.new_timer)");
   coru_task *T = enter_task(L, "coru.sleep");
   if (ms < 0) ms = 0;
   wait_init(T, sleep_cancel);
@@ -1221,8 +1230,23 @@ static int l_on_error(lua_State *L) {
 
 /* ----------------------------------------------------------------- run */
 
+/* coru.run(): no function, luv's uv.run(): run the loop until no referenced
+ * handle or request is left. Only where no loop is running. */
+static int run_loop(lua_State *L, coru_rt *R) {
+  if (R->current)
+    return luaL_error(L, "coru.run: the loop is already running (inside a task); give it a function");
+  if (R->loop_running || R->depth)
+    return luaL_error(L, "coru.run: cannot run the loop from inside a callback");
+  R->loop_running = 1;
+  uv_run(R->loop, UV_RUN_DEFAULT);
+  R->loop_running = 0;
+  coru_flush_reports();
+  return 0;
+}
+
 static int l_run(lua_State *L) {
   coru_rt *R = coru_R;
+  if (lua_gettop(L) == 0) return run_loop(L, R);
   if (!coru_is_callable(L, 1)) luaL_typerror(L, 1, "function");
   if (R->current) {
     /* inside a task (the host): spawn and await */
@@ -1269,7 +1293,8 @@ int coru_run_main(lua_State *L, int nargs) {
    * call costs an extra uv__update_time + uv__run_timers + entry/exit,
    * ~85 instructions per iteration); finish() stops the loop if the main
    * task fails. */
-  if (T->status != CORU_FAILED && T->status != CORU_CANCELLED) {
+  if (T->status != CORU_FAILED && T->status != CORU_CANCELLED &&
+      !(T->status == CORU_DONE && R->main_only)) {
     coru_R->main_task = T;
     R->loop_running = 1;
     uv_run(R->loop, UV_RUN_DEFAULT);
@@ -1280,6 +1305,9 @@ int coru_run_main(lua_State *L, int nargs) {
   int status = R->exit_status;
   if (T->status == CORU_FAILED || T->status == CORU_CANCELLED) {
     lua_State *co = T->co;
+    /* error() with no value: status 1 and nothing printed, as luajit does
+     * (busted ends a failed run that way) */
+    if (lua_isnil(co, 1)) { lua_settop(L, base); return 1; }
     const char *msg = lua_tostring(co, 1);
     if (!msg) {
       if (luaL_callmeta(co, 1, "__tostring")) msg = lua_tostring(co, -1);
@@ -1341,6 +1369,31 @@ static void q_remove(coru_task **h, coru_task **t, coru_task *T) {
       return;
     }
   }
+}
+
+/* coru.select: each case is a task waiting in a channel queue; the first
+ * transfer claims the select's flag and the other cases are skipped. A
+ * waiter of a select that already fired is taken out of the queue and left
+ * for its select to cancel. */
+static coru_task *pop_live(coru_task **h, coru_task **t) {
+  coru_task *T;
+  while ((T = q_pop(h, t))) {
+    if (!T->sel) return T;
+    if (!*T->sel) { *T->sel = 1; return T; }
+  }
+  return NULL;
+}
+
+/* The running task is a case of a select that fired: nothing to do. */
+static int sel_skip(lua_State *L, coru_task *me) {
+  if (!(me && me->sel && *me->sel)) return 0;
+  lua_pushnil(L);
+  lua_pushliteral(L, "skipped");
+  return 2;
+}
+
+static void sel_claim(coru_task *me) {
+  if (me && me->sel) *me->sel = 1;
 }
 
 static void aux_clear(coru_task *T) {
@@ -1420,8 +1473,98 @@ static int chan_wait(lua_State *L, chan *ch, coru_task *T, int sending) {
 static int l_chan_send(lua_State *L) {
   chan *ch = checkchan(L, 1);
   lua_settop(L, 2);
+  coru_task *me = coru_R->current;
+  int skip = sel_skip(L, me);
+  if (skip) return skip;
+  if (ch->closed) { sel_claim(me); lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
+  coru_task *R = pop_live(&ch->rq_head, &ch->rq_tail);
+  if (R) {
+    sel_claim(me);
+    lua_pushvalue(L, 2);
+    wake_with(L, R, 1);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (ch->count < ch->cap) {
+    sel_claim(me);
+    lua_getfenv(L, 1);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 1 + (ch->head + ch->count) % ch->cap);
+    ch->count++;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  coru_enter(L, 0, "channel:send (it must wait)", CORU_TASK_ONLY);
+  return chan_wait(L, ch, coru_R->current, 1);
+}
+
+static int l_chan_recv(lua_State *L) {
+  chan *ch = checkchan(L, 1);
+  lua_settop(L, 1);
+  coru_task *me = coru_R->current;
+  int skip = sel_skip(L, me);
+  if (skip) return skip;
+  lua_getfenv(L, 1);            /* 2 */
+  if (ch->count > 0) {
+    sel_claim(me);
+    int slot = 1 + ch->head;
+    lua_rawgeti(L, 2, slot);    /* 3: the value */
+    lua_pushnil(L);
+    lua_rawseti(L, 2, slot);
+    ch->head = (ch->head + 1) % ch->cap;
+    ch->count--;
+    coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
+    if (S) {                    /* a waiting sender's value fills the room */
+      take_sent(L, 2, S);
+      lua_rawseti(L, 2, 1 + (ch->head + ch->count) % ch->cap);
+      ch->count++;
+      sender_done(L, S, 1);
+    }
+    lua_settop(L, 3);
+    return 1;
+  }
+  coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
+  if (S) {
+    sel_claim(me);
+    take_sent(L, 2, S);
+    lua_insert(L, 3);
+    sender_done(L, S, 1);
+    lua_settop(L, 3);
+    return 1;
+  }
+  if (ch->closed) { sel_claim(me); lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
+  coru_enter(L, 0, "channel:recv (it must wait)", CORU_TASK_ONLY);
+  lua_settop(L, 1);
+  return chan_wait(L, ch, coru_R->current, 0);
+}
+
+static int l_chan_close(lua_State *L) {
+  chan *ch = checkchan(L, 1);
+  if (ch->closed) return 0;
+  ch->closed = 1;
+  coru_task *T;
+  while ((T = pop_live(&ch->rq_head, &ch->rq_tail))) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    wake_with(L, T, 2);
+  }
+  lua_getfenv(L, 1);
+  int env = lua_gettop(L);
+  while ((T = pop_live(&ch->sq_head, &ch->sq_tail))) {
+    take_sent(L, env, T);
+    lua_pop(L, 1);
+    sender_done(L, T, 0);
+  }
+  return 0;
+}
+
+/* ch:try_send(v): true if taken (by a waiting receiver or into the buffer),
+ * false if it would have to wait, nil, "closed". Never suspends. */
+static int l_chan_try_send(lua_State *L) {
+  chan *ch = checkchan(L, 1);
+  lua_settop(L, 2);
   if (ch->closed) { lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
-  coru_task *R = q_pop(&ch->rq_head, &ch->rq_tail);
+  coru_task *R = pop_live(&ch->rq_head, &ch->rq_tail);
   if (R) {
     lua_pushvalue(L, 2);
     wake_with(L, R, 1);
@@ -1436,63 +1579,70 @@ static int l_chan_send(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  coru_enter(L, 0, "channel:send (it must wait)", 0);
-  return chan_wait(L, ch, coru_R->current, 1);
+  lua_pushboolean(L, 0);
+  return 1;
 }
 
-static int l_chan_recv(lua_State *L) {
+/* ch:try_recv(): true, v if a value was there (buffered or from a waiting
+ * sender), false if none, nil, "closed" once closed and drained. */
+static int l_chan_try_recv(lua_State *L) {
   chan *ch = checkchan(L, 1);
   lua_settop(L, 1);
   lua_getfenv(L, 1);            /* 2 */
   if (ch->count > 0) {
     int slot = 1 + ch->head;
-    lua_rawgeti(L, 2, slot);    /* 3: the value */
+    lua_pushboolean(L, 1);      /* 3 */
+    lua_rawgeti(L, 2, slot);    /* 4: the value */
     lua_pushnil(L);
     lua_rawseti(L, 2, slot);
     ch->head = (ch->head + 1) % ch->cap;
     ch->count--;
-    coru_task *S = q_pop(&ch->sq_head, &ch->sq_tail);
-    if (S) {                    /* a waiting sender's value fills the room */
+    coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
+    if (S) {
       take_sent(L, 2, S);
       lua_rawseti(L, 2, 1 + (ch->head + ch->count) % ch->cap);
       ch->count++;
       sender_done(L, S, 1);
     }
-    lua_settop(L, 3);
-    return 1;
+    lua_settop(L, 4);
+    return 2;
   }
-  coru_task *S = q_pop(&ch->sq_head, &ch->sq_tail);
+  coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
   if (S) {
-    take_sent(L, 2, S);
-    lua_insert(L, 3);
+    lua_pushboolean(L, 1);      /* 3 */
+    take_sent(L, 2, S);         /* 4 */
     sender_done(L, S, 1);
-    lua_settop(L, 3);
-    return 1;
+    lua_settop(L, 4);
+    return 2;
   }
   if (ch->closed) { lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
-  coru_enter(L, 0, "channel:recv (it must wait)", 0);
-  lua_settop(L, 1);
-  return chan_wait(L, ch, coru_R->current, 0);
+  lua_pushboolean(L, 0);
+  return 1;
 }
 
-static int l_chan_close(lua_State *L) {
-  chan *ch = checkchan(L, 1);
-  if (ch->closed) return 0;
-  ch->closed = 1;
-  coru_task *T;
-  while ((T = q_pop(&ch->rq_head, &ch->rq_tail))) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "closed");
-    wake_with(L, T, 2);
-  }
-  lua_getfenv(L, 1);
-  int env = lua_gettop(L);
-  while ((T = q_pop(&ch->sq_head, &ch->sq_tail))) {
-    take_sent(L, env, T);
-    lua_pop(L, 1);
-    sender_done(L, T, 0);
-  }
+/* coru._select_flag(): the flag of one coru.select (a userdata int). */
+static int l_select_flag(lua_State *L) {
+  int *f = lua_newuserdata(L, sizeof *f);
+  *f = 0;
+  return 1;
+}
+
+/* coru._select_case(flag): the running task is a case of that select. */
+static int l_select_case(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TUSERDATA);
+  coru_task *T = coru_R->current;
+  if (!T) return luaL_error(L, "coru._select_case: needs a running task");
+  T->sel = lua_touserdata(L, 1);
   return 0;
+}
+
+/* coru._select_claim(flag): true if nothing fired yet (it fires now). */
+static int l_select_claim(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TUSERDATA);
+  int *f = lua_touserdata(L, 1);
+  lua_pushboolean(L, !*f);
+  *f = 1;
+  return 1;
 }
 
 static int l_chan_len(lua_State *L) {
@@ -1526,6 +1676,8 @@ static const coru_Reg chan_methods[] = {
   {"send", l_chan_send, CORU_YIELDS},
   {"recv", l_chan_recv, CORU_YIELDS},
   {"close", l_chan_close, 0},
+  {"try_send", l_chan_try_send, 0},
+  {"try_recv", l_chan_try_recv, 0},
   {"len", l_chan_len, 0},
   {"is_closed", l_chan_is_closed, 0},
   {NULL, NULL, 0}
@@ -1545,6 +1697,9 @@ static const coru_Reg sched_funcs[] = {
   {"any", l_any, CORU_YIELDS},
   {"timeout", l_timeout, CORU_YIELDS},
   {"channel", l_chan_new, 0},
+  {"_select_flag", l_select_flag, 0},
+  {"_select_case", l_select_case, 0},
+  {"_select_claim", l_select_claim, 0},
   {"on_error", l_on_error, 0},
   {"run", l_run, CORU_YIELDS},
   {NULL, NULL, 0}

@@ -48,9 +48,8 @@ int coru_checksignal(lua_State *L, int idx, const char *fn, int def) {
       if (strcasecmp(s, signames[i].name) == 0 || strcasecmp(s, signames[i].name + 3) == 0)
         return signames[i].num;
   }
-  lua_pushfstring(L, "bad argument #%d to '%s' (invalid signal %s)", idx, fn,
-                  lua_isstring(L, idx) ? lua_tostring(L, idx) : luaL_typename(L, idx));
-  return lua_error(L);
+  return luaL_error(L, "bad argument #%d to '%s' (invalid signal %s)", idx, fn,
+                    lua_isstring(L, idx) ? lua_tostring(L, idx) : luaL_typename(L, idx));
 }
 
 static void unwatch(csignal *s) {

@@ -567,11 +567,18 @@ static unsigned skip_bufs(uv_buf_t **bufs, unsigned n, size_t k) {
   return n;
 }
 
+/* print/io.write output still in C's buffer goes out before ours: the two
+ * keep their order on a pipe or a file. */
+static void flush_stdio(coru_stream *s) {
+  if (s->stdio_out) fflush(s->stdio_out == 1 ? stdout : stderr);
+}
+
 static int l_write(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   if (lua_type(L, 2) != LUA_TSTRING && !lua_istable(L, 2)) luaL_typerror(L, 2, "string or array of strings");
   /* refused before anything is sent: a write is all or nothing */
   int cbidx = coru_enter(L, 3, "stream:write", 0) == CORU_MODE_CB ? 3 : 0;
+  flush_stdio(s);
   uv_buf_t small[4], *bufs;
   size_t total;
   unsigned n = gather(L, 2, small, 4, &bufs, &total);
@@ -628,6 +635,7 @@ static int l_write(lua_State *L) {
 
 static int l_try_write(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
+  flush_stdio(s);
   uv_buf_t small[4], *bufs;
   size_t total;
   unsigned n = gather(L, 2, small, 4, &bufs, &total);

@@ -108,6 +108,7 @@ struct coru_stream {
   unsigned char shut;      /* shutdown requested: no more writes */
   unsigned char rkeep;     /* the reader keeps the handle */
   unsigned char discard;   /* dropping the rest of an overlong line (its CORU_RD_*) */
+  unsigned char stdio_out; /* 1 or 2: the stream on stdout/stderr; C's stdio buffer is flushed before each write */
   int rerr;                /* sticky read error (uv code), 0 if none */
   size_t want;             /* read_bytes: how many */
   char *delim;             /* read_until: the delimiter (malloc'd) */

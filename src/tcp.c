@@ -74,6 +74,16 @@ static int l_tcp_bind(lua_State *L) {
       return coru_fail(L, uv_translate_sys_error(errno), "SO_REUSEPORT");
   }
   int r = uv_tcp_bind(&u->u.tcp, (struct sockaddr *)&ss, flags);
+  if (r == 0 && port != 0) {
+    /* libuv keeps a bind's EADDRINUSE for listen/connect; the socket is
+     * then not bound: say it here, where it happened */
+    struct sockaddr_storage got;
+    int len = sizeof got;
+    if (uv_tcp_getsockname(&u->u.tcp, (struct sockaddr *)&got, &len) != 0 ||
+        (got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+                                  : ((struct sockaddr_in6 *)&got)->sin6_port) == 0)
+      r = UV_EADDRINUSE;
+  }
   if (r < 0) {
     char detail[80];
     snprintf(detail, sizeof detail, "%s:%d", host, port);

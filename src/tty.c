@@ -189,14 +189,44 @@ static int new_file_stream(lua_State *L, int fd) {
   return 1;
 }
 
-static const coru_Reg no_methods[] = {{NULL, NULL, 0}};
+/* What a stream on a regular file is: the handle behind it is an idle
+ * (the reads' pacing), not the file. */
+static int l_file_get_type(lua_State *L) {
+  coru_check_handle(L, 1, &file_type);
+  lua_pushliteral(L, "file");
+  lua_pushinteger(L, UV_FILE);
+  return 2;
+}
+
+static int l_file_fileno(lua_State *L) {
+  cfile *f = (cfile *)coru_check_handle(L, 1, &file_type);
+  lua_pushinteger(L, f->fd);
+  return 1;
+}
+
+static const coru_Reg file_methods[] = {
+  {"get_type", l_file_get_type, 0},
+  {"fileno", l_file_fileno, 0},
+  {NULL, NULL, 0}
+};
 static coru_htype file_type = {"coru.filestream", CORU_K_PIPE, CORU_K_PIPE, NULL,
                                file_on_close, coru_uvstream_on_free, NULL};
 
 /* new_stdio(fd): a stream on fd as whatever it is (tty, pipe, socket or a
  * regular file). */
+static int new_stdio(lua_State *L, int fd);
+
 static int l_new_stdio(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
+  int n = new_stdio(L, fd);
+  if ((fd == 1 || fd == 2) && n == 1 && lua_isuserdata(L, -1)) {
+    coru_stream *s = (coru_stream *)((coru_box *)lua_touserdata(L, -1))->h;
+    s->stdio_out = (unsigned char)fd;
+  }
+  return n;
+}
+
+static int new_stdio(lua_State *L, int fd) {
   int r;
   switch (uv_guess_handle(fd)) {
   case UV_TTY:
@@ -242,6 +272,6 @@ static const coru_Reg tty_funcs[] = {
 
 CORU_FAMILY(tty) {
   coru_register_stream_type(L, &tty_type, tty_methods);
-  coru_register_stream_type(L, &file_type, no_methods);
+  coru_register_stream_type(L, &file_type, file_methods);
   coru_setfuncs(L, tty_funcs);
 }

@@ -63,7 +63,7 @@ local function write_plain(path, data, flags, mode)
   return true
 end
 
--- write_file(path, data [, {atomic = true, mode = 420, fsync = true}])
+-- write_file(path, data [, {atomic = true, mode = 420}])
 -- atomic: a temporary file in the same directory is written, fsync'ed and
 -- renamed over path, then the directory is fsync'ed: a crash leaves the
 -- old file or the new one, never a torn one. Its mode is opts.mode, else
@@ -160,34 +160,35 @@ end
 -- (pre-order; directories before their contents; links not followed).
 -- An unreadable directory is yielded with type "error" and the message.
 function M.walk(dir)
-  local stack = {{dir, 0}}
-  local cur, curdepth, curpath
+  local frames = {}          -- open directories: {scandir request, path, depth}
+  local pending = {dir, 0}   -- a directory just yielded: opened on the next step
   return function()
     while true do
-      if cur then
-        local entry, ty = coru.fs_scandir_next(cur)
-        if entry then
-          local p = join(curpath, entry)
-          if ty == "directory" then insert(stack, {p, curdepth + 1}) end
-          if ty == "unknown" then
-            local st = coru.fs_lstat(p)
-            ty = st and st.type or ty
-            if ty == "directory" then insert(stack, {p, curdepth + 1}) end
-          end
-          return p, ty, curdepth + 1
+      if pending then
+        local path, depth = pending[1], pending[2]
+        pending = nil
+        local req, err = coru.fs_scandir(path)
+        if req then
+          insert(frames, {req, path, depth})
+        elseif depth > 0 then
+          return path, "error", depth, err
+        else
+          error("walk: " .. err, 2)
         end
-        cur = nil
       end
-      local top = remove(stack)
+      local top = frames[#frames]
       if not top then return nil end
-      local req, err = coru.fs_scandir(top[1])
-      if req then
-        cur, curpath, curdepth = req, top[1], top[2]
-      elseif top[2] > 0 then
-        return top[1], "error", top[2], err
-      else
-        error("walk: " .. err, 2)
+      local entry, ty = coru.fs_scandir_next(top[1])
+      if entry then
+        local p = join(top[2], entry)
+        if ty == "unknown" then
+          local st = coru.fs_lstat(p)
+          ty = st and st.type or ty
+        end
+        if ty == "directory" then pending = {p, top[3] + 1} end
+        return p, ty, top[3] + 1
       end
+      remove(frames)
     end
   end
 end
@@ -241,7 +242,12 @@ end
 -- "error" with the message). Uses fs_event; fs_poll (one "change" per
 -- detected modification) when asked or when fs_event fails. w:close()
 -- ends the loop.
+local WATCH_OPTS = {recursive = true, poll = true, interval = true}
 function M.watch(path, opts)
+  if type(path) ~= "string" then
+    error("bad argument #1 to 'coru.fs.watch' (string expected, got " .. type(path) .. ")", 2)
+  end
+  require("coru.modes").check_opts("coru.fs.watch", 2, opts, WATCH_OPTS)
   opts = opts or {}
   local w = setmetatable({queue = {}, handles = {}, dirs = {}, recursive = opts.recursive, path = path}, Watch)
   local ok, err, name
@@ -305,5 +311,37 @@ function Watch:close()
   local waiter = self.waiter
   if waiter then self.waiter = nil waiter() end
 end
+
+-- The conveniences that suspend take an optional callback last, like the
+-- fs_* functions: cb(nil, results...) or cb(msg, name) (coru.modes); the
+-- call returns true at once. nfixed: the arguments before the optional ones.
+local modes = require "coru.modes"
+local function callback_form(fname, fn, nfixed, optional_table, allowed)
+  return function(...)
+    local n = select("#", ...)
+    if type((...)) ~= "string" then
+      error(("bad argument #1 to '%s' (string expected, got %s)"):format(fname, type((...))), 2)
+    end
+    local last = n > nfixed and select(n, ...) or nil
+    if optional_table then
+      local opt = select(nfixed + 1, ...)
+      if opt ~= nil and type(opt) ~= "table" and not modes.callable(opt) then
+        error(("bad argument #%d to '%s' (table expected, got %s)"):format(nfixed + 1, fname, type(opt)), 2)
+      end
+      if type(opt) == "table" then modes.check_opts(fname, nfixed + 1, opt, allowed) end
+    end
+    if last ~= nil and modes.callable(last) then
+      local args = {...}
+      args[n] = nil
+      return modes.run(last, fn, unpack(args, 1, n - 1))
+    end
+    return fn(...)
+  end
+end
+M.write_file = callback_form("coru.fs.write_file", M.write_file, 2, true, modes.set({"atomic", "mode"}))
+M.append_file = callback_form("coru.fs.append_file", M.append_file, 2, true, modes.set({"mode"}))
+M.exists = callback_form("coru.fs.exists", M.exists, 1)
+M.mkdirp = callback_form("coru.fs.mkdirp", M.mkdirp, 1)
+M.rmtree = callback_form("coru.fs.rmtree", M.rmtree, 1)
 
 return M

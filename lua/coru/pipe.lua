@@ -1,5 +1,5 @@
 -- coru.pipe: unix domain sockets (and named pipes) like coru.tcp.
---   coru.pipe.connect(path [, opts])          -> stream | nil, msg, name
+--   coru.pipe.connect(path [, opts] [, cb])   -> stream | nil, msg, name
 --   coru.pipe.listen(path, handler [, opts])  -> server | nil, msg, name
 local coru = require "coru"
 
@@ -8,9 +8,11 @@ local M = {}
 local serve = require "coru.serve"
 local apply = serve.apply_opts
 
-function M.connect(path, opts)
-  if type(path) ~= "string" then error("coru.pipe.connect: path must be a string", 2) end
-  opts = opts or {}
+local modes = require "coru.modes"
+local CONNECT_OPTS = modes.set(serve.STREAM_OPTS, {"ipc"})
+local LISTEN_OPTS = modes.set(serve.STREAM_OPTS, {"ipc", "backlog", "mode", "unlink"})
+
+local function connect(path, opts)
   local s = coru.new_pipe(opts.ipc)
   apply(s, opts)
   local ok, err, name = s:connect(path)
@@ -21,15 +23,25 @@ function M.connect(path, opts)
   return s
 end
 
+-- coru.pipe.connect(path [, opts] [, cb]): three modes.
+function M.connect(path, opts, cb)
+  if type(path) ~= "string" then error("bad argument #1 to 'coru.pipe.connect' (string expected, got " .. type(path) .. ")", 2) end
+  opts, cb = modes.opts_cb("coru.pipe.connect", 2, opts, cb, CONNECT_OPTS)
+  if cb then return modes.run(cb, connect, path, opts) end
+  modes.need_task("coru.pipe.connect")
+  return connect(path, opts)
+end
+
 -- Listen on path; handler(stream) runs in its own task per connection and
 -- the connection is closed when it returns or fails (the failure goes to
 -- coru.on_error). opts: backlog (1024), mode ("rw": chmod for everyone),
 -- unlink (remove a stale socket file first, default true).
 function M.listen(path, handler, opts)
-  if type(path) ~= "string" then error("coru.pipe.listen: path must be a string", 2) end
+  if type(path) ~= "string" then error("bad argument #1 to 'coru.pipe.listen' (string expected, got " .. type(path) .. ")", 2) end
   if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
-    error("coru.pipe.listen: handler must be a function", 2)
+    error("bad argument #2 to 'coru.pipe.listen' (function expected, got " .. type(handler) .. ")", 2)
   end
+  modes.check_opts("coru.pipe.listen", 3, opts, LISTEN_OPTS)
   opts = opts or {}
   if opts.unlink ~= false then os.remove(path) end
   local server = coru.new_pipe(opts.ipc)

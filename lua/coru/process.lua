@@ -15,6 +15,9 @@ local Process = {}
 Process.__index = Process
 
 local OPTS = {"cwd", "env", "uid", "gid", "detached", "verbatim", "hide"}
+local modes = require "coru.modes"
+local SPAWN_OPTS = modes.set(OPTS, {"stdio", "stdin", "stdout", "stderr"})
+local EXEC_OPTS = modes.set(OPTS, {"input", "timeout", "kill_signal", "max_output"})
 
 local function on_exit(self, code, signal)
   self.exited, self.code, self.signal = true, code, signal
@@ -36,6 +39,7 @@ function M.spawn(cmd, args, opts)
   if args ~= nil and type(args) ~= "table" then
     error("bad argument #2 to 'process.spawn' (table expected, got " .. type(args) .. ")", 2)
   end
+  modes.check_opts("process.spawn", 3, opts, SPAWN_OPTS)
   opts = opts or {}
   local o = {args = args}
   for _, k in ipairs(OPTS) do o[k] = opts[k] end
@@ -81,18 +85,19 @@ function Process:__tostring()
 end
 
 -- Read pipe to its end into out; state.total counts both pipes' bytes,
--- and past state.max the child is killed (output too large).
+-- and past state.max the child is killed (output too large): what is kept
+-- is at most state.max bytes of both together.
 local function collect(pipe, out, state)
-  while true do
+  while not state.too_large do
     local data = pipe:read()
     if not data then return end
-    out[#out + 1] = data
-    state.total = state.total + #data
-    if state.max and state.total > state.max and not state.too_large then
+    if state.max and state.total + #data > state.max then
+      data = data:sub(1, state.max - state.total)
       state.too_large = true
       state.p:kill("sigkill")
-      return
     end
+    out[#out + 1] = data
+    state.total = state.total + #data
   end
 end
 
@@ -105,10 +110,17 @@ end
 -- output: nil, "output too large", "too large", stdout, stderr so far.
 -- Spawn failures: nil, msg, name.
 function M.exec(cmd, args, opts)
+  if type(cmd) ~= "string" then
+    error("bad argument #1 to 'process.exec' (string expected, got " .. type(cmd) .. ")", 2)
+  end
+  if args ~= nil and type(args) ~= "table" then
+    error("bad argument #2 to 'process.exec' (table expected, got " .. type(args) .. ")", 2)
+  end
+  modes.check_opts("process.exec", 3, opts, EXEC_OPTS)
   opts = opts or {}
   if not coru.current() then error("process.exec: needs a running task", 2) end
   local o = {}
-  for k, v in pairs(opts) do o[k] = v end
+  for _, k in ipairs(OPTS) do o[k] = opts[k] end
   o.stdio = {opts.input and "pipe" or "ignore", "pipe", "pipe"}
   local p, err, name = M.spawn(cmd, args, o)
   if not p then return nil, err, name end

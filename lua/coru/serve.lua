@@ -9,6 +9,8 @@ local coru = require "coru"
 
 local M = {}
 
+M.STREAM_OPTS = {"timeout", "connect_timeout", "send_timeout", "read_timeout", "max_line"}
+
 function M.apply_opts(s, opts)
   if opts.timeout then s:settimeout(opts.timeout) end
   if opts.connect_timeout or opts.send_timeout or opts.read_timeout then

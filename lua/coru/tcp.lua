@@ -30,10 +30,11 @@ end
 -- Connect to host:port, trying each address in turn. opts: timeout (ms,
 -- all three), connect_timeout/send_timeout/read_timeout, nodelay (default
 -- true), keepalive, family ("inet"/"inet6"), max_line.
-function M.connect(host, port, opts)
-  if type(host) ~= "string" then error("coru.tcp.connect: host must be a string", 2) end
-  if type(port) ~= "number" then error("coru.tcp.connect: port must be a number", 2) end
-  opts = opts or {}
+local modes = require "coru.modes"
+local CONNECT_OPTS = modes.set(serve.STREAM_OPTS, {"nodelay", "keepalive", "family"})
+local LISTEN_OPTS = modes.set(serve.STREAM_OPTS, {"nodelay", "keepalive", "family", "backlog", "reuseport", "ipv6only"})
+
+local function connect(host, port, opts)
   local addrs, err, name = resolve(host, port, opts.family)
   if not addrs then return nil, err, name end
   for _, a in ipairs(addrs) do
@@ -47,6 +48,16 @@ function M.connect(host, port, opts)
   return nil, err, name
 end
 
+-- coru.tcp.connect(host, port [, opts] [, cb]): three modes.
+function M.connect(host, port, opts, cb)
+  if type(host) ~= "string" then error("bad argument #1 to 'coru.tcp.connect' (string expected, got " .. type(host) .. ")", 2) end
+  if type(port) ~= "number" then error("bad argument #2 to 'coru.tcp.connect' (number expected, got " .. type(port) .. ")", 2) end
+  opts, cb = modes.opts_cb("coru.tcp.connect", 3, opts, cb, CONNECT_OPTS)
+  if cb then return modes.run(cb, connect, host, port, opts) end
+  modes.need_task("coru.tcp.connect")
+  return connect(host, port, opts)
+end
+
 -- Listen on host:port; each accepted connection runs handler(stream) in its
 -- own task. When the handler returns or fails, the connection is closed; a
 -- failure goes to coru.on_error and the server goes on. opts: backlog
@@ -54,8 +65,9 @@ end
 -- max_line. Returns the server (server:getsockname().port is the port).
 function M.listen(host, port, handler, opts)
   if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
-    error("coru.tcp.listen: handler must be a function", 2)
+    error("bad argument #3 to 'coru.tcp.listen' (function expected, got " .. type(handler) .. ")", 2)
   end
+  modes.check_opts("coru.tcp.listen", 4, opts, LISTEN_OPTS)
   opts = opts or {}
   host = host or "127.0.0.1"
   local addr = host

@@ -19,12 +19,21 @@ local DEFAULT_HANDSHAKE_TIMEOUT = 30000
 local CTX_KEYS = {"ca", "cert", "key", "passphrase", "alpn", "min_version", "max_version",
                   "ciphers", "ciphersuites"}
 
+-- Every option name a TLS function takes: any other is refused (a
+-- misspelled "verfy = false" must not pass unnoticed).
+local modes = require "coru.modes"
+local CONTEXT_OPTS = modes.set(CTX_KEYS, {"server", "verify"})
+local OPTS = modes.set(CTX_KEYS, {"server", "verify", "host", "servername", "context", "handshake_timeout",
+  "tcp", "on_handshake_error", "timeout", "connect_timeout", "send_timeout", "read_timeout", "max_line",
+  "nodelay", "keepalive", "family", "backlog", "reuseport", "ipv6only"})
+
 -- coru.tls.context(opts): build once, reuse across connections. opts.server
 -- for a server context. Returns the context or nil, msg, name.
 function M.context(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("coru.tls.context: bad argument #1 (table expected, got " .. type(opts) .. ")", 2)
   end
+  modes.check_opts("coru.tls.context", 1, opts, CONTEXT_OPTS)
   return C.context(opts or {})
 end
 
@@ -59,6 +68,11 @@ local function check_opts(opts, fname, idx)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
     error(fname .. ": bad argument #" .. idx .. " (table expected, got " .. type(opts) .. ")", 3)
+  end
+  for k in pairs(opts) do
+    if not OPTS[k] then
+      error(fname .. ": bad argument #" .. idx .. " (unknown option '" .. tostring(k) .. "')", 3)
+    end
   end
   return opts
 end

@@ -1,0 +1,154 @@
+-- The host's REPL (coru with no script on a terminal, or -i), driven
+-- through a pseudo-terminal by spec/repl_pty.py. The REPL is a subprocess,
+-- so this spec is the same in both faces.
+local H = require "helper"
+local bin = H.bin
+
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+has_python = select(2, H.sh("command -v python3 >/dev/null 2>&1")) == 0
+
+local function drive(args, steps)
+  local cmd = {"CORU_HISTORY=/dev/null", "python3", q(here .. "repl_pty.py"), q(bin)}
+  for _, a in ipairs(args) do cmd[#cmd + 1] = q(a) end
+  cmd[#cmd + 1] = "--"
+  for _, s in ipairs(steps) do cmd[#cmd + 1] = q(s) end
+  local out, status = H.sh(table.concat(cmd, " ") .. " 2>&1")
+  return out, status
+end
+
+describe("the REPL", function()
+  if not has_python then
+    pending("python3 is needed to drive a pseudo-terminal")
+    return
+  end
+
+  it("prompts, prints expressions, suspends at top level, lets background tasks run, ends at Ctrl-D", function()
+    local out, status = drive({}, {
+      "expect:> ",
+      "send:ticks = 0; bg = coru.spawn(function() while true do coru.sleep(5) ticks = ticks + 1 end end)\n",
+      "expect:\n> ",
+      "sleep:0.3",                                   -- between prompts: the loop runs
+      "send:=ticks >= 20, 'between'\n",
+      "expect:\n> ",
+      "send:t0 = coru.now(); coru.sleep(100); n = ticks\n",   -- a suspending line
+      "expect:\n> ",
+      "send:coru.now() - t0 >= 100, n > 0\n",        -- a bare expression
+      "expect:\n> ",
+      "send:for i = 1, 2 do\n",
+      "expect:>> ",
+      "send:io.write('line', i, ' ') end\n",
+      "expect:line2 > ",
+      "send:error('oops')\n",
+      "expect:\n> ",
+      "send:\\x04",
+    })
+    assert.equal(0, select(2, out:gsub("TIMEOUT", "")), out)
+    assert.matches("^coru %d+%.%d+%.%d+ %(LuaJIT", out)
+    assert.matches("\ntrue\tbetween\r?\n", out)
+    assert.matches("\ntrue\ttrue\r?\n", out)
+    assert.matches("line1 line2", out)
+    assert.matches("stdin:1: oops", out)
+    assert.matches("EXIT 0\n$", out)
+    assert.equal(0, status)
+  end)
+
+  it("continues an incomplete chunk with >> and reports a syntax error", function()
+    local out = drive({"-i", "-e", "x = 41"}, {
+      "expect:> ",
+      "send:return x +\n",
+      "expect:>> ",
+      "send:1\n",
+      "expect:42",
+      "expect:> ",
+      "send:x = = 1\n",
+      "expect:> ",
+      "send:\\x04",
+    })
+    assert.not_matches("TIMEOUT", out)
+    assert.matches("stdin:1: unexpected symbol near '='", out)
+    assert.matches("EXIT 0\n$", out)
+  end)
+
+  it("Ctrl-C cancels the running line and clears the typed one; the session goes on", function()
+    local out = drive({}, {
+      "expect:> ",
+      "send:coru.sleep(100000)\n",
+      "sleep:0.3",
+      "send:\x03",
+      "expect:interrupted",
+      "expect:> ",
+      "send:abc",
+      "sleep:0.2",
+      "send:\x03",
+      "expect:> ",
+      "send:=1+1\n",
+      "expect:2",
+      "expect:> ",
+      "send:\x04",
+    })
+    assert.not_matches("TIMEOUT", out)
+    assert.matches("cancelled: interrupted", out)
+    assert.not_matches("abc=1", out)
+    assert.matches("EXIT 0\n$", out)
+  end)
+
+  it("Tab completes names, submodules not loaded yet and methods", function()
+    local out = drive({}, {
+      "expect:> ",
+      "send:=type(coru.tc\t",                      -- coru.tcp (the submodule), common prefix
+      "sleep:0.3",
+      "send:.con\t",                                -- coru.tcp.connect
+      "sleep:0.3",
+      "send:)\n",
+      "expect:function",
+      "expect:> ",
+      "send:ch = coru.channel(1)\n",
+      "expect:> ",
+      "send:=ch:try_s\t",                           -- a method, through the handle's metatable
+      "sleep:0.3",
+      "send:(5), ch:len()\n",
+      "expect:true\t1",
+      "expect:> ",
+      "send:\x04",
+    })
+    assert.not_matches("TIMEOUT", out)
+    assert.matches("EXIT 0\n$", out)
+  end)
+
+  it("ends at Ctrl-D even with a server still open", function()
+    local out = drive({}, {
+      "expect:> ",
+      "send:srv = coru.tcp.listen('127.0.0.1', 0, function() end)\n",
+      "expect:\n> ",
+      "send:\\x04",
+    })
+    assert.not_matches("TIMEOUT", out)
+    assert.matches("EXIT 0\n$", out)
+  end)
+end)
+
+describe("the host's options", function()
+  it("-h and --help print the usage on stdout and exit 0", function()
+    for _, o in ipairs({"-h", "--help"}) do
+      local out, status = H.sh(bin .. " " .. o .. " 2>/dev/null")
+      assert.equal(0, status)
+      assert.matches("usage: .* %[options%] %[script %[args%]%]", out)
+      assert.matches("%-i ", out)
+    end
+  end)
+
+  it("an unknown option prints the usage on stderr and exits 1", function()
+    local out, status = H.sh(bin .. " --bogus 2>&1 >/dev/null")
+    assert.equal(1, status)
+    assert.matches("unrecognized option '%-%-bogus'", out)
+  end)
+
+  it("-i reads lines from a pipe too, printing expressions", function()
+    local out, status = H.sh("printf '=1+1\\ncoru.sleep(5)\\nreturn \"a\", nil\\n' | " .. bin .. " -i 2>&1")
+    assert.equal(0, status)
+    assert.matches("2\n", out)
+    assert.matches("a\tnil\n", out)
+  end)
+end)
