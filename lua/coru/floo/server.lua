@@ -21,7 +21,6 @@ local concat, insert, remove, sort = table.concat, table.insert, table.remove, t
 local floor, huge = math.floor, math.huge
 local byte, char = string.byte, string.char
 
-M.VERSION = "0.1"
 M.DEFAULTS = {
   host = "127.0.0.1",
   port = 3148,
@@ -154,6 +153,7 @@ end
 -- ------------------------------------------------------------ logging
 
 local LEVELS = {debug = 10, info = 20, warn = 30, error = 40, none = 100}
+local apply_patch   -- below, with the buffer changes
 
 local function make_logger(level, out)
   local threshold = LEVELS[level] or error("unknown log level: " .. tostring(level), 0)
@@ -167,7 +167,6 @@ local function make_logger(level, out)
     if type(out) == "function" then out(line) else out:write(line, "\n") out:flush() end
   end
 end
-M.make_logger = make_logger
 
 -- ------------------------------------------------------------ config
 
@@ -550,7 +549,7 @@ local function replay_log(srv, ws)
     if buf and type(rec.t) == "string" then new = rec.t
     elseif buf and type(rec.t64) == "string" then new = M.base64_decode(rec.t64)
     elseif buf and type(rec.p) == "string" and rec.b == buf.md5 and rec.a ~= buf.md5 then
-      new = M.apply_patch(buf.text, rec.p)
+      new = apply_patch(buf.text, rec.p)
     end
     if new and md5(new) == rec.a then
       buf.text, buf.md5, buf.snap_dirty = new, rec.a, true
@@ -943,7 +942,7 @@ local function commit(buf, text, sum, rec)
 end
 
 -- apply patch text -> new text | nil
-local function apply_patch(text, patch_text)
+function apply_patch(text, patch_text)
   local ok, patches = pcall(D.patch_from_text, D, patch_text)
   if not ok or type(patches) ~= "table" then return nil end
   local ok2, result, applied = pcall(D.patch_apply, D, patches, text)
@@ -951,7 +950,6 @@ local function apply_patch(text, patch_text)
   for _, a in ipairs(applied or {}) do if not a then return nil end end
   return result
 end
-M.apply_patch = apply_patch
 
 -- coru.dmp may run a big job on the thread pool and suspend the task: one
 -- change at a time per buffer, the others wait their turn in order.
@@ -1335,7 +1333,6 @@ function H.kick(conn, req_id, msg)
   conn:ack(req_id)
 end
 
-M.handlers = H
 
 function Conn:set_perms(site)
   self.site_perms = site
@@ -1684,7 +1681,7 @@ usage: coru-floo-server [options]
 The server prints "listening" with its ports as a JSON log line on stderr.
 SIGTERM and SIGINT save every buffer and exit 0.]]
 
-function M.parse_args(argv)
+local function parse_args(argv)
   local cfg, i = {}, 1
   local function val()
     i = i + 1
@@ -1728,7 +1725,7 @@ end
 
 -- main(argv): run until SIGTERM/SIGINT. Task only (the host's main chunk).
 function M.main(argv)
-  local ok, cfg, usage = pcall(M.parse_args, argv or {})
+  local ok, cfg, usage = pcall(parse_args, argv or {})
   if not ok then io.stderr:write("coru-floo-server: ", tostring(cfg), "\n") return 2 end
   if not cfg then io.stdout:write(usage, "\n") return 0 end
   local srv, err = M.start(cfg)
