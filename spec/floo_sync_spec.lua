@@ -73,9 +73,16 @@ describe("floo-sync", function()
       assert(fs.write_file(A .. "/debug.log", "not shared\n"))
       assert(fs.mkdirp(A .. "/.git"))
       assert(fs.write_file(A .. "/.git/HEAD", "ref: x\n"))
-      local pa = sync(srv.port, "alice", A, "--upload")
+      local pa, pb
+      finally(function()   -- a failed step must not leave mirrors running
+        for _, p in ipairs({pa, pb}) do
+          if p and not p.exited then p:kill("sigkill") end
+          if p then p:close() end
+        end
+      end)
+      pa = sync(srv.port, "alice", A, "--upload")
       helper.wait_until(function() local ws = srv:workspace("alice/ws") return ws and ws.nbufs == 4 end, 10000, "the upload")
-      local pb = sync(srv.port, "bob", B, "--download")
+      pb = sync(srv.port, "bob", B, "--download")
       local function shared(t) t["debug.log"] = nil t[".git/HEAD"] = nil return t end
       local ok = coru.timeout(10000, function()
         while not same(shared(tree(A)), tree(B)) do coru.sleep(20) end
@@ -174,7 +181,9 @@ describe("floo-sync", function()
                                 tls = {port = 0, cert = certs.server.cert, key = certs.server.key}})
       local root = H.tmpdir()
       assert(fs.write_file(root .. "/secure.txt", "over TLS 🔒\n"))
-      local p = assert(coru.process.spawn(helper.bin, {"examples/floo-sync", "-q", "-H", "localhost", "-p",
+      local p
+      finally(function() if p and not p.exited then p:kill("sigkill") end end)
+      p = assert(coru.process.spawn(helper.bin, {"examples/floo-sync", "-q", "-H", "localhost", "-p",
         tostring(srv.tls_port), "--ca", certs.ca_file, "-u", "alice", "-s", H.USERS.alice.secret,
         "-w", "alice/ws", "--upload", root}, {stdio = {"ignore", "ignore", "ignore"}}))
       helper.wait_until(function()
