@@ -21,7 +21,7 @@ HDRS := $(wildcard src/*.h) $(BUILD)/boot.h $(BUILD)/repl_lua.h
 EDIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags libedit 2>/dev/null)
 EDIT_LIBS   = $(shell $(PKG_CONFIG) --libs libedit 2>/dev/null || echo -ledit)
 
-.PHONY: meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san
+.PHONY: meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san fuzz fuzz-dmp bench-dmp
 
 all: $(if $(LUA),check-lua) $(BUILD)/coru $(BUILD)/coru.so
 
@@ -114,6 +114,11 @@ demo: all
 bench: all
 	sh bench/run.sh
 	sh bench/floo/run.sh
+	sh bench/dmp/run.sh
+
+# coru.dmp against the npm diff-match-patch under Node.js (bench/dmp/run.sh)
+bench-dmp: all $(NODE_DEPS)
+	sh bench/dmp/run.sh
 
 # Every .lua under lua/ (coru/*.lua and subdirectories such as
 # coru/floo/) into $(1), keeping the tree.
@@ -137,5 +142,34 @@ install-rock: all
 	install -m 755 bin/coru-floo-server $(INST_BINDIR)/coru-floo-server
 	install -m 755 examples/floo-sync $(INST_BINDIR)/floo-sync
 
+# libFuzzer harnesses of the dmp core (pure C, no Lua): patch_from_text on
+# any bytes, and make/to_text/from_text/apply round trips. Each runs for
+# FUZZ_SECONDS from the seeds in fuzz/seeds/ (inputs that once failed among
+# them); a crash leaves its input in build-fuzz/.
+FUZZ_SECONDS ?= 30
+FUZZ_CC ?= clang
+DMP_CORE = src/dmp_text.c src/dmp_diff.c src/dmp_patch.c
+DMP_FUZZERS = build-fuzz/dmp_fromtext_fuzz build-fuzz/dmp_roundtrip_fuzz
+build-fuzz/%: fuzz/%.c fuzz/dmp_fuzz_common.h $(DMP_CORE) src/dmp.h | $(DEPS_OK)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o $@ $< $(DMP_CORE) -lm
+
+# make fuzz: every fuzz target of the tree (a rule without a recipe, so that
+# other fuzzers can add theirs as prerequisites)
+fuzz: fuzz-dmp
+
+fuzz-dmp: $(DMP_FUZZERS)
+	@for f in $(DMP_FUZZERS); do \
+	  n=$$(basename $$f); echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	  seeds=$$(echo $$n | sed 's/^dmp_//; s/_fuzz$$//'); mkdir -p build-fuzz/corpus-$$seeds; \
+	  if (cd build-fuzz && ./$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	        corpus-$$seeds ../fuzz/seeds/$$seeds > $$n.log 2>&1) \
+	     && ! grep -q "runtime error" build-fuzz/$$n.log; then \
+	    grep "number_of_executed_units" build-fuzz/$$n.log; \
+	  else \
+	    grep -E "runtime error|ERROR|dmp fuzz|SUMMARY|Test unit written" build-fuzz/$$n.log | head -20; exit 1; \
+	  fi; \
+	done
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

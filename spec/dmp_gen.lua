@@ -67,15 +67,36 @@ function M.text_pairs(count)
   add("a\0b\0c", "a\0\0b c") add("%+# ;/?:@&=$,", "%2B+#  ;/?:@&=$,%")
   local long = M.str(M.atoms_of(5000, 20))
   add(long, long .. "tail") add("head" .. long, (long:gsub("a", "A", 3)))
+  local line = ("lorem ipsum dolor sit amet, "):rep(400)  -- one long line
+  add(line, line:gsub("dolor", "DOLOR", 3), line:gsub("amet", "", 2))
   local L = M.lines(45000)
   local L2 = M.mutate(L, 6, 12)
   add(M.str(L), M.str(L2), M.str(M.mutate(L, 3, 12)))
+  -- edits past line 40,000, where the first text's lines share one code
+  local L3 = {}
+  for i = 1, #L do L3[i] = L[i] end
+  for _ = 1, 4 do L3[random(40001, 45000)] = "changed\n" end
+  table.insert(L3, random(40001, 45000), "new line\n")
+  add(M.str(L), M.str(L3))
   local big = M.atoms_of(40000, #M.atoms)
   add(M.str(big), M.str(M.mutate(big, 10)), M.str(M.mutate(big, 5)))
   local body = M.str(M.lines(12, "some line number %d\n"))
   add(body .. "hasOwnProperty", body:gsub("5", "five") .. "hasOwnProperty")
   add(body .. "__proto__", body:gsub("7", "seven") .. "__proto__")
   add(body .. "__proto__\n__proto__", "__proto__\n" .. body:gsub("3", "three") .. "__proto__")
+  -- many hunks applied to a base whose text moved before each of them by
+  -- about the matching range (37 units with the server's tunables): the
+  -- reference's non-cumulative delta decides which hunks are found
+  for n = 1, 24 do
+    local a, b, c = {}, {}, {}
+    for p = 1, 8 do
+      local para = M.atoms_of(random(40, 80), 30)
+      a[#a + 1], c[#c + 1] = M.str(para), ("z"):rep(random(n % 2 == 0 and 10 or 100, n % 2 == 0 and 30 or 400))
+      c[#c + 1] = a[#a]
+      b[#b + 1] = M.str(M.mutate(para, 1, 30))
+    end
+    add(M.str(a), M.str(b), M.str(c))
+  end
   while #out < count do
     local n = random(10) == 1 and random(2000) or random(0, 80)
     local k = random(3) == 1 and random(8, 20) or #M.atoms

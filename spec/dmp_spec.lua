@@ -63,8 +63,8 @@ describe("coru.dmp differential (npm diff-match-patch 1.0.5, dmp 1.0.0)", functi
                            gen.str(gen.atoms_of(math.random(0, 40), 12))}
       meta[#cases] = {d = dmp.new()}
     end
-    for i = 1, 80 do
-      local t = gen.atoms_of(math.random(0, 120), i % 3 == 0 and 10 or #gen.atoms)
+    for i = 1, 150 do
+      local t = gen.atoms_of(i % 5 == 0 and math.random(500, 3000) or math.random(0, 120), i % 3 == 0 and 10 or #gen.atoms)
       local s = gen.str(t)
       local from = math.random(1, #t + 1)
       local pat = table.concat(t, "", from, math.min(#t, from + math.random(0, 12)))
@@ -151,5 +151,199 @@ describe("coru.dmp differential (npm diff-match-patch 1.0.5, dmp 1.0.0)", functi
     print(("\ndmp differential: seed %d, %d cases, %d where the reference failed, %d with lone surrogates"):format(
       seed, count, refail, lone))
     assert.is_true(count >= 400)
+  end)
+end)
+
+describe("coru.dmp API", function()
+  local run = helper.run
+
+  it("md5 is the lowercase hex digest of the bytes", function()
+    assert.equal("d41d8cd98f00b204e9800998ecf8427e", coru.md5(""))
+    assert.equal("5d41402abc4b2a76b9719d911017c592", coru.md5("hello"))
+    assert.equal("9e107d9d372bb6826bd81d3542a419d6", coru.md5("The quick brown fox jumps over the lazy dog"))
+    assert.equal(32, #coru.md5("\0\255\254 not UTF-8"))
+    assert.has_error(function() coru.md5(nil) end, "bad argument #1 to 'md5' (string expected, got nil)")
+  end)
+
+  it("has the constants, the reference defaults and settable tunables", function()
+    assert.equal(-1, dmp.DELETE) assert.equal(0, dmp.EQUAL) assert.equal(1, dmp.INSERT)
+    local d = dmp.new()
+    assert.equal(1.0, d.diff_timeout) assert.equal(0.5, d.match_threshold) assert.equal(1000, d.match_distance)
+    assert.equal(0.5, d.patch_delete_threshold) assert.equal(4, d.patch_margin) assert.equal(4, d.diff_edit_cost)
+    assert.equal(32, d.match_maxbits)
+    d.match_threshold = 0.375
+    assert.equal(0.375, d.match_threshold)
+    local s = dmp.new(gen.server)
+    assert.equal(100, s.match_distance)
+    assert.has_error(function() dmp.new{bogus = 1} end, "bad argument #1 to 'new' (option 'bogus': unknown option)")
+    assert.has_error(function() dmp.new{patch_margin = 1.5} end,
+                     "bad argument #1 to 'new' (option 'patch_margin': an integer from 0 to 32 expected)")
+    assert.has_error(function() d.match_distance = "far" end, "coru.dmp: option 'match_distance': a number expected")
+    assert.is_nil(d.nothing)
+    assert.matches("^coru.dmp: ", tostring(d))
+  end)
+
+  it("refuses invalid UTF-8 and wrong types, naming the argument", function()
+    local d = dmp.new()
+    -- methods count self as argument #1; the module-level forms count from the first text
+    assert.has_error(function() d:diff_main("ok\255", "a") end, "bad argument #2 to 'diff_main' (invalid UTF-8 at byte 3)")
+    assert.has_error(function() dmp.diff_main("a", "\237\160\128") end,
+                     "bad argument #2 to 'diff_main' (invalid UTF-8 at byte 1)")
+    assert.has_error(function() dmp.patch_apply({}, 42) end, "bad argument #2 to 'patch_apply' (string expected, got number)")
+    assert.has_error(function() dmp.diff_levenshtein({{7, "x"}}) end,
+                     "bad argument #1 to 'diff_levenshtein' (diff 1: op must be -1, 0 or 1)")
+    assert.has_error(function() dmp.patch_to_text({{diffs = {}, start1 = 0}}) end,
+                     "bad argument #1 to 'patch_to_text' (start2: a number expected, got nil)")
+    assert.has_error(function() dmp.patch_make(1, 2) end,
+                     "patch_make: unknown call format (text1, text2), (diffs), (text1, diffs) expected")
+    assert.has_error(function() dmp.patch_make("abc", {{0, "abd"}}) end,
+                     "bad argument #2 to 'patch_make' (the diffs do not describe text1 (their deleted and equal texts differ from it))")
+    assert.has_error(function() dmp.match_main("abc", ("x"):rep(40), 0) end,
+                     "match_main: pattern too long (40 UTF-16 units, match_maxbits is 32)")
+  end)
+
+  it("refuses every invalid UTF-8 form and accepts every valid one", function()
+    local bad = {
+      ["\194"] = 1, ["\194a"] = 1, ["\192\128"] = 1, ["\193\191"] = 1, ["\224\128\128"] = 1,
+      ["\237\160\128"] = 1, ["\237\191\191"] = 1, ["\240\143\191\191"] = 1, ["\244\144\128\128"] = 1,
+      ["\245\128\128\128"] = 1, ["\128"] = 1, ["ok\255"] = 3, ["\226\130"] = 1, ["0123456789abcdef\200"] = 17,
+    }
+    for s, at in pairs(bad) do
+      assert.has_error(function() dmp.diff_main(s, "") end,
+                       ("bad argument #1 to 'diff_main' (invalid UTF-8 at byte %d)"):format(at))
+    end
+    for _, s in ipairs {"\0", "\127", "\194\128", "\223\191", "\224\160\128", "\237\159\191", "\238\128\128",
+                        "\239\191\191", "\240\144\128\128", "\244\143\191\191", ("ab\195\169"):rep(20)} do
+      local diffs = dmp.diff_main(s, s .. "!")
+      assert.equal(s, dmp.diff_text1(diffs))
+      assert.equal(s .. "!", dmp.diff_text2(diffs))
+    end
+  end)
+
+  it("returns nil and a message for malformed patch text", function()
+    local cases = {
+      ["x"] = "Invalid patch string: x",
+      ["@@ -1 +1 @@\n-%E2%82\n"] = "Illegal escape in patch_fromText: -%E2%82",
+      ["@@ -1 +1 @@\n*a\n"] = 'Invalid patch mode "*" in: *a',
+      ["@@ -99999999999999999 +1 @@\n"] = "Number too large in patch header: @@ -99999999999999999 +1 @@",
+      ["@@ -1 +1 @@\n-\255\n"] = "invalid UTF-8 at byte 14 of the patch text",
+    }
+    for text, msg in pairs(cases) do
+      local ps, err = dmp.patch_from_text(text)
+      assert.is_nil(ps)
+      assert.equal(msg, err)
+    end
+    assert.same({}, dmp.patch_from_text(""))
+  end)
+
+  it("applies patches built by hand with odd numbers and empty diffs without failing", function()
+    local cases = {
+      {{diffs = {{0, "ab"}, {1, "x"}}, start1 = -5, start2 = 1e15, length1 = -3, length2 = 9e15}},
+      {{diffs = {}, start1 = 0, start2 = 0, length1 = 0, length2 = 0}},
+      {{diffs = {{-1, ("long"):rep(40)}}, start1 = 3, start2 = 3, length1 = 160, length2 = 0}},
+      {{diffs = {{0, ""}, {-1, ""}, {1, ""}}, start1 = 0, start2 = 0, length1 = 0, length2 = 0}},
+    }
+    for _, ps in ipairs(cases) do
+      for _, base in ipairs {"", "ab", ("long"):rep(50), "😀x"} do
+        local out, res = dmp.patch_apply(ps, base)
+        assert.is_string(out)
+        assert.is_table(res)
+        assert.is_string(dmp.patch_to_text(ps))
+      end
+    end
+    -- what the reference prints for the same object (checked with Node.js)
+    assert.equal("@@ --4,-3 +1000000000000001,9000000000000000 @@\n ab\n+x\n", dmp.patch_to_text(cases[1]))
+  end)
+
+  it("accepts every call format of patch_make and keeps diffs in place", function()
+    local a, b = "The quick brown fox jumps.", "The quick red fox leaps."
+    local d = dmp.new()
+    local diffs = d:diff_main(a, b)
+    local t = d:patch_to_text(d:patch_make(a, b))
+    d:diff_cleanup_semantic(diffs)
+    d:diff_cleanup_efficiency(diffs)
+    assert.equal(t, d:patch_to_text(d:patch_make(diffs)))
+    assert.equal(t, d:patch_to_text(d:patch_make(a, diffs)))
+    assert.equal(t, d:patch_to_text(d:patch_make(a, b, diffs)))
+    local ps = d:patch_make(a, b)
+    assert.equal(t, tostring(ps[1]) .. tostring(ps[2] or ""))
+    local same = d:diff_main("abc", "abd")
+    assert.equal(same, d:diff_cleanup_semantic(same))
+    assert.equal(a, d:diff_text1(diffs))
+    assert.equal(b, d:diff_text2(diffs))
+  end)
+
+  it("never splits a surrogate pair (the reference's patch_toText throws there)", function()
+    local a, b = ("😀"):rep(10) .. "x", ("😀"):rep(5) .. "😁" .. ("😀"):rep(4) .. "x"
+    local text = dmp.patch_to_text(dmp.patch_make(a, b))
+    -- (checked: both JavaScript libraries apply it to give b; the reference throws URIError)
+    assert.equal("@@ -1,21 +1,21 @@\n " .. ("%F0%9F%98%80"):rep(5) .. "\n-%F0%9F%98%80\n+%F0%9F%98%81\n " ..
+                 ("%F0%9F%98%80"):rep(4) .. "x\n", text)
+    local out, res = dmp.patch_apply(assert(dmp.patch_from_text(text)), a)
+    assert.equal(b, out)
+    assert.same({true}, res)
+    local diffs = dmp.diff_main("😀", "😁")
+    assert.same({{-1, "😀"}, {1, "😁"}}, diffs)
+    dmp.diff_cleanup_merge(diffs)
+    assert.same({{-1, "😀"}, {1, "😁"}}, diffs)
+  end)
+
+  it("runs large operations on the pool: callback mode, and a task suspends while the loop serves", function()
+    run(function()
+      local at = gen.atoms_of(30000)
+      local a, b = gen.str(at), gen.str(gen.mutate(at, 50))
+      local d = dmp.new()
+      local want = d:diff_main(a, b)
+      local got
+      d:diff_main(a, b, function(err, diffs) got = {err, diffs} end)
+      helper.wait_until(function() return got end, 20000, "the diff callback")
+      assert.is_nil(got[1])
+      assert.same(want, got[2])
+      local old = dmp.pool_threshold(0)
+      local ticks, t = 0, coru.new_timer()
+      t:start(0, 1, function() ticks = ticks + 1 end)
+      local ps = d:patch_make(a, b)
+      local out, res = d:patch_apply(ps, a)
+      t:close()
+      dmp.pool_threshold(old)
+      assert.equal(b, out)
+      for _, r in ipairs(res) do assert.is_true(r) end
+      assert.equal(d:patch_to_text(ps), d:patch_to_text(dmp.new():patch_make(a, b)))
+    end)
+  end)
+
+  it("bounds a diff by diff_timeout and still returns diffs that rebuild both texts", function()
+    local a, b = gen.str(gen.atoms_of(40000)), gen.str(gen.atoms_of(40000))  -- unrelated, ~100 KB each
+    local d = dmp.new{diff_timeout = 0.05}
+    local diffs = d:diff_main(a, b)
+    assert.equal(a, d:diff_text1(diffs))
+    assert.equal(b, d:diff_text2(diffs))
+    local out, res = d:patch_apply(d:patch_make(a, diffs), a)
+    assert.equal(b, out)
+    for _, r in ipairs(res) do assert.is_true(r) end
+  end)
+
+  it("runs in place where a task cannot suspend (a table.sort comparator)", function()
+    run(function()
+      local old = dmp.pool_threshold(0)
+      local got
+      table.sort({2, 1}, function(x, y) got = dmp.diff_main("abc", "abd") return x < y end)
+      dmp.pool_threshold(old)
+      assert.same({{0, "ab"}, {-1, "c"}, {1, "d"}}, got)
+    end)
+  end)
+
+  it("discards the result of a cancelled pool operation", function()
+    run(function()
+      local old = dmp.pool_threshold(0)
+      local a, b = gen.str(gen.atoms_of(20000)), gen.str(gen.atoms_of(20000))
+      local task = coru.spawn(function() return dmp.diff_main(a, b) end)
+      task:cancel("stop")
+      local ok, err = pcall(task.await, task)
+      dmp.pool_threshold(old)
+      assert.is_false(ok)
+      assert.is_true(coru.is_cancelled(err))
+      coru.sleep(50)
+    end)
   end)
 end)

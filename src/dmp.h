@@ -33,6 +33,7 @@ typedef struct {
   double patch_delete_threshold; /* 0.5 */
   int patch_margin;              /* 4, 0..31 */
   int match_maxbits;             /* 32 (the reference's, fixed) */
+  size_t index_min;              /* patch_make indexes texts from this many units (65536); not a tunable */
 } dmp_opts;
 
 void dmp_opts_default(dmp_opts *o);
@@ -54,6 +55,8 @@ void dmp_bstr_free(dmp_bstr *s);
 /* UTF-8 -> UTF-16. Returns 0, or -1 with *bad the byte offset of the first
  * invalid sequence (overlong, surrogate, > U+10FFFF, truncated). */
 int dmp_utf8_to_u16(const char *s, size_t n, dmp_ustr *out, size_t *bad);
+/* Validation only: 0, or -1 with *bad as above. */
+int dmp_utf8_check(const char *s, size_t n, size_t *bad);
 /* UTF-16 -> UTF-8 (appends); a lone surrogate becomes U+FFFD. */
 void dmp_u16_to_utf8(const dmp_u16 *s, size_t n, dmp_bstr *out);
 
@@ -101,6 +104,11 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
  * as the reference reports them) 1 if hunk i applied. */
 void dmp_patch_apply(const dmp_opts *o, const dmp_patches *p, const dmp_u16 *text, size_t n,
                      dmp_ustr *out, unsigned char **results, size_t *nresults);
+
+/* The same on patches it may change and frees (*p ends empty): the
+ * binding's private copy needs no second one. */
+void dmp_patch_apply_consume(const dmp_opts *o, dmp_patches *p, const dmp_u16 *text, size_t n, dmp_ustr *out,
+                             unsigned char **results, size_t *nresults);
 
 /* JavaScript's encodeURI with %20 turned back into ' ' (appends). */
 void dmp_encode_uri(const dmp_u16 *s, size_t n, dmp_bstr *out);

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include "dmp.h"
 
 typedef dmp_u16 u16;
@@ -92,12 +95,27 @@ static int ueq(const u16 *a, size_t na, const u16 *b, size_t nb) {
 
 static size_t common_prefix(const u16 *a, size_t na, const u16 *b, size_t nb) {
   size_t n = na < nb ? na : nb, i = 0;
+#ifdef __SSE2__
+  for (; i + 8 <= n; i += 8) {  /* eight units at a time */
+    unsigned ne = 0xFFFFu ^ (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi16(_mm_loadu_si128((const __m128i *)(a + i)),
+                                                                        _mm_loadu_si128((const __m128i *)(b + i))));
+    if (ne) return i + (unsigned)__builtin_ctz(ne) / 2;
+  }
+#endif
   while (i < n && a[i] == b[i]) i++;
   return i;
 }
 
 static size_t common_suffix(const u16 *a, size_t na, const u16 *b, size_t nb) {
   size_t n = na < nb ? na : nb, i = 0;
+#ifdef __SSE2__
+  for (; i + 8 <= n; i += 8) {  /* the eight units ending i units from the end */
+    unsigned ne = 0xFFFFu ^ (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi16(
+                                _mm_loadu_si128((const __m128i *)(a + na - i - 8)),
+                                _mm_loadu_si128((const __m128i *)(b + nb - i - 8))));
+    if (ne) return i + (unsigned)__builtin_clz(ne << 16) / 2;
+  }
+#endif
   while (i < n && a[na - 1 - i] == b[nb - 1 - i]) i++;
   return i;
 }
@@ -243,6 +261,8 @@ static int semantic_score(const u16 *one, size_t n1, const u16 *two, size_t n2) 
 void dmp_diff_cleanup_semantic_lossless(const dmp_opts *o, dmp_diffs *d) {
   (void)o;
   dmp_ustr w = {0};
+  w.p = dmp_xrealloc(w.p, 64 * sizeof *w.p);  /* never NULL, even for empty texts */
+  w.cap = 64;
   for (size_t p = 1; d->n && p < d->n - 1; p++) {
     if (p < 1) continue;  /* the reference throws here (two empty equalities vanished) */
     if (d->v[p - 1].op != DMP_EQUAL || d->v[p + 1].op != DMP_EQUAL) continue;
@@ -563,13 +583,21 @@ typedef struct {
 } linemap;
 
 static uint64_t hash_slice(const u16 *s, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) { h ^= s[i]; h *= 1099511628211ull; }
+  uint64_t h = 1469598103934665603ull ^ n;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {  /* four units at a time */
+    uint64_t w;
+    memcpy(&w, s + i, sizeof w);
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 32;
+  }
+  for (; i < n; i++) { h ^= s[i]; h *= 1099511628211ull; }
   return h ^ (h >> 29);
 }
 
-static void lm_grow(linemap *m) {
+static void lm_grow(linemap *m, size_t hint) {
   size_t nsz = m->slots ? (m->mask + 1) * 2 : 1024;
+  while (nsz < hint) nsz *= 2;
   uint32_t *ns = dmp_xmalloc(nsz * sizeof *ns);
   memset(ns, 0, nsz * sizeof *ns);
   for (size_t i = 0; m->slots && i <= m->mask; i++) {
@@ -597,7 +625,7 @@ static void munge(linemap *m, const u16 *text, size_t n, size_t max_lines, dmp_u
     /* lineHash is an object: "__proto__" is never an own property there */
     int proto = ueq(ls, ln, PROTO, 9);
     size_t k = 0;
-    if (!proto && (m->used + 1) * 2 > m->mask + 1) lm_grow(m);
+    if (!proto && (m->used + 1) * 2 > m->mask + 1) lm_grow(m, 0);
     if (!proto) {
       k = (size_t)hash_slice(ls, ln) & m->mask;
       while (m->slots[k]) {
@@ -646,7 +674,9 @@ static void line_mode(const dmp_opts *o, const u16 *t1, size_t n1, const u16 *t2
   m.lines[0].s = NULL;
   m.lines[0].n = 0;
   m.nlines = 1;
-  lm_grow(&m);
+  /* room for a line per 32 units (at most 65,536 lines): few rehashes */
+  size_t hint = (n1 + n2) / 16;
+  lm_grow(&m, hint > 262144 ? 262144 : hint);
   munge(&m, t1, n1, 40000, &c1);
   munge(&m, t2, n2, 65535, &c2);
   diff_main_r(o, c1.p, c1.n, c2.p, c2.n, 0, deadline, out);
@@ -756,8 +786,12 @@ double dmp_deadline(const dmp_opts *o) {
   return o->diff_timeout <= 0 ? INFINITY : dmp_now_ms() + o->diff_timeout * 1000;
 }
 
+static const u16 EMPTY[1];
+
 void dmp_diff_main_raw(const dmp_opts *o, const u16 *t1, size_t n1, const u16 *t2, size_t n2, int checklines,
                        dmp_diffs *out) {
+  if (!t1) t1 = EMPTY;  /* an empty text may come as NULL */
+  if (!t2) t2 = EMPTY;
   diff_main_r(o, t1, n1, t2, n2, checklines, dmp_deadline(o), out);
 }
 

@@ -18,11 +18,23 @@
 #include "coru.h"
 #include "dmp.h"
 
-#define DMP_MT "coru.dmp"
-#define JOB_MT "coru.dmp.job"
-#define PATCH_MT "coru.dmp.patch"
 
 static size_t pool_min = 64 * 1024;
+
+/* Registry refs of the metatables and of the default object, set when the
+ * runtime opens (one per process): a type check is a rawgeti and a compare,
+ * not a string-keyed lookup. */
+static int mt_dmp = LUA_NOREF, mt_job = LUA_NOREF, mt_patch = LUA_NOREF, default_ref = LUA_NOREF;
+
+/* The userdata at i if its metatable is the one of ref, else NULL. */
+static void *test_ud(lua_State *L, int i, int ref) {
+  void *p = lua_touserdata(L, i);
+  if (!p || !lua_getmetatable(L, i)) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? p : NULL;
+}
 
 enum { J_DIFF = 1, J_MAKE_TEXTS, J_MAKE_DIFFS, J_APPLY };
 
@@ -56,7 +68,8 @@ static void job_clear(job *j) {
 }
 
 static int job_gc(lua_State *L) {
-  job_clear(luaL_checkudata(L, 1, JOB_MT));
+  job *j = lua_touserdata(L, 1);
+  if (j) job_clear(j);
   return 0;
 }
 
@@ -65,7 +78,7 @@ static job *job_new(lua_State *L, const dmp_opts *o, int kind) {
   memset(j, 0, sizeof *j);
   j->o = *o;
   j->kind = kind;
-  luaL_getmetatable(L, JOB_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mt_job);
   lua_setmetatable(L, -2);
   return j;
 }
@@ -105,7 +118,7 @@ static const char *set_opt(lua_State *L, dmp_opts *o, const char *k, int idx) {
 }
 
 static dmp_opts *check_dmp(lua_State *L, int i, const char *fn) {
-  dmp_opts *o = luaL_testudata(L, i, DMP_MT);
+  dmp_opts *o = test_ud(L, i, mt_dmp);
   if (!o) argerr(L, i, fn, lua_pushfstring(L, "coru.dmp object expected, got %s", luaL_typename(L, i)));
   return o;
 }
@@ -123,7 +136,7 @@ static int64_t check_int(lua_State *L, int idx, int argi, const char *fn, const 
   if (lua_type(L, idx) != LUA_TNUMBER)
     argerr(L, argi, fn, lua_pushfstring(L, "%s: a number expected, got %s", what, luaL_typename(L, idx)));
   double v = lua_tonumber(L, idx);
-  if (v != (double)(int64_t)v || v > 9007199254740992.0 || v < -9007199254740992.0)
+  if (!(v <= 9007199254740992.0 && v >= -9007199254740992.0) || v != (double)(int64_t)v)  /* NaN too */
     argerr(L, argi, fn, lua_pushfstring(L, "%s: an integer expected", what));
   return (int64_t)v;
 }
@@ -197,6 +210,8 @@ static void push_diffs(lua_State *L, job *j, const dmp_diffs *d) {
 }
 
 static void push_patches(lua_State *L, job *j, const dmp_patches *ps) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mt_patch);
+  int mt = lua_gettop(L);
   lua_createtable(L, (int)ps->n, 0);
   for (size_t i = 0; i < ps->n; i++) {
     const dmp_patch *p = &ps->v[i];
@@ -207,10 +222,11 @@ static void push_patches(lua_State *L, job *j, const dmp_patches *ps) {
     lua_pushnumber(L, (lua_Number)p->start2); lua_setfield(L, -2, "start2");
     lua_pushnumber(L, (lua_Number)p->length1); lua_setfield(L, -2, "length1");
     lua_pushnumber(L, (lua_Number)p->length2); lua_setfield(L, -2, "length2");
-    luaL_getmetatable(L, PATCH_MT);
+    lua_pushvalue(L, mt);
     lua_setmetatable(L, -2);
     lua_rawseti(L, -2, (int)i + 1);
   }
+  lua_remove(L, mt);
 }
 
 /* ------------------------------------------------------------- the jobs */
@@ -220,7 +236,7 @@ static void job_run(job *j) {
   case J_DIFF: dmp_diff_main(&j->o, j->a.p, j->a.n, j->b.p, j->b.n, j->checklines, &j->dout); break;
   case J_MAKE_TEXTS: dmp_patch_make_texts(&j->o, j->a.p, j->a.n, j->b.p, j->b.n, &j->pout); break;
   case J_MAKE_DIFFS: dmp_patch_make(&j->o, j->a.p, j->a.n, &j->din, &j->pout); break;
-  case J_APPLY: dmp_patch_apply(&j->o, &j->pin, j->a.p, j->a.n, &j->tout, &j->res, &j->nres); break;
+  case J_APPLY: dmp_patch_apply_consume(&j->o, &j->pin, j->a.p, j->a.n, &j->tout, &j->res, &j->nres); break;
   }
 }
 
@@ -260,12 +276,17 @@ static void pool_cancel(coru_cont *c) {
 
 /* Run j (a userdata on the stack) here, or on the pool: with a callback at
  * cbidx (0: none), or in a task for large texts. */
-static int run(lua_State *L, job *j, int cbidx, size_t bytes) {
+static int run(lua_State *L, job *j, int cbidx, size_t bytes, const char *fname) {
   int cb = cbidx && lua_type(L, cbidx) == LUA_TFUNCTION;
-  if (!cb && !(coru_R->current && bytes >= pool_min && lua_isyieldable(L))) {
+  coru_task *T = coru_R->current;
+  /* in a task that cannot suspend here (a metamethod, a table.sort
+   * comparator...), large texts run in place rather than fail */
+  int can = T && bytes >= pool_min && lua_isyieldable(L) && (L == T->co || lua_isyieldable(T->co));
+  if (!cb && !can) {
     job_run(j);
     return job_push(L, j);
   }
+  coru_enter(L, cb ? cbidx : 0, fname, CORU_SYNC_OK);
   job *h = malloc(sizeof *h);
   if (!h) return luaL_error(L, "coru.dmp: out of memory");
   memcpy(h, j, sizeof *h);
@@ -300,7 +321,7 @@ static int l_diff_main(lua_State *L) {
   check_text(L, 2, fn, &j->a);
   check_text(L, 3, fn, &j->b);
   j->checklines = (cb == 4 || lua_isnoneornil(L, 4)) ? 1 : lua_toboolean(L, 4);
-  return run(L, j, cb, bytes_of(L, 2) + bytes_of(L, 3));
+  return run(L, j, cb, bytes_of(L, 2) + bytes_of(L, 3), "dmp.diff_main");
 }
 
 static int l_patch_make(lua_State *L) {
@@ -330,19 +351,32 @@ static int l_patch_make(lua_State *L) {
   } else {
     return luaL_error(L, "patch_make: unknown call format (text1, text2), (diffs), (text1, diffs) expected");
   }
-  return run(L, j, cb, bytes_of(L, 2) + bytes_of(L, 3));
+  size_t bytes = bytes_of(L, 2) + bytes_of(L, 3);
+  if (bytes < j->a.n) bytes = j->a.n;  /* (diffs): about the size of text1 */
+  return run(L, j, cb, bytes, "dmp.patch_make");
 }
 
 static int l_patch_apply(lua_State *L) {
   const char *fn = "patch_apply";
   dmp_opts *o = check_dmp(L, 1, fn);
   int cb = cb_slot(L, 4);
+  if (!cb && lua_type(L, 2) == LUA_TTABLE && lua_objlen(L, 2) == 0 && lua_type(L, 3) == LUA_TSTRING) {
+    size_t n, bad;  /* no patches: the text as it is, as the reference returns it */
+    const char *s = lua_tolstring(L, 3, &n);
+    if (dmp_utf8_check(s, n, &bad)) argerr(L, 3, fn, lua_pushfstring(L, "invalid UTF-8 at byte %d", (int)bad + 1));
+    lua_pushvalue(L, 3);
+    lua_newtable(L);
+    return 2;
+  }
   job *j = job_new(L, o, J_APPLY);
   check_patches(L, 2, 2, fn, &j->pin, &j->b);
   check_text(L, 3, fn, &j->a);
   size_t bytes = bytes_of(L, 3);
-  for (size_t i = 0; i < j->pin.n; i++) bytes += (size_t)(j->pin.v[i].length1 + j->pin.v[i].length2);
-  return run(L, j, cb, bytes);
+  for (size_t i = 0; i < j->pin.n; i++) {
+    int64_t l = j->pin.v[i].length1 + j->pin.v[i].length2;
+    if (l > 0 && l < ((int64_t)1 << 40)) bytes += (size_t)l;
+  }
+  return run(L, j, cb, bytes, "dmp.patch_apply");
 }
 
 /* The diffs at index 2, converted into a new job (on the stack). */
@@ -495,7 +529,7 @@ static void apply_opts(lua_State *L, dmp_opts *o, int t, const char *fn) {
 static dmp_opts *new_obj(lua_State *L) {
   dmp_opts *o = lua_newuserdata(L, sizeof *o);
   dmp_opts_default(o);
-  luaL_getmetatable(L, DMP_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mt_dmp);
   lua_setmetatable(L, -2);
   return o;
 }
@@ -522,7 +556,7 @@ static int push_opt(lua_State *L, const dmp_opts *o, const char *k) {
 
 /* d.key: a method (upvalue 1) or a tunable. */
 static int l_index(lua_State *L) {
-  dmp_opts *o = luaL_checkudata(L, 1, DMP_MT);
+  dmp_opts *o = check_dmp(L, 1, "index");
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
   if (!lua_isnil(L, -1)) return 1;
@@ -533,7 +567,7 @@ static int l_index(lua_State *L) {
 }
 
 static int l_newindex(lua_State *L) {
-  dmp_opts *o = luaL_checkudata(L, 1, DMP_MT);
+  dmp_opts *o = check_dmp(L, 1, "newindex");
   const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
   const char *e = set_opt(L, o, k, 3);
   if (e) return luaL_error(L, "coru.dmp: option '%s': %s", k, e);
@@ -566,7 +600,7 @@ static int l_pool_threshold(lua_State *L) {
 /* Module-level forms: the method on the default object. */
 #define MODFN(name, flags)                                       \
   static int m_##name(lua_State *L) {                            \
-    lua_getfield(L, LUA_REGISTRYINDEX, "coru.dmp.default");      \
+    lua_rawgeti(L, LUA_REGISTRYINDEX, default_ref);              \
     lua_insert(L, 1);                                            \
     return l_##name(L);                                          \
   }
@@ -577,22 +611,24 @@ CORU_FAMILY(dmp) {
   static const coru_Reg top[] = {{"md5", l_md5, 0}, {NULL, NULL, 0}};
   coru_setfuncs(L, top);
 
-  luaL_newmetatable(L, JOB_MT);
+  lua_createtable(L, 0, 1);
   lua_pushcfunction(L, job_gc);
   lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, PATCH_MT);
+  mt_job = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 0, 1);
   lua_pushcfunction(L, l_patch_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  mt_patch = luaL_ref(L, LUA_REGISTRYINDEX);
 
 #define REG(name, flags) {#name, l_##name, flags},
   static const coru_Reg methods[] = {METHODS(REG) {NULL, NULL, 0}};
 #define MREG(name, flags) {#name, m_##name, flags},
   static const coru_Reg modfns[] = {METHODS(MREG) {"new", l_new, 0}, {"pool_threshold", l_pool_threshold, 0},
                                     {NULL, NULL, 0}};
-  luaL_newmetatable(L, DMP_MT);
+  lua_createtable(L, 0, 4);
   int mt = lua_gettop(L);
+  lua_pushvalue(L, mt);
+  mt_dmp = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   coru_setfuncs(L, methods);
   lua_pushcclosure(L, l_index, 1);
@@ -604,7 +640,7 @@ CORU_FAMILY(dmp) {
   lua_settop(L, M);
 
   default_ud = new_obj(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, "coru.dmp.default");
+  default_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   lua_newtable(L);  /* coru.dmp */
   coru_setfuncs(L, modfns);

@@ -15,6 +15,7 @@
 #include "dmp.h"
 
 typedef dmp_u16 u16;
+static const u16 EMPTY[1];  /* an empty text may come as NULL */
 
 /* ------------------------------------------------------ two-segment text */
 
@@ -41,6 +42,7 @@ static void ts_sub(const seg2 *t, int64_t s, int64_t e, dmp_ustr *out) {
 
 /* Does [pos, pos + m) hold pat? (pos + m <= len) */
 static int ts_eq(const seg2 *t, size_t pos, const u16 *pat, size_t m) {
+  if (!m) return 1;
   if (pos + m <= t->na) return !m || !memcmp(t->a + pos, pat, m * sizeof *pat);
   if (pos >= t->na) return !memcmp(t->b + (pos - t->na), pat, m * sizeof *pat);
   size_t k = t->na - pos;
@@ -93,14 +95,28 @@ static int64_t ts_rfind(const seg2 *t, const u16 *pat, size_t m, int64_t from) {
 
 /* ---------------------------------------------------------------- match */
 
+/* match_alphabet_: the pattern's units (at most 32) and their masks, in a
+ * small open-addressed table; a unit not in the pattern has mask 0. */
+typedef struct { uint32_t mask[128]; dmp_u16 key[128]; unsigned char used[128]; } alphabet;
+
+static unsigned alpha_slot(const alphabet *a, dmp_u16 c) {
+  unsigned k = ((unsigned)c * 40503u >> 7) & 127;
+  while (a->used[k] && a->key[k] != c) k = (k + 1) & 127;
+  return k;
+}
+
+static uint32_t alpha_get(const alphabet *a, dmp_u16 c) {
+  unsigned k = alpha_slot(a, c);
+  return a->used[k] ? a->mask[k] : 0;
+}
+
 typedef struct {
-  uint32_t *alpha;      /* 65536 masks, zero except while a bitap runs */
+  alphabet alpha;
   uint32_t *rd, *last;  /* bitap rows */
   size_t cap;
 } matcher;
 
 static void matcher_free(matcher *mt) {
-  free(mt->alpha);
   free(mt->rd);
   free(mt->last);
 }
@@ -114,12 +130,13 @@ static double bitap_score(const dmp_opts *o, double e, int64_t x, int64_t loc, s
 
 static int64_t bitap(const dmp_opts *o, matcher *mt, const seg2 *t, const u16 *pat, size_t m, int64_t loc) {
   size_t n = ts_len(t);
-  if (!mt->alpha) {
-    mt->alpha = dmp_xmalloc(65536 * sizeof *mt->alpha);
-    memset(mt->alpha, 0, 65536 * sizeof *mt->alpha);
+  alphabet *s = &mt->alpha;
+  memset(s->used, 0, sizeof s->used);
+  for (size_t i = 0; i < m; i++) {
+    unsigned k = alpha_slot(s, pat[i]);
+    if (!s->used[k]) { s->used[k] = 1; s->key[k] = pat[i]; s->mask[k] = 0; }
+    s->mask[k] |= (uint32_t)1 << (m - i - 1);
   }
-  uint32_t *s = mt->alpha;
-  for (size_t i = 0; i < m; i++) s[pat[i]] |= (uint32_t)1 << (m - i - 1);
   double score_threshold = o->match_threshold;
   int64_t best_loc = ts_find(t, pat, m, loc);
   if (best_loc != -1) {
@@ -130,13 +147,11 @@ static int64_t bitap(const dmp_opts *o, matcher *mt, const seg2 *t, const u16 *p
   uint32_t matchmask = (uint32_t)1 << (m - 1);
   best_loc = -1;
   int64_t bin_min, bin_mid, bin_max = (int64_t)(m + n);
-  size_t need = n + m + 2;
-  if (need > mt->cap) {
-    mt->rd = dmp_xrealloc(mt->rd, need * sizeof *mt->rd);
-    mt->last = dmp_xrealloc(mt->last, need * sizeof *mt->last);
-    mt->cap = need;
-  }
-  uint32_t *rd = mt->rd, *last_rd = mt->last;
+  /* The rows hold only the first pass's window [base, finish + 1]: every
+   * later window lies inside it. R(x, j) is x[j] of the reference. */
+  uint32_t *rd = NULL, *last_rd = NULL;
+  int64_t base = 0;
+#define R(x, j) ((x)[(j) - base])
   int64_t last_size = 0;  /* entries of last_rd that exist (the others read as 0) */
   for (size_t d = 0; d < m; d++) {
     bin_min = 0;
@@ -149,18 +164,34 @@ static int64_t bitap(const dmp_opts *o, matcher *mt, const seg2 *t, const u16 *p
     bin_max = bin_mid;
     int64_t start = loc - bin_mid + 1 > 1 ? loc - bin_mid + 1 : 1;
     int64_t finish = (loc + bin_mid < (int64_t)n ? loc + bin_mid : (int64_t)n) + (int64_t)m;
-    /* rd = Array(finish + 2): every entry undefined (0) but the ones set below */
-    memset(rd, 0, (size_t)(finish + 2) * sizeof *rd);
-    rd[finish + 1] = ((uint32_t)1 << d) - 1;
-    for (int64_t j = finish; j >= start; j--) {
-      uint32_t charMatch = (size_t)(j - 1) < n ? s[ts_at(t, (size_t)(j - 1))] : 0;
-      if (d == 0) {
-        rd[j] = ((rd[j + 1] << 1) | 1) & charMatch;
-      } else {
-        uint32_t l1 = j + 1 < last_size ? last_rd[j + 1] : 0, l0 = j < last_size ? last_rd[j] : 0;
-        rd[j] = (((rd[j + 1] << 1) | 1) & charMatch) | (((l1 | l0) << 1) | 1) | l1;
+    /* rd = Array(finish + 2): every entry undefined (0) but the ones set
+     * below. A pass reads and writes [start, finish + 1], where start may
+     * drop by up to m during the pass (start = 2 * loc - best_loc), and each
+     * later window lies inside the first one: the rows cover [base, finish
+     * + 1] of the first pass, and each pass zeroes that much. */
+    if (d == 0) {
+      base = start - (int64_t)m > 1 ? start - (int64_t)m : 1;
+      if (base > finish + 1) base = finish + 1;
+      size_t need = (size_t)(finish + 2 - base);
+      if (need > mt->cap) {
+        mt->rd = dmp_xrealloc(mt->rd, need * sizeof *mt->rd);
+        mt->last = dmp_xrealloc(mt->last, need * sizeof *mt->last);
+        mt->cap = need;
       }
-      if (rd[j] & matchmask) {
+      rd = mt->rd;
+      last_rd = mt->last;
+    }
+    memset(rd, 0, (size_t)(finish + 2 - base) * sizeof *rd);
+    R(rd, finish + 1) = ((uint32_t)1 << d) - 1;
+    for (int64_t j = finish; j >= start; j--) {
+      uint32_t charMatch = (size_t)(j - 1) < n ? alpha_get(s, ts_at(t, (size_t)(j - 1))) : 0;
+      if (d == 0) {
+        R(rd, j) = ((R(rd, j + 1) << 1) | 1) & charMatch;
+      } else {
+        uint32_t l1 = j + 1 < last_size ? R(last_rd, j + 1) : 0, l0 = j < last_size ? R(last_rd, j) : 0;
+        R(rd, j) = (((R(rd, j + 1) << 1) | 1) & charMatch) | (((l1 | l0) << 1) | 1) | l1;
+      }
+      if (R(rd, j) & matchmask) {
         double score = bitap_score(o, (double)d, j - 1, loc, m);
         if (score <= score_threshold) {
           score_threshold = score;
@@ -176,7 +207,7 @@ static int64_t bitap(const dmp_opts *o, matcher *mt, const seg2 *t, const u16 *p
     rd = tmp;
     last_size = finish + 2;
   }
-  for (size_t i = 0; i < m; i++) s[pat[i]] = 0;
+#undef R
   return best_loc;
 }
 
@@ -194,7 +225,7 @@ static int64_t match_main_ts(const dmp_opts *o, matcher *mt, const seg2 *t, cons
 
 int64_t dmp_match_main(const dmp_opts *o, const u16 *text, size_t n, const u16 *pat, size_t m, int64_t loc) {
   matcher mt = {0};
-  seg2 t = {text, n, NULL, 0};
+  seg2 t = {text ? text : EMPTY, n, EMPTY, 0};
   int64_t r = match_main_ts(o, &mt, &t, pat, m, loc);
   matcher_free(&mt);
   return r;
@@ -221,19 +252,101 @@ dmp_patch *dmp_patches_add(dmp_patches *p) {
 static int is_hi(u16 c) { return c >= 0xD800 && c <= 0xDBFF; }
 static int is_lo(u16 c) { return c >= 0xDC00 && c <= 0xDFFF; }
 
-/* patch_addContext_ over the pre-patch text t. */
-static void add_context(const dmp_opts *o, dmp_patch *p, const seg2 *t) {
+/* A 4-gram index of a large text, sampled at every fourth position:
+ * patch_addContext_ asks, for every hunk, whether its pattern occurs twice
+ * in the whole pre-patch text, which the reference answers with indexOf and
+ * lastIndexOf over the full text. An occurrence at c of a pattern of 7
+ * units or more holds a sampled 4-gram at offset k = (4 - c % 4) % 4. */
+typedef struct { const u16 *x; size_t n; uint32_t *cnt, *pos; unsigned bits; } qindex;
+
+static uint32_t qhash(const u16 *p, unsigned bits) {
+  uint64_t k;
+  memcpy(&k, p, sizeof k);
+  return (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
+static void qindex_build(qindex *q, const u16 *x, size_t n) {
+  memset(q, 0, sizeof *q);
+  q->x = x;
+  q->n = n;
+  if (n < 4 || n > 0xFFFFFFF0u) return;
+  size_t np = (n - 3 + 3) / 4;  /* sampled positions 0, 4, 8, ... <= n - 4 */
+  q->bits = 8;
+  while (q->bits < 24 && ((size_t)1 << q->bits) < np / 2) q->bits++;
+  size_t B = (size_t)1 << q->bits;
+  q->cnt = dmp_xmalloc((B + 1) * sizeof *q->cnt);
+  memset(q->cnt, 0, (B + 1) * sizeof *q->cnt);
+  q->pos = dmp_xmalloc(np * sizeof *q->pos);
+  uint32_t *h = dmp_xmalloc(np * sizeof *h);
+  for (size_t j = 0; j < np; j++) q->cnt[(h[j] = qhash(x + 4 * j, q->bits)) + 1]++;
+  for (size_t b = 0; b < B; b++) q->cnt[b + 1] += q->cnt[b];
+  uint32_t *cur = dmp_xmalloc(B * sizeof *cur);
+  memcpy(cur, q->cnt, B * sizeof *cur);
+  for (size_t j = 0; j < np; j++) q->pos[cur[h[j]]++] = (uint32_t)(4 * j);
+  free(cur);
+  free(h);
+}
+
+static void qindex_free(qindex *q) { free(q->cnt); free(q->pos); }
+
+/* Occurrences (up to limit) of pat (m >= 7) inside x[lo, hi). */
+static int qindex_count(const qindex *q, const u16 *pat, size_t m, size_t lo, size_t hi, int limit) {
+  if (!q->pos || hi <= lo || hi - lo < m) return 0;
+  int found = 0;
+  for (size_t r = 0; r < 4; r++) {
+    /* the occurrences at c with (c + r) % 4 == 0: any offset k = r + 4i
+     * finds them; take the one with the smallest bucket */
+    size_t k = r, best = (size_t)-1;
+    for (size_t kk = r; kk + 4 <= m && kk < 64; kk += 4) {
+      uint32_t hh = qhash(pat + kk, q->bits);
+      size_t sz = q->cnt[hh + 1] - q->cnt[hh];
+      if (sz < best) { best = sz; k = kk; }
+    }
+    uint32_t h = qhash(pat + k, q->bits);
+    const u16 *x = q->x;
+    for (uint32_t j = q->cnt[h]; j < q->cnt[h + 1]; j++) {
+      size_t p = q->pos[j];
+      if (p < k + lo) continue;
+      size_t c = p - k;
+      if (c + m > hi) break;
+      if (x[c] != pat[0] || x[c + m - 1] != pat[m - 1]) continue;
+      if (!memcmp(x + c, pat, m * sizeof *pat) && ++found >= limit) return found;
+    }
+  }
+  return found;
+}
+
+/* Does pat occur at two positions or more of t = i2.x[0, na) + i1.x[off, ...)? */
+static int occurs_twice(const seg2 *t, const qindex *i2, const qindex *i1, const u16 *pat, size_t m) {
+  if (m < 7 || !i1 || !i1->pos) {
+    int64_t first = ts_find(t, pat, m, 0);
+    return first != -1 && ts_find(t, pat, m, first + 1) != -1;
+  }
+  int n = qindex_count(i2, pat, m, 0, t->na, 2);
+  if (n < 2) n += qindex_count(i1, pat, m, (size_t)(t->b - i1->x), i1->n, 2 - n);
+  if (n < 2 && t->na && t->nb) {  /* across the seam: starts in [na - m + 1, na) */
+    dmp_ustr w = {0};
+    size_t lo = t->na >= m - 1 ? t->na - (m - 1) : 0;
+    ts_sub(t, (int64_t)lo, (int64_t)(t->na + m - 1), &w);
+    for (int64_t f = dmp_find(w.p, w.n, pat, m, 0); f != -1 && lo + (size_t)f < t->na && n < 2;
+         f = dmp_find(w.p, w.n, pat, m, f + 1))
+      n++;
+    dmp_ustr_free(&w);
+  }
+  return n >= 2;
+}
+
+/* patch_addContext_ over the pre-patch text t (i2, i1: indexes of its two
+ * texts, or NULL). */
+static void add_context(const dmp_opts *o, dmp_patch *p, const seg2 *t, const qindex *i2, const qindex *i1) {
   int64_t n = (int64_t)ts_len(t);
   if (n == 0) return;
   int64_t margin = o->patch_margin, maxbits = o->match_maxbits;
   dmp_ustr pat = {0};
   ts_sub(t, p->start2, p->start2 + p->length1, &pat);
   int64_t padding = 0;
-  for (;;) {
-    int64_t first = ts_find(t, pat.p, pat.n, 0);
-    /* indexOf != lastIndexOf: a second occurrence exists */
-    if (first == -1 || ts_find(t, pat.p, pat.n, first + 1) == -1) break;
-    if (!((int64_t)pat.n < maxbits - margin - margin)) break;
+  /* while (indexOf != lastIndexOf && pattern.length < ...) */
+  while ((int64_t)pat.n < maxbits - margin - margin && occurs_twice(t, i2, i1, pat.p ? pat.p : EMPTY, pat.n)) {
     padding += margin;
     pat.n = 0;
     ts_sub(t, p->start2 - padding, p->start2 + p->length1 + padding, &pat);
@@ -264,10 +377,17 @@ static void add_context(const dmp_opts *o, dmp_patch *p, const seg2 *t) {
 
 void dmp_patch_make(const dmp_opts *o, const u16 *t1, size_t n1, const dmp_diffs *d, dmp_patches *out) {
   if (d->n == 0) return;
+  if (!t1) t1 = EMPTY;
   dmp_ustr t2 = {0};
   dmp_diff_text2(d, &t2);
   /* prepatch text = t2[0, P) + t1[Q, n1) */
-  seg2 pre = {t2.p, 0, t1, n1};
+  seg2 pre = {t2.p ? t2.p : EMPTY, 0, t1, n1};
+  qindex i1, i2;
+  int big = n1 + t2.n >= o->index_min;
+  if (big) {
+    qindex_build(&i1, t1, n1);
+    qindex_build(&i2, pre.a, t2.n);
+  }
   dmp_patch *p = NULL;
   size_t pn = 0;  /* patchDiffLength */
   int64_t c1 = 0, c2 = 0, abs1 = 0;
@@ -294,7 +414,7 @@ void dmp_patch_make(const dmp_opts *o, const u16 *t1, size_t n1, const dmp_diffs
         p->length1 += (int64_t)df->n;
         p->length2 += (int64_t)df->n;
       } else if ((int64_t)df->n >= margin2 && pn) {
-        add_context(o, p, &pre);
+        add_context(o, p, &pre, big ? &i2 : NULL, big ? &i1 : NULL);
         p = NULL;
         /* prepatch_text = postpatch_text = t2[0, c2) + t1[abs1, n1) */
         pre.na = (size_t)c2;
@@ -306,12 +426,18 @@ void dmp_patch_make(const dmp_opts *o, const u16 *t1, size_t n1, const dmp_diffs
     if (df->op != DMP_INSERT) { c1 += (int64_t)df->n; abs1 += (int64_t)df->n; }
     if (df->op != DMP_DELETE) c2 += (int64_t)df->n;
   }
-  if (p && pn) add_context(o, p, &pre);
+  if (p && pn) add_context(o, p, &pre, big ? &i2 : NULL, big ? &i1 : NULL);
   else if (p) out->n--, dmp_diffs_free(&out->v[out->n].diffs);
+  if (big) {
+    qindex_free(&i1);
+    qindex_free(&i2);
+  }
   dmp_ustr_free(&t2);
 }
 
 void dmp_patch_make_texts(const dmp_opts *o, const u16 *t1, size_t n1, const u16 *t2, size_t n2, dmp_patches *out) {
+  if (!t1) t1 = EMPTY;
+  if (!t2) t2 = EMPTY;
   dmp_diffs d = {0};
   dmp_diff_main_raw(o, t1, n1, t2, n2, 1, &d);
   if (d.n > 2) {
@@ -445,7 +571,7 @@ static void split_max(const dmp_opts *o, dmp_patches *ps) {
       dmp_diff_text2(&np.diffs, &tmp);
       size_t keep = tmp.n > (size_t)margin ? (size_t)margin : tmp.n;
       pre.n = 0;
-      dmp_ustr_add(&pre, tmp.p + tmp.n - keep, keep);
+      if (keep) dmp_ustr_add(&pre, tmp.p + tmp.n - keep, keep);
       /* postcontext = diff_text1(remaining).substring(0, margin) */
       tmp.n = 0;
       for (size_t j = bi; j < big->diffs.n && tmp.n < (size_t)margin; j++)
@@ -517,24 +643,34 @@ static size_t clampz(int64_t v, size_t n) { return v < 0 ? 0 : ((uint64_t)v > n 
 
 void dmp_patch_apply(const dmp_opts *o, const dmp_patches *in, const u16 *text, size_t n, dmp_ustr *out,
                      unsigned char **results, size_t *nresults) {
+  dmp_patches ps = {0};
+  patches_copy(in, &ps);  /* the reference's patch_deepCopy */
+  dmp_patch_apply_consume(o, &ps, text, n, out, results, nresults);
+}
+
+void dmp_patch_apply_consume(const dmp_opts *o, dmp_patches *in, const u16 *text, size_t n, dmp_ustr *out,
+                             unsigned char **results, size_t *nresults) {
+  if (!text) text = EMPTY;
   *results = NULL;
   *nresults = 0;
   if (in->n == 0) {
     dmp_ustr_add(out, text, n);
     return;
   }
-  dmp_patches ps = {0};
-  patches_copy(in, &ps);
+  dmp_patches ps = *in;
+  memset(in, 0, sizeof *in);
   u16 pad[64];
   size_t plen = add_padding(o, &ps, pad);
+  /* The gap starts at the front: hunks come in order, so it only moves forward. */
   gapbuf b = {0};
   b.cap = n + 2 * plen + 1024;
   b.p = dmp_xmalloc(b.cap * sizeof *b.p);
-  memcpy(b.p, pad, plen * sizeof *pad);
-  if (n) memcpy(b.p + plen, text, n * sizeof *text);
-  memcpy(b.p + plen + n, pad, plen * sizeof *pad);
-  b.n = b.g = n + 2 * plen;
+  b.n = n + 2 * plen;
+  b.g = 0;
   b.gl = b.cap - b.n;
+  memcpy(b.p + b.gl, pad, plen * sizeof *pad);
+  if (n) memcpy(b.p + b.gl + plen, text, n * sizeof *text);
+  memcpy(b.p + b.gl + plen + n, pad, plen * sizeof *pad);
   split_max(o, &ps);
   unsigned char *res = dmp_xmalloc(ps.n ? ps.n : 1);
   matcher mt = {0};
@@ -566,7 +702,7 @@ void dmp_patch_apply(const dmp_opts *o, const dmp_patches *in, const u16 *text, 
     tt.n = 0;
     if (end_loc == -1) ts_sub(&v, start_loc, start_loc + n1, &tt);
     else ts_sub(&v, start_loc, end_loc + maxbits, &tt);
-    if (tt.n == t1.n && !memcmp(tt.p, t1.p, t1.n * sizeof *t1.p)) {
+    if (tt.n == t1.n && (!t1.n || !memcmp(tt.p, t1.p, t1.n * sizeof *t1.p))) {
       t2.n = 0;
       dmp_diff_text2(&p->diffs, &t2);
       size_t at = clampz(start_loc, b.n), to = clampz(start_loc + n1, b.n);

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include "dmp.h"
 
 static void dmp_oom(void) {
@@ -41,6 +44,7 @@ void dmp_opts_default(dmp_opts *o) {
   o->patch_delete_threshold = 0.5;
   o->patch_margin = 4;
   o->match_maxbits = 32;
+  o->index_min = 65536;
 }
 
 double dmp_now_ms(void) {
@@ -80,14 +84,42 @@ void dmp_bstr_add(dmp_bstr *s, const char *p, size_t n) {
 int dmp_utf8_to_u16(const char *str, size_t n, dmp_ustr *out, size_t *bad) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0, need = out->n + n;
-  if (need > out->cap) {
-    out->p = dmp_xrealloc(out->p, need * sizeof *out->p);
-    out->cap = need;
+  if (need > out->cap || !out->p) {
+    out->p = dmp_xrealloc(out->p, (need ? need : 1) * sizeof *out->p);
+    out->cap = need ? need : 1;
   }
   dmp_u16 *o = out->p + out->n;
   while (i < n) {
+#ifdef __SSE2__
+    if (i + 16 <= n) {  /* sixteen ASCII bytes at once, or the ASCII ones before the first other */
+      __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+      unsigned hi = (unsigned)_mm_movemask_epi8(v);
+      __m128i z = _mm_setzero_si128();
+      _mm_storeu_si128((__m128i *)o, _mm_unpacklo_epi8(v, z));
+      _mm_storeu_si128((__m128i *)(o + 8), _mm_unpackhi_epi8(v, z));
+      unsigned k = hi ? (unsigned)__builtin_ctz(hi) : 16;
+      o += k;
+      i += k;
+      if (k == 16) continue;
+    }
+#endif
+    if (i + 8 <= n) {  /* eight ASCII bytes at once */
+      uint64_t w;
+      memcpy(&w, s + i, 8);
+      if (!(w & 0x8080808080808080ull)) {
+        for (int k = 0; k < 8; k++) o[k] = s[i + k];
+        o += 8;
+        i += 8;
+        continue;
+      }
+    }
     unsigned c = s[i];
     if (c < 0x80) { *o++ = (dmp_u16)c; i++; continue; }
+    if (c >= 0xC2 && c <= 0xDF && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) {  /* the common two-byte form */
+      *o++ = (dmp_u16)(((c & 0x1F) << 6) | (s[i + 1] & 0x3F));
+      i += 2;
+      continue;
+    }
     unsigned cp, len, min;
     if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
     else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
@@ -116,22 +148,63 @@ fail:
   return -1;
 }
 
+int dmp_utf8_check(const char *str, size_t n, size_t *bad) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < n) {
+    if (i + 8 <= n) {
+      uint64_t w;
+      memcpy(&w, s + i, 8);
+      if (!(w & 0x8080808080808080ull)) { i += 8; continue; }
+    }
+    unsigned c = s[i], cp, len, min;
+    if (c < 0x80) { i++; continue; }
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
+    else break;
+    if (i + len > n) break;
+    unsigned k;
+    for (k = 1; k < len && (s[i + k] & 0xC0) == 0x80; k++) cp = (cp << 6) | (s[i + k] & 0x3F);
+    if (k < len || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) break;
+    i += len;
+  }
+  if (i < n) {
+    if (bad) *bad = i;
+    return -1;
+  }
+  return 0;
+}
+
 void dmp_u16_to_utf8(const dmp_u16 *s, size_t n, dmp_bstr *out) {
   if (out->n + 3 * n + 1 > out->cap) {
     out->cap = out->n + 3 * n + 1;
     out->p = dmp_xrealloc(out->p, out->cap);
   }
   unsigned char *o = (unsigned char *)out->p + out->n;
-  for (size_t i = 0; i < n; i++) {
-    unsigned c = s[i];
+  size_t i = 0;
+  while (i < n) {
+#ifdef __SSE2__
+    if (i + 8 <= n) {  /* the ASCII units among the next eight, at once (room: 3 bytes a unit) */
+      __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+      unsigned hi = (unsigned)_mm_movemask_epi8(_mm_cmpgt_epi16(_mm_add_epi16(v, _mm_set1_epi16((short)0x8000)),
+                                                                _mm_set1_epi16((short)(0x8000 + 0x7F - 0x10000))));
+      _mm_storel_epi64((__m128i *)o, _mm_packus_epi16(v, v));
+      unsigned k = hi ? (unsigned)__builtin_ctz(hi) / 2 : 8;
+      o += k;
+      i += k;
+      if (k == 8) continue;
+    }
+#endif
+    unsigned c = s[i++];
     if (c < 0x80) { *o++ = (unsigned char)c; continue; }
     if (c < 0x800) {
       *o++ = (unsigned char)(0xC0 | (c >> 6));
       *o++ = (unsigned char)(0x80 | (c & 0x3F));
       continue;
     }
-    if (c >= 0xD800 && c <= 0xDBFF && i + 1 < n && s[i + 1] >= 0xDC00 && s[i + 1] <= 0xDFFF) {
-      unsigned cp = 0x10000 + ((c - 0xD800) << 10) + (s[i + 1] - 0xDC00);
+    if (c >= 0xD800 && c <= 0xDBFF && i < n && s[i] >= 0xDC00 && s[i] <= 0xDFFF) {
+      unsigned cp = 0x10000 + ((c - 0xD800) << 10) + (s[i] - 0xDC00);
       i++;
       *o++ = (unsigned char)(0xF0 | (cp >> 18));
       *o++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
@@ -150,21 +223,11 @@ void dmp_u16_to_utf8(const dmp_u16 *s, size_t n, dmp_bstr *out) {
 
 /* ------------------------------------------------------------- search */
 
-/* glibc's memmem is linear (two-way); a hit at an odd byte offset is not a
- * unit boundary and the search goes on one byte later. */
-int64_t dmp_find(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t m, int64_t from) {
-  if (from < 0) from = 0;
-  if ((uint64_t)from > n) from = (int64_t)n;
-  if (m == 0) return from;
-  if (m > n - (size_t)from) return -1;
-  if (m == 1) {
-    dmp_u16 c = nd[0];
-    for (size_t i = (size_t)from; i < n; i++)
-      if (h[i] == c) return (int64_t)i;
-    return -1;
-  }
+/* Byte search with glibc's memmem (linear, two-way); a hit at an odd byte
+ * offset is not a unit boundary and the search goes on one byte later. */
+static int64_t find_memmem(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t m, size_t from) {
   const char *base = (const char *)h;
-  const char *p = base + 2 * (size_t)from, *end = base + 2 * n;
+  const char *p = base + 2 * from, *end = base + 2 * n;
   while (p < end) {
     const char *q = memmem(p, (size_t)(end - p), nd, 2 * m);
     if (!q) return -1;
@@ -175,14 +238,108 @@ int64_t dmp_find(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t m, int64_
   return -1;
 }
 
+/* Candidates are the positions whose first and last units match the
+ * needle's (eight at a time with SSE2), each verified with memcmp. A text
+ * that makes too many candidates fail goes on with memmem, which stays
+ * linear. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* Sixteen candidates at a time where the CPU has AVX2. Returns -1 (none),
+ * or the position, or -2 with *at where the scalar search goes on. */
+__attribute__((target("avx2"))) static int64_t find_avx2(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t m,
+                                                          size_t *at, size_t stop, size_t *budget) {
+  size_t i = *at;
+  __m256i vf = _mm256_set1_epi16((short)nd[0]), vl = _mm256_set1_epi16((short)nd[m - 1]);
+  for (; i + 16 <= stop; i += 16) {
+    __m256i a = _mm256_loadu_si256((const __m256i *)(h + i));
+    __m256i b = _mm256_loadu_si256((const __m256i *)(h + i + m - 1));
+    unsigned mask = (unsigned)_mm256_movemask_epi8(_mm256_and_si256(_mm256_cmpeq_epi16(a, vf), _mm256_cmpeq_epi16(b, vl)));
+    while (mask) {
+      unsigned bit = (unsigned)__builtin_ctz(mask);
+      size_t c = i + bit / 2;
+      if (!memcmp(h + c + 1, nd + 1, (m - 2) * sizeof *nd)) return (int64_t)c;
+      if (!--*budget) { *at = c + 1; return -3; }
+      mask &= ~(3u << bit);
+    }
+  }
+  (void)n;
+  *at = i;
+  return -2;
+}
+static int have_avx2(void) {
+  static int v = -1;
+  if (v < 0) v = __builtin_cpu_supports("avx2") ? 1 : 0;
+  return v;
+}
+#endif
+
+int64_t dmp_find(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t m, int64_t from) {
+  if (from < 0) from = 0;
+  if ((uint64_t)from > n) from = (int64_t)n;
+  if (m == 0) return from;
+  if (m > n - (size_t)from) return -1;
+  dmp_u16 first = nd[0], last = nd[m - 1];
+  size_t i = (size_t)from, stop = n - m + 1;  /* candidate starts: [from, stop) */
+  if (m == 1) {
+    for (; i < stop; i++) if (h[i] == first) return (int64_t)i;
+    return -1;
+  }
+  size_t budget = 64 + (stop - i) / 8;  /* failed verifications before memmem takes over */
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (stop - i >= 64 && have_avx2()) {
+    int64_t r = find_avx2(h, n, nd, m, &i, stop, &budget);
+    if (r >= 0 || r == -1) return r;
+    if (r == -3) return find_memmem(h, n, nd, m, i);
+  }
+#endif
+#ifdef __SSE2__
+  __m128i vf = _mm_set1_epi16((short)first), vl = _mm_set1_epi16((short)last);
+  for (; i + 8 <= stop; i += 8) {
+    __m128i a = _mm_loadu_si128((const __m128i *)(h + i));
+    __m128i b = _mm_loadu_si128((const __m128i *)(h + i + m - 1));
+    unsigned mask = (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi16(a, vf), _mm_cmpeq_epi16(b, vl)));
+    while (mask) {
+      unsigned bit = (unsigned)__builtin_ctz(mask);
+      size_t c = i + bit / 2;
+      if (!memcmp(h + c + 1, nd + 1, (m - 2) * sizeof *nd)) return (int64_t)c;
+      if (!--budget) return find_memmem(h, n, nd, m, c + 1);
+      mask &= ~(3u << bit);
+    }
+  }
+#endif
+  for (; i < stop; i++) {
+    if (h[i] != first || h[i + m - 1] != last) continue;
+    if (!memcmp(h + i + 1, nd + 1, (m - 2) * sizeof *nd)) return (int64_t)i;
+    if (!--budget) return find_memmem(h, n, nd, m, i + 1);
+  }
+  return -1;
+}
+
+/* The same filter backwards (the reference's lastIndexOf is naive too: no
+ * fallback is needed to stay within its cost). */
 int64_t dmp_rfind(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t m, int64_t from) {
   if (m > n) return -1;
   int64_t i = (int64_t)(n - m);
   if (from < i) i = from;
   if (i < 0) i = 0;  /* lastIndexOf clamps a negative position to 0 */
   if (m == 0) return i;
+  dmp_u16 first = nd[0], last = nd[m - 1];
+#ifdef __SSE2__
+  __m128i vf = _mm_set1_epi16((short)first), vl = _mm_set1_epi16((short)last);
+  for (; i >= 7; i -= 8) {  /* candidates i-7 .. i */
+    __m128i a = _mm_loadu_si128((const __m128i *)(h + i - 7));
+    __m128i b = _mm_loadu_si128((const __m128i *)(h + i - 7 + m - 1));
+    unsigned mask = (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi16(a, vf), _mm_cmpeq_epi16(b, vl)));
+    while (mask) {
+      unsigned bit = 31u - (unsigned)__builtin_clz(mask);  /* the higher byte of the highest lane */
+      int64_t c = i - 7 + (int64_t)(bit / 2);
+      if (!memcmp(h + c, nd, m * sizeof *nd)) return c;
+      mask &= ~(3u << (bit - 1));
+    }
+  }
+#endif
   for (; i >= 0; i--)
-    if (h[i] == nd[0] && !memcmp(h + i, nd, m * sizeof *nd)) return i;
+    if (h[i] == first && h[i + (int64_t)m - 1] == last && !memcmp(h + i, nd, m * sizeof *nd)) return i;
   return -1;
 }
 
@@ -358,12 +515,10 @@ static void set_err(char *err, size_t errlen, const char *what, const char *line
 
 int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, size_t errlen) {
   size_t bad;
-  dmp_ustr u = {0};
-  if (dmp_utf8_to_u16(s, n, &u, &bad)) {
+  if (dmp_utf8_check(s, n, &bad)) {
     if (err) snprintf(err, errlen, "invalid UTF-8 at byte %zu of the patch text", bad + 1);
     return -1;
   }
-  dmp_ustr_free(&u);
   if (n == 0) return 0;
   dmp_bstr line = {0};
   size_t pos = 0;
@@ -395,6 +550,7 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
     if (sign == '-' || sign == '+' || sign == ' ') {
       dmp_ustr t = {0};
       if (dmp_utf8_to_u16(line.p ? line.p : "", line.n, &t, &bad)) {
+        dmp_ustr_free(&t);
         set_err(err, errlen, "Illegal escape in patch_fromText: ", ls, ln);
         rc = -1;
         break;
