@@ -21,7 +21,7 @@ HDRS := $(wildcard src/*.h) $(BUILD)/boot.h $(BUILD)/repl_lua.h
 EDIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags libedit 2>/dev/null)
 EDIT_LIBS   = $(shell $(PKG_CONFIG) --libs libedit 2>/dev/null || echo -ledit)
 
-.PHONY: meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san fuzz fuzz-dmp bench-dmp
+.PHONY: meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san fuzz fuzz-dmp bench-dmp bench-jit
 
 all: $(if $(LUA),check-lua) $(BUILD)/coru $(BUILD)/coru.so
 
@@ -115,6 +115,11 @@ bench: all
 	sh bench/run.sh
 	sh bench/floo/run.sh
 	sh bench/dmp/run.sh
+	sh bench/jit.sh
+
+# Handlers with the JIT on and off, against each other (bench/jit.sh, issue 14)
+bench-jit: all
+	sh bench/jit.sh
 
 # coru.dmp against the npm diff-match-patch under Node.js (bench/dmp/run.sh)
 bench-dmp: all $(NODE_DEPS)

@@ -16,18 +16,56 @@ end
 
 -- A yielding C function, wrapped so that an error it is resumed with
 -- (cancellation) is raised in its caller.
+-- The C side shapes every result list a wrapped function gives (returned
+-- at once by its C adapter, or resumed with by the scheduler) as
+-- (n, r1, r2, r3): n is the count of results, n > 3 packs them in r1 (a
+-- table), no result at all is left as it is (n is nil); a resume with
+-- (ERR, e) comes as (2, ERR, e). The wrapper takes
+-- a fixed number of values from the call (no MULTRES), so LuaJIT can
+-- stitch a trace across the C call, and gives back exactly the values and
+-- the count the function returned.
 -- The wrapper calls f under its own name, so that argument errors name
 -- the function ("bad argument #2 to 'read_line'"), not the wrapper's local.
+-- A function registered with an arity k (coru_Reg flags CORU_ARITY(k),
+-- k <= 4) gets a wrapper of k fixed parameters instead of a vararg one:
+-- a stitched trace cannot return from a vararg function into its caller's
+-- frame, a fixed-arity one can, so the caller's code after the call is
+-- compiled on. It passes the arguments up to the last non-nil one, so
+-- that a missing argument is still "no value" for f.
 local wrappers = {}
-local function wrap(f, name)
+local unpack = unpack
+local params = {"p1", "p2", "p3", "p4"}
+local function wrap(f, name, arity)
   if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then name = "f" end
-  local make = wrappers[name]
+  if type(arity) ~= "number" or arity < 0 or arity > #params then arity = nil end
+  local key = name .. "/" .. tostring(arity)
+  local make = wrappers[key]
   if not make then
-    make = assert(loadstring(("local chk, %s = ... return function(...) return chk(%s(...)) end")
-      :format(name, name), "=(coru)"))
-    wrappers[name] = make
+    local head, call
+    if arity then
+      head = "function(" .. table.concat(params, ", ", 1, arity) .. ") local n, a, b, c "
+      call = {}
+      for k = arity, 1, -1 do
+        call[#call + 1] = (k == arity and "if " or "elseif ") .. params[k] .. " ~= nil then "
+          .. "n, a, b, c = " .. name .. "(" .. table.concat(params, ", ", 1, k) .. ") "
+      end
+      call[#call + 1] = (arity > 0 and "else " or "") .. "n, a, b, c = " .. name .. "() "
+        .. (arity > 0 and "end " or "")
+      call = table.concat(call)
+    else
+      head = "function(...) "
+      call = "local n, a, b, c = " .. name .. "(...) "
+    end
+    make = assert(loadstring(
+      "local ERR, error, unpack, " .. name .. " = ... return " .. head .. call
+      .. "if n == 1 then return a end "
+      .. "if n == nil then return end "
+      .. "if n == 2 then if a == ERR then error(b, 0) end return a, b end "
+      .. "if n == 3 then return a, b, c end "
+      .. "return unpack(a, 1, n) end", "=(coru)"))
+    wrappers[key] = make
   end
-  return make(chk, f)
+  return make(ERR, error, unpack, f)
 end
 
 local select = select

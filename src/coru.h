@@ -106,11 +106,32 @@ int coru_pcall(int nargs);
 /* Report an error value (at the top of L, popped) with a traceback string (may be NULL). */
 void coru_report(lua_State *L, const char *traceback);
 
-/* Registration: a yielding function is wrapped by the core so that the
- * errors it is resumed with are raised (cancellation). */
+/* Registration: a yielding function is wrapped by the core (boot.lua wrap)
+ * so that the errors it is resumed with are raised at the caller
+ * (cancellation). The wrapper takes a fixed shape of values from the call
+ * (coru_shape below), so that LuaJIT can stitch a trace across it: every
+ * value such a function gives back, returned at once or resumed with, is
+ * shaped by the core (a C adapter, task_step); the function itself returns
+ * as any lua_CFunction does. A function that suspends must be registered
+ * with CORU_YIELDS. */
 #define CORU_YIELDS 1
+/* A yielding function that reads at most k (<= 4) arguments (k counts any
+ * it checks for misuse, a refused callback slot included), none of them
+ * where a nil differs from no value: its wrapper has k fixed parameters
+ * (boot.lua wrap), which lets LuaJIT compile the caller on after it.
+ * Arguments past k never reach the function. */
+#define CORU_ARITY(k) (((k) + 1) << 4)
+/* A yielding function that never returns without suspending (it raises
+ * instead): nothing it returns needs shaping, so Lua calls it directly
+ * from its wrapper (no C adapter). */
+#define CORU_ALWAYS_YIELDS 2
 typedef struct coru_Reg { const char *name; lua_CFunction fn; int flags; } coru_Reg;
 void coru_setfuncs(lua_State *L, const coru_Reg *r);  /* into the table at the top */
+/* The n results at the top of L as a wrapped function's wrapper takes them
+ * (boot.lua): nothing for 0, n, r1..rn for n <= 3, else n, {r1..rn}.
+ * Returns the new count.
+ * The scheduler applies it to the values a native suspension is resumed with. */
+int coru_shape(lua_State *L, int n);
 
 /* Callbacks and refs. */
 int coru_is_callable(lua_State *L, int idx);
@@ -139,6 +160,7 @@ struct coru_cont {
 /* ------------------------------------------------------------------ tasks */
 
 enum { CORU_RUNNING = 1, CORU_SUSPENDED, CORU_DONE, CORU_FAILED, CORU_CANCELLED };
+enum { CORU_NATIVE_OWN = 1, CORU_NATIVE_INNER = 2 };
 
 struct coru_task {
   lua_State *co;
@@ -156,7 +178,9 @@ struct coru_task {
   unsigned char observed;    /* someone awaited it or asked to be told */
   unsigned char in_pass;     /* waiting in coru.pass() */
   unsigned char carry_str;   /* its error string already carries a traceback */
-  unsigned char native;      /* suspended by coru_cont_yield from its own coroutine: a 0-value yield */
+  unsigned char native;      /* suspended in a wrapped C function, resumed with coru_shape'd values:
+                              * CORU_NATIVE_OWN by coru_cont_yield from its own coroutine (a 0-value
+                              * yield, stack left empty), CORU_NATIVE_INNER from an inner coroutine */
   coru_task *next_pass;
   coru_task *next_wait;      /* channel wait queues */
   int *sel;                  /* a case of coru.select: its select's "a case fired" flag */

@@ -57,13 +57,45 @@ int coru_fail_str(lua_State *L, const char *msg, const char *name) {
   return 3;
 }
 
+int coru_shape(lua_State *L, int n) {
+  if (n <= 3) {
+    if (n == 0) return 0;   /* nothing: the wrapper's n is nil */
+    lua_checkstack(L, 1);
+    lua_pushinteger(L, n);
+    lua_insert(L, -n - 1);
+    return n + 1;
+  }
+  lua_checkstack(L, 2);
+  lua_createtable(L, n, 0);
+  lua_insert(L, -n - 1);
+  for (int i = n; i >= 1; i--) lua_rawseti(L, -i - 1, i);   /* vi is at the top */
+  lua_pushinteger(L, n);
+  lua_insert(L, -2);
+  return 2;
+}
+
+/* A yielding C function as its boot.lua wrapper calls it: what it returns
+ * at once is shaped here; a suspension (lua_yield: < 0) is shaped by the
+ * scheduler when it resumes the task. Upvalue: the function. */
+static int shaped_call(lua_State *L) {
+  lua_CFunction f = *(lua_CFunction *)lua_touserdata(L, lua_upvalueindex(1));
+  int n = f(L);
+  return n <= 0 ? n : coru_shape(L, n);
+}
+
 void coru_setfuncs(lua_State *L, const coru_Reg *r) {
   for (; r->name; r++) {
     if (r->flags & CORU_YIELDS) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->wrap_ref);
-      lua_pushcfunction(L, r->fn);
+      if (r->flags & CORU_ALWAYS_YIELDS) {
+        lua_pushcfunction(L, r->fn);
+      } else {
+        *(lua_CFunction *)lua_newuserdata(L, sizeof(lua_CFunction)) = r->fn;
+        lua_pushcclosure(L, shaped_call, 1);
+      }
       lua_pushstring(L, r->name);
-      lua_call(L, 2, 1);
+      if (r->flags >> 4) lua_pushinteger(L, (r->flags >> 4) - 1); else lua_pushnil(L);
+      lua_call(L, 3, 1);
     } else {
       lua_pushcfunction(L, r->fn);
     }

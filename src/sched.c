@@ -209,11 +209,27 @@ static inline int wait_claim(coru_task *T) {
   c->active = 0;
   T->cont = NULL;
   T->waking = 1;
-  if (!T->native) {
+  if (T->native != CORU_NATIVE_OWN) {
     lua_settop(T->co, 0);
     lua_checkstack(T->co, 20);
   }
   return 1;
+}
+
+/* coru_cont_yield for the scheduler's own waits, after enter_task said the
+ * task may suspend from L (no second yieldable check). */
+static void drop_cont(coru_task *T);
+static inline int wait_yield(lua_State *L, coru_task *T) {
+  coru_cont *c = &T->wait;
+  c->active = 1;
+  if (T->cont && T->cont != c) drop_cont(T);
+  T->cont = c;
+  if (L == T->co) {
+    T->native = CORU_NATIVE_OWN;
+    return lua_yield(L, 0);
+  }
+  lua_pushlightuserdata(L, coru_SCHED);
+  return lua_yield(L, 1);
 }
 
 /* A cont left behind by a yield that failed (a yield across a C call
@@ -236,7 +252,7 @@ int coru_cont_yield(lua_State *L, coru_cont *c, int nret) {
     if (L == T->co && lua_isyieldable(L)) {
       /* From the task's own coroutine no marker is needed (pushing a light
        * userdata costs ~48 instructions under GC64): yield nothing and say so. */
-      T->native = 1;
+      T->native = CORU_NATIVE_OWN;
       return lua_yield(L, 0);
     }
     lua_pushlightuserdata(L, coru_SCHED);
@@ -274,7 +290,7 @@ lua_State *coru_cont_begin(coru_cont *c) {
      * suspension, whatever Lua the completion runs meanwhile. */
     T->cont = NULL;
     T->waking = 1;
-    if (!T->native) {   /* a native suspension left the stack empty, with LUA_MINSTACK free */
+    if (T->native != CORU_NATIVE_OWN) {   /* a native suspension left the stack empty, with LUA_MINSTACK free */
       lua_settop(T->co, 0);
       lua_checkstack(T->co, 20);
     }
@@ -565,6 +581,7 @@ static int dispatch(coru_task *T) {
   int n = lua_gettop(co);
   if (n >= 1 && lua_touserdata(co, 1) == coru_SCHED && lua_islightuserdata(co, 1)) {
     if (n == 1) {
+      T->native = CORU_NATIVE_INNER;   /* a native suspension made in an inner coroutine */
       lua_settop(co, 0);
       if (T->cont) {
         if (!T->cancel_pending) return -1;
@@ -578,7 +595,10 @@ static int dispatch(coru_task *T) {
   }
   if (T->cont && !(n == 0 && T->cancel_pending)) drop_cont(T);
   if (T->cancel_pending && n == 0 && !T->cont) return 0;  /* plain yield: raised at the next real suspension */
-  if (T->cancel_pending) return deliver_cancel(T);
+  if (T->cancel_pending) {
+    int k = deliver_cancel(T);
+    return T->native ? coru_shape(co, k) : k;   /* raised by the wrapper */
+  }
   if (n == 0) return 0;
   switch (lua_type(co, 1)) {
   case LUA_TFUNCTION:
@@ -624,6 +644,9 @@ static void cancel_awaiting(coru_cont *c) {
 static void task_step(coru_task *T, int nargs) {
   coru_rt *R = coru_R;
   lua_State *co = T->co;
+  /* A resume that lands in a wrapped C function: its wrapper takes the
+   * values shaped (boot.lua wrap). In the loop below, dispatch shapes them. */
+  if (nargs && T->native) nargs = coru_shape(co, nargs);
   for (;;) {
     coru_task *prev = R->current;
     R->current = T;
@@ -635,7 +658,7 @@ static void task_step(coru_task *T, int nargs) {
     if (st != LUA_YIELD) { finish(T, st); return; }
     T->status = CORU_SUSPENDED;
     /* a native suspension: nothing on the stack, nothing to decide */
-    if (T->native && T->cont && !T->cancel_pending) return;
+    if (T->native == CORU_NATIVE_OWN && T->cont && !T->cancel_pending) return;
     nargs = dispatch(T);
     if (nargs < 0) return;
   }
@@ -950,7 +973,7 @@ static int l_sleep(lua_State *L) {
   if (ms < 0) ms = 0;
   wait_init(T, sleep_cancel);
   T->aux = coru_deadline_start((uint64_t)ms, sleep_fire, T);
-  return coru_cont_yield(L, &T->wait, 0);
+  return wait_yield(L, T);
 }
 
 /* A cancelled pass leaves the list at once: the task may pass again. */
@@ -998,7 +1021,7 @@ static int l_pass(lua_State *L) {
   if (coru_R->pass_tail) coru_R->pass_tail->next_pass = T; else coru_R->pass_head = T;
   coru_R->pass_tail = T;
   tick_start();
-  return coru_cont_yield(L, &T->wait, 0);
+  return wait_yield(L, T);
 }
 
 static int l_now(lua_State *L) {
@@ -1665,7 +1688,7 @@ static int l_chan_tostring(lua_State *L) {
 /* --------------------------------------------------------------- open */
 
 static const coru_Reg task_methods[] = {
-  {"await", l_task_await, CORU_YIELDS},
+  {"await", l_task_await, CORU_YIELDS | CORU_ARITY(1)},
   {"next", l_task_next, 0},
   {"cancel", l_task_cancel, 0},
   {"status", l_task_status, 0},
@@ -1673,8 +1696,8 @@ static const coru_Reg task_methods[] = {
 };
 
 static const coru_Reg chan_methods[] = {
-  {"send", l_chan_send, CORU_YIELDS},
-  {"recv", l_chan_recv, CORU_YIELDS},
+  {"send", l_chan_send, CORU_YIELDS | CORU_ARITY(2)},
+  {"recv", l_chan_recv, CORU_YIELDS | CORU_ARITY(1)},
   {"close", l_chan_close, 0},
   {"try_send", l_chan_try_send, 0},
   {"try_recv", l_chan_try_recv, 0},
@@ -1690,8 +1713,8 @@ static const coru_Reg sched_funcs[] = {
   {"current", coru_l_current, 0},
   {"tasks", l_tasks, 0},
   {"is_cancelled", l_is_cancelled, 0},
-  {"sleep", l_sleep, CORU_YIELDS},
-  {"pass", l_pass, CORU_YIELDS},
+  {"sleep", l_sleep, CORU_YIELDS | CORU_ALWAYS_YIELDS | CORU_ARITY(2)},
+  {"pass", l_pass, CORU_YIELDS | CORU_ALWAYS_YIELDS | CORU_ARITY(0)},
   {"now", l_now, 0},
   {"all", l_all, CORU_YIELDS},
   {"any", l_any, CORU_YIELDS},

@@ -924,13 +924,13 @@ void coru_push_addr(lua_State *L, const struct sockaddr *sa) {
 /* ------------------------------------------------------------------ open */
 
 const coru_Reg coru_stream_methods[] = {
-  {"read", l_read, CORU_YIELDS},
-  {"read_line", l_read_line, CORU_YIELDS},
-  {"read_bytes", l_read_bytes, CORU_YIELDS},
-  {"read_until", l_read_until, CORU_YIELDS},
-  {"read_all", l_read_all, CORU_YIELDS},
-  {"write", l_write, CORU_YIELDS},
-  {"shutdown", l_shutdown, CORU_YIELDS},
+  {"read", l_read, CORU_YIELDS | CORU_ARITY(2)},
+  {"read_line", l_read_line, CORU_YIELDS | CORU_ARITY(2)},
+  {"read_bytes", l_read_bytes, CORU_YIELDS | CORU_ARITY(3)},
+  {"read_until", l_read_until, CORU_YIELDS | CORU_ARITY(3)},
+  {"read_all", l_read_all, CORU_YIELDS | CORU_ARITY(2)},
+  {"write", l_write, CORU_YIELDS | CORU_ARITY(3)},
+  {"shutdown", l_shutdown, CORU_YIELDS | CORU_ARITY(2)},
   {"read_start", l_read_start, 0},
   {"read_stop", l_read_stop, 0},
   {"try_write", l_try_write, 0},
@@ -950,8 +950,8 @@ const coru_Reg coru_stream_methods[] = {
 static const coru_Reg stream_funcs[] = {
   {"read_start", l_read_start, 0},
   {"read_stop", l_read_stop, 0},
-  {"write", l_write, CORU_YIELDS},
-  {"shutdown", l_shutdown, CORU_YIELDS},
+  {"write", l_write, CORU_YIELDS | CORU_ARITY(3)},
+  {"shutdown", l_shutdown, CORU_YIELDS | CORU_ARITY(2)},
   {"try_write", l_try_write, 0},
   {"listen", l_listen, 0},
   {"accept", l_accept, 0},

@@ -1,0 +1,64 @@
+#!/bin/sh
+# bench/w2_callgrind.sh - W2 server instructions per request (callgrind),
+# deterministic enough to compare builds on a noisy machine (issue 14).
+# The server (bench/jit/cpu_server.lua: KIND plain = the W2 handler, cpu,
+# inline) runs under callgrind; coru's W2 client drives it for DURATION
+# seconds; (I(run) - I(idle)) / requests, where the idle run starts the
+# same server and stops it without a request. User-space instructions only.
+#
+#   sh bench/w2_callgrind.sh
+#   BUILDS="new=build/coru old=/tmp/other/build/coru" KINDS="plain inline" sh bench/w2_callgrind.sh
+#   MODES="on off" ...                  # also with jit.off() in the server
+# Variables: C (50), DURATION (3), PORT (7380), PASSES (8).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+command -v valgrind >/dev/null 2>&1 || { echo "w2_callgrind.sh: valgrind is not installed" >&2; exit 2; }
+C=${C:-50}
+DURATION=${DURATION:-3}
+PORT=${PORT:-7380}
+KINDS=${KINDS:-plain}
+MODES=${MODES:-on}
+export PASSES=${PASSES:-8}
+if [ -z "${BUILDS:-}" ]; then
+  make -s -C "$root" build/coru >&2
+  BUILDS="coru=$root/build/coru"
+fi
+client=${CLIENT:-$(echo "$BUILDS" | awk '{ split($1, a, "="); print a[2] }')}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/coru-w2cg.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+serve() { # serve <coru> <kind> <mode> <requests?>: prints "instructions requests"
+  bin=$1 kind=$2 mode=$3 load=$4
+  jit=on; [ "$mode" = off ] && jit=off
+  k=; [ "$kind" != cpu ] && k=$kind
+  : > "$tmp/ready"
+  PORT=$PORT JIT=$jit KIND=$k valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+    "$bin" "$here/jit/cpu_server.lua" > "$tmp/ready" 2> "$tmp/vg" &
+  vpid=$!
+  i=0
+  while ! grep -q READY "$tmp/ready" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 600 ] && { echo "w2_callgrind.sh: server did not start" >&2; kill $vpid; exit 1; }
+    sleep 0.1
+  done
+  total=0
+  if [ "$load" = 1 ]; then
+    res=$(PORT=$PORT C=$C DURATION=$DURATION WARMUP=0 "$client" "$root/bench/coru/rpc_client.lua")
+    total=$(echo "$res" | sed -n 's/.* total=\([0-9]*\).*/\1/p')
+  fi
+  kill -TERM $vpid; wait $vpid 2>/dev/null || true
+  echo "$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/vg" | tail -1) $total"
+}
+
+printf '%-10s %-7s %-4s %12s %9s %14s\n' build handler jit instructions requests "instr/request"
+for kind in $KINDS; do
+  for mode in $MODES; do
+    for b in $BUILDS; do
+      label=${b%%=*} bin=${b#*=}
+      idle=$(serve "$bin" "$kind" "$mode" 0)
+      run=$(serve "$bin" "$kind" "$mode" 1)
+      echo "$idle $run" | awk -v l="$label" -v k="$kind" -v m="$mode" \
+        '{ printf "%-10s %-7s %-4s %12d %9d %14.0f\n", l, k, m, $3 - $1, $4, ($3 - $1) / $4 }'
+    done
+  done
+done
