@@ -30,6 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   unsigned char *res;
   size_t nres;
   dmp_patch_apply(&o, &ps, base.p, base.n, &out, &res, &nres);
+  check_apply_utf8(&o, &ps, &base, &out, res, nres);
   free(res);
   dmp_ustr_free(&base);
   dmp_ustr_free(&out);

@@ -57,6 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   dmp_patch_apply(&o, &ps2, a.p, a.n, &out, &res, &nres);
   FUZZ_CHECK(ueq(&out, &b), "apply(make(a, b), a) == b");
   for (size_t i = 0; i < nres; i++) FUZZ_CHECK(res[i], "every hunk applies on the exact base");
+  check_apply_utf8(&o, &ps2, &a, &out, res, nres);
   free(res);
   dmp_ustr_free(&a);
   dmp_ustr_free(&b);

@@ -202,6 +202,29 @@ describe("coru.dmp API", function()
                      "match_main: pattern too long (40 UTF-16 units, match_maxbits is 32)")
   end)
 
+  it("answers the no-op calls without reading the text, and checks every other", function()
+    local d = dmp.new()
+    -- documented: identical texts, no patches and an empty patch text give their input back unread
+    local out, res = d:patch_apply({}, "ok\255")
+    assert.equal("ok\255", out)
+    assert.same({}, res)
+    assert.same({}, d:patch_make("x\255", "x\255"))
+    assert.same({{0, "x\255"}}, d:diff_main("x\255", "x\255"))
+    assert.same({}, dmp.diff_main("", ""))
+    assert.same({}, d:patch_from_text(""))
+    assert.equal("", dmp.patch_to_text({}))
+    -- anything else converts, so it checks: the exact-base path of patch_apply too
+    local ps = dmp.patch_make("abc abc abc", "abc abd abc")
+    assert.has_error(function() dmp.patch_apply(ps, "abc ab\255 abc") end,
+                     "bad argument #2 to 'patch_apply' (invalid UTF-8 at byte 7)")
+    assert.has_error(function() d:patch_apply(ps, "abc abc abc\255") end,
+                     "bad argument #3 to 'patch_apply' (invalid UTF-8 at byte 12)")
+    assert.has_error(function() d:patch_make("x\255", "y") end,
+                     "bad argument #2 to 'patch_make' (invalid UTF-8 at byte 2)")
+    -- a wrong type is refused before any no-op answer
+    assert.has_error(function() d:patch_apply({}, 42) end, "bad argument #3 to 'patch_apply' (string expected, got number)")
+  end)
+
   it("refuses every invalid UTF-8 form and accepts every valid one", function()
     local bad = {
       ["\194"] = 1, ["\194a"] = 1, ["\192\128"] = 1, ["\193\191"] = 1, ["\224\128\128"] = 1,

@@ -57,6 +57,11 @@ void dmp_bstr_free(dmp_bstr *s);
 int dmp_utf8_to_u16(const char *s, size_t n, dmp_ustr *out, size_t *bad);
 /* Validation only: 0, or -1 with *bad as above. */
 int dmp_utf8_check(const char *s, size_t n, size_t *bad);
+/* Validates UTF-8 from *at while advancing it by k UTF-16 units (k =
+ * UINT64_MAX: to the end). Returns 0 when k units were passed, 1 at the end
+ * of the text (fewer), -1 when unit k falls inside an astral character, -2
+ * at invalid UTF-8; *at is where it stopped. */
+int dmp_utf8_units(const char *s, size_t n, size_t *at, uint64_t k);
 /* UTF-16 -> UTF-8 (appends); a lone surrogate becomes U+FFFD. */
 void dmp_u16_to_utf8(const dmp_u16 *s, size_t n, dmp_bstr *out);
 
@@ -109,6 +114,16 @@ void dmp_patch_apply(const dmp_opts *o, const dmp_patches *p, const dmp_u16 *tex
  * binding's private copy needs no second one. */
 void dmp_patch_apply_consume(const dmp_opts *o, dmp_patches *p, const dmp_u16 *text, size_t n, dmp_ustr *out,
                              unsigned char **results, size_t *nresults);
+
+/* patch_apply on a UTF-8 text when every hunk (after padding and
+ * splitting) is found exactly where expected, as on the exact base: the
+ * text is never converted, only the hunks. Returns 0 with the results as
+ * dmp_patch_apply gives them and the new text in out->p[*skip, out->n -
+ * *skip) (out gets the padded text); -1 when a hunk needs the search or
+ * the fuzzy path, or there are no patches (use dmp_patch_apply then); -2
+ * if the text is not valid UTF-8. On -1 and -2 out is left as it was. */
+int dmp_patch_apply_utf8(const dmp_opts *o, const dmp_patches *p, const char *text, size_t n, dmp_bstr *out,
+                         size_t *skip, unsigned char **results, size_t *nresults);
 
 /* JavaScript's encodeURI with %20 turned back into ' ' (appends). */
 void dmp_encode_uri(const dmp_u16 *s, size_t n, dmp_bstr *out);

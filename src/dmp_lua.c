@@ -52,6 +52,7 @@ typedef struct {
   unsigned char *res;
   size_t nres;
   dmp_bstr tmp;        /* UTF-8 scratch while pushing results */
+  int slot;            /* the job userdata's stack index (job_done) */
 } job;
 
 static void job_clear(job *j) {
@@ -73,14 +74,52 @@ static int job_gc(lua_State *L) {
   return 0;
 }
 
+/* One spare job userdata, kept in a one-slot table (registry ref): a job
+ * with a __gc costs the collector more than most small calls do, so a call
+ * that ends normally empties its job and hands it back (job_done) for the
+ * next one. A call that raises leaves its job to the collector (its __gc
+ * frees the buffers), and a call made while the spare is taken (a nested
+ * one) makes its own. */
+static int spare_ref = LUA_NOREF;
+
+/* The patch fields' names, interned once (registry refs): reading or
+ * writing a field by a key already on hand skips hashing its name. */
+enum { K_DIFFS, K_START1, K_START2, K_LENGTH1, K_LENGTH2, K_N };
+static const char *const key_name[K_N] = {"diffs", "start1", "start2", "length1", "length2"};
+static int key_ref[K_N] = {LUA_NOREF, LUA_NOREF, LUA_NOREF, LUA_NOREF, LUA_NOREF};
+
+static void push_key(lua_State *L, int k) { lua_rawgeti(L, LUA_REGISTRYINDEX, key_ref[k]); }
+
 static job *job_new(lua_State *L, const dmp_opts *o, int kind) {
-  job *j = lua_newuserdata(L, sizeof *j);
+  job *j = NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, spare_ref);
+  lua_rawgeti(L, -1, 1);
+  if (lua_type(L, -1) == LUA_TUSERDATA) {
+    j = lua_touserdata(L, -1);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, 1);
+    lua_remove(L, -2);
+  } else {
+    lua_pop(L, 2);
+    j = lua_newuserdata(L, sizeof *j);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mt_job);
+    lua_setmetatable(L, -2);
+  }
   memset(j, 0, sizeof *j);
   j->o = *o;
   j->kind = kind;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, mt_job);
-  lua_setmetatable(L, -2);
+  j->slot = lua_gettop(L);
   return j;
+}
+
+/* The call is over: free j's buffers now (the next call reuses the memory
+ * while it is hot) and make it the spare. */
+static void job_done(lua_State *L, job *j) {
+  job_clear(j);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, spare_ref);
+  lua_pushvalue(L, j->slot);
+  lua_rawseti(L, -2, 1);
+  lua_pop(L, 1);
 }
 
 /* ------------------------------------------------------------ arguments */
@@ -170,7 +209,6 @@ static void check_patches(lua_State *L, int i, int argi, const char *fn, dmp_pat
   if (lua_type(L, i) != LUA_TTABLE)
     argerr(L, argi, fn, lua_pushfstring(L, "patches (a table) expected, got %s", luaL_typename(L, i)));
   size_t n = lua_objlen(L, i);
-  static const char *f[] = {"start1", "start2", "length1", "length2"};
   for (size_t k = 1; k <= n; k++) {
     lua_rawgeti(L, i, (int)k);
     int t = lua_gettop(L);
@@ -178,12 +216,14 @@ static void check_patches(lua_State *L, int i, int argi, const char *fn, dmp_pat
     dmp_patch *p = dmp_patches_add(out);
     int64_t v[4];
     for (int q = 0; q < 4; q++) {
-      lua_getfield(L, t, f[q]);
-      v[q] = check_int(L, -1, argi, fn, f[q]);
+      push_key(L, K_START1 + q);
+      lua_gettable(L, t);
+      v[q] = check_int(L, -1, argi, fn, key_name[K_START1 + q]);
       lua_pop(L, 1);
     }
     p->start1 = v[0]; p->start2 = v[1]; p->length1 = v[2]; p->length2 = v[3];
-    lua_getfield(L, t, "diffs");
+    push_key(L, K_DIFFS);
+    lua_gettable(L, t);
     check_diffs(L, lua_gettop(L), argi, fn, &p->diffs, scratch);
     lua_settop(L, t - 1);
   }
@@ -216,12 +256,15 @@ static void push_patches(lua_State *L, job *j, const dmp_patches *ps) {
   for (size_t i = 0; i < ps->n; i++) {
     const dmp_patch *p = &ps->v[i];
     lua_createtable(L, 0, 5);
+    const int64_t v[4] = {p->start1, p->start2, p->length1, p->length2};
+    push_key(L, K_DIFFS);
     push_diffs(L, j, &p->diffs);
-    lua_setfield(L, -2, "diffs");
-    lua_pushnumber(L, (lua_Number)p->start1); lua_setfield(L, -2, "start1");
-    lua_pushnumber(L, (lua_Number)p->start2); lua_setfield(L, -2, "start2");
-    lua_pushnumber(L, (lua_Number)p->length1); lua_setfield(L, -2, "length1");
-    lua_pushnumber(L, (lua_Number)p->length2); lua_setfield(L, -2, "length2");
+    lua_rawset(L, -3);
+    for (int q = 0; q < 4; q++) {
+      push_key(L, K_START1 + q);
+      lua_pushnumber(L, (lua_Number)v[q]);
+      lua_rawset(L, -3);
+    }
     lua_pushvalue(L, mt);
     lua_setmetatable(L, -2);
     lua_rawseti(L, -2, (int)i + 1);
@@ -240,6 +283,14 @@ static void job_run(job *j) {
   }
 }
 
+static void push_results(lua_State *L, job *j) {
+  lua_createtable(L, (int)j->nres, 0);
+  for (size_t i = 0; i < j->nres; i++) {
+    lua_pushboolean(L, j->res[i]);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+}
+
 static int job_push(lua_State *L, job *j) {
   switch (j->kind) {
   case J_DIFF: push_diffs(L, j, &j->dout); return 1;
@@ -247,11 +298,7 @@ static int job_push(lua_State *L, job *j) {
   case J_MAKE_DIFFS: push_patches(L, j, &j->pout); return 1;
   default:
     push_u16(L, j, j->tout.p, j->tout.n);
-    lua_createtable(L, (int)j->nres, 0);
-    for (size_t i = 0; i < j->nres; i++) {
-      lua_pushboolean(L, j->res[i]);
-      lua_rawseti(L, -2, (int)i + 1);
-    }
+    push_results(L, j);
     return 2;
   }
 }
@@ -274,23 +321,30 @@ static void pool_cancel(coru_cont *c) {
   uv_cancel((uv_req_t *)&h->req);
 }
 
+/* Whether a call without a callback runs on the pool: in a task, for large
+ * texts. In a task that cannot suspend here (a metamethod, a table.sort
+ * comparator...), large texts run in place rather than fail. */
+static int to_pool(lua_State *L, size_t bytes) {
+  coru_task *T = coru_R->current;
+  return T && bytes >= pool_min && lua_isyieldable(L) && (L == T->co || lua_isyieldable(T->co));
+}
+
 /* Run j (a userdata on the stack) here, or on the pool: with a callback at
  * cbidx (0: none), or in a task for large texts. */
 static int run(lua_State *L, job *j, int cbidx, size_t bytes, const char *fname) {
   int cb = cbidx && lua_type(L, cbidx) == LUA_TFUNCTION;
-  coru_task *T = coru_R->current;
-  /* in a task that cannot suspend here (a metamethod, a table.sort
-   * comparator...), large texts run in place rather than fail */
-  int can = T && bytes >= pool_min && lua_isyieldable(L) && (L == T->co || lua_isyieldable(T->co));
-  if (!cb && !can) {
+  if (!cb && !to_pool(L, bytes)) {
     job_run(j);
-    return job_push(L, j);
+    int r = job_push(L, j);
+    job_done(L, j);
+    return r;
   }
   coru_enter(L, cb ? cbidx : 0, fname, CORU_SYNC_OK);
   job *h = malloc(sizeof *h);
   if (!h) return luaL_error(L, "coru.dmp: out of memory");
   memcpy(h, j, sizeof *h);
   memset(j, 0, sizeof *j);  /* the userdata's buffers now belong to h */
+  h->slot = 0;
   h->req.data = h;
   coru_cont_init(L, &h->cont, cb ? cbidx : 0, pool_cancel);
   int r = uv_queue_work(coru_R->loop, &h->req, pool_work, pool_after);
@@ -370,12 +424,25 @@ static int l_patch_apply(lua_State *L) {
   }
   job *j = job_new(L, o, J_APPLY);
   check_patches(L, 2, 2, fn, &j->pin, &j->b);
-  check_text(L, 3, fn, &j->a);
   size_t bytes = bytes_of(L, 3);
   for (size_t i = 0; i < j->pin.n; i++) {
     int64_t l = j->pin.v[i].length1 + j->pin.v[i].length2;
     if (l > 0 && l < ((int64_t)1 << 40)) bytes += (size_t)l;
   }
+  if (!cb && lua_type(L, 3) == LUA_TSTRING && !to_pool(L, bytes)) {
+    /* every hunk exactly where expected (the exact base): the text stays
+     * UTF-8, only the hunks are converted; otherwise (or if the text is
+     * not valid UTF-8: check_text names the byte) the general path */
+    size_t n, skip = 0;
+    const char *s = lua_tolstring(L, 3, &n);
+    if (!dmp_patch_apply_utf8(&j->o, &j->pin, s, n, &j->tmp, &skip, &j->res, &j->nres)) {
+      lua_pushlstring(L, j->tmp.p + skip, j->tmp.n - 2 * skip);
+      push_results(L, j);
+      job_done(L, j);
+      return 2;
+    }
+  }
+  check_text(L, 3, fn, &j->a);
   return run(L, j, cb, bytes, "dmp.patch_apply");
 }
 
@@ -411,7 +478,9 @@ static int write_back(lua_State *L, job *j) {
     job *j = diffs_job(L, #name);                \
     call(&j->o, &j->din);                        \
     dmp_diff_fix_surrogates(&j->din);            \
-    return write_back(L, j);                     \
+    write_back(L, j);                            \
+    job_done(L, j);                              \
+    return 1;                                    \
   }
 CLEANUP(diff_cleanup_semantic, dmp_diff_cleanup_semantic)
 CLEANUP(diff_cleanup_semantic_lossless, dmp_diff_cleanup_semantic_lossless)
@@ -421,6 +490,7 @@ CLEANUP(diff_cleanup_merge, dmp_diff_cleanup_merge)
 static int l_diff_levenshtein(lua_State *L) {
   job *j = diffs_job(L, "diff_levenshtein");
   lua_pushnumber(L, (lua_Number)dmp_diff_levenshtein(&j->din));
+  job_done(L, j);
   return 1;
 }
 
@@ -428,6 +498,7 @@ static int l_diff_x_index(lua_State *L) {
   job *j = diffs_job(L, "diff_x_index");
   int64_t loc = check_int(L, 3, 3, "diff_x_index", "loc");
   lua_pushnumber(L, (lua_Number)dmp_diff_x_index(&j->din, loc));
+  job_done(L, j);
   return 1;
 }
 
@@ -437,6 +508,7 @@ static int text12(lua_State *L, int which) {
   if (which == 1) dmp_diff_text1(&j->din, &j->a);
   else dmp_diff_text2(&j->din, &j->a);
   push_u16(L, j, j->a.p, j->a.n);
+  job_done(L, j);
   return 1;
 }
 static int l_diff_text1(lua_State *L) { return text12(L, 1); }
@@ -453,6 +525,7 @@ static int l_match_main(lua_State *L) {
   if (r == -2) return luaL_error(L, "match_main: pattern too long (%d UTF-16 units, match_maxbits is %d)",
                                  (int)j->b.n, o->match_maxbits);
   lua_pushnumber(L, (lua_Number)r);
+  job_done(L, j);
   return 1;
 }
 
@@ -463,6 +536,7 @@ static int l_patch_to_text(lua_State *L) {
   check_patches(L, 2, 2, fn, &j->pin, &j->a);
   dmp_patch_to_text(&j->pin, &j->tmp);
   lua_pushlstring(L, j->tmp.p ? j->tmp.p : "", j->tmp.n);
+  job_done(L, j);
   return 1;
 }
 
@@ -475,11 +549,13 @@ static int l_patch_from_text(lua_State *L) {
   job *j = job_new(L, o, 0);
   char err[256];
   if (dmp_patch_from_text(s, n, &j->pout, err, sizeof err)) {
+    job_done(L, j);
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;
   }
   push_patches(L, j, &j->pout);
+  job_done(L, j);
   return 1;
 }
 
@@ -554,17 +630,72 @@ static int push_opt(lua_State *L, const dmp_opts *o, const char *k) {
   return 1;
 }
 
-/* d.key: a method (upvalue 1) or a tunable. */
-static int l_index(lua_State *L) {
+/* d.key for a key that is not a method (the Lua __index below looks the
+ * methods up first): a tunable, or nil. */
+static int l_getopt(lua_State *L) {
   dmp_opts *o = check_dmp(L, 1, "index");
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));
-  if (!lua_isnil(L, -1)) return 1;
-  const char *k = lua_tostring(L, 2);
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
   if (k && push_opt(L, o, k)) return 1;
   lua_pushnil(L);
   return 1;
 }
+
+/* The object's __index and the answers that need no C call, in Lua so that
+ * the JIT compiles them into the caller: a method lookup, and the no-op
+ * cases (identical texts, no patches, an empty patch text), which the
+ * reference answers in tens of nanoseconds. Those return their input
+ * unread (see docs/dmp.md, "Texts and offsets"); any other call goes to C.
+ * Arguments: methods, module table, the object metatable, the default
+ * object, l_getopt. */
+static const char fast_lua[] =
+  "local methods, mod, MT, default, getopt = ...\n"
+  "local type, getmetatable, select = type, getmetatable, select\n"
+  "local c_diff, c_make, c_apply = methods.diff_main, methods.patch_make, methods.patch_apply\n"
+  "local c_to_text, c_from_text = methods.patch_to_text, methods.patch_from_text\n"
+  "MT.__index = function(d, k)\n"
+  "  local m = methods[k]\n"
+  "  if m ~= nil then return m end\n"
+  "  return getopt(d, k)\n"
+  "end\n"
+  "local function diff_main(d, ...)\n"
+  "  local a, b, c = ...\n"
+  "  local n = select('#', ...)\n"
+  "  if a == b and (n == 2 or (n == 3 and type(c) ~= 'function')) and type(a) == 'string'\n"
+  "     and getmetatable(d) == MT then\n"
+  "    if a == '' then return {} end\n"
+  "    return {{0, a}}\n"
+  "  end\n"
+  "  return c_diff(d, ...)\n"
+  "end\n"
+  "local function patch_make(d, ...)\n"
+  "  local a, b = ...\n"
+  "  if a == b and select('#', ...) == 2 and type(a) == 'string' and getmetatable(d) == MT then return {} end\n"
+  "  return c_make(d, ...)\n"
+  "end\n"
+  "local function patch_apply(d, ...)\n"
+  "  local ps, text = ...\n"
+  "  if select('#', ...) == 2 and type(text) == 'string' and type(ps) == 'table' and #ps == 0\n"
+  "     and getmetatable(d) == MT then\n"
+  "    return text, {}\n"
+  "  end\n"
+  "  return c_apply(d, ...)\n"
+  "end\n"
+  "local function patch_to_text(d, ...)\n"
+  "  local ps = ...\n"
+  "  if type(ps) == 'table' and #ps == 0 and getmetatable(d) == MT then return '' end\n"
+  "  return c_to_text(d, ...)\n"
+  "end\n"
+  "local function patch_from_text(d, ...)\n"
+  "  if ... == '' and getmetatable(d) == MT then return {} end\n"
+  "  return c_from_text(d, ...)\n"
+  "end\n"
+  "methods.diff_main, methods.patch_make, methods.patch_apply = diff_main, patch_make, patch_apply\n"
+  "methods.patch_to_text, methods.patch_from_text = patch_to_text, patch_from_text\n"
+  "mod.diff_main = function(...) return diff_main(default, ...) end\n"
+  "mod.patch_make = function(...) return patch_make(default, ...) end\n"
+  "mod.patch_apply = function(...) return patch_apply(default, ...) end\n"
+  "mod.patch_to_text = function(...) return patch_to_text(default, ...) end\n"
+  "mod.patch_from_text = function(...) return patch_from_text(default, ...) end\n";
 
 static int l_newindex(lua_State *L) {
   dmp_opts *o = check_dmp(L, 1, "newindex");
@@ -615,6 +746,12 @@ CORU_FAMILY(dmp) {
   lua_pushcfunction(L, job_gc);
   lua_setfield(L, -2, "__gc");
   mt_job = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 1, 0);
+  spare_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  for (int k = 0; k < K_N; k++) {
+    lua_pushstring(L, key_name[k]);
+    key_ref[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, l_patch_tostring);
   lua_setfield(L, -2, "__tostring");
@@ -629,10 +766,6 @@ CORU_FAMILY(dmp) {
   int mt = lua_gettop(L);
   lua_pushvalue(L, mt);
   mt_dmp = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L);
-  coru_setfuncs(L, methods);
-  lua_pushcclosure(L, l_index, 1);
-  lua_setfield(L, mt, "__index");
   lua_pushcfunction(L, l_newindex);
   lua_setfield(L, mt, "__newindex");
   lua_pushcfunction(L, l_tostring);
@@ -647,7 +780,16 @@ CORU_FAMILY(dmp) {
   lua_pushinteger(L, DMP_DELETE); lua_setfield(L, -2, "DELETE");
   lua_pushinteger(L, DMP_EQUAL); lua_setfield(L, -2, "EQUAL");
   lua_pushinteger(L, DMP_INSERT); lua_setfield(L, -2, "INSERT");
-  lua_pushvalue(L, -1);
+  int mod = lua_gettop(L);
+  if (luaL_loadbuffer(L, fast_lua, sizeof fast_lua - 1, "=coru.dmp")) lua_error(L);
+  lua_newtable(L);
+  coru_setfuncs(L, methods);
+  lua_pushvalue(L, mod);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mt_dmp);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, default_ref);
+  lua_pushcfunction(L, l_getopt);
+  lua_call(L, 5, 0);
+  lua_pushvalue(L, mod);
   lua_setfield(L, M, "dmp");
   lua_getglobal(L, "package");
   if (lua_istable(L, -1)) {

@@ -749,3 +749,80 @@ void dmp_patch_apply_consume(const dmp_opts *o, dmp_patches *in, const u16 *text
   *nresults = ps.n;
   dmp_patches_free(&ps);
 }
+
+/* ------------------------------------------- apply, every hunk exact, UTF-8 */
+
+static int lone_end(const dmp_ustr *t) { return t->n && (is_lo(t->p[0]) || is_hi(t->p[t->n - 1])); }
+
+int dmp_patch_apply_utf8(const dmp_opts *o, const dmp_patches *in, const char *text, size_t n, dmp_bstr *out,
+                         size_t *skip, unsigned char **results, size_t *nresults) {
+  if (!in->n) return -1;
+  dmp_patches ps = {0};
+  patches_copy(in, &ps);
+  u16 pad[64];
+  size_t plen = add_padding(o, &ps, pad);
+  split_max(o, &ps);
+  size_t sn = n + 2 * plen;  /* the padded text: the pad units are the bytes 1..plen */
+  char *src = dmp_xmalloc(sn ? sn : 1);
+  for (size_t k = 0; k < plen; k++) src[k] = src[plen + n + k] = (char)pad[k];
+  if (n) memcpy(src + plen, text, n);
+  unsigned char *res = dmp_xmalloc(ps.n ? ps.n : 1);
+  dmp_bstr b1 = {0};
+  size_t base = out->n;  /* out gets the padded text from here */
+  dmp_ustr t = {0};
+  size_t bi = 0;    /* the next byte of src not yet copied or replaced */
+  int64_t ou = 0;   /* UTF-16 units of the text before it (o2's) */
+  int rc = -1;
+  for (size_t x = 0; x < ps.n; x++) {
+    dmp_patch *p = &ps.v[x];
+    /* delta stays 0 while every hunk is found where expected */
+    int64_t expected = p->start2;
+    t.n = 0;
+    dmp_diff_text1(&p->diffs, &t);
+    if (lone_end(&t) || expected < ou) goto done;
+    size_t from = bi;
+    int w = dmp_utf8_units(src, sn, &bi, (uint64_t)(expected - ou));
+    if (w) { rc = w == -2 ? -2 : -1; goto done; }
+    dmp_bstr_add(out, src + from, bi - from);
+    ou = expected;
+    /* match_main's exact test (and, past match_maxbits, the two ends and
+     * the whole, which this implies); UTF-8 bytes are equal exactly when
+     * the units are, and bytes equal to valid UTF-8 are valid */
+    b1.n = 0;
+    dmp_u16_to_utf8(t.p, t.n, &b1);
+    if (b1.n > sn - bi || (b1.n && memcmp(src + bi, b1.p, b1.n))) goto done;
+    bi += b1.n;
+    t.n = 0;
+    dmp_diff_text2(&p->diffs, &t);
+    if (lone_end(&t)) goto done;
+    dmp_u16_to_utf8(t.p, t.n, out);
+    ou += (int64_t)t.n;
+    res[x] = 1;
+  }
+  size_t from = bi;
+  int w = dmp_utf8_units(src, sn, &bi, UINT64_MAX);  /* the rest: validated, copied */
+  if (w != 1) { rc = w == -2 ? -2 : -1; goto done; }
+  dmp_bstr_add(out, src + from, sn - from);
+  /* text.substring(pad, length - pad): the pad bytes must still be there */
+  size_t m = out->n - base;
+  const char *q = out->p + base;
+  if (m < 2 * plen) goto done;
+  for (size_t k = 0; k < plen; k++)
+    if ((unsigned char)q[k] != pad[k] || (unsigned char)q[m - plen + k] != pad[k]) goto done;
+  *skip = plen;
+  *results = res;
+  *nresults = ps.n;
+  res = NULL;
+  rc = 0;
+done:
+  if (rc) {
+    out->n = base;
+    if (out->p) out->p[base] = 0;
+  }
+  free(res);
+  free(src);
+  dmp_bstr_free(&b1);
+  dmp_ustr_free(&t);
+  dmp_patches_free(&ps);
+  return rc;
+}

@@ -152,6 +152,13 @@ int dmp_utf8_check(const char *str, size_t n, size_t *bad) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < n) {
+#ifdef __SSE2__
+    if (i + 16 <= n) {  /* the ASCII bytes among the next sixteen, at once */
+      unsigned hi = (unsigned)_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + i)));
+      i += hi ? (unsigned)__builtin_ctz(hi) : 16;
+      if (!hi) continue;
+    }
+#endif
     if (i + 8 <= n) {
       uint64_t w;
       memcpy(&w, s + i, 8);
@@ -159,6 +166,7 @@ int dmp_utf8_check(const char *str, size_t n, size_t *bad) {
     }
     unsigned c = s[i], cp, len, min;
     if (c < 0x80) { i++; continue; }
+    if (c >= 0xC2 && c <= 0xDF && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) { i += 2; continue; }  /* two bytes */
     if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
     else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
     else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
@@ -388,13 +396,29 @@ void dmp_encode_uri(const dmp_u16 *s, size_t n, dmp_bstr *out) {
   }
 }
 
+/* Decimal digits of v >= 0 at the end of buf[0, 24); returns where they start. */
+static char *dec(char *end, int64_t v) {
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do { *--end = (char)('0' + u % 10); u /= 10; } while (u);
+  if (v < 0) *--end = '-';
+  return end;
+}
+
+/* The reference's coordinates: "start,0", "start+1" or "start+1,len". */
 static void coords(dmp_bstr *out, int64_t start, int64_t len) {
-  char buf[64];
-  int k;
-  if (len == 0) k = snprintf(buf, sizeof buf, "%lld,0", (long long)start);
-  else if (len == 1) k = snprintf(buf, sizeof buf, "%lld", (long long)(start + 1));
-  else k = snprintf(buf, sizeof buf, "%lld,%lld", (long long)(start + 1), (long long)len);
-  dmp_bstr_add(out, buf, (size_t)k);
+  char buf[48], *end = buf + sizeof buf, *p = end;
+  if (len == 0) {
+    *--p = '0';
+    *--p = ',';
+    p = dec(p, start);
+  } else if (len == 1) {
+    p = dec(p, start + 1);
+  } else {
+    p = dec(p, len);
+    *--p = ',';
+    p = dec(p, start + 1);
+  }
+  dmp_bstr_add(out, p, (size_t)(end - p));
 }
 
 void dmp_patch_to_text(const dmp_patches *ps, dmp_bstr *out) {
@@ -521,6 +545,7 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
   }
   if (n == 0) return 0;
   dmp_bstr line = {0};
+  dmp_ustr t = {0};  /* a line's text, as UTF-16 */
   size_t pos = 0;
   int more = 1;  /* text.split('\n') yields one more line after the last '\n' */
   dmp_patch *p = NULL;
@@ -548,15 +573,13 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
     }
     if (sign == '@') { in_hunk = 0; more = 1; continue; }  /* this line is the next header */
     if (sign == '-' || sign == '+' || sign == ' ') {
-      dmp_ustr t = {0};
+      t.n = 0;
       if (dmp_utf8_to_u16(line.p ? line.p : "", line.n, &t, &bad)) {
-        dmp_ustr_free(&t);
         set_err(err, errlen, "Illegal escape in patch_fromText: ", ls, ln);
         rc = -1;
         break;
       }
       dmp_diffs_push(&p->diffs, sign == '-' ? DMP_DELETE : sign == '+' ? DMP_INSERT : DMP_EQUAL, t.p, t.n);
-      dmp_ustr_free(&t);
     } else if (ln) {
       char what[48];
       unsigned char c = (unsigned char)sign;
@@ -569,6 +592,41 @@ int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, si
     pos += ln + 1;
   }
   dmp_bstr_free(&line);
+  dmp_ustr_free(&t);
   if (rc) dmp_patches_free(out);
+  return rc;
+}
+
+int dmp_utf8_units(const char *str, size_t n, size_t *at, uint64_t k) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = *at;
+  int rc = 0;
+  while (k) {
+#ifdef __SSE2__
+    if (k >= 16 && i + 16 <= n) {  /* the ASCII bytes among the next sixteen, at once */
+      unsigned hi = (unsigned)_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + i)));
+      unsigned a = hi ? (unsigned)__builtin_ctz(hi) : 16;
+      i += a;
+      k -= a;
+      if (!hi) continue;
+    }
+#endif
+    if (i >= n) { rc = 1; break; }
+    unsigned c = s[i], cp, len, min;
+    if (c < 0x80) { i++; k--; continue; }
+    if (c >= 0xC2 && c <= 0xDF && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) { i += 2; k--; continue; }
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
+    else { rc = -2; break; }
+    if (i + len > n) { rc = -2; break; }
+    unsigned q;
+    for (q = 1; q < len && (s[i + q] & 0xC0) == 0x80; q++) cp = (cp << 6) | (s[i + q] & 0x3F);
+    if (q < len || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) { rc = -2; break; }
+    if (len == 4 && k < 2) { rc = -1; break; }
+    i += len;
+    k -= len == 4 ? 2 : 1;
+  }
+  *at = i;
   return rc;
 }
