@@ -119,11 +119,14 @@ meta: all
 valgrind: all
 	$(SPEC_ENV) CORU_REAL_BIN="$(CURDIR)/$(BUILD)/coru" $(BUSTED) --lua=tools/valgrind-coru spec
 
+# Two floo-sync mirrors converging through coru-floo-server (the scheduler
+# tour that used to be the demo: build/coru examples/demo.lua).
 demo: all
-	$(BUILD)/coru examples/demo.lua
+	$(BUILD)/coru examples/floo-demo.lua $(CURDIR)/$(BUILD)/coru
 
 bench: all
 	sh bench/run.sh
+	sh bench/floo/run.sh
 	sh bench/dmp/run.sh
 	sh bench/jit.sh
 
@@ -145,6 +148,8 @@ install: all
 	install -m 755 $(BUILD)/coru $(DESTDIR)$(PREFIX)/bin/coru
 	install -m 755 $(BUILD)/coru.so $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/coru.so
 	$(call install_lua,$(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION))
+	install -m 755 bin/coru-floo-server $(DESTDIR)$(PREFIX)/bin/coru-floo-server
+	install -m 755 examples/floo-sync $(DESTDIR)$(PREFIX)/bin/floo-sync
 
 # luarocks make: the rock's own directories
 install-rock: all
@@ -152,6 +157,8 @@ install-rock: all
 	install -m 755 $(BUILD)/coru.so $(INST_LIBDIR)/coru.so
 	$(call install_lua,$(INST_LUADIR))
 	install -m 755 $(BUILD)/coru $(INST_BINDIR)/coru
+	install -m 755 bin/coru-floo-server $(INST_BINDIR)/coru-floo-server
+	install -m 755 examples/floo-sync $(INST_BINDIR)/floo-sync
 
 # ---------------------------------------------------------------- fuzzing
 # make fuzz: the Lua API fuzzer (fuzz/api_fuzz.lua in $(BUILD)/coru for

@@ -1372,6 +1372,67 @@ function coru_filestream:unref() end
 ---@return string?
 function coru_filestream:write(data, cb) end
 
+---@class coru.floo.server
+local coru_floo_server = {}
+
+---See docs/ (coru.floo.server.DEFAULTS).
+---@param ... any
+---@return ...
+function coru_floo_server.DEFAULTS(...) end
+
+---See docs/ (coru.floo.server.SITE_PERMS).
+---@param ... any
+---@return ...
+function coru_floo_server.SITE_PERMS(...) end
+
+---See docs/ (coru.floo.server.base64_decode).
+---@param text any
+---@return ...
+function coru_floo_server.base64_decode(text) end
+
+---See docs/ (coru.floo.server.base64_encode).
+---@param bytes any
+---@return ...
+function coru_floo_server.base64_encode(bytes) end
+
+---nil when path is a valid buffer path, else the reason.
+---@param path string
+---@return string?
+function coru_floo_server.check_path(path) end
+
+---See docs/ (coru.floo.server.expand_perms).
+---@param site_perms any
+---@param is_anon any
+---@return ...
+function coru_floo_server.expand_perms(site_perms, is_anon) end
+
+---Reads a JSON configuration file; relative paths are made relative to it.
+---@param file string
+---@return table?
+---@return string?
+function coru_floo_server.load_config(file) end
+
+---coru-floo-server's command line; runs until SIGTERM/SIGINT and returns the exit status (task only).
+---@param argv string[]
+---@return integer
+function coru_floo_server.main(argv) end
+
+---See docs/ (coru.floo.server.md5).
+---@param s any
+---@return ...
+function coru_floo_server.md5(s) end
+
+---Loads every workspace under config.data_dir and listens (task only); see docs/floo-server.md.
+---@param config table
+---@return table?
+---@return string?
+function coru_floo_server.start(config) end
+
+---Whether s is UTF-8 as coru.dmp takes it.
+---@param s string
+---@return boolean
+function coru_floo_server.valid_utf8(s) end
+
 ---@class coru.floo.testing
 local coru_floo_testing = {}
 

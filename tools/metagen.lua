@@ -24,6 +24,14 @@ local function modes(params, ret, cbargs)
 end
 
 local S = {
+  ["coru.floo.server.start"] = {"---Loads every workspace under config.data_dir and listens (task only); see docs/floo-server.md.",
+    params = {"config table"}, ret = "table?, string?"},
+  ["coru.floo.server.main"] = {"---coru-floo-server's command line; runs until SIGTERM/SIGINT and returns the exit status (task only).",
+    params = {"argv string[]"}, ret = "integer"},
+  ["coru.floo.server.load_config"] = {"---Reads a JSON configuration file; relative paths are made relative to it.",
+    params = {"file string"}, ret = "table?, string?"},
+  ["coru.floo.server.check_path"] = {"---nil when path is a valid buffer path, else the reason.", params = {"path string"}, ret = "string?"},
+  ["coru.floo.server.valid_utf8"] = {"---Whether s is UTF-8 as coru.dmp takes it.", params = {"s string"}, ret = "boolean"},
   ["coru.run"] = {"---Runs fn(...) as a task until it ends (plain LuaJIT), or awaits it in a task.\n---With no function: runs the loop until no referenced handle is left (luv's uv.run()).",
     params = {"fn? fun(...):...", "... any"}, ret = "..."},
   ["coru.spawn"] = {"---Starts fn(...) as a task now; it runs until its first suspension.", params = {"fn fun(...):...", "... any"}, ret = "coru.task"},

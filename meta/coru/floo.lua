@@ -36,14 +36,14 @@ function M._flush(...) end
 function M._lost(...) end
 
 ---See docs/ (coru.floo.base64_decode).
----@param s any
+---@param text any
 ---@return ...
-function M.base64_decode(s) end
+function M.base64_decode(text) end
 
 ---See docs/ (coru.floo.base64_encode).
----@param s any
+---@param bytes any
 ---@return ...
-function M.base64_encode(s) end
+function M.base64_encode(bytes) end
 
 ---See docs/ (coru.floo.connect).
 ---@param host any

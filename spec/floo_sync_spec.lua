@@ -1,0 +1,215 @@
+-- floo-sync (examples/floo-sync) against coru-floo-server with real files
+-- on disk: two mirrors, changes on both sides and from a protocol client,
+-- ignore rules, binary files, and a server restart in the middle.
+local coru = require "coru"
+local helper = require "helper"
+local H = require "floo_helper"
+local fs = require "coru.fs"
+local server = H.server
+
+local function tree(dir)
+  local t = {}
+  for p, ty in fs.walk(dir) do
+    local rel = p:sub(#dir + 2)
+    if ty == "file" and not rel:match("%.tmp%-%w+$") then t[rel] = fs.read_file(p) end
+  end
+  return t
+end
+
+local function same(x, y)
+  for k, v in pairs(x) do if y[k] ~= v then return false end end
+  for k in pairs(y) do if x[k] == nil then return false end end
+  return true
+end
+
+local function describe_tree(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return table.concat(keys, ", ")
+end
+
+local logs = {}   -- what the mirrors print, shown when a wait fails
+
+local function sync(port, user, dir, mode)
+  local p = assert(coru.process.spawn(helper.bin, {"examples/floo-sync", "-p", tostring(port), "-u", user,
+    "-s", H.USERS[user].secret, "-w", "alice/ws", "--rescan", "500", mode, dir},
+    {stdio = {"ignore", "pipe", "pipe"}}))
+  for _, stream in ipairs({p.stdout, p.stderr}) do
+    coru.spawn(function()
+      while true do
+        local l = stream:read_line()
+        if not l then break end
+        logs[#logs + 1] = user .. ": " .. l
+      end
+    end)
+  end
+  return p
+end
+
+local function wait_trees(a, b, what, extra)
+  local ok = coru.timeout(10000, function()
+    while not (same(tree(a), tree(b)) and (not extra or extra(tree(a)))) do coru.sleep(20) end
+    return true
+  end)
+  assert(ok, ("timed out waiting for %s: %s | %s\n%s"):format(what, describe_tree(tree(a)), describe_tree(tree(b)),
+                                                             table.concat(logs, "\n", math.max(1, #logs - 30))))
+end
+
+describe("floo-sync", function()
+  teardown(function() require("tls_helper").cleanup() end)   -- the certificates made for TLS specs
+
+  it("mirrors two directories through the server, both ways, with renames and deletions", function()
+    helper.run(function()
+      local srv, cfg = H.start({readme = false})
+      local root = H.tmpdir()
+      local A, B = root .. "/a", root .. "/b"
+      assert(fs.mkdirp(A .. "/sub"))
+      assert(fs.mkdirp(B))
+      assert(fs.write_file(A .. "/one.txt", "one\n"))
+      assert(fs.write_file(A .. "/sub/two.txt", "two ✓ 🌍\n"))
+      assert(fs.write_file(A .. "/logo.bin", "\0\1\2\255binary"))
+      assert(fs.write_file(A .. "/.flooignore", "*.log\nbuild/\n"))
+      assert(fs.write_file(A .. "/debug.log", "not shared\n"))
+      assert(fs.mkdirp(A .. "/.git"))
+      assert(fs.write_file(A .. "/.git/HEAD", "ref: x\n"))
+      local pa, pb
+      finally(function()   -- a failed step must not leave mirrors running
+        for _, p in ipairs({pa, pb}) do
+          if p and not p.exited then p:kill("sigkill") end
+          if p then p:close() end
+        end
+      end)
+      pa = sync(srv.port, "alice", A, "--upload")
+      helper.wait_until(function() local ws = srv:workspace("alice/ws") return ws and ws.nbufs == 4 end, 10000, "the upload")
+      pb = sync(srv.port, "bob", B, "--download")
+      local function shared(t) t["debug.log"] = nil t[".git/HEAD"] = nil return t end
+      local ok = coru.timeout(10000, function()
+        while not same(shared(tree(A)), tree(B)) do coru.sleep(20) end
+        return true
+      end)
+      assert(ok, "the first download: " .. describe_tree(tree(B)))
+      assert.is_nil(tree(B)["debug.log"])
+      assert.equal("\0\1\2\255binary", tree(B)["logo.bin"])
+      local ws = srv:workspace("alice/ws")
+      local function find(path) for _, b in pairs(ws.bufs) do if b.path == path then return b end end end
+      assert.equal("base64", find("logo.bin").encoding)
+      assert.is_nil(find("debug.log"))
+      -- the ignored files stay out of the comparisons from here on
+      fs.unlink(A .. "/debug.log")
+      fs.rmtree(A .. "/.git")
+
+      -- local edits in A: change, new file, rename, delete
+      assert(fs.write_file(A .. "/one.txt", "one, edited in a\n"))
+      assert(fs.write_file(A .. "/new.txt", "brand new 😀\n"))
+      wait_trees(A, B, "an edit and a new file")
+      assert(fs.mkdirp(A .. "/moved"))
+      assert(fs.rename(A .. "/sub/two.txt", A .. "/moved/two.txt"))
+      wait_trees(A, B, "a rename in a", function(t) return t["moved/two.txt"] ~= nil end)
+      local moved_id = find("moved/two.txt").id
+      -- edited and moved at once: still a rename (same name), then the edit
+      assert(fs.write_file(A .. "/moved/two.txt", "two ✓ 🌍\nedited, then moved\n"))
+      assert(fs.mkdirp(A .. "/moved/deeper"))
+      assert(fs.rename(A .. "/moved/two.txt", A .. "/moved/deeper/two.txt"))
+      wait_trees(A, B, "an edit and a move together",
+                 function(t) return t["moved/deeper/two.txt"] == "two ✓ 🌍\nedited, then moved\n" end)
+      assert(moved_id == find("moved/deeper/two.txt").id, "not a rename:\n" .. table.concat(logs, "\n", math.max(1, #logs - 25)))
+      assert(fs.rename(A .. "/moved/deeper/two.txt", A .. "/moved/two.txt"))
+      wait_trees(A, B, "a move back", function(t) return t["moved/two.txt"] ~= nil end)
+      assert(fs.write_file(A .. "/moved/two.txt", "two ✓ 🌍\n"))
+      wait_trees(A, B, "the edit undone", function(t) return t["moved/two.txt"] == "two ✓ 🌍\n" end)
+      assert(fs.unlink(A .. "/new.txt"))
+      wait_trees(A, B, "a deletion in a", function(t) return t["new.txt"] == nil end)
+
+      -- local changes in B flow back to A
+      assert(fs.rename(B .. "/one.txt", B .. "/uno.txt"))
+      assert(fs.write_file(B .. "/moved/two.txt", "two ✓ 🌍\nedited in b\n"))
+      wait_trees(A, B, "a rename and an edit in b", function(t) return t["uno.txt"] and t["moved/two.txt"]:match("in b") end)
+      assert(fs.unlink(B .. "/logo.bin"))
+      wait_trees(A, B, "a deletion in b", function(t) return t["logo.bin"] == nil end)
+
+      -- changes from a protocol client reach both mirrors
+      local c = H.join(srv.port, "alice")
+      local uno = find("uno.txt")
+      c:reply(c:send({name = "rename_buf", id = uno.id, path = "deep/er/uno.txt"}), "rename_buf")
+      local D = coru.dmp.new{}
+      local old = uno.text
+      c:reply(c:send({name = "patch", id = uno.id, patch = D:patch_to_text(D:patch_make(old, old .. "remote ✓\n")),
+                      md5_before = coru.md5(old), md5_after = coru.md5(old .. "remote ✓\n")}), "ack")
+      local id = c:create("from/remote.txt", "remote file\n")
+      wait_trees(A, B, "remote changes", function(t)
+        return t["deep/er/uno.txt"] == old .. "remote ✓\n" and t["from/remote.txt"] == "remote file\n"
+      end)
+      c:reply(c:send({name = "delete_buf", id = id, unlink = true}), "delete_buf")
+      wait_trees(A, B, "a remote deletion", function(t) return t["from/remote.txt"] == nil end)
+      c:close()
+
+      -- a server restart: a change made while it is down arrives afterwards
+      local port = srv.port
+      srv:close()
+      assert(fs.write_file(A .. "/moved/two.txt", "written while the server was down\n"))
+      local again
+      for _ = 1, 100 do
+        cfg.port = port
+        again = server.start(cfg)
+        if again then break end
+        coru.sleep(20)
+      end
+      srv = assert(again)
+      wait_trees(A, B, "the change made during the restart",
+                 function(t) return t["moved/two.txt"] == "written while the server was down\n" end)
+      -- the server agrees byte for byte
+      ws = srv:workspace("alice/ws")
+      local bufs = {}
+      for _, b in pairs(ws.bufs) do bufs[b.path] = b.text end
+      local a = tree(A)
+      a[".flooignore"] = a[".flooignore"]
+      assert.is_true(same(a, bufs), describe_tree(a) .. " | " .. describe_tree(bufs))
+      pa:kill("sigterm") pb:kill("sigterm")
+      assert.equal(0, (pa:wait()))
+      assert.equal(0, (pb:wait()))
+      pa:close() pb:close()          -- their output pipes, whatever the readers saw
+      H.stop(srv, cfg)
+      H.rmdir(root)
+    end)
+  end)
+
+  it("connects over TLS with a CA of its own", function()
+    local certs = require("tls_helper").certs()
+    helper.run(function()
+      local srv, cfg = H.start({readme = false, port = false,
+                                tls = {port = 0, cert = certs.server.cert, key = certs.server.key}})
+      local root = H.tmpdir()
+      assert(fs.write_file(root .. "/secure.txt", "over TLS 🔒\n"))
+      local p
+      finally(function() if p and not p.exited then p:kill("sigkill") end end)
+      p = assert(coru.process.spawn(helper.bin, {"examples/floo-sync", "-q", "-H", "localhost", "-p",
+        tostring(srv.tls_port), "--ca", certs.ca_file, "-u", "alice", "-s", H.USERS.alice.secret,
+        "-w", "alice/ws", "--upload", root}, {stdio = {"ignore", "ignore", "ignore"}}))
+      helper.wait_until(function()
+        local ws = srv:workspace("alice/ws")
+        if not ws then return false end
+        for _, b in pairs(ws.bufs) do if b.path == "secure.txt" then return b.text == "over TLS 🔒\n" end end
+        return false
+      end, 10000, "the upload over TLS")
+      p:kill("sigterm")
+      assert.equal(0, (p:wait()))
+      H.stop(srv, cfg)
+      H.rmdir(root)
+    end)
+  end)
+
+  it("refuses bad options with the usage", function()
+    helper.run(function()
+      local out, err, code = coru.process.exec(helper.bin, {"examples/floo-sync", "--port", "x", "dir"})
+      assert.equal(2, code)
+      assert.matches("%-%-port: a number", err)
+      out, err, code = coru.process.exec(helper.bin, {"examples/floo-sync", "-u", "a", "dir"})
+      assert.equal(2, code)
+      assert.matches("%-%-workspace owner/name is needed", err)
+      out, err, code = coru.process.exec(helper.bin, {"examples/floo-sync", "--help"})
+      assert.equal(0, code)
+      assert.matches("usage: floo%-sync", out)
+    end)
+  end)
+end)
