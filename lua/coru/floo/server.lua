@@ -1626,10 +1626,9 @@ function M.start(cfg)
   end
   if cfg.tls then
     local t = cfg.tls
-    local l, lerr = coru.tls.listen(t.host or o.host, t.port or 3448,
+    local l, lerr = coru.tls.listen(t.host or o.host, t.port or 3448, serve(true),
       {cert = t.cert, key = t.key, ca = t.ca, backlog = 1024,
-       on_handshake_error = function(msg) srv.log("info", "tls_handshake_failed", {err = msg}) end},
-      serve(true))
+       on_handshake_error = function(msg) srv.log("info", "tls_handshake_failed", {err = msg}) end})
     if not l then srv:close() return nil, "tls listen: " .. tostring(lerr) end
     srv.tls_listener = l
     srv.tls_port = l:getsockname().port
