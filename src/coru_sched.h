@@ -10,7 +10,6 @@
 #include "coru.h"
 
 /* sched.c */
-coru_task *totask(lua_State *L, int idx);
 coru_task *checktask(lua_State *L, int idx);
 int is_cancel(lua_State *L, int idx);
 void wake(coru_task *T, int nargs, int now);
@@ -37,6 +36,16 @@ void coru_open_task(lua_State *L);    /* the task and cancel metatables, spawn, 
 /* group.c, chan.c */
 void coru_open_group(lua_State *L);   /* all, any, timeout */
 void coru_open_chan(lua_State *L);    /* the channel metatable, channel, _select_* */
+
+static inline coru_task *totask(lua_State *L, int idx) {
+  coru_task *T = lua_touserdata(L, idx);
+  if (T && lua_getmetatable(L, idx)) {
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (mt == coru_R->task_mt) return T;
+  }
+  return NULL;
+}
 
 static inline int is_finished(const coru_task *T) { return T->status >= CORU_DONE; }
 

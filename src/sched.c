@@ -33,16 +33,6 @@ static void tick_start(void);
 
 /* ------------------------------------------------------------ utilities */
 
-coru_task *totask(lua_State *L, int idx) {
-  coru_task *T = lua_touserdata(L, idx);
-  if (T && lua_getmetatable(L, idx)) {
-    const void *mt = lua_topointer(L, -1);
-    lua_pop(L, 1);
-    if (mt == coru_R->task_mt) return T;
-  }
-  return NULL;
-}
-
 coru_task *checktask(lua_State *L, int idx) {
   coru_task *T = totask(L, idx);
   if (!T) luaL_typerror(L, idx, "coru.task");
@@ -113,7 +103,7 @@ void run_task(coru_task *T, int nargs) {
  * the caller asks for now (spawn, cancel: "it has started/unwound when
  * this returns") and the C stack is not too deep; a wake of a task whose
  * yielded function is being called leaves the values to the dispatch. */
-void wake(coru_task *T, int nargs, int now) {
+static inline void wake_task(coru_task *T, int nargs, int now) {
   T->cont = NULL;
   T->waking = 0;
   if (T->dispatching) { T->nready = nargs; T->dispatching = 2; return; }
@@ -122,7 +112,10 @@ void wake(coru_task *T, int nargs, int now) {
   run_task(T, nargs);
 }
 
-void coru_wake(coru_task *T, int nargs) { wake(T, nargs, 0); }
+/* wake for the other scheduler files (the loop inlines wake_task). */
+void wake(coru_task *T, int nargs, int now) { wake_task(T, nargs, now); }
+
+void coru_wake(coru_task *T, int nargs) { wake_task(T, nargs, 0); }
 
 /* ------------------------------------------------------------------ conts */
 
@@ -685,7 +678,7 @@ static int call_yielded(coru_task *T, int n) {
 static void sleep_fire(void *data) {
   coru_task *T = data;
   T->aux = NULL;
-  if (wait_claim(T)) wake(T, 0, 0);
+  if (wait_claim(T)) wake_task(T, 0, 0);
 }
 
 static void sleep_cancel(coru_cont *c) {
@@ -728,11 +721,11 @@ static void tick_cb(uv_idle_t *h) {
     T->next_pass = NULL;
     if (T->in_pass) {
       T->in_pass = 0;
-      if (wait_claim(T)) wake(T, 0, 0);
+      if (wait_claim(T)) wake_task(T, 0, 0);
     }
   }
   coru_R->tick_epoch = epoch + 1;
-  coru_flush_reports();
+  if (coru_R->unobserved_n) coru_flush_reports();   /* the common case costs no call */
   if (!coru_R->pass_head && !coru_R->unobserved_n) uv_idle_stop(h);
 }
 
