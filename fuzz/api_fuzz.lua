@@ -19,6 +19,17 @@ io.stderr:write(("api fuzz: seed %d, %d s (replay: make fuzz-api FUZZ_SEED=%d FU
 math.randomseed(seed)
 local random = math.random
 
+-- CORU_FUZZ_KNOWN=skip leaves out the two open findings (fuzz/README.md,
+-- "Open findings"), so that CI's bounded run guards everything else:
+-- LuaJIT's trace recorder crashing on an io file whose metatable reads as
+-- NULL (the JIT is turned off), and libuv's fs_poll timer assertion (no
+-- fs_poll handles are made).
+local skip_known = os.getenv("CORU_FUZZ_KNOWN") == "skip"
+if skip_known then
+  jit.off()
+  io.stderr:write("api fuzz: open findings skipped (JIT off, no fs_poll)\n")
+end
+
 pcall(ffi.cdef, [[
   int pipe(int fds[2]);
   int socketpair(int domain, int type, int protocol, int sv[2]);
@@ -185,7 +196,7 @@ local makers = {
   function() return coru.new_udp() end,
   function() return coru.new_signal() end,
   function() return coru.new_fs_event() end,
-  function() return coru.new_fs_poll() end,
+  function() if not skip_known then return coru.new_fs_poll() end end,
   function() return coru.new_poll(fds[4] or 0) end,
   function() return coru.channel(random(0, 3)) end,
   function() return coru.spawn(function() coru.sleep(random(0, 5)) end) end,
