@@ -133,6 +133,10 @@ void coru_stream_feed_end(coru_stream *s, int status);
 /* Transport -> writer. */
 void coru_stream_write_done(coru_stream *s, coru_wreq *w, int status);
 void coru_stream_shutdown_done(coru_stream *s, coru_sreq *r, int status);
+/* stream_write.c: the writer's methods (the stream method table lists them). */
+int coru_stream_l_write(lua_State *L);
+int coru_stream_l_try_write(lua_State *L);
+int coru_stream_l_shutdown(lua_State *L);
 /* Hooks for the handle type. */
 void coru_stream_closing(coru_stream *s);   /* from on_close: wakes the reader with "closed" */
 void coru_stream_free(coru_stream *s);      /* from on_free */
