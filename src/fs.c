@@ -48,12 +48,12 @@ static void fs_cb(uv_fs_t *req);
 
 /* ---------------------------------------------------------- helpers */
 
-static long live_reqs;   /* requests allocated and not freed (diagnostics) */
+long coru_fs_live_reqs;   /* requests allocated and not freed (diagnostics) */
 
 static fsreq *fsreq_new(lua_State *L) {
   fsreq *r = calloc(1, sizeof *r);
   if (!r) luaL_error(L, "out of memory");
-  live_reqs++;
+  coru_fs_live_reqs++;
   r->anchor = LUA_NOREF;
   r->req.data = r;
   r->cont.cb_ref = LUA_NOREF;
@@ -61,7 +61,7 @@ static fsreq *fsreq_new(lua_State *L) {
 }
 
 static void fsreq_free(fsreq *r) {
-  live_reqs--;
+  coru_fs_live_reqs--;
   uv_fs_req_cleanup(&r->req);
   if (r->anchor != LUA_NOREF && coru_R) coru_unref(coru_R->L, &r->anchor);
   free(r->buf);
@@ -89,7 +89,7 @@ static void fs_cancel(coru_cont *c) {
 /* The callback may be given in place of trailing optional arguments
  * (fs_open(path, "r", cb)): move it to the slot after the last positional
  * one (npos) and return that slot. */
-static int fs_cbslot(lua_State *L, int npos) {
+int coru_fs_cbslot(lua_State *L, int npos) {
   int top = lua_gettop(L);
   if (top >= 1 && top <= npos && coru_is_callable(L, top)) {
     lua_settop(L, npos + 1);
@@ -314,26 +314,24 @@ static int fs_finish(lua_State *L, fsreq *r, int ret) {
 
 /* ---------------------------------------------------------- argument checks */
 
-#define READ_FILE_MAX_DEFAULT ((size_t)256 << 20)   /* 256 MiB, docs/fs.md */
-#define READ_FILE_MAX ((size_t)0x7ffffefe)          /* the longest LuaJIT string: reads are bounded by it */
-
 #define FN (__func__ + 2)   /* l_fs_open -> "fs_open" */
+
 
 int coru_fs_argerr(lua_State *L, int i, const char *fn, const char *msg) {
   return luaL_error(L, "bad argument #%d to '%s' (%s)", i, fn, msg);   /* at the user's line */
 }
 
-static int typeerr(lua_State *L, int i, const char *fn, const char *want) {
+int coru_fs_typeerr(lua_State *L, int i, const char *fn, const char *want) {
   return coru_fs_argerr(L, i, fn, lua_pushfstring(L, "%s expected, got %s", want, luaL_typename(L, i)));
 }
 
 const char *coru_fs_checkpath(lua_State *L, int i, const char *fn) {
-  if (lua_type(L, i) != LUA_TSTRING) typeerr(L, i, fn, "string");
+  if (lua_type(L, i) != LUA_TSTRING) coru_fs_typeerr(L, i, fn, "string");
   return coru_cstr_at(L, i, fn, NULL);
 }
 
 static lua_Integer checkint(lua_State *L, int i, const char *fn) {
-  if (lua_type(L, i) != LUA_TNUMBER) typeerr(L, i, fn, "number");
+  if (lua_type(L, i) != LUA_TNUMBER) coru_fs_typeerr(L, i, fn, "number");
   return coru_check_int(L, i, INT64_MIN, INT64_MAX, fn);
 }
 
@@ -348,7 +346,7 @@ static uv_file checkfd(lua_State *L, int i, const char *fn) {
 }
 
 static double checktime(lua_State *L, int i, const char *fn) {
-  if (lua_type(L, i) != LUA_TNUMBER) typeerr(L, i, fn, "number");
+  if (lua_type(L, i) != LUA_TNUMBER) coru_fs_typeerr(L, i, fn, "number");
   return lua_tonumber(L, i);
 }
 
@@ -364,7 +362,7 @@ static int checkmode(lua_State *L, int i, const char *fn, int def) {
   } else if (lua_type(L, i) == LUA_TNUMBER) {
     m = checkint(L, i, fn);
   } else {
-    return typeerr(L, i, fn, "mode (number or octal string)");
+    return coru_fs_typeerr(L, i, fn, "mode (number or octal string)");
   }
   if (m < 0 || m > 07777) coru_fs_argerr(L, i, fn, "invalid mode (must be 0 .. 07777)");
   return (int)m;
@@ -372,7 +370,7 @@ static int checkmode(lua_State *L, int i, const char *fn, int def) {
 
 static int checkflags(lua_State *L, int i, const char *fn) {
   if (lua_type(L, i) == LUA_TNUMBER) return (int)coru_check_int(L, i, CORU_INT_MIN, CORU_INT_MAX, fn);
-  if (lua_type(L, i) != LUA_TSTRING) return typeerr(L, i, fn, "flags (string or number)");
+  if (lua_type(L, i) != LUA_TSTRING) return coru_fs_typeerr(L, i, fn, "flags (string or number)");
   static const struct { const char *s; int f; } tab[] = {
     {"r", O_RDONLY}, {"rs", O_RDONLY | O_SYNC}, {"sr", O_RDONLY | O_SYNC},
     {"r+", O_RDWR}, {"rs+", O_RDWR | O_SYNC}, {"sr+", O_RDWR | O_SYNC},
@@ -393,7 +391,7 @@ static int checkflags(lua_State *L, int i, const char *fn) {
 
 /* The request, after every argument was checked (cbidx: the callback slot). */
 static fsreq *newreq(lua_State *L, int cbidx, const char *fn) {
-  if (!lua_isnoneornil(L, cbidx) && !coru_is_callable(L, cbidx)) typeerr(L, cbidx, fn, "function");
+  if (!lua_isnoneornil(L, cbidx) && !coru_is_callable(L, cbidx)) coru_fs_typeerr(L, cbidx, fn, "function");
   coru_enter(L, cbidx, fn, CORU_SYNC_OK);   /* refused before the request exists */
   fsreq *r = fsreq_new(L);
   coru_cont_init(L, &r->cont, cbidx, fs_cancel);
@@ -403,7 +401,7 @@ static fsreq *newreq(lua_State *L, int cbidx, const char *fn) {
 /* ---------------------------------------------------------- the functions */
 
 static int l_fs_open(lua_State *L) {
-  int cb = fs_cbslot(L, 3);
+  int cb = coru_fs_cbslot(L, 3);
   const char *path = coru_fs_checkpath(L, 1, FN);
   int flags = checkflags(L, 2, FN);
   int mode = checkmode(L, 3, FN, 0666);
@@ -413,7 +411,7 @@ static int l_fs_open(lua_State *L) {
 }
 
 static int l_fs_close(lua_State *L) {
-  int cb = fs_cbslot(L, 1);
+  int cb = coru_fs_cbslot(L, 1);
   uv_file fd = checkfd(L, 1, FN);
   if (coru_fd_in_use(coru_R->loop, fd)) return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop or a handle");
   if (fd <= 2) {   /* 0..2 stay open (libuv asserts if its own files land there): on /dev/null */
@@ -428,7 +426,7 @@ static int l_fs_close(lua_State *L) {
 }
 
 static int l_fs_read(lua_State *L) {
-  int cb = fs_cbslot(L, 3);
+  int cb = coru_fs_cbslot(L, 3);
   uv_file fd = checkfd(L, 1, FN);
   lua_Integer size = checkint(L, 2, FN);
   int64_t off = (int64_t)optint(L, 3, FN, -1);
@@ -441,7 +439,7 @@ static int l_fs_read(lua_State *L) {
 }
 
 static int l_fs_write(lua_State *L) {
-  int cb = fs_cbslot(L, 3);
+  int cb = coru_fs_cbslot(L, 3);
   uv_file fd = checkfd(L, 1, FN);
   int64_t off = (int64_t)optint(L, 3, FN, -1);
   int t = lua_type(L, 2), n = 1;
@@ -455,7 +453,7 @@ static int l_fs_write(lua_State *L) {
       lua_pop(L, 1);
     }
   } else if (t != LUA_TSTRING) {
-    typeerr(L, 2, FN, "string or table of strings");
+    coru_fs_typeerr(L, 2, FN, "string or table of strings");
   }
   fsreq *r = newreq(L, cb, FN);
   if (t == LUA_TSTRING) {
@@ -482,7 +480,7 @@ static int l_fs_write(lua_State *L) {
 
 #define PATH_OP(name, npos, extra_decl, ...)                                         \
   static int l_fs_##name(lua_State *L) {                                             \
-    int cb = fs_cbslot(L, npos);                                                     \
+    int cb = coru_fs_cbslot(L, npos);                                                     \
     const char *path = coru_fs_checkpath(L, 1, FN);                                          \
     extra_decl;                                                                      \
     fsreq *r = newreq(L, cb, FN);                                                    \
@@ -500,7 +498,7 @@ PATH_OP(realpath, 1, (void)0)
 PATH_OP(mkdtemp, 1, (void)0)
 PATH_OP(mkstemp, 1, (void)0)
 PATH_OP(mkdir, 2, int mode = checkmode(L, 2, FN, 0777), , mode)
-PATH_OP(chmod, 2, int mode = checkmode(L, 2, FN, -1); if (mode < 0) typeerr(L, 2, FN, "mode"), , mode)
+PATH_OP(chmod, 2, int mode = checkmode(L, 2, FN, -1); if (mode < 0) coru_fs_typeerr(L, 2, FN, "mode"), , mode)
 PATH_OP(scandir, 1, (void)0, , 0)
 PATH_OP(utime, 3, double at = checktime(L, 2, FN); double mt = checktime(L, 3, FN), , at, mt)
 PATH_OP(lutime, 3, double at = checktime(L, 2, FN); double mt = checktime(L, 3, FN), , at, mt)
@@ -508,7 +506,7 @@ PATH_OP(chown, 3, uv_uid_t uid = (uv_uid_t)coru_check_int(L, 2, -1, 0xfffffffe, 
 PATH_OP(lchown, 3, uv_uid_t uid = (uv_uid_t)coru_check_int(L, 2, -1, 0xfffffffe, FN); uv_gid_t gid = (uv_gid_t)coru_check_int(L, 3, -1, 0xfffffffe, FN), , uid, gid)
 
 static int l_fs_access(lua_State *L) {
-  int cb = fs_cbslot(L, 2);
+  int cb = coru_fs_cbslot(L, 2);
   const char *path = coru_fs_checkpath(L, 1, FN);
   int mode = F_OK;
   if (lua_type(L, 2) == LUA_TSTRING) {
@@ -530,7 +528,7 @@ static int l_fs_access(lua_State *L) {
 
 #define TWO_PATH_OP(name, npos, extra_decl, ...)                                     \
   static int l_fs_##name(lua_State *L) {                                             \
-    int cb = fs_cbslot(L, npos);                                                     \
+    int cb = coru_fs_cbslot(L, npos);                                                     \
     const char *path = coru_fs_checkpath(L, 1, FN);                                          \
     const char *np = coru_fs_checkpath(L, 2, FN);                                            \
     extra_decl;                                                                      \
@@ -574,7 +572,7 @@ TWO_PATH_OP(copyfile, 3, int flags = copy_flags(L, 3, FN), , flags)
 
 #define FD_OP(name, npos, extra_decl, ...)                                           \
   static int l_fs_##name(lua_State *L) {                                             \
-    int cb = fs_cbslot(L, npos);                                                     \
+    int cb = coru_fs_cbslot(L, npos);                                                     \
     uv_file fd = checkfd(L, 1, FN);                                                  \
     extra_decl;                                                                      \
     fsreq *r = newreq(L, cb, FN);                                                    \
@@ -585,12 +583,12 @@ FD_OP(fstat, 1, (void)0)
 FD_OP(fsync, 1, (void)0)
 FD_OP(fdatasync, 1, (void)0)
 FD_OP(ftruncate, 2, int64_t off = (int64_t)optint(L, 2, FN, 0), , off)
-FD_OP(fchmod, 2, int mode = checkmode(L, 2, FN, -1); if (mode < 0) typeerr(L, 2, FN, "mode"), , mode)
+FD_OP(fchmod, 2, int mode = checkmode(L, 2, FN, -1); if (mode < 0) coru_fs_typeerr(L, 2, FN, "mode"), , mode)
 FD_OP(futime, 3, double at = checktime(L, 2, FN); double mt = checktime(L, 3, FN), , at, mt)
 FD_OP(fchown, 3, uv_uid_t uid = (uv_uid_t)coru_check_int(L, 2, -1, 0xfffffffe, FN); uv_gid_t gid = (uv_gid_t)coru_check_int(L, 3, -1, 0xfffffffe, FN), , uid, gid)
 
 static int l_fs_sendfile(lua_State *L) {
-  int cb = fs_cbslot(L, 4);
+  int cb = coru_fs_cbslot(L, 4);
   uv_file out = checkfd(L, 1, FN), in = checkfd(L, 2, FN);
   int64_t off = (int64_t)checkint(L, 3, FN);
   lua_Integer len = checkint(L, 4, FN);
@@ -601,9 +599,9 @@ static int l_fs_sendfile(lua_State *L) {
 
 /* fs_scandir_next(req): name, type of the next entry, or nil. */
 static int l_fs_scandir_next(lua_State *L) {
-  if (!lua_istable(L, 1) || !lua_getmetatable(L, 1)) return typeerr(L, 1, "fs_scandir_next", "scandir request");
+  if (!lua_istable(L, 1) || !lua_getmetatable(L, 1)) return coru_fs_typeerr(L, 1, "fs_scandir_next", "scandir request");
   luaL_getmetatable(L, SCANDIR_MT);
-  if (!lua_rawequal(L, -1, -2)) return typeerr(L, 1, "fs_scandir_next", "scandir request");
+  if (!lua_rawequal(L, -1, -2)) return coru_fs_typeerr(L, 1, "fs_scandir_next", "scandir request");
   lua_pop(L, 2);
   lua_getfield(L, 1, "i");
   lua_getfield(L, 1, "n");
@@ -647,7 +645,7 @@ static fsdir *checkdir(lua_State *L, int i, const char *fn) {
     ok = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
   }
-  if (!ok) typeerr(L, i, fn, "directory (from fs_opendir)");
+  if (!ok) coru_fs_typeerr(L, i, fn, "directory (from fs_opendir)");
   if (d->closed) luaL_error(L, "%s: directory is closed", fn);
   if (d->busy) luaL_error(L, "%s: busy (a readdir or closedir is pending on this directory)", fn);
   return d;
@@ -672,7 +670,7 @@ static int l_fs_opendir(lua_State *L) {
 }
 
 static int l_fs_readdir(lua_State *L) {
-  int cb = fs_cbslot(L, 1);
+  int cb = coru_fs_cbslot(L, 1);
   fsdir *d = checkdir(L, 1, FN);
   fsreq *r = newreq(L, cb, FN);
   r->dir = d;
@@ -682,7 +680,7 @@ static int l_fs_readdir(lua_State *L) {
 }
 
 static int l_fs_closedir(lua_State *L) {
-  int cb = fs_cbslot(L, 1);
+  int cb = coru_fs_cbslot(L, 1);
   fsdir *d = checkdir(L, 1, FN);
   fsreq *r = newreq(L, cb, FN);
   r->dir = d;
@@ -712,140 +710,9 @@ static int dir_tostring(lua_State *L) {
   return 1;
 }
 
-/* ---------------------------------------------------------- fs_read_file */
-
-/* coru's own: a whole file in ONE thread-pool round trip (open, fstat,
- * read until end of file, close), where luv needs four. */
-typedef struct {
-  uv_work_t req;
-  coru_cont cont;
-  char *data;
-  size_t len;
-  size_t max;       /* the limit: more is EFBIG */
-  int err;
-  char path[];
-} rfreq;
-
-
-static int read_whole(const char *path, char **out, size_t *outlen, size_t max) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  struct stat st;
-  if (fstat(fd, &st) < 0) { int e = -errno; close(fd); return e; }
-  if (S_ISDIR(st.st_mode)) { close(fd); return UV_EISDIR; }
-  if (st.st_size > 0 && (uint64_t)st.st_size > max) { close(fd); return UV_EFBIG; }
-  size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 65536, len = 0;
-  char *buf = malloc(cap);
-  if (!buf) { close(fd); return UV_ENOMEM; }
-  for (;;) {
-    if (len > max) { free(buf); close(fd); return UV_EFBIG; }   /* grew past its size (/dev/zero) */
-    if (len == cap) {
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) { free(buf); close(fd); return UV_ENOMEM; }
-      buf = nb;
-      cap *= 2;
-    }
-    ssize_t n = read(fd, buf + len, cap - len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = -errno;
-      free(buf);
-      close(fd);
-      return e;
-    }
-    if (n == 0) break;
-    len += (size_t)n;
-  }
-  close(fd);
-  *out = buf;
-  *outlen = len;
-  return 0;
-}
-
-/* The failure of r: for EFBIG the detail names the limit. */
-static void rf_fail(coru_cont *c, lua_State *L, rfreq *r, int err) {
-  if (err != UV_EFBIG) {
-    if (c) coru_cont_fail(c, err, r->path); else coru_fail(L, err, r->path);
-    return;
-  }
-  static const char fmt[] = "%s (larger than the limit of %zu bytes: read_file(path, {max = n}) raises it)";
-  size_t n = strlen(r->path) + sizeof fmt + 24;
-  char *d = malloc(n);
-  if (d) snprintf(d, n, fmt, r->path, r->max);
-  if (c) coru_cont_fail(c, err, d ? d : r->path); else coru_fail(L, err, d ? d : r->path);
-  free(d);
-}
-
-static void rf_work(uv_work_t *w) {
-  rfreq *r = w->data;
-  r->err = read_whole(r->path, &r->data, &r->len, r->max);
-}
-
-static void rf_free(rfreq *r) {
-  live_reqs--;
-  free(r->data);
-  free(r);
-}
-
-static void rf_after(uv_work_t *w, int status) {
-  rfreq *r = w->data;
-  lua_State *S = coru_cont_begin(&r->cont);
-  if (S) {
-    if (status < 0) coru_cont_fail(&r->cont, status, r->path);
-    else if (r->err < 0) rf_fail(&r->cont, NULL, r, r->err);
-    else {
-      lua_pushlstring(S, r->data, r->len);
-      free(r->data);
-      r->data = NULL;
-      coru_cont_ok(&r->cont, 1);
-    }
-  }
-  rf_free(r);
-}
-
-static void rf_cancel(coru_cont *c) {
-  rfreq *r = container_of(c, rfreq, cont);
-  uv_cancel((uv_req_t *)&r->req);
-}
-
-/* coru.fs_read_file(path [, cb]) -> contents, or nil, msg, name. */
-static int l_fs_read_file(lua_State *L) {
-  int cb = fs_cbslot(L, 2);
-  const char *path = coru_fs_checkpath(L, 1, FN);
-  size_t max = READ_FILE_MAX_DEFAULT;
-  if (lua_istable(L, 2)) {
-    lua_getfield(L, 2, "max");
-    if (!lua_isnil(L, -1)) max = (size_t)coru_check_int_at(L, -1, 0, READ_FILE_MAX, FN, "option 'max'");
-    lua_pop(L, 1);
-  } else if (!lua_isnoneornil(L, 2)) {
-    max = (size_t)coru_check_int(L, 2, 0, READ_FILE_MAX, FN);
-  }
-  if (!lua_isnoneornil(L, cb) && !coru_is_callable(L, cb)) typeerr(L, cb, FN, "function");
-  coru_enter(L, cb, FN, CORU_SYNC_OK);
-  size_t plen = strlen(path);
-  rfreq *r = calloc(1, sizeof *r + plen + 1);
-  if (!r) return luaL_error(L, "out of memory");
-  live_reqs++;
-  memcpy(r->path, path, plen + 1);
-  r->max = max;
-  r->req.data = r;
-  int mode = coru_cont_init(L, &r->cont, cb, rf_cancel);
-  if (mode == CORU_MODE_NONE) {
-    int e = read_whole(path, &r->data, &r->len, max);
-    int n;
-    if (e < 0) { rf_fail(NULL, L, r, e); n = 3; }
-    else { lua_pushlstring(L, r->data, r->len); n = 1; }
-    rf_free(r);
-    return n;
-  }
-  int e = uv_queue_work(coru_R->loop, &r->req, rf_work, rf_after);
-  if (e < 0) { coru_cont_clear(L, &r->cont); rf_free(r); return coru_fail(L, e, path); }
-  return coru_cont_yield(L, &r->cont, 0);
-}
-
 /* coru._fs_live_requests(): fs requests not yet completed and freed. */
 static int l_fs_live_requests(lua_State *L) {
-  lua_pushinteger(L, live_reqs);
+  lua_pushinteger(L, coru_fs_live_reqs);
   return 1;
 }
 
@@ -867,7 +734,7 @@ static const coru_Reg fs_funcs[] = {
   {"fs_chown", l_fs_chown, Y}, {"fs_fchown", l_fs_fchown, Y}, {"fs_lchown", l_fs_lchown, Y},
   {"fs_copyfile", l_fs_copyfile, Y},
   {"_fs_live_requests", l_fs_live_requests, 0},
-  {"fs_read_file", l_fs_read_file, Y},
+  {"fs_read_file", coru_fs_l_read_file, Y},
   {NULL, NULL, 0}
 };
 
