@@ -50,12 +50,6 @@ void coru_protect_mt(lua_State *L);
  * raises, whatever its __tostring does. */
 const char *coru_safe_tostring(lua_State *L, int idx);
 
-/* Argument idx: a descriptor (0 .. INT_MAX) that libuv can adopt as want
- * (UV_TCP, UV_NAMED_PIPE, UV_UDP): returns it, or a negative libuv error
- * (EBADF: not open, ENOTSOCK: a file or device, EINVAL: another kind of
- * socket). libuv aborts on a descriptor of the wrong kind. */
-int coru_check_fd_of(lua_State *L, int idx, uv_handle_type want, const char *fn);
-
 /* Is fd one that libuv's loop uses itself (epoll, its signal and wakeup
  * pipes, inotify) or that a live handle holds? Closing it under them ends
  * in an assertion inside libuv: fs_close refuses (EBUSY). */

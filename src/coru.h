@@ -336,6 +336,11 @@ void coru_handle_close(lua_State *L, coru_handle *h);
 /* Register a handle type: metatable with the base methods and t->methods;
  * leaves nothing on the stack. */
 void coru_register_htype(lua_State *L, coru_htype *t);
+/* Argument idx: a descriptor (0 .. INT_MAX) that libuv can adopt as want
+ * (UV_TCP, UV_NAMED_PIPE, UV_UDP): returns it, or a negative libuv error
+ * (EBADF: not open, ENOTSOCK: a file or device, EINVAL: another kind of
+ * socket). libuv aborts on a descriptor of the wrong kind. */
+int coru_check_fd_of(lua_State *L, int idx, uv_handle_type want, const char *fn);
 /* The methods every handle has, for luv-style flat names (close, ref, ...). */
 extern const coru_Reg coru_handle_methods[];
 
@@ -369,7 +374,10 @@ const char *coru_signame(int num);
 /* Each family file defines its opener; it adds functions to the coru table
  * at the top of the stack. Missing ones are skipped (weak symbols). */
 #define CORU_FAMILY(name) void coru_open_##name(lua_State *L)
+CORU_FAMILY(task);
 CORU_FAMILY(sched);
+CORU_FAMILY(group);
+CORU_FAMILY(chan);
 CORU_FAMILY(handle);
 CORU_FAMILY(timer);
 CORU_FAMILY(stream);
@@ -379,6 +387,8 @@ CORU_FAMILY(tty);
 CORU_FAMILY(udp);
 CORU_FAMILY(dns);
 CORU_FAMILY(fs);
+CORU_FAMILY(fs_readfile);
+CORU_FAMILY(fswatch);
 CORU_FAMILY(process);
 CORU_FAMILY(signal);
 CORU_FAMILY(work);
@@ -387,14 +397,9 @@ CORU_FAMILY(tls);
 CORU_FAMILY(dmp);
 CORU_FAMILY(luv);
 
-/* luv's threads (thread.c) and the value transport of work.c they share. */
+/* luv's threads (thread.c); what crosses Lua states is in xfer.h. */
 void coru_luv_thread_open(lua_State *S);      /* package.preload.luv of a foreign state */
 void coru_luv_thread_funcs(lua_State *L);     /* new_thread, ... into the table at the top */
-int coru_thread_id_of(lua_State *L, int idx, uv_thread_t *tid);
-void coru_push_thread_id(lua_State *L, const uv_thread_t *tid);
-int coru_async_send_ref(void *ref, lua_State *S, int first, int last);
-void coru_xfer_pack(lua_State *L, int first, int last, char **out, size_t *len, const char *fname);
-int coru_xfer_unpack(lua_State *L, const char *p, size_t len);
 
 __attribute__((visibility("default"))) int luaopen_coru(lua_State *L);
 /* Host support. */

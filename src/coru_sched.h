@@ -31,11 +31,9 @@ int raise_outcome(lua_State *L, coru_task *T);
 int l_task_cancel(lua_State *L);
 int l_task_await(lua_State *L);
 int make_mt(lua_State *L, const char *name, const coru_Reg *methods, lua_CFunction tostr);
-void coru_open_task(lua_State *L);    /* the task and cancel metatables, spawn, run, ... */
-
-/* group.c, chan.c */
-void coru_open_group(lua_State *L);   /* all, any, timeout */
-void coru_open_chan(lua_State *L);    /* the channel metatable, channel, _select_* */
+/* The openers (coru.h): task (the task and cancel metatables, spawn, run,
+ * ...) before sched, then group (all, any, timeout) and chan (the channel
+ * metatable, channel, _select_*); luaopen_coru calls them in that order. */
 
 static inline coru_task *totask(lua_State *L, int idx) {
   coru_task *T = lua_touserdata(L, idx);

@@ -734,7 +734,6 @@ static const coru_Reg fs_funcs[] = {
   {"fs_chown", l_fs_chown, Y}, {"fs_fchown", l_fs_fchown, Y}, {"fs_lchown", l_fs_lchown, Y},
   {"fs_copyfile", l_fs_copyfile, Y},
   {"_fs_live_requests", l_fs_live_requests, 0},
-  {"fs_read_file", coru_fs_l_read_file, Y},
   {NULL, NULL, 0}
 };
 
@@ -755,5 +754,4 @@ CORU_FAMILY(fs) {
   coru_protect_mt(L);
   lua_pop(L, 1);
   coru_setfuncs(L, fs_funcs);
-  coru_open_fswatch(L);
 }

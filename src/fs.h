@@ -16,7 +16,5 @@ int coru_fs_typeerr(lua_State *L, int i, const char *fn, const char *want);
 int coru_fs_cbslot(lua_State *L, int npos);
 extern long coru_fs_live_reqs;          /* requests allocated and not freed (coru._fs_live_requests) */
 #define READ_FILE_MAX ((size_t)0x7ffffefe)   /* the longest LuaJIT string: reads are bounded by it */
-int coru_fs_l_read_file(lua_State *L);  /* fs_readfile.c */
-void coru_open_fswatch(lua_State *L);   /* fs_event, fs_poll: types and flat names */
 
 #endif

@@ -109,7 +109,7 @@ static void rf_cancel(coru_cont *c) {
 }
 
 /* coru.fs_read_file(path [, cb]) -> contents, or nil, msg, name. */
-int coru_fs_l_read_file(lua_State *L) {
+static int l_fs_read_file(lua_State *L) {
   static const char fn[] = "fs_read_file";
   int cb = coru_fs_cbslot(L, 2);
   const char *path = coru_fs_checkpath(L, 1, fn);
@@ -142,4 +142,9 @@ int coru_fs_l_read_file(lua_State *L) {
   int e = uv_queue_work(coru_R->loop, &r->req, rf_work, rf_after);
   if (e < 0) { coru_cont_clear(L, &r->cont); rf_free(r); return coru_fail(L, e, path); }
   return coru_cont_yield(L, &r->cont, 0);
+}
+
+CORU_FAMILY(fs_readfile) {
+  static const coru_Reg funcs[] = {{"fs_read_file", l_fs_read_file, CORU_YIELDS}, {NULL, NULL, 0}};
+  coru_setfuncs(L, funcs);
 }

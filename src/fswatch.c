@@ -179,7 +179,7 @@ static const coru_Reg fswatch_funcs[] = {
   {NULL, NULL, 0}
 };
 
-void coru_open_fswatch(lua_State *L) {
+CORU_FAMILY(fswatch) {
   coru_register_htype(L, &fs_event_type);
   coru_register_htype(L, &fs_poll_type);
   coru_setfuncs(L, fswatch_funcs);

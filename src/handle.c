@@ -9,6 +9,8 @@
  * one is closed by __gc.
  */
 #include <stdlib.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <string.h>
 #include "coru.h"
 #include "check.h"
@@ -141,6 +143,26 @@ void coru_handle_close(lua_State *L, coru_handle *h) {
   }
   h->keep = 0;
   uv_close(h->uvh, close_cb);
+}
+
+/* ---------------------------------------------------------- descriptors */
+
+int coru_check_fd_of(lua_State *L, int idx, uv_handle_type want, const char *fn) {
+  int fd = (int)coru_check_int(L, idx, 0, CORU_INT_MAX, fn);
+  if (fcntl(fd, F_GETFD) < 0) return UV_EBADF;
+  if (coru_fd_in_use(coru_R->loop, fd)) return UV_EBUSY;   /* closing the handle would close it */
+  uv_handle_type got = uv_guess_handle(fd);
+  if (got == want) return fd;
+  /* a pipe handle can carry any stream socket (socketpair, an inherited TCP fd) */
+  if (want == UV_NAMED_PIPE && got == UV_TCP) return fd;
+  if (got == UV_TCP || got == UV_UDP || got == UV_NAMED_PIPE) {
+    if (got == UV_NAMED_PIPE && want != UV_NAMED_PIPE) {
+      struct stat st;   /* a FIFO is no socket at all */
+      if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) return UV_ENOTSOCK;
+    }
+    return UV_EINVAL;
+  }
+  return UV_ENOTSOCK;
 }
 
 /* ---------------------------------------------------------- methods */

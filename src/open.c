@@ -168,7 +168,7 @@ static int lazy_index(lua_State *L) {
 typedef void (*opener)(lua_State *L);
 #define WEAK(name) extern void coru_open_##name(lua_State *L) __attribute__((weak));
 WEAK(stream) WEAK(tcp) WEAK(pipe) WEAK(tty) WEAK(udp) WEAK(dns) WEAK(fs)
-WEAK(process) WEAK(signal) WEAK(work) WEAK(misc) WEAK(tls) WEAK(dmp) WEAK(luv)
+WEAK(fs_readfile) WEAK(fswatch) WEAK(process) WEAK(signal) WEAK(work) WEAK(misc) WEAK(tls) WEAK(dmp) WEAK(luv)
 
 int luaopen_coru(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "coru.module");
@@ -203,11 +203,15 @@ int luaopen_coru(lua_State *L) {
   int M = lua_gettop(L);
   lua_getfield(L, -2, "await");
   lua_setfield(L, M, "await");
+  coru_open_task(L);
   coru_open_sched(L);
+  coru_open_group(L);
+  coru_open_chan(L);
   coru_open_handle(L);
   coru_open_timer(L);
   opener extra[] = {coru_open_stream, coru_open_tcp, coru_open_pipe, coru_open_tty,
-                    coru_open_udp, coru_open_dns, coru_open_fs, coru_open_process,
+                    coru_open_udp, coru_open_dns, coru_open_fs, coru_open_fs_readfile, coru_open_fswatch,
+                    coru_open_process,
                     coru_open_signal, coru_open_work, coru_open_misc, coru_open_tls,
                     coru_open_dmp, coru_open_luv};
   for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)

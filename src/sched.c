@@ -761,7 +761,6 @@ static const coru_Reg sched_funcs[] = {
 
 CORU_FAMILY(sched) {
   coru_rt *R = coru_R;
-  coru_open_task(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, R->boot_ref);
   lua_getfield(L, -1, "taskco");
   coru_R->taskco_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -774,8 +773,6 @@ CORU_FAMILY(sched) {
     coru_R->tick_inited = 1;
   }
   coru_setfuncs(L, sched_funcs);
-  coru_open_group(L);
-  coru_open_chan(L);
   lua_pushlightuserdata(L, coru_CALLBACK);
   lua_setfield(L, -2, "CALLBACK");
 }

@@ -4,7 +4,7 @@
  * (and a pooled state of coru.work / queue_work) gets from require "luv".
  *
  * A thread runs a function (dumped to bytecode, or a string of code) in a
- * lua_State of its own. Arguments cross as in coru.work (work.c packs
+ * lua_State of its own. Arguments cross as in coru.work (xfer.c packs
  * them): nil, booleans, numbers, strings, plain tables, an async handle
  * (which arrives as a reference uv.async_send takes) and thread ids.
  * There is no loop in those states: their `luv` has what needs none
@@ -16,88 +16,13 @@
 #include <pthread.h>
 #include "coru.h"
 #include "check.h"
-
-#define THREAD_MT "uv_thread_t"
-
-typedef struct {
-  uv_thread_t tid;
-  unsigned char joinable;   /* made by new_thread, not joined yet */
-} lthread;
+#include "xfer.h"
 
 typedef struct {
   char *code, *args;
   size_t codelen, argslen;
   int is_dump;              /* bytecode of a function (else source text) */
 } job;
-
-/* -------------------------------------------------------- thread ids */
-
-static int ensure_mt(lua_State *L);
-
-static lthread *push_lthread(lua_State *L) {
-  lthread *t = lua_newuserdata(L, sizeof *t);
-  memset(t, 0, sizeof *t);
-  ensure_mt(L);
-  lua_setmetatable(L, -2);
-  return t;
-}
-
-int coru_thread_id_of(lua_State *L, int idx, uv_thread_t *tid) {
-  lthread *t = lua_touserdata(L, idx);
-  if (!t || !lua_getmetatable(L, idx)) return 0;
-  luaL_getmetatable(L, THREAD_MT);
-  int same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  if (!same) return 0;
-  *tid = t->tid;
-  return 1;
-}
-
-void coru_push_thread_id(lua_State *L, const uv_thread_t *tid) {
-  push_lthread(L)->tid = *tid;
-}
-
-static lthread *check_lthread(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, THREAD_MT);
-}
-
-static int l_thread_self(lua_State *L) {
-  push_lthread(L)->tid = uv_thread_self();
-  return 1;
-}
-
-static int l_thread_equal(lua_State *L) {
-  lthread *a = check_lthread(L, 1), *b = check_lthread(L, 2);
-  lua_pushboolean(L, uv_thread_equal(&a->tid, &b->tid));
-  return 1;
-}
-
-static int l_thread_tostring(lua_State *L) {
-  lthread *t = check_lthread(L, 1);
-  lua_pushfstring(L, THREAD_MT ": %p", (void *)t->tid);
-  return 1;
-}
-
-/* thread_join(t) -> true; a thread joins once, as with pthreads */
-static int l_thread_join(lua_State *L) {
-  lthread *t = check_lthread(L, 1);
-  if (!t->joinable) return luaL_error(L, "thread_join: not a joinable thread (thread_self, or joined already)");
-  t->joinable = 0;
-  int r = uv_thread_join(&t->tid);
-  if (r < 0) return coru_fail(L, r, NULL);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* Dropped without a join: the thread goes on detached. */
-static int l_thread_gc(lua_State *L) {
-  lthread *t = coru_test_udata(L, 1, THREAD_MT);   /* a direct call may pass anything */
-  if (t && t->joinable) {
-    t->joinable = 0;
-    pthread_detach(t->tid);
-  }
-  return 0;
-}
 
 /* -------------------------------------------------- the thread's state */
 
@@ -177,7 +102,7 @@ static int l_new_thread(lua_State *L) {
   j->args = args;
   j->argslen = alen;
   j->is_dump = ty == LUA_TFUNCTION;
-  lthread *t = push_lthread(L);
+  coru_lthread *t = coru_push_lthread(L);
   int r = uv_thread_create_ex(&t->tid, &opts, thread_main, j);
   if (r < 0) { free(j->code); free(j->args); free(j); return coru_fail(L, r, NULL); }
   t->joinable = 1;
@@ -239,14 +164,14 @@ static const luaL_Reg foreign_funcs[] = {
   {"getpid", t_getpid},
   {"os_getpid", t_getpid},
   {"new_thread", l_new_thread},
-  {"thread_join", l_thread_join},
-  {"thread_self", l_thread_self},
-  {"thread_equal", l_thread_equal},
+  {"thread_join", coru_l_thread_join},
+  {"thread_self", coru_l_thread_self},
+  {"thread_equal", coru_l_thread_equal},
   {NULL, NULL}
 };
 
 static int open_foreign(lua_State *L) {
-  ensure_mt(L);
+  coru_thread_mt(L);
   lua_pop(L, 1);
   lua_newtable(L);
   luaL_register(L, NULL, foreign_funcs);
@@ -264,33 +189,14 @@ void coru_luv_thread_open(lua_State *S) {
 
 static const coru_Reg thread_funcs[] = {
   {"new_thread", l_new_thread, 0},
-  {"thread_join", l_thread_join, 0},
-  {"thread_self", l_thread_self, 0},
-  {"thread_equal", l_thread_equal, 0},
+  {"thread_join", coru_l_thread_join, 0},
+  {"thread_self", coru_l_thread_self, 0},
+  {"thread_equal", coru_l_thread_equal, 0},
   {NULL, NULL, 0}
 };
 
-static int ensure_mt(lua_State *L) {
-  if (luaL_newmetatable(L, THREAD_MT)) {
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_thread_join);
-    lua_setfield(L, -2, "join");
-    lua_pushcfunction(L, l_thread_equal);
-    lua_setfield(L, -2, "equal");
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_thread_equal);
-    lua_setfield(L, -2, "__eq");
-    lua_pushcfunction(L, l_thread_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, l_thread_gc);
-    lua_setfield(L, -2, "__gc");
-    coru_protect_mt(L);
-  }
-  return 1;
-}
-
 void coru_luv_thread_funcs(lua_State *L) {
-  ensure_mt(L);
+  coru_thread_mt(L);
   lua_pop(L, 1);
   coru_setfuncs(L, thread_funcs);
 }
