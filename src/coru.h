@@ -135,6 +135,17 @@ void coru_report(lua_State *L, const char *traceback);
 #define CORU_ALWAYS_YIELDS 2
 typedef struct coru_Reg { const char *name; lua_CFunction fn; int flags; } coru_Reg;
 void coru_setfuncs(lua_State *L, const coru_Reg *r);  /* into the table at the top */
+/* A family's table: each function once, under its method name (the handle
+ * type's metatable) and its flat luv name (coru.X_y); either may be NULL.
+ * CORU_FN(fam, m, flags) is the usual entry: method m, flat name fam_m,
+ * function l_fam_m. */
+typedef struct coru_Fn { const char *method, *flat; lua_CFunction fn; int flags; } coru_Fn;
+#define CORU_FN(fam, m, flags) {#m, #fam "_" #m, l_##fam##_##m, flags}
+#define CORU_FNS_END {NULL, NULL, NULL, 0}
+enum { CORU_METHOD_NAMES = 0, CORU_FLAT_NAMES = 1, CORU_KEEP = 2 };
+/* Into the table at the top: the method names, or the flat names
+ * (CORU_FLAT_NAMES); with CORU_KEEP a name already there stays. */
+void coru_setfns(lua_State *L, const coru_Fn *f, int which);
 /* The n results at the top of L as a wrapped function's wrapper takes them
  * (boot.lua): nothing for 0, n, r1..rn for n <= 3, else n, {r1..rn}.
  * Returns the new count.
@@ -292,7 +303,7 @@ struct coru_htype {
   const char *name;            /* "coru.timer" */
   unsigned kind;               /* bit of this type */
   unsigned accepts;            /* kinds a check for this type accepts (itself and children) */
-  const coru_Reg *methods;
+  const coru_Fn *methods;     /* its methods and their flat names */
   void (*on_close)(coru_handle *h);  /* closing starts: wake waiters (may run Lua) */
   void (*on_free)(coru_handle *h);   /* close callback: free extra memory (no Lua) */
   const void *mt;              /* filled at registration */
@@ -333,8 +344,9 @@ void coru_handle_clear_cb(lua_State *L, coru_handle *h, int *slot);
 int coru_handle_push(lua_State *L, coru_handle *h);
 /* Close (as h:close() would, without callback). */
 void coru_handle_close(lua_State *L, coru_handle *h);
-/* Register a handle type: metatable with the base methods and t->methods;
- * leaves nothing on the stack. */
+/* Register a handle type: metatable with the base methods and t->methods,
+ * whose flat names go into the table at the top (the module); leaves
+ * nothing else on the stack. */
 void coru_register_htype(lua_State *L, coru_htype *t);
 /* Argument idx: a descriptor (0 .. INT_MAX) that libuv can adopt as want
  * (UV_TCP, UV_NAMED_PIPE, UV_UDP): returns it, or a negative libuv error
@@ -342,7 +354,7 @@ void coru_register_htype(lua_State *L, coru_htype *t);
  * socket). libuv aborts on a descriptor of the wrong kind. */
 int coru_check_fd_of(lua_State *L, int idx, uv_handle_type want, const char *fn);
 /* The methods every handle has, for luv-style flat names (close, ref, ...). */
-extern const coru_Reg coru_handle_methods[];
+extern const coru_Fn coru_handle_methods[];
 
 /* Kinds (bits) */
 enum {

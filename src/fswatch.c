@@ -88,14 +88,12 @@ static int l_fs_event_getpath(lua_State *L) {
   return 1;
 }
 
-static const coru_Reg fs_event_methods[] = {
-  {"start", l_fs_event_start, 0},
-  {"stop", l_fs_event_stop, 0},
-  {"getpath", l_fs_event_getpath, 0},
-  {NULL, NULL, 0}
+static const coru_Fn fs_event_fns[] = {
+  {NULL, "new_fs_event", l_new_fs_event, 0}, CORU_FN(fs_event, start, 0),
+  CORU_FN(fs_event, stop, 0), CORU_FN(fs_event, getpath, 0), CORU_FNS_END
 };
 static coru_htype fs_event_type = {"coru.fs_event", CORU_K_FS_EVENT, CORU_K_FS_EVENT,
-                                   fs_event_methods, NULL, NULL, NULL};
+                                   fs_event_fns, NULL, NULL, NULL};
 
 /* ---------------------------------------------------------- fs_poll */
 
@@ -160,27 +158,16 @@ static int l_fs_poll_getpath(lua_State *L) {
   return 1;
 }
 
-static const coru_Reg fs_poll_methods[] = {
-  {"start", l_fs_poll_start, 0},
-  {"stop", l_fs_poll_stop, 0},
-  {"getpath", l_fs_poll_getpath, 0},
-  {NULL, NULL, 0}
+static const coru_Fn fs_poll_fns[] = {
+  {NULL, "new_fs_poll", l_new_fs_poll, 0}, CORU_FN(fs_poll, start, 0), CORU_FN(fs_poll, stop, 0),
+  CORU_FN(fs_poll, getpath, 0), CORU_FNS_END
 };
 static coru_htype fs_poll_type = {"coru.fs_poll", CORU_K_FS_POLL, CORU_K_FS_POLL,
-                                  fs_poll_methods, NULL, NULL, NULL};
+                                  fs_poll_fns, NULL, NULL, NULL};
 
 /* ---------------------------------------------------------- open */
-
-static const coru_Reg fswatch_funcs[] = {
-  {"new_fs_event", l_new_fs_event, 0}, {"fs_event_start", l_fs_event_start, 0},
-  {"fs_event_stop", l_fs_event_stop, 0}, {"fs_event_getpath", l_fs_event_getpath, 0},
-  {"new_fs_poll", l_new_fs_poll, 0}, {"fs_poll_start", l_fs_poll_start, 0},
-  {"fs_poll_stop", l_fs_poll_stop, 0}, {"fs_poll_getpath", l_fs_poll_getpath, 0},
-  {NULL, NULL, 0}
-};
 
 CORU_FAMILY(fswatch) {
   coru_register_htype(L, &fs_event_type);
   coru_register_htype(L, &fs_poll_type);
-  coru_setfuncs(L, fswatch_funcs);
 }

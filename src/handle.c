@@ -228,16 +228,11 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
-const coru_Reg coru_handle_methods[] = {
-  {"close", l_close, 0},
-  {"ref", l_ref, 0},
-  {"unref", l_unref, 0},
-  {"has_ref", l_has_ref, 0},
-  {"is_active", l_is_active, 0},
-  {"is_closing", l_is_closing, 0},
-  {"get_type", l_get_type, 0},
-  {"fileno", l_fileno, 0},
-  {NULL, NULL, 0}
+/* luv's flat names of these are the method names: coru.close(h), ... */
+#define BOTH(m) {#m, #m, l_##m, 0}
+const coru_Fn coru_handle_methods[] = {
+  BOTH(close), BOTH(ref), BOTH(unref), BOTH(has_ref), BOTH(is_active), BOTH(is_closing),
+  BOTH(get_type), BOTH(fileno), CORU_FNS_END
 };
 
 void coru_register_htype(lua_State *L, coru_htype *t) {
@@ -245,8 +240,8 @@ void coru_register_htype(lua_State *L, coru_htype *t) {
   lua_pushstring(L, t->name);
   lua_setfield(L, -2, "__name");
   lua_newtable(L);
-  coru_setfuncs(L, coru_handle_methods);
-  if (t->methods) coru_setfuncs(L, t->methods);
+  coru_setfns(L, coru_handle_methods, CORU_METHOD_NAMES);
+  if (t->methods) coru_setfns(L, t->methods, CORU_METHOD_NAMES);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_tostring);
   lua_setfield(L, -2, "__tostring");
@@ -257,6 +252,7 @@ void coru_register_htype(lua_State *L, coru_htype *t) {
   /* registry[metatable] = htype, for the type checks */
   lua_pushlightuserdata(L, t);
   lua_rawset(L, LUA_REGISTRYINDEX);
+  if (t->methods) coru_setfns(L, t->methods, CORU_FLAT_NAMES);
 }
 
 /* coru.walk(fn): call fn(handle) for each live handle Lua can see. */
@@ -289,6 +285,5 @@ CORU_FAMILY(handle) {
   coru_R->live_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   static const coru_Reg funcs[] = {{"walk", l_walk, 0}, {NULL, NULL, 0}};
   coru_setfuncs(L, funcs);
-  /* luv-style flat names: coru.close(h), coru.is_active(h), ... */
-  coru_setfuncs(L, coru_handle_methods);
+  coru_setfns(L, coru_handle_methods, CORU_FLAT_NAMES);
 }

@@ -74,33 +74,16 @@ static int l_pipe_pending_instances(lua_State *L) {
   return 0;
 }
 
-static const coru_Reg pipe_methods[] = {
-  {"open", l_pipe_open, 0},
-  {"bind", l_pipe_bind, 0},
-  {"connect", l_pipe_connect, CORU_YIELDS},
-  {"getsockname", l_pipe_getsockname, 0},
-  {"getpeername", l_pipe_getpeername, 0},
-  {"chmod", l_pipe_chmod, 0},
-  {"pending_instances", l_pipe_pending_instances, 0},
-  {NULL, NULL, 0}
+static const coru_Fn pipe_fns[] = {
+  {NULL, "new_pipe", l_new_pipe, 0}, CORU_FN(pipe, open, 0), CORU_FN(pipe, bind, 0),
+  CORU_FN(pipe, connect, CORU_YIELDS), CORU_FN(pipe, getsockname, 0),
+  CORU_FN(pipe, getpeername, 0), CORU_FN(pipe, chmod, 0), CORU_FN(pipe, pending_instances, 0),
+  CORU_FNS_END
 };
 
-static coru_htype pipe_type = {"coru.pipe", CORU_K_PIPE, CORU_K_PIPE, NULL,
+static coru_htype pipe_type = {"coru.pipe", CORU_K_PIPE, CORU_K_PIPE, pipe_fns,
                                coru_uvstream_on_close, coru_uvstream_on_free, NULL};
 
-static const coru_Reg pipe_funcs[] = {
-  {"new_pipe", l_new_pipe, 0},
-  {"pipe_open", l_pipe_open, 0},
-  {"pipe_bind", l_pipe_bind, 0},
-  {"pipe_connect", l_pipe_connect, CORU_YIELDS},
-  {"pipe_getsockname", l_pipe_getsockname, 0},
-  {"pipe_getpeername", l_pipe_getpeername, 0},
-  {"pipe_chmod", l_pipe_chmod, 0},
-  {"pipe_pending_instances", l_pipe_pending_instances, 0},
-  {NULL, NULL, 0}
-};
-
 CORU_FAMILY(pipe) {
-  coru_register_stream_type(L, &pipe_type, pipe_methods);
-  coru_setfuncs(L, pipe_funcs);
+  coru_register_stream_type(L, &pipe_type);
 }

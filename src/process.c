@@ -14,8 +14,6 @@
 #include "stream.h"
 #include "check.h"
 
-
-
 /* ------------------------------------------------------------ processes */
 
 typedef struct {
@@ -240,24 +238,15 @@ static int l_disable_stdio_inheritance(lua_State *L) {
   return 0;
 }
 
-static const coru_Reg process_methods[] = {
-  {"kill", l_process_kill, 0},
-  {"get_pid", l_process_get_pid, 0},
-  {NULL, NULL, 0}
+static const coru_Fn process_fns[] = {
+  {NULL, "spawn_process", l_spawn_process, 0},
+  {NULL, "disable_stdio_inheritance", l_disable_stdio_inheritance, 0}, CORU_FN(process, kill, 0),
+  CORU_FN(process, get_pid, 0), CORU_FNS_END
 };
 
-static coru_htype process_type = {"coru.process", CORU_K_PROCESS, CORU_K_PROCESS, process_methods,
+static coru_htype process_type = {"coru.process", CORU_K_PROCESS, CORU_K_PROCESS, process_fns,
                                   process_on_close, NULL, NULL};
-
-static const coru_Reg process_funcs[] = {
-  {"spawn_process", l_spawn_process, 0},
-  {"process_kill", l_process_kill, 0},
-  {"process_get_pid", l_process_get_pid, 0},
-  {"disable_stdio_inheritance", l_disable_stdio_inheritance, 0},
-  {NULL, NULL, 0}
-};
 
 CORU_FAMILY(process) {
   coru_register_htype(L, &process_type);
-  coru_setfuncs(L, process_funcs);
 }

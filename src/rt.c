@@ -107,23 +107,39 @@ static int shaped_call(lua_State *L) {
   return n <= 0 ? n : coru_shape(L, n);
 }
 
-void coru_setfuncs(lua_State *L, const coru_Reg *r) {
-  for (; r->name; r++) {
-    if (r->flags & CORU_YIELDS) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->wrap_ref);
-      if (r->flags & CORU_ALWAYS_YIELDS) {
-        lua_pushcfunction(L, r->fn);
-      } else {
-        *(lua_CFunction *)lua_newuserdata(L, sizeof(lua_CFunction)) = r->fn;
-        lua_pushcclosure(L, shaped_call, 1);
-      }
-      lua_pushstring(L, r->name);
-      if (r->flags >> 4) lua_pushinteger(L, (r->flags >> 4) - 1); else lua_pushnil(L);
-      lua_call(L, 3, 1);
+static void setfn(lua_State *L, const char *name, lua_CFunction fn, int flags) {
+  if (flags & CORU_YIELDS) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->wrap_ref);
+    if (flags & CORU_ALWAYS_YIELDS) {
+      lua_pushcfunction(L, fn);
     } else {
-      lua_pushcfunction(L, r->fn);
+      *(lua_CFunction *)lua_newuserdata(L, sizeof(lua_CFunction)) = fn;
+      lua_pushcclosure(L, shaped_call, 1);
     }
-    lua_setfield(L, -2, r->name);
+    lua_pushstring(L, name);
+    if (flags >> 4) lua_pushinteger(L, (flags >> 4) - 1); else lua_pushnil(L);
+    lua_call(L, 3, 1);
+  } else {
+    lua_pushcfunction(L, fn);
+  }
+  lua_setfield(L, -2, name);
+}
+
+void coru_setfuncs(lua_State *L, const coru_Reg *r) {
+  for (; r->name; r++) setfn(L, r->name, r->fn, r->flags);
+}
+
+void coru_setfns(lua_State *L, const coru_Fn *f, int which) {
+  for (; f->fn; f++) {
+    const char *name = which & CORU_FLAT_NAMES ? f->flat : f->method;
+    if (!name) continue;
+    if (which & CORU_KEEP) {
+      lua_getfield(L, -1, name);
+      int had = !lua_isnil(L, -1);
+      lua_pop(L, 1);
+      if (had) continue;
+    }
+    setfn(L, name, f->fn, f->flags);
   }
 }
 

@@ -152,15 +152,13 @@ static int l_kill(lua_State *L) {
   return 1;
 }
 
-static const coru_Reg signal_methods[] = {
-  {"start", l_signal_start, 0},
-  {"start_oneshot", l_signal_start_oneshot, 0},
-  {"stop", l_signal_stop, 0},
-  {"getsignum", l_signal_getsignum, 0},
-  {NULL, NULL, 0}
+static const coru_Fn signal_fns[] = {
+  {NULL, "new_signal", l_new_signal, 0}, {NULL, "kill", l_kill, 0}, CORU_FN(signal, start, 0),
+  CORU_FN(signal, start_oneshot, 0), CORU_FN(signal, stop, 0),
+  {"getsignum", NULL, l_signal_getsignum, 0}, CORU_FNS_END
 };
 
-static coru_htype signal_type = {"coru.signal", CORU_K_SIGNAL, CORU_K_SIGNAL, signal_methods,
+static coru_htype signal_type = {"coru.signal", CORU_K_SIGNAL, CORU_K_SIGNAL, signal_fns,
                                  signal_on_close, signal_on_free, NULL};
 
 /* ------------------------------------------------------ host defaults */
@@ -264,15 +262,6 @@ void coru_signal_host_defaults(void) {
   }
 }
 
-static const coru_Reg signal_funcs[] = {
-  {"new_signal", l_new_signal, 0},
-  {"signal_start", l_signal_start, 0},
-  {"signal_start_oneshot", l_signal_start_oneshot, 0},
-  {"signal_stop", l_signal_stop, 0},
-  {"kill", l_kill, 0},
-  {NULL, NULL, 0}
-};
-
 /* SIGPIPE: coru ignores it (stream.c), but libuv puts SIG_DFL back when
  * the last watcher of a signal stops, and a pool thread's write to a broken
  * pipe in that moment kills the process. This internal watcher (unref'd,
@@ -285,7 +274,6 @@ static void pipe_guard_cb(uv_signal_t *h, int signum) { (void)h; (void)signum; }
 
 CORU_FAMILY(signal) {
   coru_register_htype(L, &signal_type);
-  coru_setfuncs(L, signal_funcs);
   if (uv_signal_init(coru_R->loop, &pipe_guard) == 0) {
     pipe_guard.data = NULL;          /* not a coru handle: shutdown closes it */
     uv_signal_start(&pipe_guard, pipe_guard_cb, SIGPIPE);

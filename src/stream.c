@@ -16,7 +16,6 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include "stream.h"
@@ -573,50 +572,17 @@ void coru_uvstream_on_free(coru_handle *h) { coru_stream_free((coru_stream *)h);
 
 /* ------------------------------------------------------------------ open */
 
-const coru_Reg coru_stream_methods[] = {
-  {"read", l_read, CORU_YIELDS | CORU_ARITY(2)},
-  {"read_line", l_read_line, CORU_YIELDS | CORU_ARITY(2)},
-  {"read_bytes", l_read_bytes, CORU_YIELDS | CORU_ARITY(3)},
-  {"read_until", l_read_until, CORU_YIELDS | CORU_ARITY(3)},
-  {"read_all", l_read_all, CORU_YIELDS | CORU_ARITY(2)},
-  {"write", coru_stream_l_write, CORU_YIELDS | CORU_ARITY(3)},
-  {"shutdown", coru_stream_l_shutdown, CORU_YIELDS | CORU_ARITY(2)},
-  {"read_start", l_read_start, 0},
-  {"read_stop", l_read_stop, 0},
-  {"try_write", coru_stream_l_try_write, 0},
-  {"settimeouts", l_settimeouts, 0},
-  {"settimeout", l_settimeout, 0},
-  {"set_max_line", l_set_max_line, 0},
-  {"set_max_all", l_set_max_all, 0},
-  {"buffered", l_buffered, 0},
-  {"is_readable", coru_uvs_is_readable, 0},
-  {"is_writable", coru_uvs_is_writable, 0},
-  {"get_write_queue_size", coru_uvs_get_write_queue_size, 0},
-  {"set_blocking", coru_uvs_set_blocking, 0},
-  {"listen", coru_uvs_listen, 0},
-  {"accept", coru_uvs_accept, 0},
-  {NULL, NULL, 0}
+/* The reader's part of every stream type's methods (uvstream.c registers
+ * them with the writer's and the uv stream's); read_start and read_stop
+ * are luv's flat names too. */
+const coru_Fn coru_stream_read_fns[] = {
+  {"read", NULL, l_read, CORU_YIELDS | CORU_ARITY(2)},
+  {"read_line", NULL, l_read_line, CORU_YIELDS | CORU_ARITY(2)},
+  {"read_bytes", NULL, l_read_bytes, CORU_YIELDS | CORU_ARITY(3)},
+  {"read_until", NULL, l_read_until, CORU_YIELDS | CORU_ARITY(3)},
+  {"read_all", NULL, l_read_all, CORU_YIELDS | CORU_ARITY(2)},
+  {"read_start", "read_start", l_read_start, 0}, {"read_stop", "read_stop", l_read_stop, 0},
+  {"settimeouts", NULL, l_settimeouts, 0}, {"settimeout", NULL, l_settimeout, 0},
+  {"set_max_line", NULL, l_set_max_line, 0}, {"set_max_all", NULL, l_set_max_all, 0},
+  {"buffered", NULL, l_buffered, 0}, CORU_FNS_END
 };
-
-static const coru_Reg stream_funcs[] = {
-  {"read_start", l_read_start, 0},
-  {"read_stop", l_read_stop, 0},
-  {"write", coru_stream_l_write, CORU_YIELDS | CORU_ARITY(3)},
-  {"shutdown", coru_stream_l_shutdown, CORU_YIELDS | CORU_ARITY(2)},
-  {"try_write", coru_stream_l_try_write, 0},
-  {"listen", coru_uvs_listen, 0},
-  {"accept", coru_uvs_accept, 0},
-  {"is_readable", coru_uvs_is_readable, 0},
-  {"is_writable", coru_uvs_is_writable, 0},
-  {"stream_get_write_queue_size", coru_uvs_get_write_queue_size, 0},
-  {"stream_set_blocking", coru_uvs_set_blocking, 0},
-  {NULL, NULL, 0}
-};
-
-CORU_FAMILY(stream) {
-  /* a peer closing while we write must be an error, never a signal death */
-  struct sigaction sa;
-  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
-  coru_setfuncs(L, stream_funcs);
-}
-

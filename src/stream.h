@@ -3,18 +3,18 @@
  * TTY, and TLS), over a small transport interface.
  *
  * A stream handle's struct starts with coru_stream (which starts with
- * coru_handle), so one set of methods (coru_stream_methods: read,
- * read_line, read_bytes, read_until, read_all, write, shutdown,
- * settimeouts, ...) serves every kind. What differs is the transport: how
+ * coru_handle), so one set of methods (read, read_line, read_bytes,
+ * read_until, read_all, write, shutdown, settimeouts, ...) serves every
+ * kind. What differs is the transport: how
  * bytes come in and go out.
  *
  * How a transport plugs in (TLS over a memory BIO is the model case):
  *
  *   - Your struct:  struct tls { coru_stream s; uv_idle_t any_uv_handle; ... };
  *     allocate it with coru_handle_alloc(L, &your_type, sizeof, offsetof(the
- *     uv handle)), then coru_stream_init(&t->s, &your_transport). Your
- *     htype's methods should include coru_stream_methods (register them
- *     first, then your own), its on_close must call coru_stream_closing(s)
+ *     uv handle)), then coru_stream_init(&t->s, &your_transport).
+ *     Register your htype with coru_register_stream_type (every stream's
+ *     methods after your own); its on_close must call coru_stream_closing(s)
  *     and its on_free coru_stream_free(s). Its kind must be in
  *     CORU_K_STREAM (CORU_K_TLS is).
  *
@@ -122,7 +122,10 @@ struct coru_stream {
   int listen_ref;          /* luv listen callback */
 };
 
-extern const coru_Reg coru_stream_methods[];
+/* The methods every stream type has (uvstream.c registers them): the
+ * reader's (stream.c) and the writer's (stream_write.c). */
+extern const coru_Fn coru_stream_read_fns[];
+extern const coru_Fn coru_stream_write_fns[];
 extern coru_htype coru_stream_type;     /* accepts every stream kind (for checks) */
 
 void coru_stream_init(coru_stream *s, const coru_transport *tp);
@@ -133,10 +136,6 @@ void coru_stream_feed_end(coru_stream *s, int status);
 /* Transport -> writer. */
 void coru_stream_write_done(coru_stream *s, coru_wreq *w, int status);
 void coru_stream_shutdown_done(coru_stream *s, coru_sreq *r, int status);
-/* stream_write.c: the writer's methods (the stream method table lists them). */
-int coru_stream_l_write(lua_State *L);
-int coru_stream_l_try_write(lua_State *L);
-int coru_stream_l_shutdown(lua_State *L);
 /* Hooks for the handle type. */
 void coru_stream_closing(coru_stream *s);   /* from on_close: wakes the reader with "closed" */
 void coru_stream_free(coru_stream *s);      /* from on_free */
@@ -156,8 +155,9 @@ extern const coru_transport coru_uv_transport;
 void coru_uvstream_on_close(coru_handle *h);
 void coru_uvstream_on_free(coru_handle *h);
 
-/* Register a stream handle type: coru_stream_methods, then own. */
-void coru_register_stream_type(lua_State *L, coru_htype *t, const coru_Reg *own);
+/* Register a stream handle type (uvstream.c): its own methods
+ * (t->methods, with their flat names), then every stream's. */
+void coru_register_stream_type(lua_State *L, coru_htype *t);
 /* Start a tcp (sa) or pipe (pipename) connect in the three modes. */
 int coru_connect_start(lua_State *L, coru_uvstream *u, int cbidx, const char *fname,
                        const struct sockaddr *sa, const char *pipename, const char *detail);
@@ -171,12 +171,4 @@ int coru_parse_addr(lua_State *L, const char *host, int port, struct sockaddr_st
 void coru_push_addr(lua_State *L, const struct sockaddr *sa);   /* {ip=, port=, family=} */
 const char *coru_family_name(int af);
 int coru_new_pipe(lua_State *L, int ipc);
-/* uvstream.c: the methods only a uv stream has (the stream method table lists them). */
-int coru_uvs_is_readable(lua_State *L);
-int coru_uvs_is_writable(lua_State *L);
-int coru_uvs_get_write_queue_size(lua_State *L);
-int coru_uvs_set_blocking(lua_State *L);
-int coru_uvs_listen(lua_State *L);
-int coru_uvs_accept(lua_State *L);   /* pipe.c: pushes a new coru.pipe stream (or nil, msg, name) */
-
 #endif

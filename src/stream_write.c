@@ -104,7 +104,7 @@ static void flush_stdio(coru_stream *s) {
   if (s->stdio_out) fflush(s->stdio_out == 1 ? stdout : stderr);
 }
 
-int coru_stream_l_write(lua_State *L) {
+static int l_write(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   if (lua_type(L, 2) != LUA_TSTRING && !lua_istable(L, 2)) luaL_typerror(L, 2, "string or array of strings");
   /* refused before anything is sent: a write is all or nothing */
@@ -164,7 +164,7 @@ int coru_stream_l_write(lua_State *L) {
   return coru_cont_yield(L, &w->cont, 1);
 }
 
-int coru_stream_l_try_write(lua_State *L) {
+static int l_try_write(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   flush_stdio(s);
   uv_buf_t small[4], *bufs;
@@ -183,7 +183,7 @@ void coru_stream_shutdown_done(coru_stream *s, coru_sreq *q, int status) {
   free(q);
 }
 
-int coru_stream_l_shutdown(lua_State *L) {
+static int l_shutdown(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   int cbidx = coru_enter(L, 2, "stream:shutdown", 0) == CORU_MODE_CB ? 2 : 0;
   if (s->shut) return coru_fail(L, UV_ENOTCONN, "already shut down");
@@ -198,3 +198,10 @@ int coru_stream_l_shutdown(lua_State *L) {
   lua_pushboolean(L, 1);
   return coru_cont_yield(L, &q->cont, 1);
 }
+
+/* The writer's part of every stream type's methods; luv's flat names too. */
+const coru_Fn coru_stream_write_fns[] = {
+  {"write", "write", l_write, CORU_YIELDS | CORU_ARITY(3)},
+  {"shutdown", "shutdown", l_shutdown, CORU_YIELDS | CORU_ARITY(2)},
+  {"try_write", "try_write", l_try_write, 0}, CORU_FNS_END
+};

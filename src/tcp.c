@@ -220,47 +220,16 @@ static int l_tcp_close_reset(lua_State *L) {
   return 1;
 }
 
-static const coru_Reg tcp_methods[] = {
-  {"bind", l_tcp_bind, 0},
-  {"connect", l_tcp_connect, CORU_YIELDS},
-  {"nodelay", l_tcp_nodelay, 0},
-  {"keepalive", l_tcp_keepalive, 0},
-  {"simultaneous_accepts", l_tcp_simultaneous_accepts, 0},
-  {"open", l_tcp_open, 0},
-  {"getsockname", l_tcp_getsockname, 0},
-  {"getpeername", l_tcp_getpeername, 0},
-  {"close_reset", l_tcp_close_reset, 0},
-  {NULL, NULL, 0}
+static const coru_Fn tcp_fns[] = {
+  {NULL, "new_tcp", l_new_tcp, 0}, CORU_FN(tcp, bind, 0), CORU_FN(tcp, connect, CORU_YIELDS),
+  CORU_FN(tcp, nodelay, 0), CORU_FN(tcp, keepalive, 0), CORU_FN(tcp, simultaneous_accepts, 0),
+  CORU_FN(tcp, open, 0), CORU_FN(tcp, getsockname, 0), CORU_FN(tcp, getpeername, 0),
+  CORU_FN(tcp, close_reset, 0), CORU_FNS_END
 };
 
-static coru_htype tcp_type = {"coru.tcp", CORU_K_TCP, CORU_K_TCP, NULL,
+static coru_htype tcp_type = {"coru.tcp", CORU_K_TCP, CORU_K_TCP, tcp_fns,
                               coru_uvstream_on_close, coru_uvstream_on_free, NULL};
 
-static const coru_Reg tcp_funcs[] = {
-  {"new_tcp", l_new_tcp, 0},
-  {"tcp_bind", l_tcp_bind, 0},
-  {"tcp_connect", l_tcp_connect, CORU_YIELDS},
-  {"tcp_nodelay", l_tcp_nodelay, 0},
-  {"tcp_keepalive", l_tcp_keepalive, 0},
-  {"tcp_simultaneous_accepts", l_tcp_simultaneous_accepts, 0},
-  {"tcp_open", l_tcp_open, 0},
-  {"tcp_getsockname", l_tcp_getsockname, 0},
-  {"tcp_getpeername", l_tcp_getpeername, 0},
-  {"tcp_close_reset", l_tcp_close_reset, 0},
-  {NULL, NULL, 0}
-};
-
-/* The methods of a stream type: the stream methods, then its own. */
-void coru_register_stream_type(lua_State *L, coru_htype *t, const coru_Reg *own) {
-  t->methods = coru_stream_methods;
-  coru_register_htype(L, t);
-  luaL_getmetatable(L, t->name);
-  lua_getfield(L, -1, "__index");
-  coru_setfuncs(L, own);
-  lua_pop(L, 2);
-}
-
 CORU_FAMILY(tcp) {
-  coru_register_stream_type(L, &tcp_type, tcp_methods);
-  coru_setfuncs(L, tcp_funcs);
+  coru_register_stream_type(L, &tcp_type);
 }

@@ -93,17 +93,13 @@ static int l_timer_get_due_in(lua_State *L) {
   return 1;
 }
 
-static const coru_Reg timer_methods[] = {
-  {"start", l_timer_start, 0},
-  {"stop", l_timer_stop, 0},
-  {"again", l_timer_again, 0},
-  {"set_repeat", l_timer_set_repeat, 0},
-  {"get_repeat", l_timer_get_repeat, 0},
-  {"get_due_in", l_timer_get_due_in, 0},
-  {NULL, NULL, 0}
+static const coru_Fn timer_fns[] = {
+  {NULL, "new_timer", l_new_timer, 0}, CORU_FN(timer, start, 0), CORU_FN(timer, stop, 0),
+  CORU_FN(timer, again, 0), CORU_FN(timer, set_repeat, 0), CORU_FN(timer, get_repeat, 0),
+  CORU_FN(timer, get_due_in, 0), CORU_FNS_END
 };
 
-static coru_htype timer_type = {"coru.timer", CORU_K_TIMER, CORU_K_TIMER, timer_methods,
+static coru_htype timer_type = {"coru.timer", CORU_K_TIMER, CORU_K_TIMER, timer_fns,
                                 NULL, NULL, NULL};
 
 /* --------------------------------------------------- idle, prepare, check */
@@ -146,10 +142,11 @@ static void check_cb(uv_check_t *h) { watch_fire(h->data); }
     lua_pushinteger(L, 0);                                                           \
     return 1;                                                                        \
   }                                                                                  \
-  static const coru_Reg kind##_methods[] = {                                         \
-    {"start", l_##kind##_start, 0}, {"stop", l_##kind##_stop, 0}, {NULL, NULL, 0}};  \
+  static const coru_Fn kind##_fns[] = {                                              \
+    {NULL, "new_" #kind, l_new_##kind, 0}, CORU_FN(kind, start, 0),                  \
+    CORU_FN(kind, stop, 0), CORU_FNS_END};                                           \
   static coru_htype kind##_type = {"coru." #kind, CORU_K_##KIND, CORU_K_##KIND,      \
-                                   kind##_methods, NULL, NULL, NULL};
+                                   kind##_fns, NULL, NULL, NULL};
 
 WATCH_FAMILY(idle, IDLE)
 WATCH_FAMILY(prepare, PREPARE)
@@ -157,30 +154,9 @@ WATCH_FAMILY(check, CHECK)
 
 /* ------------------------------------------------------------------ open */
 
-static const coru_Reg timer_funcs[] = {
-  {"new_timer", l_new_timer, 0},
-  {"timer_start", l_timer_start, 0},
-  {"timer_stop", l_timer_stop, 0},
-  {"timer_again", l_timer_again, 0},
-  {"timer_set_repeat", l_timer_set_repeat, 0},
-  {"timer_get_repeat", l_timer_get_repeat, 0},
-  {"timer_get_due_in", l_timer_get_due_in, 0},
-  {"new_idle", l_new_idle, 0},
-  {"idle_start", l_idle_start, 0},
-  {"idle_stop", l_idle_stop, 0},
-  {"new_prepare", l_new_prepare, 0},
-  {"prepare_start", l_prepare_start, 0},
-  {"prepare_stop", l_prepare_stop, 0},
-  {"new_check", l_new_check, 0},
-  {"check_start", l_check_start, 0},
-  {"check_stop", l_check_stop, 0},
-  {NULL, NULL, 0}
-};
-
 CORU_FAMILY(timer) {
   coru_register_htype(L, &timer_type);
   coru_register_htype(L, &idle_type);
   coru_register_htype(L, &prepare_type);
   coru_register_htype(L, &check_type);
-  coru_setfuncs(L, timer_funcs);
 }

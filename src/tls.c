@@ -577,17 +577,13 @@ static int l_peer_cert(lua_State *L) {
   return coru_tls_push_peer_cert(L, coru_tls_ssl(checktls(L)->eng));
 }
 
-static const coru_Reg tls_methods[] = {
-  {"peer_certificate", l_peer_cert, 0},
-  {"cipher", l_cipher, 0},
-  {"version", l_version, 0},
-  {"alpn", l_alpn, 0},
-  {"tls_error", l_tls_error, 0},
-  {"transport", l_transport, 0},
-  {NULL, NULL, 0}
+static const coru_Fn tls_fns[] = {
+  {"peer_certificate", NULL, l_peer_cert, 0}, {"cipher", NULL, l_cipher, 0},
+  {"version", NULL, l_version, 0}, {"alpn", NULL, l_alpn, 0}, {"tls_error", NULL, l_tls_error, 0},
+  {"transport", NULL, l_transport, 0}, CORU_FNS_END
 };
 
-static coru_htype tls_type = {"coru.tls", CORU_K_TLS, CORU_K_TLS, NULL, tls_on_close, tls_on_free, NULL};
+static coru_htype tls_type = {"coru.tls", CORU_K_TLS, CORU_K_TLS, tls_fns, tls_on_close, tls_on_free, NULL};
 
 static int l_live(lua_State *L) {
   lua_pushinteger(L, coru_tls_live());
@@ -602,7 +598,7 @@ static int l_openssl_version(lua_State *L) {
 CORU_FAMILY(tls) {
   make_wrapped(L);
   coru_tls_open_ctx(L);
-  coru_register_stream_type(L, &tls_type, tls_methods);
+  coru_register_stream_type(L, &tls_type);
   luaL_getmetatable(L, tls_type.name);
   lua_getfield(L, -1, "__index");
   static const char *const delegated[] = {"getpeername", "getsockname", "nodelay", "keepalive",

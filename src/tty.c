@@ -201,12 +201,10 @@ static int l_file_fileno(lua_State *L) {
   return 1;
 }
 
-static const coru_Reg file_methods[] = {
-  {"get_type", l_file_get_type, 0},
-  {"fileno", l_file_fileno, 0},
-  {NULL, NULL, 0}
+static const coru_Fn file_fns[] = {
+  {"get_type", NULL, l_file_get_type, 0}, {"fileno", NULL, l_file_fileno, 0}, CORU_FNS_END
 };
-static coru_htype file_type = {"coru.filestream", CORU_K_PIPE, CORU_K_PIPE, NULL,
+static coru_htype file_type = {"coru.filestream", CORU_K_PIPE, CORU_K_PIPE, file_fns,
                                file_on_close, coru_uvstream_on_free, NULL};
 
 /* new_stdio(fd): a stream on fd as whatever it is (tty, pipe, socket or a
@@ -242,10 +240,10 @@ static int new_stdio(lua_State *L, int fd) {
   }
 }
 
-static const coru_Reg tty_methods[] = {
-  {"set_mode", l_tty_set_mode, 0},
-  {"get_winsize", l_tty_get_winsize, 0},
-  {NULL, NULL, 0}
+static const coru_Fn tty_fns[] = {
+  {NULL, "new_tty", l_new_tty, 0}, {NULL, "tty_reset_mode", l_tty_reset_mode, 0},
+  {NULL, "guess_handle", l_guess_handle, 0}, {NULL, "new_stdio", l_new_stdio, 0},
+  CORU_FN(tty, set_mode, 0), CORU_FN(tty, get_winsize, 0), CORU_FNS_END
 };
 
 /* A terminal left in raw mode by a closed handle would stay raw. */
@@ -255,21 +253,10 @@ static void tty_on_close(coru_handle *h) {
   coru_stream_closing(&u->s);
 }
 
-static coru_htype tty_type = {"coru.tty", CORU_K_TTY, CORU_K_TTY, NULL,
+static coru_htype tty_type = {"coru.tty", CORU_K_TTY, CORU_K_TTY, tty_fns,
                               tty_on_close, coru_uvstream_on_free, NULL};
 
-static const coru_Reg tty_funcs[] = {
-  {"new_tty", l_new_tty, 0},
-  {"tty_set_mode", l_tty_set_mode, 0},
-  {"tty_get_winsize", l_tty_get_winsize, 0},
-  {"tty_reset_mode", l_tty_reset_mode, 0},
-  {"guess_handle", l_guess_handle, 0},
-  {"new_stdio", l_new_stdio, 0},
-  {NULL, NULL, 0}
-};
-
 CORU_FAMILY(tty) {
-  coru_register_stream_type(L, &tty_type, tty_methods);
-  coru_register_stream_type(L, &file_type, file_methods);
-  coru_setfuncs(L, tty_funcs);
+  coru_register_stream_type(L, &tty_type);
+  coru_register_stream_type(L, &file_type);
 }

@@ -321,55 +321,20 @@ static void udp_on_close(coru_handle *h) {
   }
 }
 
-static const coru_Reg udp_methods[] = {
-  {"bind", l_udp_bind, 0},
-  {"connect", l_udp_connect, 0},
-  {"open", l_udp_open, 0},
-  {"getsockname", l_udp_getsockname, 0},
-  {"getpeername", l_udp_getpeername, 0},
-  {"set_membership", l_udp_set_membership, 0},
-  {"set_multicast_loop", l_udp_set_multicast_loop, 0},
-  {"set_multicast_ttl", l_udp_set_multicast_ttl, 0},
-  {"set_multicast_interface", l_udp_set_multicast_interface, 0},
-  {"set_broadcast", l_udp_set_broadcast, 0},
-  {"set_ttl", l_udp_set_ttl, 0},
-  {"get_send_queue_size", l_udp_get_send_queue_size, 0},
-  {"get_send_queue_count", l_udp_get_send_queue_count, 0},
-  {"send", l_udp_send, CORU_YIELDS},
-  {"try_send", l_udp_try_send, 0},
-  {"recv_start", l_udp_recv_start, 0},
-  {"recv_stop", l_udp_recv_stop, 0},
-  {"recv", l_udp_recv, CORU_YIELDS},
-  {"settimeout", l_udp_settimeout, 0},
-  {NULL, NULL, 0}
+static const coru_Fn udp_fns[] = {
+  {NULL, "new_udp", l_new_udp, 0}, CORU_FN(udp, bind, 0), CORU_FN(udp, connect, 0),
+  CORU_FN(udp, open, 0), CORU_FN(udp, getsockname, 0), CORU_FN(udp, getpeername, 0),
+  CORU_FN(udp, set_membership, 0), CORU_FN(udp, set_multicast_loop, 0),
+  CORU_FN(udp, set_multicast_ttl, 0), CORU_FN(udp, set_multicast_interface, 0),
+  CORU_FN(udp, set_broadcast, 0), CORU_FN(udp, set_ttl, 0), CORU_FN(udp, get_send_queue_size, 0),
+  CORU_FN(udp, get_send_queue_count, 0), CORU_FN(udp, send, CORU_YIELDS),
+  CORU_FN(udp, try_send, 0), CORU_FN(udp, recv_start, 0), CORU_FN(udp, recv_stop, 0),
+  CORU_FN(udp, recv, CORU_YIELDS), {"settimeout", NULL, l_udp_settimeout, 0}, CORU_FNS_END
 };
 
-static coru_htype udp_type = {"coru.udp", CORU_K_UDP, CORU_K_UDP, udp_methods, udp_on_close, NULL, NULL};
+static coru_htype udp_type = {"coru.udp", CORU_K_UDP, CORU_K_UDP, udp_fns, udp_on_close, NULL, NULL};
 
-static const coru_Reg udp_funcs[] = {
-  {"new_udp", l_new_udp, 0},
-  {"udp_bind", l_udp_bind, 0},
-  {"udp_connect", l_udp_connect, 0},
-  {"udp_open", l_udp_open, 0},
-  {"udp_getsockname", l_udp_getsockname, 0},
-  {"udp_getpeername", l_udp_getpeername, 0},
-  {"udp_set_membership", l_udp_set_membership, 0},
-  {"udp_set_multicast_loop", l_udp_set_multicast_loop, 0},
-  {"udp_set_multicast_ttl", l_udp_set_multicast_ttl, 0},
-  {"udp_set_multicast_interface", l_udp_set_multicast_interface, 0},
-  {"udp_set_broadcast", l_udp_set_broadcast, 0},
-  {"udp_set_ttl", l_udp_set_ttl, 0},
-  {"udp_get_send_queue_size", l_udp_get_send_queue_size, 0},
-  {"udp_get_send_queue_count", l_udp_get_send_queue_count, 0},
-  {"udp_send", l_udp_send, CORU_YIELDS},
-  {"udp_try_send", l_udp_try_send, 0},
-  {"udp_recv_start", l_udp_recv_start, 0},
-  {"udp_recv_stop", l_udp_recv_stop, 0},
-  {"udp_recv", l_udp_recv, CORU_YIELDS},
-  {NULL, NULL, 0}
-};
 
 CORU_FAMILY(udp) {
   coru_register_htype(L, &udp_type);
-  coru_setfuncs(L, udp_funcs);
 }

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include "stream.h"
@@ -15,26 +16,26 @@ static uv_stream_t *need_uv(lua_State *L, coru_stream *s, const char *fname) {
   return s->uvs;
 }
 
-int coru_uvs_is_readable(lua_State *L) {
+static int l_is_readable(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   lua_pushboolean(L, s->uvs ? uv_is_readable(s->uvs) : !s->eof);
   return 1;
 }
 
-int coru_uvs_is_writable(lua_State *L) {
+static int l_is_writable(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   lua_pushboolean(L, s->uvs ? uv_is_writable(s->uvs) && !s->shut : !s->shut);
   return 1;
 }
 
-int coru_uvs_get_write_queue_size(lua_State *L) {
+static int l_get_write_queue_size(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   size_t n = s->tp->queue_size ? s->tp->queue_size(s) : 0;
   lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
 
-int coru_uvs_set_blocking(lua_State *L) {
+static int l_set_blocking(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   int r = uv_stream_set_blocking(need_uv(L, s, "stream:set_blocking"), lua_toboolean(L, 2));
   return coru_result(L, r, NULL);
@@ -72,7 +73,7 @@ static void connection_cb(uv_stream_t *server, int status) {
 }
 
 /* listen(backlog, cb): cb(err) per incoming connection. */
-int coru_uvs_listen(lua_State *L) {
+static int l_listen(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   uv_stream_t *u = need_uv(L, s, "stream:listen");
   int backlog = (int)coru_opt_int(L, 2, 0, CORU_INT_MAX, 1024, "listen");
@@ -84,7 +85,7 @@ int coru_uvs_listen(lua_State *L) {
   return 1;
 }
 
-int coru_uvs_accept(lua_State *L) {
+static int l_accept(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   coru_stream *c = coru_check_stream(L, 2);
   int r = uv_accept(need_uv(L, s, "stream:accept"), need_uv(L, c, "stream:accept"));
@@ -186,3 +187,33 @@ void coru_push_addr(lua_State *L, const struct sockaddr *sa) {
   lua_setfield(L, -2, "family");
 }
 
+/* ------------------------------------------------------------------ open */
+
+/* The uv stream's part of every stream type's methods, with luv's flat
+ * names (two of them stream_ prefixed). */
+static const coru_Fn uvs_fns[] = {
+  {"is_readable", "is_readable", l_is_readable, 0}, {"is_writable", "is_writable", l_is_writable, 0},
+  {"get_write_queue_size", "stream_get_write_queue_size", l_get_write_queue_size, 0},
+  {"set_blocking", "stream_set_blocking", l_set_blocking, 0},
+  {"listen", "listen", l_listen, 0}, {"accept", "accept", l_accept, 0}, CORU_FNS_END
+};
+
+static const coru_Fn *const stream_fns[] = {coru_stream_read_fns, coru_stream_write_fns, uvs_fns};
+#define NPARTS (sizeof stream_fns / sizeof stream_fns[0])
+
+/* A stream type: its own methods (t->methods), then those of every stream
+ * that it does not define itself. */
+void coru_register_stream_type(lua_State *L, coru_htype *t) {
+  coru_register_htype(L, t);
+  luaL_getmetatable(L, t->name);
+  lua_getfield(L, -1, "__index");
+  for (size_t i = 0; i < NPARTS; i++) coru_setfns(L, stream_fns[i], CORU_METHOD_NAMES | CORU_KEEP);
+  lua_pop(L, 2);
+}
+
+CORU_FAMILY(stream) {
+  /* a peer closing while we write must be an error, never a signal death */
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+  for (size_t i = 0; i < NPARTS; i++) coru_setfns(L, stream_fns[i], CORU_FLAT_NAMES);
+}

@@ -357,8 +357,11 @@ static int l_poll_stop(lua_State *L) {
   return 1;
 }
 
-static const coru_Reg poll_methods[] = {{"start", l_poll_start, 0}, {"stop", l_poll_stop, 0}, {NULL, NULL, 0}};
-static coru_htype poll_type = {"coru.poll", CORU_K_POLL, CORU_K_POLL, poll_methods, poll_on_close, NULL, NULL};
+static const coru_Fn poll_fns[] = {
+  {NULL, "new_poll", l_new_poll, 0}, {NULL, "new_socket_poll", l_new_socket_poll, 0},
+  CORU_FN(poll, start, 0), CORU_FN(poll, stop, 0), CORU_FNS_END
+};
+static coru_htype poll_type = {"coru.poll", CORU_K_POLL, CORU_K_POLL, poll_fns, poll_on_close, NULL, NULL};
 
 /* ------------------------------------------------------------ open */
 
@@ -366,10 +369,6 @@ static const coru_Reg work_funcs[] = {
   {"work", l_work, CORU_YIELDS},
   {"new_work", l_new_work, 0},
   {"queue_work", l_queue_work, 0},
-  {"new_poll", l_new_poll, 0},
-  {"new_socket_poll", l_new_socket_poll, 0},
-  {"poll_start", l_poll_start, 0},
-  {"poll_stop", l_poll_stop, 0},
   {NULL, NULL, 0}
 };
 

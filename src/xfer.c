@@ -325,13 +325,14 @@ static int l_async_address(lua_State *L) {
   return 1;
 }
 
-static const coru_Reg async_methods[] = {
-  {"send", l_async_send, 0}, {"address", l_async_address, 0}, {NULL, NULL, 0}};
-static coru_htype async_type = {"coru.async", CORU_K_ASYNC, CORU_K_ASYNC, async_methods,
+static const coru_Fn async_fns[] = {
+  {NULL, "new_async", l_new_async, 0}, CORU_FN(async, send, 0),
+  {"address", NULL, l_async_address, 0}, CORU_FNS_END
+};
+static coru_htype async_type = {"coru.async", CORU_K_ASYNC, CORU_K_ASYNC, async_fns,
                                 async_on_close, async_on_free, NULL};
 
 /* -------------------------------------------------------- thread ids */
-
 
 coru_lthread *coru_push_lthread(lua_State *L) {
   coru_lthread *t = lua_newuserdata(L, sizeof *t);
@@ -419,17 +420,10 @@ int coru_thread_mt(lua_State *L) {
 
 /* ------------------------------------------------------------ open */
 
-static const coru_Reg async_funcs[] = {
-  {"new_async", l_new_async, 0},
-  {"async_send", l_async_send, 0},
-  {NULL, NULL, 0}
-};
-
 void coru_open_async(lua_State *L) {
   static int inited;
   if (!inited) { uv_mutex_init(&open_mu); inited = 1; }
   coru_register_htype(L, &async_type);
-  coru_setfuncs(L, async_funcs);
 }
 
 const char *coru_xfer_value(lua_State *L, int idx, coru_sbuf *b, char *errbuf, size_t errlen) {
