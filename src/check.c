@@ -152,3 +152,14 @@ int coru_fd_in_use(uv_loop_t *loop, int fd) {
   uv_walk(loop, probe_handle, &p);
   return p.found;
 }
+
+int coru_opt_flags(lua_State *L, int idx, const coru_flag *names, const char *fn) {
+  if (!lua_istable(L, idx)) return (int)coru_opt_int(L, idx, CORU_INT_MIN, CORU_INT_MAX, 0, fn);
+  int f = 0;
+  for (; names->name; names++) {
+    lua_getfield(L, idx, names->name);
+    if (lua_toboolean(L, -1)) f |= names->bit;
+    lua_pop(L, 1);
+  }
+  return f;
+}

@@ -59,4 +59,9 @@ int coru_fd_in_use(uv_loop_t *loop, int fd);
  * as in use. */
 void coru_fds_snapshot(int phase);
 
+/* Flags at idx: a table of booleans (each name of names that is truthy
+ * adds its bit: {dir = true}), or an integer (nil or none: 0). */
+typedef struct { const char *name; int bit; } coru_flag;
+int coru_opt_flags(lua_State *L, int idx, const coru_flag *names, const char *fn);
+
 #endif

@@ -340,6 +340,17 @@ void coru_handle_release(lua_State *L, coru_handle *h);
  * ownership of ref and replaces any previous one. Closing drops h->cb_ref. */
 void coru_handle_set_cb(lua_State *L, coru_handle *h, int *slot, int ref);
 void coru_handle_clear_cb(lua_State *L, coru_handle *h, int *slot);
+/* The end of luv's X_start(h, ..., cb) for a handle whose uv start (r)
+ * replaced or stopped what it did before: r < 0 fails (detail as in
+ * coru_fail), ref (the new callback) dropped and the slot emptied; else
+ * ref fills h->cb_ref and 0 is pushed. Returns the count of results. */
+int coru_handle_started(lua_State *L, coru_handle *h, int ref, int r, const char *detail);
+/* The end of luv's X_stop(h): h->cb_ref emptied, 0 pushed; returns 1. */
+int coru_handle_stopped(lua_State *L, coru_handle *h);
+/* The end of luv's new_X: r from uv_X_init; on failure the struct is
+ * freed (coru_handle_init_failed) and nil, msg, name pushed. Returns the
+ * count of results (the box is already pushed). */
+int coru_handle_inited(lua_State *L, coru_handle *h, int r);
 /* Push the handle's box (it must still exist). */
 int coru_handle_push(lua_State *L, coru_handle *h);
 /* Close (as h:close() would, without callback). */

@@ -537,38 +537,16 @@ static int l_fs_access(lua_State *L) {
     FS_CALL(L, r, name, path, np __VA_ARGS__);                                       \
   }
 
-static int symlink_flags(lua_State *L, int i, const char *fn) {
-  if (lua_istable(L, i)) {
-    int f = 0;
-    lua_getfield(L, i, "dir");
-    if (lua_toboolean(L, -1)) f |= UV_FS_SYMLINK_DIR;
-    lua_getfield(L, i, "junction");
-    if (lua_toboolean(L, -1)) f |= UV_FS_SYMLINK_JUNCTION;
-    lua_pop(L, 2);
-    return f;
-  }
-  return (int)coru_opt_int(L, i, CORU_INT_MIN, CORU_INT_MAX, 0, fn);
-}
-
-static int copy_flags(lua_State *L, int i, const char *fn) {
-  if (lua_istable(L, i)) {
-    int f = 0;
-    lua_getfield(L, i, "excl");
-    if (lua_toboolean(L, -1)) f |= UV_FS_COPYFILE_EXCL;
-    lua_getfield(L, i, "ficlone");
-    if (lua_toboolean(L, -1)) f |= UV_FS_COPYFILE_FICLONE;
-    lua_getfield(L, i, "ficlone_force");
-    if (lua_toboolean(L, -1)) f |= UV_FS_COPYFILE_FICLONE_FORCE;
-    lua_pop(L, 3);
-    return f;
-  }
-  return (int)coru_opt_int(L, i, CORU_INT_MIN, CORU_INT_MAX, 0, fn);
-}
+static const coru_flag symlink_flags[] = {
+  {"dir", UV_FS_SYMLINK_DIR}, {"junction", UV_FS_SYMLINK_JUNCTION}, {NULL, 0}};
+static const coru_flag copy_flags[] = {
+  {"excl", UV_FS_COPYFILE_EXCL}, {"ficlone", UV_FS_COPYFILE_FICLONE},
+  {"ficlone_force", UV_FS_COPYFILE_FICLONE_FORCE}, {NULL, 0}};
 
 TWO_PATH_OP(rename, 2, (void)0)
 TWO_PATH_OP(link, 2, (void)0)
-TWO_PATH_OP(symlink, 3, int flags = symlink_flags(L, 3, FN), , flags)
-TWO_PATH_OP(copyfile, 3, int flags = copy_flags(L, 3, FN), , flags)
+TWO_PATH_OP(symlink, 3, int flags = coru_opt_flags(L, 3, symlink_flags, FN), , flags)
+TWO_PATH_OP(copyfile, 3, int flags = coru_opt_flags(L, 3, copy_flags, FN), , flags)
 
 #define FD_OP(name, npos, extra_decl, ...)                                           \
   static int l_fs_##name(lua_State *L) {                                             \

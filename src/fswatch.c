@@ -19,9 +19,7 @@ static coru_htype fs_event_type;
 
 static int l_new_fs_event(lua_State *L) {
   cfsevent *e = coru_handle_alloc(L, &fs_event_type, sizeof *e, offsetof(cfsevent, ev));
-  int r = uv_fs_event_init(coru_R->loop, &e->ev);
-  if (r < 0) { coru_handle_init_failed(L, &e->base); return coru_fail(L, r, NULL); }
-  return 1;
+  return coru_handle_inited(L, &e->base, uv_fs_event_init(coru_R->loop, &e->ev));
 }
 
 static void fs_event_cb(uv_fs_event_t *h, const char *filename, int events, int status) {
@@ -45,37 +43,19 @@ static void fs_event_cb(uv_fs_event_t *h, const char *filename, int events, int 
 static int l_fs_event_start(lua_State *L) {
   cfsevent *e = (cfsevent *)coru_check_handle(L, 1, &fs_event_type);
   const char *path = coru_fs_checkpath(L, 2, "fs_event_start");
-  int flags = 0;
-  if (lua_istable(L, 3)) {
-    lua_getfield(L, 3, "watch_entry");
-    if (lua_toboolean(L, -1)) flags |= UV_FS_EVENT_WATCH_ENTRY;
-    lua_getfield(L, 3, "stat");
-    if (lua_toboolean(L, -1)) flags |= UV_FS_EVENT_STAT;
-    lua_getfield(L, 3, "recursive");
-    if (lua_toboolean(L, -1)) flags |= UV_FS_EVENT_RECURSIVE;
-    lua_pop(L, 3);
-  } else if (!lua_isnoneornil(L, 3)) {
-    flags = (int)coru_check_int(L, 3, CORU_INT_MIN, CORU_INT_MAX, "fs_event_start");
-  }
+  static const coru_flag names[] = {{"watch_entry", UV_FS_EVENT_WATCH_ENTRY},
+    {"stat", UV_FS_EVENT_STAT}, {"recursive", UV_FS_EVENT_RECURSIVE}, {NULL, 0}};
+  int flags = coru_opt_flags(L, 3, names, "fs_event_start");
   int ref = coru_ref_cb(L, 4);
   uv_fs_event_stop(&e->ev);
   int r = uv_fs_event_start(&e->ev, fs_event_cb, path, (unsigned)flags);
-  if (r < 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    coru_handle_clear_cb(L, &e->base, &e->base.cb_ref);
-    return coru_fail(L, r, path);
-  }
-  coru_handle_set_cb(L, &e->base, &e->base.cb_ref, ref);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_handle_started(L, &e->base, ref, r, path);
 }
 
 static int l_fs_event_stop(lua_State *L) {
   cfsevent *e = (cfsevent *)coru_check_handle(L, 1, &fs_event_type);
   uv_fs_event_stop(&e->ev);
-  coru_handle_clear_cb(L, &e->base, &e->base.cb_ref);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_handle_stopped(L, &e->base);
 }
 
 static int l_fs_event_getpath(lua_State *L) {
@@ -106,9 +86,7 @@ static coru_htype fs_poll_type;
 
 static int l_new_fs_poll(lua_State *L) {
   cfspoll *p = coru_handle_alloc(L, &fs_poll_type, sizeof *p, offsetof(cfspoll, p));
-  int r = uv_fs_poll_init(coru_R->loop, &p->p);
-  if (r < 0) { coru_handle_init_failed(L, &p->base); return coru_fail(L, r, NULL); }
-  return 1;
+  return coru_handle_inited(L, &p->base, uv_fs_poll_init(coru_R->loop, &p->p));
 }
 
 static void fs_poll_cb(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr) {
@@ -130,22 +108,13 @@ static int l_fs_poll_start(lua_State *L) {
   int ref = coru_ref_cb(L, 4);
   uv_fs_poll_stop(&p->p);
   int r = uv_fs_poll_start(&p->p, fs_poll_cb, path, (unsigned)iv);
-  if (r < 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    coru_handle_clear_cb(L, &p->base, &p->base.cb_ref);
-    return coru_fail(L, r, path);
-  }
-  coru_handle_set_cb(L, &p->base, &p->base.cb_ref, ref);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_handle_started(L, &p->base, ref, r, path);
 }
 
 static int l_fs_poll_stop(lua_State *L) {
   cfspoll *p = (cfspoll *)coru_check_handle(L, 1, &fs_poll_type);
   uv_fs_poll_stop(&p->p);
-  coru_handle_clear_cb(L, &p->base, &p->base.cb_ref);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_handle_stopped(L, &p->base);
 }
 
 static int l_fs_poll_getpath(lua_State *L) {

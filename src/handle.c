@@ -95,6 +95,28 @@ void coru_handle_clear_cb(lua_State *L, coru_handle *h, int *slot) {
   coru_handle_release(L, h);
 }
 
+int coru_handle_started(lua_State *L, coru_handle *h, int ref, int r, const char *detail) {
+  if (r < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    coru_handle_clear_cb(L, h, &h->cb_ref);
+    return coru_fail(L, r, detail);
+  }
+  coru_handle_set_cb(L, h, &h->cb_ref, ref);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+int coru_handle_stopped(lua_State *L, coru_handle *h) {
+  coru_handle_clear_cb(L, h, &h->cb_ref);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+int coru_handle_inited(lua_State *L, coru_handle *h, int r) {
+  if (r < 0) { coru_handle_init_failed(L, h); return coru_fail(L, r, NULL); }
+  return 1;
+}
+
 int coru_handle_push(lua_State *L, coru_handle *h) {
   if (h->self_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->self_ref);

@@ -18,9 +18,7 @@ static coru_uvstream *checkpipe(lua_State *L, int idx) {
 
 int coru_new_pipe(lua_State *L, int ipc) {
   coru_uvstream *u = coru_uvstream_alloc(L, &pipe_type, CORU_UVSTREAM_SIZE(uv_pipe_t));
-  int r = uv_pipe_init(coru_R->loop, &u->u.pipe, ipc);
-  if (r < 0) { coru_handle_init_failed(L, &u->s.base); return coru_fail(L, r, NULL); }
-  return 1;
+  return coru_handle_inited(L, &u->s.base, uv_pipe_init(coru_R->loop, &u->u.pipe, ipc));
 }
 
 static int l_new_pipe(lua_State *L) { return coru_new_pipe(L, lua_toboolean(L, 1)); }

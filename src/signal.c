@@ -80,9 +80,7 @@ static void signal_on_close(coru_handle *h) {
 
 static int l_new_signal(lua_State *L) {
   csignal *s = coru_handle_alloc(L, &signal_type, sizeof *s, offsetof(csignal, s));
-  int r = uv_signal_init(coru_R->loop, &s->s);
-  if (r < 0) { coru_handle_init_failed(L, &s->base); return coru_fail(L, r, NULL); }
-  return 1;
+  return coru_handle_inited(L, &s->base, uv_signal_init(coru_R->loop, &s->s));
 }
 
 static void signal_cb(uv_signal_t *us, int signum) {
@@ -131,9 +129,7 @@ static int l_signal_stop(lua_State *L) {
   uv_signal_stop(&s->s);
   unwatch(s);
   restore_sigpipe();
-  coru_handle_clear_cb(L, &s->base, &s->base.cb_ref);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_handle_stopped(L, &s->base);
 }
 
 static int l_signal_getsignum(lua_State *L) {

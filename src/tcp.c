@@ -33,9 +33,7 @@ int coru_family_arg(lua_State *L, int idx) {
 static int l_new_tcp(lua_State *L) {
   int af = coru_family_arg(L, 1);
   coru_uvstream *u = coru_uvstream_alloc(L, &tcp_type, CORU_UVSTREAM_SIZE(uv_tcp_t));
-  int r = uv_tcp_init_ex(coru_R->loop, &u->u.tcp, (unsigned)af);
-  if (r < 0) { coru_handle_init_failed(L, &u->s.base); return coru_fail(L, r, NULL); }
-  return 1;
+  return coru_handle_inited(L, &u->s.base, uv_tcp_init_ex(coru_R->loop, &u->u.tcp, (unsigned)af));
 }
 
 int coru_check_port(lua_State *L, int idx) {

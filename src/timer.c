@@ -21,9 +21,7 @@ static ctimer *checktimer(lua_State *L, int idx) {
 
 static int l_new_timer(lua_State *L) {
   ctimer *t = coru_handle_alloc(L, &timer_type, sizeof *t, offsetof(ctimer, t));
-  int r = uv_timer_init(coru_R->loop, &t->t);
-  if (r < 0) { coru_handle_init_failed(L, &t->base); return coru_fail(L, r, NULL); }
-  return 1;
+  return coru_handle_inited(L, &t->base, uv_timer_init(coru_R->loop, &t->t));
 }
 
 static void timer_cb(uv_timer_t *ut) {
@@ -53,22 +51,14 @@ static uint64_t checkms(lua_State *L, int idx) {
 static int l_timer_start(lua_State *L) {
   ctimer *t = checktimer(L, 1);
   uint64_t timeout = checkms(L, 2), rep = checkms(L, 3);
-  coru_handle_set_cb(L, &t->base, &t->base.cb_ref, coru_ref_cb(L, 4));
-  int r = uv_timer_start(&t->t, timer_cb, timeout, rep);
-  if (r < 0) {
-    coru_handle_clear_cb(L, &t->base, &t->base.cb_ref);
-    return coru_fail(L, r, NULL);
-  }
-  lua_pushinteger(L, 0);
-  return 1;
+  int ref = coru_ref_cb(L, 4);
+  return coru_handle_started(L, &t->base, ref, uv_timer_start(&t->t, timer_cb, timeout, rep), NULL);
 }
 
 static int l_timer_stop(lua_State *L) {
   ctimer *t = checktimer(L, 1);
   uv_timer_stop(&t->t);
-  coru_handle_clear_cb(L, &t->base, &t->base.cb_ref);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_handle_stopped(L, &t->base);
 }
 
 static int l_timer_again(lua_State *L) {
@@ -124,23 +114,18 @@ static void check_cb(uv_check_t *h) { watch_fire(h->data); }
   static coru_htype kind##_type;                                                     \
   static int l_new_##kind(lua_State *L) {                                            \
     cwatch *w = coru_handle_alloc(L, &kind##_type, sizeof *w, offsetof(cwatch, u));  \
-    int r = uv_##kind##_init(coru_R->loop, &w->u.kind);                              \
-    if (r < 0) { coru_handle_init_failed(L, &w->base); return coru_fail(L, r, NULL); } \
-    return 1;                                                                        \
+    return coru_handle_inited(L, &w->base, uv_##kind##_init(coru_R->loop, &w->u.kind)); \
   }                                                                                  \
   static int l_##kind##_start(lua_State *L) {                                        \
     cwatch *w = (cwatch *)coru_check_handle(L, 1, &kind##_type);                     \
-    coru_handle_set_cb(L, &w->base, &w->base.cb_ref, coru_ref_cb(L, 2));                   \
-    uv_##kind##_start(&w->u.kind, kind##_cb);                                        \
-    lua_pushinteger(L, 0);                                                           \
-    return 1;                                                                        \
+    int ref = coru_ref_cb(L, 2);                                                     \
+    int r = uv_##kind##_start(&w->u.kind, kind##_cb);                                \
+    return coru_handle_started(L, &w->base, ref, r, NULL);                           \
   }                                                                                  \
   static int l_##kind##_stop(lua_State *L) {                                         \
     cwatch *w = (cwatch *)coru_check_handle(L, 1, &kind##_type);                     \
     uv_##kind##_stop(&w->u.kind);                                                    \
-    coru_handle_clear_cb(L, &w->base, &w->base.cb_ref);                                   \
-    lua_pushinteger(L, 0);                                                           \
-    return 1;                                                                        \
+    return coru_handle_stopped(L, &w->base);                                         \
   }                                                                                  \
   static const coru_Fn kind##_fns[] = {                                              \
     {NULL, "new_" #kind, l_new_##kind, 0}, CORU_FN(kind, start, 0),                  \

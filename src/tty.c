@@ -18,9 +18,7 @@ static coru_uvstream *checktty(lua_State *L, int idx) {
 
 static int new_tty(lua_State *L, int fd, int readable) {
   coru_uvstream *u = coru_uvstream_alloc(L, &tty_type, CORU_UVSTREAM_SIZE(uv_tty_t));
-  int r = uv_tty_init(coru_R->loop, &u->u.tty, fd, readable);
-  if (r < 0) { coru_handle_init_failed(L, &u->s.base); return coru_fail(L, r, NULL); }
-  return 1;
+  return coru_handle_inited(L, &u->s.base, uv_tty_init(coru_R->loop, &u->u.tty, fd, readable));
 }
 
 static int l_new_tty(lua_State *L) {
@@ -181,9 +179,7 @@ static int new_file_stream(lua_State *L, int fd) {
   cfile *f = coru_handle_alloc(L, &file_type, sizeof *f, offsetof(cfile, idle));
   coru_stream_init(&f->s, &file_transport);
   f->fd = fd;
-  int r = uv_idle_init(coru_R->loop, &f->idle);
-  if (r < 0) { coru_handle_init_failed(L, &f->s.base); return coru_fail(L, r, NULL); }
-  return 1;
+  return coru_handle_inited(L, &f->s.base, uv_idle_init(coru_R->loop, &f->idle));
 }
 
 /* What a stream on a regular file is: the handle behind it is an idle

@@ -41,9 +41,7 @@ static int l_new_udp(lua_State *L) {
   cudp *u = coru_handle_alloc(L, &udp_type, sizeof *u, offsetof(cudp, u));
   u->recv_ref = LUA_NOREF;
   u->rd.cb_ref = LUA_NOREF;
-  int r = uv_udp_init_ex(coru_R->loop, &u->u, flags);
-  if (r < 0) { coru_handle_init_failed(L, &u->base); return coru_fail(L, r, NULL); }
-  return 1;
+  return coru_handle_inited(L, &u->base, uv_udp_init_ex(coru_R->loop, &u->u, flags));
 }
 
 static int l_udp_bind(lua_State *L) {

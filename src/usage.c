@@ -70,25 +70,19 @@ static void tag_error(lua_State *L, int narg, int tag) {
   coru_typerror(L, narg, lua_typename(L, tag));
 }
 
-lua_Integer coru_checkinteger(lua_State *L, int narg) {
-  lua_Integer d = lua_tointeger(L, narg);
-  if (d == 0 && !lua_isnumber(L, narg)) tag_error(L, narg, LUA_TNUMBER);
-  return d;
-}
-
-lua_Integer coru_optinteger(lua_State *L, int narg, lua_Integer def) {
-  return lua_isnoneornil(L, narg) ? def : coru_checkinteger(L, narg);
-}
-
-lua_Number coru_checknumber(lua_State *L, int narg) {
-  lua_Number d = lua_tonumber(L, narg);
-  if (d == 0 && !lua_isnumber(L, narg)) tag_error(L, narg, LUA_TNUMBER);
-  return d;
-}
-
-lua_Number coru_optnumber(lua_State *L, int narg, lua_Number def) {
-  return lua_isnoneornil(L, narg) ? def : coru_checknumber(L, narg);
-}
+/* luaL_checkinteger and luaL_checknumber (and their opt forms) are one
+ * function over two conversions. */
+#define CHECK_AND_OPT(T, name, convert)                                        \
+  T coru_check##name(lua_State *L, int narg) {                                 \
+    T d = convert(L, narg);                                                    \
+    if (d == 0 && !lua_isnumber(L, narg)) tag_error(L, narg, LUA_TNUMBER);     \
+    return d;                                                                  \
+  }                                                                            \
+  T coru_opt##name(lua_State *L, int narg, T def) {                            \
+    return lua_isnoneornil(L, narg) ? def : coru_check##name(L, narg);         \
+  }
+CHECK_AND_OPT(lua_Integer, integer, lua_tointeger)
+CHECK_AND_OPT(lua_Number, number, lua_tonumber)
 
 const char *coru_checklstring(lua_State *L, int narg, size_t *len) {
   const char *s = lua_tolstring(L, narg, len);

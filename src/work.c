@@ -273,7 +273,6 @@ static int workctx_gc(lua_State *L) {
 typedef struct {
   coru_handle base;
   uv_poll_t p;
-  int cb_ref;
 } cpoll;
 
 static coru_htype poll_type;
@@ -282,10 +281,10 @@ static coru_htype poll_type;
  * watchers do): coru.poll.wait returns instead of waiting for ever. */
 static void poll_on_close(coru_handle *h) {
   cpoll *p = (cpoll *)h;
-  if (p->cb_ref == LUA_NOREF) return;
+  if (p->base.cb_ref == LUA_NOREF) return;
   lua_State *L = coru_R->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->cb_ref);
-  coru_unref(L, &p->cb_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->base.cb_ref);
+  coru_unref(L, &p->base.cb_ref);
   if (coru_R->shutting_down || !coru_R->loop) { lua_pop(L, 1); return; }
   lua_pushliteral(L, "closed");
   coru_callback(1);
@@ -294,10 +293,7 @@ static void poll_on_close(coru_handle *h) {
 static int new_poll(lua_State *L, int socket) {
   int fd = (int)coru_check_int(L, 1, 0, CORU_INT_MAX, "new_poll");
   cpoll *p = coru_handle_alloc(L, &poll_type, sizeof *p, offsetof(cpoll, p));
-  p->cb_ref = LUA_NOREF;
-  int r = socket ? uv_poll_init_socket(coru_R->loop, &p->p, fd) : uv_poll_init(coru_R->loop, &p->p, fd);
-  if (r < 0) { coru_handle_init_failed(L, &p->base); return coru_fail(L, r, NULL); }
-  return 1;
+  return coru_handle_inited(L, &p->base, socket ? uv_poll_init_socket(coru_R->loop, &p->p, fd) : uv_poll_init(coru_R->loop, &p->p, fd));
 }
 
 static int l_new_poll(lua_State *L) { return new_poll(L, 0); }
@@ -316,8 +312,8 @@ static void push_events(lua_State *L, int ev) {
 static void poll_cb(uv_poll_t *h, int status, int events) {
   cpoll *p = h->data;
   lua_State *L = coru_R->L;
-  if (p->cb_ref == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->cb_ref);
+  if (p->base.cb_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->base.cb_ref);
   if (status < 0) { coru_push_errmsg(L, status, NULL); coru_callback(1); return; }
   lua_pushnil(L);
   push_events(L, events);
@@ -344,7 +340,7 @@ static int l_poll_start(lua_State *L) {
   int ref = coru_ref_cb(L, cbidx);
   int r = uv_poll_start(&p->p, ev, poll_cb);
   if (r < 0) { luaL_unref(L, LUA_REGISTRYINDEX, ref); return coru_fail(L, r, NULL); }
-  coru_handle_set_cb(L, &p->base, &p->cb_ref, ref);
+  coru_handle_set_cb(L, &p->base, &p->base.cb_ref, ref);
   lua_pushinteger(L, 0);
   return 1;
 }
@@ -352,9 +348,7 @@ static int l_poll_start(lua_State *L) {
 static int l_poll_stop(lua_State *L) {
   cpoll *p = (cpoll *)coru_check_handle(L, 1, &poll_type);
   uv_poll_stop(&p->p);
-  coru_handle_clear_cb(L, &p->base, &p->cb_ref);
-  lua_pushinteger(L, 0);
-  return 1;
+  return coru_handle_stopped(L, &p->base);
 }
 
 static const coru_Fn poll_fns[] = {

@@ -112,6 +112,14 @@ static const char *ser(lua_State *L, int idx, coru_sbuf *b, int depth, char *err
   }
 }
 
+/* Copy n bytes at *pos into dst and step over them; 0 if p is too short. */
+static int take(const char *p, size_t len, size_t *pos, void *dst, size_t n) {
+  if (*pos + n > len) return 0;
+  memcpy(dst, p + *pos, n);
+  *pos += n;
+  return 1;
+}
+
 /* Push the value at *pos; returns 0 on a malformed buffer. */
 static int deser(lua_State *L, const char *p, size_t len, size_t *pos) {
   if (*pos >= len || !lua_checkstack(L, 3)) return 0;
@@ -122,35 +130,26 @@ static int deser(lua_State *L, const char *p, size_t len, size_t *pos) {
   case 'f': lua_pushboolean(L, 0); return 1;
   case 'd': {
     lua_Number n;
-    if (*pos + sizeof n > len) return 0;
-    memcpy(&n, p + *pos, sizeof n);
-    *pos += sizeof n;
+    if (!take(p, len, pos, &n, sizeof n)) return 0;
     lua_pushnumber(L, n);
     return 1;
   }
   case 's': {
     size_t n;
-    if (*pos + sizeof n > len) return 0;
-    memcpy(&n, p + *pos, sizeof n);
-    *pos += sizeof n;
-    if (*pos + n > len) return 0;
+    if (!take(p, len, pos, &n, sizeof n) || *pos + n > len) return 0;
     lua_pushlstring(L, p + *pos, n);
     *pos += n;
     return 1;
   }
   case 'A': {
     void *ptr;
-    if (*pos + sizeof ptr > len) return 0;
-    memcpy(&ptr, p + *pos, sizeof ptr);
-    *pos += sizeof ptr;
+    if (!take(p, len, pos, &ptr, sizeof ptr)) return 0;
     lua_pushlightuserdata(L, ptr);
     return 1;
   }
   case 'T': {
     uv_thread_t tid;
-    if (*pos + sizeof tid > len) return 0;
-    memcpy(&tid, p + *pos, sizeof tid);
-    *pos += sizeof tid;
+    if (!take(p, len, pos, &tid, sizeof tid)) return 0;
     coru_push_thread_id(L, &tid);
     return 1;
   }
@@ -192,7 +191,6 @@ void coru_xfer_args(lua_State *L, int first, int last, coru_sbuf *b, const char 
 struct casync {
   coru_handle base;
   uv_async_t a;
-  int cb_ref;
   uv_mutex_t mu;
   coru_sbuf pending;      /* the values of the last send (latest wins, as luv) */
 };
@@ -204,8 +202,8 @@ static void async_cb(uv_async_t *h) {
   coru_sbuf vals = a->pending;
   memset(&a->pending, 0, sizeof a->pending);
   uv_mutex_unlock(&a->mu);
-  if (a->cb_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->cb_ref);
+  if (a->base.cb_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->base.cb_ref);
     int n = coru_xfer_push_all(L, &vals);
     coru_callback(n < 0 ? 0 : n);
   }
@@ -241,7 +239,6 @@ static void open_remove(casync *a) {
 static void async_on_close(coru_handle *h) {
   casync *a = (casync *)h;
   open_remove(a);
-  coru_unref(coru_R->L, &a->cb_ref);
 }
 
 static void async_on_free(coru_handle *h) {
@@ -254,16 +251,14 @@ static void async_on_free(coru_handle *h) {
 static int l_new_async(lua_State *L) {
   int ref = coru_ref_cb(L, 1);
   casync *a = coru_handle_alloc(L, &async_type, sizeof *a, offsetof(casync, a));
-  a->cb_ref = ref;
   uv_mutex_init(&a->mu);
   int r = uv_async_init(coru_R->loop, &a->a, async_cb);
   if (r < 0) {
     uv_mutex_destroy(&a->mu);
-    coru_handle_init_failed(L, &a->base);
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    return coru_fail(L, r, NULL);
+    return coru_handle_inited(L, &a->base, r);
   }
-  coru_handle_keep(L, &a->base);   /* an async is active until closed */
+  coru_handle_set_cb(L, &a->base, &a->base.cb_ref, ref);   /* an async is active until closed */
   open_add(a);
   return 1;
 }
