@@ -108,6 +108,18 @@ static int tostring_body(lua_State *L) {
   return 0;
 }
 
+int coru_newmt(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *index) {
+  if (!luaL_newmetatable(L, name)) return 0;
+  if (meta) luaL_register(L, NULL, meta);
+  if (index) {
+    lua_newtable(L);
+    luaL_register(L, NULL, index);
+    lua_setfield(L, -2, "__index");
+  }
+  coru_protect_mt(L);
+  return 1;
+}
+
 const char *coru_safe_tostring(lua_State *L, int idx) {
   int t = lua_type(L, idx);
   if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(L) + idx + 1;

@@ -45,6 +45,11 @@ void *coru_test_udata(lua_State *L, int idx, const char *tname);
 void *coru_check_udata(lua_State *L, int idx, const char *tname, const char *fn);
 /* Make the metatable at the top private: getmetatable() gives "coru". */
 void coru_protect_mt(lua_State *L);
+/* The registry's metatable name, made now if it does not exist (returns
+ * 1 then): the functions of meta (__gc, __tostring, ...) and an __index
+ * table of index (either may be NULL), protected (coru_protect_mt). Left
+ * pushed either way. */
+int coru_newmt(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *index);
 
 /* Push a string for any value (an error object, say) and return it; never
  * raises, whatever its __tostring does. */

@@ -647,25 +647,20 @@ static int l_fs_opendir(lua_State *L) {
   FS_CALL(L, r, opendir, path);
 }
 
-static int l_fs_readdir(lua_State *L) {
+/* readdir and closedir: the dir object is busy (and anchored) until done. */
+static int dir_request(lua_State *L, const char *fn, int close) {
   int cb = coru_fs_cbslot(L, 1);
-  fsdir *d = checkdir(L, 1, FN);
-  fsreq *r = newreq(L, cb, FN);
+  fsdir *d = checkdir(L, 1, fn);
+  fsreq *r = newreq(L, cb, fn);
   r->dir = d;
   d->busy = 1;
   if (r->cont.mode != CORU_MODE_NONE) { lua_pushvalue(L, 1); r->anchor = luaL_ref(L, LUA_REGISTRYINDEX); }
+  if (close) FS_CALL(L, r, closedir, d->dir);
   FS_CALL(L, r, readdir, d->dir);
 }
 
-static int l_fs_closedir(lua_State *L) {
-  int cb = coru_fs_cbslot(L, 1);
-  fsdir *d = checkdir(L, 1, FN);
-  fsreq *r = newreq(L, cb, FN);
-  r->dir = d;
-  d->busy = 1;
-  if (r->cont.mode != CORU_MODE_NONE) { lua_pushvalue(L, 1); r->anchor = luaL_ref(L, LUA_REGISTRYINDEX); }
-  FS_CALL(L, r, closedir, d->dir);
-}
+static int l_fs_readdir(lua_State *L) { return dir_request(L, FN, 0); }
+static int l_fs_closedir(lua_State *L) { return dir_request(L, FN, 1); }
 
 static int dir_gc(lua_State *L) {
   fsdir *d = coru_test_udata(L, 1, DIR_MT);
@@ -716,20 +711,14 @@ static const coru_Reg fs_funcs[] = {
 };
 
 CORU_FAMILY(fs) {
-  luaL_newmetatable(L, DIR_MT);
-  lua_pushcfunction(L, dir_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, dir_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg dir_meta[] = {{"__gc", dir_gc}, {"__tostring", dir_tostring}, {NULL, NULL}};
   static const coru_Reg dir_methods[] = {
     {"readdir", l_fs_readdir, Y}, {"closedir", l_fs_closedir, Y}, {NULL, NULL, 0}};
+  coru_newmt(L, DIR_MT, dir_meta, NULL);
   lua_newtable(L);
   coru_setfuncs(L, dir_methods);
   lua_setfield(L, -2, "__index");
-  coru_protect_mt(L);
-  lua_pop(L, 1);
-  luaL_newmetatable(L, SCANDIR_MT);
-  coru_protect_mt(L);
-  lua_pop(L, 1);
+  coru_newmt(L, SCANDIR_MT, NULL, NULL);
+  lua_pop(L, 2);
   coru_setfuncs(L, fs_funcs);
 }

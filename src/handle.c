@@ -258,18 +258,14 @@ const coru_Fn coru_handle_methods[] = {
 };
 
 void coru_register_htype(lua_State *L, coru_htype *t) {
-  luaL_newmetatable(L, t->name);
+  static const luaL_Reg meta[] = {{"__tostring", l_tostring}, {"__gc", l_gc}, {NULL, NULL}};
+  coru_newmt(L, t->name, meta, NULL);
   lua_pushstring(L, t->name);
   lua_setfield(L, -2, "__name");
   lua_newtable(L);
   coru_setfns(L, coru_handle_methods, CORU_METHOD_NAMES);
   if (t->methods) coru_setfns(L, t->methods, CORU_METHOD_NAMES);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  coru_protect_mt(L);
   t->mt = lua_topointer(L, -1);
   /* registry[metatable] = htype, for the type checks */
   lua_pushlightuserdata(L, t);

@@ -279,15 +279,8 @@ static const luaL_Reg ctx_methods[] = {
 
 void coru_tls_open_ctx(lua_State *L) {
   if (alpn_idx < 0) alpn_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, alpn_free);
-  luaL_newmetatable(L, CTX_MT);
-  lua_newtable(L);
-  luaL_register(L, NULL, ctx_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_ctx_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_ctx_tostring);
-  lua_setfield(L, -2, "__tostring");
-  coru_protect_mt(L);
+  static const luaL_Reg meta[] = {{"__gc", l_ctx_gc}, {"__tostring", l_ctx_tostring}, {NULL, NULL}};
+  coru_newmt(L, CTX_MT, meta, ctx_methods);
   lua_pop(L, 1);
 }
 

@@ -369,14 +369,9 @@ static const coru_Reg work_funcs[] = {
 CORU_FAMILY(work) {
   static int inited;
   if (!inited) { uv_mutex_init(&pool_mu); inited = 1; }
-  luaL_newmetatable(L, WORKCTX_MT);
-  lua_pushcfunction(L, workctx_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  lua_pushcfunction(L, l_queue_work);
-  lua_setfield(L, -2, "queue");
-  lua_setfield(L, -2, "__index");
-  coru_protect_mt(L);
+  static const luaL_Reg meta[] = {{"__gc", workctx_gc}, {NULL, NULL}};
+  static const luaL_Reg index[] = {{"queue", l_queue_work}, {NULL, NULL}};
+  coru_newmt(L, WORKCTX_MT, meta, index);
   lua_pop(L, 1);
   coru_open_async(L);
   coru_register_htype(L, &poll_type);

@@ -395,21 +395,10 @@ static int l_thread_gc(lua_State *L) {
 }
 
 int coru_thread_mt(lua_State *L) {
-  if (luaL_newmetatable(L, THREAD_MT)) {
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, coru_l_thread_join);
-    lua_setfield(L, -2, "join");
-    lua_pushcfunction(L, coru_l_thread_equal);
-    lua_setfield(L, -2, "equal");
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, coru_l_thread_equal);
-    lua_setfield(L, -2, "__eq");
-    lua_pushcfunction(L, l_thread_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, l_thread_gc);
-    lua_setfield(L, -2, "__gc");
-    coru_protect_mt(L);
-  }
+  static const luaL_Reg meta[] = {{"__eq", coru_l_thread_equal}, {"__tostring", l_thread_tostring},
+                                  {"__gc", l_thread_gc}, {NULL, NULL}};
+  static const luaL_Reg index[] = {{"join", coru_l_thread_join}, {"equal", coru_l_thread_equal}, {NULL, NULL}};
+  coru_newmt(L, THREAD_MT, meta, index);
   return 1;
 }
 
