@@ -286,6 +286,10 @@ int coru_cont_init(lua_State *L, coru_cont *c, int cbidx, void (*cancel)(coru_co
 int coru_cont_yield(lua_State *L, coru_cont *c, int nret);
 /* Forget c without completing (immediate failure before anything started). */
 void coru_cont_clear(lua_State *L, coru_cont *c);
+/* A request whose start failed (r < 0): the registry ref at anchor (the
+ * data it held) dropped, c cleared; pushes the failure and returns its
+ * count. The caller frees the request. */
+int coru_cont_abort(lua_State *L, coru_cont *c, int *anchor, int r);
 lua_State *coru_cont_begin(coru_cont *c);
 void coru_cont_ok(coru_cont *c, int nresults);
 void coru_cont_fail(coru_cont *c, int uverr, const char *detail);
@@ -347,6 +351,10 @@ void coru_handle_clear_cb(lua_State *L, coru_handle *h, int *slot);
 int coru_handle_started(lua_State *L, coru_handle *h, int ref, int r, const char *detail);
 /* The end of luv's X_stop(h): h->cb_ref emptied, 0 pushed; returns 1. */
 int coru_handle_stopped(lua_State *L, coru_handle *h);
+/* A request on h has started: h is kept alive until its completion
+ * releases it (coru_handle_release), and the caller gets true (callback
+ * mode) or suspends on c (coru_cont_yield). */
+int coru_handle_yield(lua_State *L, coru_handle *h, coru_cont *c);
 /* The end of luv's new_X: r from uv_X_init; on failure the struct is
  * freed (coru_handle_init_failed) and nil, msg, name pushed. Returns the
  * count of results (the box is already pushed). */

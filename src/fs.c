@@ -143,22 +143,13 @@ static void push_time(lua_State *L, const char *k, const uv_timespec_t *t) {
 
 void coru_fs_push_stat(lua_State *L, const uv_stat_t *s) {
   lua_createtable(L, 0, 16);
-  set_num(L, "dev", (double)s->st_dev);
-  set_num(L, "mode", (double)s->st_mode);
-  set_num(L, "nlink", (double)s->st_nlink);
-  set_num(L, "uid", (double)s->st_uid);
-  set_num(L, "gid", (double)s->st_gid);
-  set_num(L, "rdev", (double)s->st_rdev);
-  set_num(L, "ino", (double)s->st_ino);
-  set_num(L, "size", (double)s->st_size);
-  set_num(L, "blksize", (double)s->st_blksize);
-  set_num(L, "blocks", (double)s->st_blocks);
-  set_num(L, "flags", (double)s->st_flags);
-  set_num(L, "gen", (double)s->st_gen);
-  push_time(L, "atime", &s->st_atim);
-  push_time(L, "mtime", &s->st_mtim);
-  push_time(L, "ctime", &s->st_ctim);
-  push_time(L, "birthtime", &s->st_birthtim);
+#define NUM(f) set_num(L, #f, (double)s->st_##f);
+  NUM(dev) NUM(mode) NUM(nlink) NUM(uid) NUM(gid) NUM(rdev) NUM(ino) NUM(size)
+  NUM(blksize) NUM(blocks) NUM(flags) NUM(gen)
+#undef NUM
+#define TIME(f) push_time(L, #f "time", &s->st_##f##tim);
+  TIME(a) TIME(m) TIME(c) TIME(birth)
+#undef TIME
   lua_pushstring(L, mode_type(s->st_mode));
   lua_setfield(L, -2, "type");
 }
@@ -184,13 +175,9 @@ static int push_result(lua_State *L, fsreq *r) {
   case UV_FS_STATFS: {
     uv_statfs_t *s = req->ptr;
     lua_createtable(L, 0, 7);
-    set_num(L, "type", (double)s->f_type);
-    set_num(L, "bsize", (double)s->f_bsize);
-    set_num(L, "blocks", (double)s->f_blocks);
-    set_num(L, "bfree", (double)s->f_bfree);
-    set_num(L, "bavail", (double)s->f_bavail);
-    set_num(L, "files", (double)s->f_files);
-    set_num(L, "ffree", (double)s->f_ffree);
+#define NUM(f) set_num(L, #f, (double)s->f_##f);
+    NUM(type) NUM(bsize) NUM(blocks) NUM(bfree) NUM(bavail) NUM(files) NUM(ffree)
+#undef NUM
     return 1;
   }
   case UV_FS_MKDTEMP:

@@ -112,6 +112,18 @@ int coru_handle_stopped(lua_State *L, coru_handle *h) {
   return 1;
 }
 
+int coru_cont_abort(lua_State *L, coru_cont *c, int *anchor, int r) {
+  coru_unref(L, anchor);
+  coru_cont_clear(L, c);
+  return coru_fail(L, r, NULL);
+}
+
+int coru_handle_yield(lua_State *L, coru_handle *h, coru_cont *c) {
+  coru_handle_keep(L, h);
+  lua_pushboolean(L, 1);
+  return coru_cont_yield(L, c, 1);
+}
+
 int coru_handle_inited(lua_State *L, coru_handle *h, int r) {
   if (r < 0) { coru_handle_init_failed(L, h); return coru_fail(L, r, NULL); }
   return 1;

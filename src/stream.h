@@ -166,9 +166,11 @@ int coru_family_arg(lua_State *L, int idx);
 int coru_check_port(lua_State *L, int idx);                   /* 0..65535 or argerror */
 int coru_opt_flag(lua_State *L, int idx, const char *name);   /* opts table at idx: truthy field? */
 
-/* Address helpers shared by tcp, udp and dns. */
+/* Address helpers shared by tcp, udp and dns (uvstream.c). */
 int coru_parse_addr(lua_State *L, const char *host, int port, struct sockaddr_storage *ss);
 void coru_push_addr(lua_State *L, const struct sockaddr *sa);   /* {ip=, port=, family=} */
+/* getsockname (peer 0) or getpeername of a TCP or UDP handle: the address, or nil, msg, name. */
+int coru_push_sockname(lua_State *L, uv_handle_t *h, int peer);
 const char *coru_family_name(int af);
 int coru_new_pipe(lua_State *L, int ipc);
 #endif

@@ -153,15 +153,12 @@ static int l_write(lua_State *L) {
   int mode = coru_cont_init(L, &w->cont, cbidx, wr_cancel);
   int r = s->tp->write(s, w, w->bufs, nrest);
   if (r < 0) {
-    coru_unref(L, &w->data_ref);
-    coru_cont_clear(L, &w->cont);
+    r = coru_cont_abort(L, &w->cont, &w->data_ref, r);
     wr_free(w);
-    return coru_fail(L, r, NULL);
+    return r;
   }
-  coru_handle_keep(L, &s->base);
   if (mode == CORU_MODE_TASK && s->to_send) w->dl = coru_deadline_start(s->to_send, wr_timeout, w);
-  lua_pushboolean(L, 1);
-  return coru_cont_yield(L, &w->cont, 1);
+  return coru_handle_yield(L, &s->base, &w->cont);
 }
 
 static int l_try_write(lua_State *L) {
@@ -194,9 +191,7 @@ static int l_shutdown(lua_State *L) {
   int r = s->tp->shutdown(s, q);
   if (r < 0) { coru_cont_clear(L, &q->cont); free(q); return coru_fail(L, r, NULL); }
   s->shut = 1;
-  coru_handle_keep(L, &s->base);
-  lua_pushboolean(L, 1);
-  return coru_cont_yield(L, &q->cont, 1);
+  return coru_handle_yield(L, &s->base, &q->cont);
 }
 
 /* The writer's part of every stream type's methods; luv's flat names too. */

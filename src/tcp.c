@@ -19,34 +19,10 @@ static coru_uvstream *checktcp(lua_State *L, int idx) {
   return (coru_uvstream *)coru_check_handle(L, idx, &tcp_type);
 }
 
-int coru_family_arg(lua_State *L, int idx) {
-  if (lua_isnoneornil(L, idx)) return AF_UNSPEC;
-  if (lua_type(L, idx) == LUA_TNUMBER) return (int)coru_check_int(L, idx, 0, CORU_INT_MAX, NULL);
-  const char *f = coru_check_cstr(L, idx, NULL);
-  if (!strcmp(f, "inet") || !strcmp(f, "ipv4")) return AF_INET;
-  if (!strcmp(f, "inet6") || !strcmp(f, "ipv6")) return AF_INET6;
-  if (!strcmp(f, "unix")) return AF_UNIX;
-  if (!strcmp(f, "unspec")) return AF_UNSPEC;
-  return luaL_argerror(L, idx, "unknown address family (inet, inet6, unix, unspec)");
-}
-
 static int l_new_tcp(lua_State *L) {
   int af = coru_family_arg(L, 1);
   coru_uvstream *u = coru_uvstream_alloc(L, &tcp_type, CORU_UVSTREAM_SIZE(uv_tcp_t));
   return coru_handle_inited(L, &u->s.base, uv_tcp_init_ex(coru_R->loop, &u->u.tcp, (unsigned)af));
-}
-
-int coru_check_port(lua_State *L, int idx) {
-  lua_Integer p = coru_check_int(L, idx, 0, 65535, NULL);
-  return (int)p;
-}
-
-int coru_opt_flag(lua_State *L, int idx, const char *name) {
-  if (!lua_istable(L, idx)) return 0;
-  lua_getfield(L, idx, name);
-  int v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
 }
 
 /* bind(host, port [, {ipv6only=, reuseport=}]) */
@@ -140,11 +116,9 @@ int coru_connect_start(lua_State *L, coru_uvstream *u, int cbidx, const char *fn
   } else {
     uv_pipe_connect(&c->req, &u->u.pipe, pipename, connect_cb);
   }
-  coru_handle_keep(L, &u->s.base);
   if (mode == CORU_MODE_TASK && u->s.to_connect)
     c->dl = coru_deadline_start(u->s.to_connect, connect_timeout, c);
-  lua_pushboolean(L, 1);
-  return coru_cont_yield(L, &c->cont, 1);
+  return coru_handle_yield(L, &u->s.base, &c->cont);
 }
 
 /* connect(host, port [, cb]) */
@@ -186,19 +160,8 @@ static int l_tcp_open(lua_State *L) {
   return coru_result(L, r, NULL);
 }
 
-static int sockname(lua_State *L, int peer) {
-  coru_uvstream *u = checktcp(L, 1);
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  int r = peer ? uv_tcp_getpeername(&u->u.tcp, (struct sockaddr *)&ss, &len)
-               : uv_tcp_getsockname(&u->u.tcp, (struct sockaddr *)&ss, &len);
-  if (r < 0) return coru_fail(L, r, NULL);
-  coru_push_addr(L, (struct sockaddr *)&ss);
-  return 1;
-}
-
-static int l_tcp_getsockname(lua_State *L) { return sockname(L, 0); }
-static int l_tcp_getpeername(lua_State *L) { return sockname(L, 1); }
+static int l_tcp_getsockname(lua_State *L) { return coru_push_sockname(L, (uv_handle_t *)&checktcp(L, 1)->u.tcp, 0); }
+static int l_tcp_getpeername(lua_State *L) { return coru_push_sockname(L, (uv_handle_t *)&checktcp(L, 1)->u.tcp, 1); }
 
 /* tcp_close_reset(t [, cb]): close with RST instead of FIN (SO_LINGER 0,
  * then an ordinary close, cb after it as for close). As libuv's

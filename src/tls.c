@@ -123,7 +123,7 @@ static int low_call(lua_State *L, tls_stream *t, const char *method, int nargs) 
   return r;
 }
 
-static int on_low_write(lua_State *L);
+static int on_low_done(lua_State *L);
 static void tls_fail_handshake(tls_stream *t, const char *msg, const char *name);
 
 /* Send the ciphertext the engine has (if any); w/q: what waits for it. */
@@ -135,7 +135,7 @@ static int send_out(tls_stream *t, coru_wreq *w) {
   lua_checkstack(L, 8);
   lua_pushlstring(L, p, n > 0 ? (size_t)n : 0);
   coru_tls_out_clear(t->eng);
-  tls_tok *k = push_tok(L, on_low_write);
+  tls_tok *k = push_tok(L, on_low_done);
   k->w = w;
   tok_link(t, k);
   int r = low_call(L, t, "write", 2);
@@ -143,26 +143,17 @@ static int send_out(tls_stream *t, coru_wreq *w) {
   return r;
 }
 
-/* The lower took (or failed) a write. */
-static int on_low_write(lua_State *L) {
+/* The lower took (or failed) a write (k->w, may be NULL) or a shutdown (k->q). */
+static int on_low_done(lua_State *L) {
   tls_tok *k = lua_touserdata(L, lua_upvalueindex(1));
   tls_stream *t = k->t;
   if (!t) return 0;
   coru_wreq *w = k->w;
-  int status = lua_isnil(L, 1) ? 0 : uv_code(lua_tostring(L, 1));
-  tok_unlink(k);
-  if (w) coru_stream_write_done(&t->s, w, status);
-  return 0;
-}
-
-static int on_low_shutdown(lua_State *L) {
-  tls_tok *k = lua_touserdata(L, lua_upvalueindex(1));
-  tls_stream *t = k->t;
-  if (!t) return 0;
   coru_sreq *q = k->q;
   int status = lua_isnil(L, 1) ? 0 : uv_code(lua_tostring(L, 1));
   tok_unlink(k);
-  coru_stream_shutdown_done(&t->s, q, status);
+  if (q) coru_stream_shutdown_done(&t->s, q, status);
+  else if (w) coru_stream_write_done(&t->s, w, status);
   return 0;
 }
 
@@ -371,7 +362,7 @@ static __attribute__((unused)) int tp_try_write(coru_stream *s, const uv_buf_t *
   if (r < 0) { lua_settop(L, top); return r; }
   if (taken < len) {
     lua_pushlstring(L, p == NULL ? "" : lua_tostring(L, top + 1) + taken, (size_t)(len - taken));
-    tls_tok *k = push_tok(L, on_low_write);
+    tls_tok *k = push_tok(L, on_low_done);
     tok_link(t, k);
     r = low_call(L, t, "write", 2);
     if (r < 0) tok_unlink(k);
@@ -386,7 +377,7 @@ static int tp_shutdown(coru_stream *s, coru_sreq *q) {
   int r = send_out(t, NULL);
   if (r < 0) return r;
   lua_State *L = coru_R->L;
-  tls_tok *k = push_tok(L, on_low_shutdown);
+  tls_tok *k = push_tok(L, on_low_done);
   k->q = q;
   tok_link(t, k);
   r = low_call(L, t, "shutdown", 1);

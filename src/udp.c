@@ -73,18 +73,8 @@ static int l_udp_open(lua_State *L) {
   return coru_result(L, fd < 0 ? fd : uv_udp_open(&u->u, fd), NULL);
 }
 
-static int sockname(lua_State *L, int peer) {
-  cudp *u = checkudp(L, 1);
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  int r = peer ? uv_udp_getpeername(&u->u, (struct sockaddr *)&ss, &len)
-               : uv_udp_getsockname(&u->u, (struct sockaddr *)&ss, &len);
-  if (r < 0) return coru_fail(L, r, NULL);
-  coru_push_addr(L, (struct sockaddr *)&ss);
-  return 1;
-}
-static int l_udp_getsockname(lua_State *L) { return sockname(L, 0); }
-static int l_udp_getpeername(lua_State *L) { return sockname(L, 1); }
+static int l_udp_getsockname(lua_State *L) { return coru_push_sockname(L, (uv_handle_t *)&checkudp(L, 1)->u, 0); }
+static int l_udp_getpeername(lua_State *L) { return coru_push_sockname(L, (uv_handle_t *)&checkudp(L, 1)->u, 1); }
 
 static int l_udp_set_membership(lua_State *L) {
   cudp *u = checkudp(L, 1);
@@ -149,30 +139,31 @@ static void send_cb(uv_udp_send_t *req, int status) {
   free(q);
 }
 
-/* data, host, port: bufs and address (addr NULL when host is nil: connected) */
-static int send_args(lua_State *L, uv_buf_t *b, struct sockaddr_storage *ss, struct sockaddr **addr) {
+/* What a send sends, and where (addr NULL: to the connected peer). */
+typedef struct { uv_buf_t b; struct sockaddr_storage ss; struct sockaddr *addr; } send_to;
+
+/* data, host, port: 0, or UV_EINVAL when host is no address. */
+static int send_args(lua_State *L, send_to *to) {
   size_t len;
-  b->base = (char *)luaL_checklstring(L, 2, &len);
-  b->len = len;
-  *addr = NULL;
+  to->b.base = (char *)luaL_checklstring(L, 2, &len);
+  to->b.len = len;
+  to->addr = NULL;
   if (lua_isnoneornil(L, 3)) return 0;
   const char *host = coru_check_cstr(L, 3, NULL);
   int port = coru_check_port(L, 4);
-  if (coru_parse_addr(L, host, port, ss) < 0) return UV_EINVAL;
-  *addr = (struct sockaddr *)ss;
+  if (coru_parse_addr(L, host, port, &to->ss) < 0) return UV_EINVAL;
+  to->addr = (struct sockaddr *)&to->ss;
   return 0;
 }
 
 /* send(data, host, port [, cb]) */
 static int l_udp_send(lua_State *L) {
   cudp *u = checkudp(L, 1);
-  uv_buf_t b;
-  struct sockaddr_storage ss;
-  struct sockaddr *addr;
-  if (send_args(L, &b, &ss, &addr) < 0) return coru_fail(L, UV_EINVAL, lua_tostring(L, 3));
+  send_to to;
+  if (send_args(L, &to) < 0) return coru_fail(L, UV_EINVAL, lua_tostring(L, 3));
   int cbidx = coru_enter(L, 5, "udp:send", 0) == CORU_MODE_CB ? 5 : 0;
   if (!cbidx) {
-    int r = uv_udp_try_send(&u->u, &b, 1, addr);
+    int r = uv_udp_try_send(&u->u, &to.b, 1, to.addr);
     if (r >= 0) { lua_pushboolean(L, 1); return 1; }
     if (r != UV_EAGAIN) return coru_fail(L, r, NULL);
   }
@@ -182,25 +173,20 @@ static int l_udp_send(lua_State *L) {
   lua_pushvalue(L, 2);
   q->data_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   coru_cont_init(L, &q->cont, cbidx, NULL);
-  int r = uv_udp_send(&q->req, &u->u, &b, 1, addr, send_cb);
+  int r = uv_udp_send(&q->req, &u->u, &to.b, 1, to.addr, send_cb);
   if (r < 0) {
-    coru_unref(L, &q->data_ref);
-    coru_cont_clear(L, &q->cont);
+    r = coru_cont_abort(L, &q->cont, &q->data_ref, r);
     free(q);
-    return coru_fail(L, r, NULL);
+    return r;
   }
-  coru_handle_keep(L, &u->base);
-  lua_pushboolean(L, 1);
-  return coru_cont_yield(L, &q->cont, 1);
+  return coru_handle_yield(L, &u->base, &q->cont);
 }
 
 static int l_udp_try_send(lua_State *L) {
   cudp *u = checkudp(L, 1);
-  uv_buf_t b;
-  struct sockaddr_storage ss;
-  struct sockaddr *addr;
-  if (send_args(L, &b, &ss, &addr) < 0) return coru_fail(L, UV_EINVAL, lua_tostring(L, 3));
-  int r = uv_udp_try_send(&u->u, &b, 1, addr);
+  send_to to;
+  if (send_args(L, &to) < 0) return coru_fail(L, UV_EINVAL, lua_tostring(L, 3));
+  int r = uv_udp_try_send(&u->u, &to.b, 1, to.addr);
   if (r < 0) return coru_fail(L, r, NULL);
   lua_pushinteger(L, r);
   return 1;

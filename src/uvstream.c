@@ -187,6 +187,43 @@ void coru_push_addr(lua_State *L, const struct sockaddr *sa) {
   lua_setfield(L, -2, "family");
 }
 
+int coru_push_sockname(lua_State *L, uv_handle_t *h, int peer) {
+  struct sockaddr_storage ss;
+  struct sockaddr *sa = (struct sockaddr *)&ss;
+  int len = sizeof ss, r;
+  if (h->type == UV_TCP)
+    r = peer ? uv_tcp_getpeername((uv_tcp_t *)h, sa, &len) : uv_tcp_getsockname((uv_tcp_t *)h, sa, &len);
+  else
+    r = peer ? uv_udp_getpeername((uv_udp_t *)h, sa, &len) : uv_udp_getsockname((uv_udp_t *)h, sa, &len);
+  if (r < 0) return coru_fail(L, r, NULL);
+  coru_push_addr(L, sa);
+  return 1;
+}
+
+int coru_family_arg(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return AF_UNSPEC;
+  if (lua_type(L, idx) == LUA_TNUMBER) return (int)coru_check_int(L, idx, 0, CORU_INT_MAX, NULL);
+  const char *f = coru_check_cstr(L, idx, NULL);
+  if (!strcmp(f, "inet") || !strcmp(f, "ipv4")) return AF_INET;
+  if (!strcmp(f, "inet6") || !strcmp(f, "ipv6")) return AF_INET6;
+  if (!strcmp(f, "unix")) return AF_UNIX;
+  if (!strcmp(f, "unspec")) return AF_UNSPEC;
+  return luaL_argerror(L, idx, "unknown address family (inet, inet6, unix, unspec)");
+}
+
+int coru_check_port(lua_State *L, int idx) {
+  lua_Integer p = coru_check_int(L, idx, 0, 65535, NULL);
+  return (int)p;
+}
+
+int coru_opt_flag(lua_State *L, int idx, const char *name) {
+  if (!lua_istable(L, idx)) return 0;
+  lua_getfield(L, idx, name);
+  int v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
 /* ------------------------------------------------------------------ open */
 
 /* The uv stream's part of every stream type's methods, with luv's flat
