@@ -135,6 +135,7 @@ void coru_report(lua_State *L, const char *traceback);
 #define CORU_ALWAYS_YIELDS 2
 typedef struct coru_Reg { const char *name; lua_CFunction fn; int flags; } coru_Reg;
 void coru_setfuncs(lua_State *L, const coru_Reg *r);  /* into the table at the top */
+#define CORU_REG(name) {#name, l_##name, 0}   /* a plain function l_name named name */
 /* A family's table: each function once, under its method name (the handle
  * type's metatable) and its flat luv name (coru.X_y); either may be NULL.
  * CORU_FN(fam, m, flags) is the usual entry: method m, flat name fam_m,
@@ -430,7 +431,10 @@ CORU_FAMILY(luv);
 
 /* luv's threads (thread.c); what crosses Lua states is in xfer.h. */
 void coru_luv_thread_open(lua_State *S);      /* package.preload.luv of a foreign state */
-void coru_luv_thread_funcs(lua_State *L);     /* new_thread, ... into the table at the top */
+void coru_luv_thread_funcs(lua_State *L);     /* new_thread, ..., version into the table at the top */
+/* misc.c: functions that need no loop, shared with a thread's luv. */
+int coru_l_hrtime(lua_State *L);
+int coru_l_getpid(lua_State *L);
 
 __attribute__((visibility("default"))) int luaopen_coru(lua_State *L);
 /* Host support. */

@@ -176,16 +176,6 @@ static int l_sleep(lua_State *L) {
   return 0;
 }
 
-static int l_version(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)uv_version());
-  return 1;
-}
-
-static int l_version_string(lua_State *L) {
-  lua_pushstring(L, uv_version_string());
-  return 1;
-}
-
 static void setnum(lua_State *L, const char *k, lua_Number v) {
   lua_pushnumber(L, v);
   lua_setfield(L, -2, k);
@@ -672,50 +662,18 @@ static int l_sync(lua_State *L) {
 }
 
 static const coru_Reg luv_funcs[] = {
-  {"run", l_run, CORU_YIELDS},
-  {"stop", l_stop, 0},
-  {"sync", l_sync, 0},
-  {"loop_mode", l_loop_mode, 0},
-  {"loop_alive", l_loop_alive, 0},
-  {"backend_fd", l_backend_fd, 0},
-  {"backend_timeout", l_backend_timeout, 0},
-  {"sleep", l_sleep, 0},
-  {"version", l_version, 0},
-  {"version_string", l_version_string, 0},
-  {"getrusage", l_getrusage, 0},
-  {"gettimeofday", l_gettimeofday, 0},
-  {"random", l_random, 0},
-  {"interface_addresses", l_interface_addresses, 0},
-  {"os_get_passwd", l_os_get_passwd, 0},
-  {"os_getpriority", l_os_getpriority, 0},
-  {"os_setpriority", l_os_setpriority, 0},
-  {"pipe", l_pipe, 0},
-  {"socketpair", l_socketpair, 0},
-  {"is_ip", l_is_ip, 0},
-  {"get_process_title", l_get_process_title, 0},
-  {"set_process_title", l_set_process_title, 0},
-  {"send_buffer_size", l_send_buffer_size, 0},
-  {"recv_buffer_size", l_recv_buffer_size, 0},
-  {"handle_type_of", l_handle_type_of, 0},
-  {"closing", l_closing, 0},
-  {"errno_table", l_errno_table, 0},
-  {"err_name", l_err_name, 0},
-  {"constants", l_constants, 0},
-  {"loop_configure", l_loop_configure, 0},
-  {"metrics_idle_time", l_metrics_idle_time, 0},
-  {"ids", l_ids, 0},
-  {"setid", l_setid, 0},
-  {"get_constrained_memory", l_get_constrained_memory, 0},
-  {"if_indextoname", l_if_indextoname, 0},
-  {"print_handles", l_print_handles, 0},
-  {"pipe_pending_count", l_pipe_pending_count, 0},
-  {"write2", l_write2, 0},
-  {"try_write2", l_try_write2, 0},
-  {"pipe_pending_type", l_pipe_pending_type, 0},
-  {"udp_set_source_membership", l_udp_set_source_membership, 0},
-  {"tty_set_vterm_state", l_tty_set_vterm_state, 0},
-  {"tty_get_vterm_state", l_tty_get_vterm_state, 0},
-  {NULL, NULL, 0}
+  {"run", l_run, CORU_YIELDS}, CORU_REG(stop), CORU_REG(sync), CORU_REG(loop_mode),
+  CORU_REG(loop_alive), CORU_REG(backend_fd), CORU_REG(backend_timeout), CORU_REG(sleep),
+  CORU_REG(getrusage), CORU_REG(gettimeofday), CORU_REG(random), CORU_REG(interface_addresses),
+  CORU_REG(os_get_passwd), CORU_REG(os_getpriority), CORU_REG(os_setpriority), CORU_REG(pipe),
+  CORU_REG(socketpair), CORU_REG(is_ip), CORU_REG(get_process_title), CORU_REG(set_process_title),
+  CORU_REG(send_buffer_size), CORU_REG(recv_buffer_size), CORU_REG(handle_type_of),
+  CORU_REG(closing), CORU_REG(errno_table), CORU_REG(err_name), CORU_REG(constants),
+  CORU_REG(loop_configure), CORU_REG(metrics_idle_time), CORU_REG(ids), CORU_REG(setid),
+  CORU_REG(get_constrained_memory), CORU_REG(if_indextoname), CORU_REG(print_handles),
+  CORU_REG(pipe_pending_count), CORU_REG(write2), CORU_REG(try_write2),
+  CORU_REG(pipe_pending_type), CORU_REG(udp_set_source_membership), CORU_REG(tty_set_vterm_state),
+  CORU_REG(tty_get_vterm_state), {NULL, NULL, 0}
 };
 
 CORU_FAMILY(luv) {

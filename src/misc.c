@@ -7,7 +7,7 @@
 #include "coru.h"
 #include "check.h"
 
-static int l_hrtime(lua_State *L) {
+int coru_l_hrtime(lua_State *L) {
   lua_pushnumber(L, (lua_Number)uv_hrtime());
   return 1;
 }
@@ -92,12 +92,16 @@ static int l_os_homedir(lua_State *L) { return push_buf(L, uv_os_homedir, NULL);
 static int l_os_tmpdir(lua_State *L) { return push_buf(L, uv_os_tmpdir, NULL); }
 static int l_os_gethostname(lua_State *L) { return push_buf(L, uv_os_gethostname, NULL); }
 
-static int l_chdir(lua_State *L) {
-  const char *path = coru_check_cstr(L, 1, NULL);
-  int r = uv_chdir(path);
-  if (r < 0) return coru_fail(L, r, path);
+/* A call with no result: true, or nil, msg, name (detail: the name). */
+static int true_or_fail(lua_State *L, int r, const char *detail) {
+  if (r < 0) return coru_fail(L, r, detail);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int l_chdir(lua_State *L) {
+  const char *path = coru_check_cstr(L, 1, NULL);
+  return true_or_fail(L, uv_chdir(path), path);
 }
 
 static int l_os_getenv(lua_State *L) {
@@ -121,18 +125,12 @@ static int l_os_getenv(lua_State *L) {
 
 static int l_os_setenv(lua_State *L) {
   const char *name = coru_check_cstr(L, 1, NULL), *value = coru_check_cstr(L, 2, NULL);
-  int r = uv_os_setenv(name, value);
-  if (r < 0) return coru_fail(L, r, name);
-  lua_pushboolean(L, 1);
-  return 1;
+  return true_or_fail(L, uv_os_setenv(name, value), name);
 }
 
 static int l_os_unsetenv(lua_State *L) {
   const char *name = coru_check_cstr(L, 1, NULL);
-  int r = uv_os_unsetenv(name);
-  if (r < 0) return coru_fail(L, r, name);
-  lua_pushboolean(L, 1);
-  return 1;
+  return true_or_fail(L, uv_os_unsetenv(name), name);
 }
 
 static int l_os_environ(lua_State *L) {
@@ -153,14 +151,13 @@ static int l_os_uname(lua_State *L) {
   int r = uv_os_uname(&u);
   if (r < 0) return coru_fail(L, r, NULL);
   lua_createtable(L, 0, 4);
-  lua_pushstring(L, u.sysname); lua_setfield(L, -2, "sysname");
-  lua_pushstring(L, u.release); lua_setfield(L, -2, "release");
-  lua_pushstring(L, u.version); lua_setfield(L, -2, "version");
-  lua_pushstring(L, u.machine); lua_setfield(L, -2, "machine");
+#define FIELD(f) lua_pushstring(L, u.f); lua_setfield(L, -2, #f);
+  FIELD(sysname) FIELD(release) FIELD(version) FIELD(machine)
+#undef FIELD
   return 1;
 }
 
-static int l_getpid(lua_State *L) { lua_pushinteger(L, uv_os_getpid()); return 1; }
+int coru_l_getpid(lua_State *L) { lua_pushinteger(L, uv_os_getpid()); return 1; }
 static int l_os_getppid(lua_State *L) { lua_pushinteger(L, uv_os_getppid()); return 1; }
 
 static int l_exepath(lua_State *L) { return push_buf(L, uv_exepath, NULL); }
@@ -179,30 +176,13 @@ static int l_available_parallelism(lua_State *L) {
 }
 
 static const coru_Reg misc_funcs[] = {
-  {"hrtime", l_hrtime, 0},
-  {"update_time", l_update_time, 0},
-  {"cpu_info", l_cpu_info, 0},
-  {"get_total_memory", l_get_total_memory, 0},
-  {"get_free_memory", l_get_free_memory, 0},
-  {"resident_set_memory", l_resident_set_memory, 0},
-  {"available_parallelism", l_available_parallelism, 0},
-  {"uptime", l_uptime, 0},
-  {"loadavg", l_loadavg, 0},
-  {"cwd", l_cwd, 0},
-  {"chdir", l_chdir, 0},
-  {"exepath", l_exepath, 0},
-  {"os_homedir", l_os_homedir, 0},
-  {"os_tmpdir", l_os_tmpdir, 0},
-  {"os_gethostname", l_os_gethostname, 0},
-  {"os_getenv", l_os_getenv, 0},
-  {"os_setenv", l_os_setenv, 0},
-  {"os_unsetenv", l_os_unsetenv, 0},
-  {"os_environ", l_os_environ, 0},
-  {"os_uname", l_os_uname, 0},
-  {"getpid", l_getpid, 0},
-  {"os_getpid", l_getpid, 0},
-  {"os_getppid", l_os_getppid, 0},
-  {NULL, NULL, 0}
+  {"hrtime", coru_l_hrtime, 0}, CORU_REG(update_time), CORU_REG(cpu_info),
+  CORU_REG(get_total_memory), CORU_REG(get_free_memory), CORU_REG(resident_set_memory),
+  CORU_REG(available_parallelism), CORU_REG(uptime), CORU_REG(loadavg), CORU_REG(cwd),
+  CORU_REG(chdir), CORU_REG(exepath), CORU_REG(os_homedir), CORU_REG(os_tmpdir),
+  CORU_REG(os_gethostname), CORU_REG(os_getenv), CORU_REG(os_setenv), CORU_REG(os_unsetenv),
+  CORU_REG(os_environ), CORU_REG(os_uname), {"getpid", coru_l_getpid, 0},
+  {"os_getpid", coru_l_getpid, 0}, CORU_REG(os_getppid), {NULL, NULL, 0}
 };
 
 CORU_FAMILY(misc) {

@@ -118,11 +118,6 @@ static int t_sleep(lua_State *L) {
   return 0;
 }
 
-static int t_hrtime(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)uv_hrtime());
-  return 1;
-}
-
 static int t_fail(lua_State *L, int r) {
   lua_pushnil(L);
   lua_pushfstring(L, "%s: %s", uv_err_name(r), uv_strerror(r));
@@ -140,40 +135,34 @@ static int t_async_send(lua_State *L) {
   return 1;
 }
 
-static int t_version(lua_State *L) {
+static int l_version(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)uv_version());
   return 1;
 }
 
-static int t_version_string(lua_State *L) {
+static int l_version_string(lua_State *L) {
   lua_pushstring(L, uv_version_string());
   return 1;
 }
 
-static int t_getpid(lua_State *L) {
-  lua_pushinteger(L, uv_os_getpid());
-  return 1;
-}
+/* In coru.luv and in a foreign state's luv alike. */
+static const luaL_Reg thread_funcs[] = {
+  {"new_thread", l_new_thread}, {"thread_join", coru_l_thread_join},
+  {"thread_self", coru_l_thread_self}, {"thread_equal", coru_l_thread_equal},
+  {"version", l_version}, {"version_string", l_version_string}, {NULL, NULL}
+};
 
+/* Only in a foreign state's luv (coru has its own, with the loop). */
 static const luaL_Reg foreign_funcs[] = {
-  {"sleep", t_sleep},
-  {"hrtime", t_hrtime},
-  {"async_send", t_async_send},
-  {"version", t_version},
-  {"version_string", t_version_string},
-  {"getpid", t_getpid},
-  {"os_getpid", t_getpid},
-  {"new_thread", l_new_thread},
-  {"thread_join", coru_l_thread_join},
-  {"thread_self", coru_l_thread_self},
-  {"thread_equal", coru_l_thread_equal},
-  {NULL, NULL}
+  {"sleep", t_sleep}, {"hrtime", coru_l_hrtime}, {"async_send", t_async_send},
+  {"getpid", coru_l_getpid}, {"os_getpid", coru_l_getpid}, {NULL, NULL}
 };
 
 static int open_foreign(lua_State *L) {
   coru_thread_mt(L);
   lua_pop(L, 1);
   lua_newtable(L);
+  luaL_register(L, NULL, thread_funcs);
   luaL_register(L, NULL, foreign_funcs);
   return 1;
 }
@@ -187,16 +176,8 @@ void coru_luv_thread_open(lua_State *S) {
   lua_pop(S, 2);
 }
 
-static const coru_Reg thread_funcs[] = {
-  {"new_thread", l_new_thread, 0},
-  {"thread_join", coru_l_thread_join, 0},
-  {"thread_self", coru_l_thread_self, 0},
-  {"thread_equal", coru_l_thread_equal, 0},
-  {NULL, NULL, 0}
-};
-
 void coru_luv_thread_funcs(lua_State *L) {
   coru_thread_mt(L);
   lua_pop(L, 1);
-  coru_setfuncs(L, thread_funcs);
+  luaL_register(L, NULL, thread_funcs);
 }
