@@ -2,7 +2,7 @@
  * fs.c - the file system, luv's names and argument orders (fs_open,
  * fs_read, fs_stat, ...). The fs_event and fs_poll handles are in fswatch.c.
  *
- * One request struct (fsreq) serves every call. Three modes (coru.h):
+ * One request struct (fs_req) serves every call. Three modes (coru.h):
  *   callback given      uv_fs_* with fs_cb; cb(err, results...)
  *   inside a task       uv_fs_* with fs_cb; the task suspends on the cont
  *   neither             uv_fs_* with a NULL callback: synchronous (luv's rule)
@@ -21,7 +21,7 @@
 #include "check.h"
 #include "fs.h"
 
-typedef struct fsreq {
+typedef struct fs_req {
   uv_fs_t req;
   coru_cont cont;
   char *buf;          /* fs_read: the buffer read into */
@@ -29,17 +29,17 @@ typedef struct fsreq {
   uv_buf_t buf1;
   int anchor;         /* registry ref: write data, the dir object */
   char *detail;       /* path(s) for error messages (malloc'd), or NULL */
-  struct fsdir *dir;  /* readdir / closedir */
+  struct fs_dir *dir;  /* readdir / closedir */
   size_t nents;       /* opendir: entries per readdir */
-} fsreq;
+} fs_req;
 
-typedef struct fsdir {
+typedef struct fs_dir {
   uv_dir_t *dir;
   uv_dirent_t *ents;
   size_t nents;
   int busy;           /* a readdir/closedir is pending */
   int closed;
-} fsdir;
+} fs_dir;
 
 #define DIR_MT "coru.fs_dir"
 #define SCANDIR_MT "coru.fs_scandir"
@@ -50,8 +50,8 @@ static void fs_cb(uv_fs_t *req);
 
 long coru_fs_live_reqs;   /* requests allocated and not freed (diagnostics) */
 
-static fsreq *fsreq_new(lua_State *L) {
-  fsreq *r = calloc(1, sizeof *r);
+static fs_req *fs_req_new(lua_State *L) {
+  fs_req *r = calloc(1, sizeof *r);
   if (!r) luaL_error(L, "out of memory");
   coru_fs_live_reqs++;
   r->anchor = LUA_NOREF;
@@ -60,7 +60,7 @@ static fsreq *fsreq_new(lua_State *L) {
   return r;
 }
 
-static void fsreq_free(fsreq *r) {
+static void fs_req_free(fs_req *r) {
   coru_fs_live_reqs--;
   uv_fs_req_cleanup(&r->req);
   if (r->anchor != LUA_NOREF && coru_R) coru_unref(coru_R->L, &r->anchor);
@@ -70,7 +70,7 @@ static void fsreq_free(fsreq *r) {
   free(r);
 }
 
-static void set_detail(fsreq *r, const char *a, const char *b) {
+static void set_detail(fs_req *r, const char *a, const char *b) {
   size_t la = strlen(a), lb = b ? strlen(b) : 0;
   r->detail = malloc(la + (b ? lb + 4 : 0) + 1);
   if (!r->detail) return;   /* the message goes without the path */
@@ -82,7 +82,7 @@ static void set_detail(fsreq *r, const char *a, const char *b) {
 }
 
 static void fs_cancel(coru_cont *c) {
-  fsreq *r = container_of(c, fsreq, cont);
+  fs_req *r = container_of(c, fs_req, cont);
   uv_cancel((uv_req_t *)&r->req);
 }
 
@@ -154,11 +154,11 @@ void coru_fs_push_stat(lua_State *L, const uv_stat_t *s) {
   lua_setfield(L, -2, "type");
 }
 
-static void push_dir(lua_State *L, fsreq *r);
+static void push_dir(lua_State *L, fs_req *r);
 
 /* Push what a successful request gives; returns the count. Runs on the
  * stack that gets the results (task, callback thread or caller). */
-static int push_result(lua_State *L, fsreq *r) {
+static int push_result(lua_State *L, fs_req *r) {
   uv_fs_t *req = &r->req;
   switch (req->fs_type) {
   case UV_FS_OPEN:
@@ -235,7 +235,7 @@ static int push_result(lua_State *L, fsreq *r) {
 }
 
 /* readdir/closedir pending on a dir: done (the names were copied). */
-static void dir_done(fsreq *r) {
+static void dir_done(fs_req *r) {
   if (!r->dir) return;
   r->dir->busy = 0;
   if (r->req.fs_type == UV_FS_CLOSEDIR) {
@@ -250,7 +250,7 @@ static void dir_done(fsreq *r) {
 /* ---------------------------------------------------------- the machinery */
 
 static void fs_cb(uv_fs_t *req) {
-  fsreq *r = req->data;
+  fs_req *r = req->data;
   dir_done(r);
   lua_State *S = coru_cont_begin(&r->cont);
   if (S) {
@@ -275,18 +275,18 @@ static void fs_cb(uv_fs_t *req) {
     uv_fs_close(NULL, &c, (uv_file)req->result, NULL);
     uv_fs_req_cleanup(&c);
   }
-  fsreq_free(r);
+  fs_req_free(r);
 }
 
 /* After the uv_fs_* call: synchronous result, immediate failure, or wait. */
-static int fs_finish(lua_State *L, fsreq *r, int ret) {
+static int fs_finish(lua_State *L, fs_req *r, int ret) {
   if (r->cont.mode == CORU_MODE_NONE || ret < 0) {
     int n;
     if (r->cont.mode != CORU_MODE_NONE) coru_cont_clear(L, &r->cont);
     dir_done(r);
     if (ret < 0) n = coru_fail(L, ret, r->detail);
     else n = push_result(L, r);
-    fsreq_free(r);
+    fs_req_free(r);
     return n;
   }
   return coru_cont_yield(L, &r->cont, 0);
@@ -377,10 +377,10 @@ static int checkflags(lua_State *L, int i, const char *fn) {
 }
 
 /* The request, after every argument was checked (cbidx: the callback slot). */
-static fsreq *newreq(lua_State *L, int cbidx, const char *fn) {
+static fs_req *newreq(lua_State *L, int cbidx, const char *fn) {
   if (!lua_isnoneornil(L, cbidx) && !coru_is_callable(L, cbidx)) coru_fs_typeerr(L, cbidx, fn, "function");
   coru_enter(L, cbidx, fn, CORU_SYNC_OK);   /* refused before the request exists */
-  fsreq *r = fsreq_new(L);
+  fs_req *r = fs_req_new(L);
   coru_cont_init(L, &r->cont, cbidx, fs_cancel);
   return r;
 }
@@ -392,7 +392,7 @@ static int l_fs_open(lua_State *L) {
   const char *path = coru_fs_checkpath(L, 1, FN);
   int flags = checkflags(L, 2, FN);
   int mode = checkmode(L, 3, FN, 0666);
-  fsreq *r = newreq(L, cb, FN);
+  fs_req *r = newreq(L, cb, FN);
   set_detail(r, path, NULL);
   FS_CALL(L, r, open, path, flags, mode);
 }
@@ -408,7 +408,7 @@ static int l_fs_close(lua_State *L) {
     else if (old >= 0) close(old);
     if (nul >= 0) close(nul);
   }
-  fsreq *r = newreq(L, cb, FN);
+  fs_req *r = newreq(L, cb, FN);
   FS_CALL(L, r, close, fd);
 }
 
@@ -418,9 +418,9 @@ static int l_fs_read(lua_State *L) {
   lua_Integer size = checkint(L, 2, FN);
   int64_t off = (int64_t)optint(L, 3, FN, -1);
   if (size < 0 || (size_t)size > READ_FILE_MAX) coru_fs_argerr(L, 2, FN, "invalid size (0 .. 2^31 - 258: the longest LuaJIT string)");
-  fsreq *r = newreq(L, cb, FN);
+  fs_req *r = newreq(L, cb, FN);
   r->buf = malloc(size ? (size_t)size : 1);
-  if (!r->buf) { coru_cont_clear(L, &r->cont); fsreq_free(r); return luaL_error(L, "fs_read: out of memory"); }
+  if (!r->buf) { coru_cont_clear(L, &r->cont); fs_req_free(r); return luaL_error(L, "fs_read: out of memory"); }
   r->buf1 = uv_buf_init(r->buf, (unsigned)size);
   FS_CALL(L, r, read, fd, &r->buf1, 1, off);
 }
@@ -442,7 +442,7 @@ static int l_fs_write(lua_State *L) {
   } else if (t != LUA_TSTRING) {
     coru_fs_typeerr(L, 2, FN, "string or table of strings");
   }
-  fsreq *r = newreq(L, cb, FN);
+  fs_req *r = newreq(L, cb, FN);
   if (t == LUA_TSTRING) {
     size_t len;
     const char *s = lua_tolstring(L, 2, &len);
@@ -470,7 +470,7 @@ static int l_fs_write(lua_State *L) {
     int cb = coru_fs_cbslot(L, npos);                                                     \
     const char *path = coru_fs_checkpath(L, 1, FN);                                          \
     extra_decl;                                                                      \
-    fsreq *r = newreq(L, cb, FN);                                                    \
+    fs_req *r = newreq(L, cb, FN);                                                    \
     set_detail(r, path, NULL);                                                       \
     FS_CALL(L, r, name, path __VA_ARGS__);                                           \
   }
@@ -508,7 +508,7 @@ static int l_fs_access(lua_State *L) {
   } else if (!lua_isnoneornil(L, 2)) {
     mode = (int)coru_check_int(L, 2, 0, 7, FN);
   }
-  fsreq *r = newreq(L, cb, FN);
+  fs_req *r = newreq(L, cb, FN);
   set_detail(r, path, NULL);
   FS_CALL(L, r, access, path, mode);
 }
@@ -519,7 +519,7 @@ static int l_fs_access(lua_State *L) {
     const char *path = coru_fs_checkpath(L, 1, FN);                                          \
     const char *np = coru_fs_checkpath(L, 2, FN);                                            \
     extra_decl;                                                                      \
-    fsreq *r = newreq(L, cb, FN);                                                    \
+    fs_req *r = newreq(L, cb, FN);                                                    \
     set_detail(r, path, np);                                                         \
     FS_CALL(L, r, name, path, np __VA_ARGS__);                                       \
   }
@@ -540,7 +540,7 @@ TWO_PATH_OP(copyfile, 3, int flags = coru_opt_flags(L, 3, copy_flags, FN), , fla
     int cb = coru_fs_cbslot(L, npos);                                                     \
     uv_file fd = checkfd(L, 1, FN);                                                  \
     extra_decl;                                                                      \
-    fsreq *r = newreq(L, cb, FN);                                                    \
+    fs_req *r = newreq(L, cb, FN);                                                    \
     FS_CALL(L, r, name, fd __VA_ARGS__);                                             \
   }
 
@@ -558,7 +558,7 @@ static int l_fs_sendfile(lua_State *L) {
   int64_t off = (int64_t)checkint(L, 3, FN);
   lua_Integer len = checkint(L, 4, FN);
   if (len < 0) coru_fs_argerr(L, 4, FN, "invalid length");
-  fsreq *r = newreq(L, cb, FN);
+  fs_req *r = newreq(L, cb, FN);
   FS_CALL(L, r, sendfile, out, in, off, (size_t)len);
 }
 
@@ -583,8 +583,8 @@ static int l_fs_scandir_next(lua_State *L) {
 
 /* ---------------------------------------------------------- directories */
 
-static void push_dir(lua_State *L, fsreq *r) {
-  fsdir *d = lua_newuserdata(L, sizeof *d);
+static void push_dir(lua_State *L, fs_req *r) {
+  fs_dir *d = lua_newuserdata(L, sizeof *d);
   memset(d, 0, sizeof *d);
   d->dir = r->req.ptr;
   d->nents = r->nents;
@@ -602,8 +602,8 @@ static void push_dir(lua_State *L, fsreq *r) {
   d->dir->nentries = d->nents;
 }
 
-static fsdir *checkdir(lua_State *L, int i, const char *fn) {
-  fsdir *d = lua_touserdata(L, i);
+static fs_dir *checkdir(lua_State *L, int i, const char *fn) {
+  fs_dir *d = lua_touserdata(L, i);
   int ok = 0;
   if (d && lua_getmetatable(L, i)) {
     luaL_getmetatable(L, DIR_MT);
@@ -628,7 +628,7 @@ static int l_fs_opendir(lua_State *L) {
   const char *path = coru_fs_checkpath(L, 1, FN);
   lua_Integer n = optint(L, 3, FN, 1);
   if (n < 1 || n > 65536) coru_fs_argerr(L, 3, FN, "entries must be 1 .. 65536");
-  fsreq *r = newreq(L, 2, FN);
+  fs_req *r = newreq(L, 2, FN);
   r->nents = (size_t)n;
   set_detail(r, path, NULL);
   FS_CALL(L, r, opendir, path);
@@ -637,8 +637,8 @@ static int l_fs_opendir(lua_State *L) {
 /* readdir and closedir: the dir object is busy (and anchored) until done. */
 static int dir_request(lua_State *L, const char *fn, int close) {
   int cb = coru_fs_cbslot(L, 1);
-  fsdir *d = checkdir(L, 1, fn);
-  fsreq *r = newreq(L, cb, fn);
+  fs_dir *d = checkdir(L, 1, fn);
+  fs_req *r = newreq(L, cb, fn);
   r->dir = d;
   d->busy = 1;
   if (r->cont.mode != CORU_MODE_NONE) { lua_pushvalue(L, 1); r->anchor = luaL_ref(L, LUA_REGISTRYINDEX); }
@@ -650,7 +650,7 @@ static int l_fs_readdir(lua_State *L) { return dir_request(L, FN, 0); }
 static int l_fs_closedir(lua_State *L) { return dir_request(L, FN, 1); }
 
 static int dir_gc(lua_State *L) {
-  fsdir *d = coru_test_udata(L, 1, DIR_MT);
+  fs_dir *d = coru_test_udata(L, 1, DIR_MT);
   /* busy: a request holds the object, so only a direct call gets here */
   if (!d || d->busy) return 0;
   if (!d->closed && d->dir) {
@@ -665,7 +665,7 @@ static int dir_gc(lua_State *L) {
 }
 
 static int dir_tostring(lua_State *L) {
-  fsdir *d = coru_check_udata(L, 1, DIR_MT, "tostring");
+  fs_dir *d = coru_check_udata(L, 1, DIR_MT, "tostring");
   lua_pushfstring(L, "coru.fs_dir: %p%s", (void *)d, d->closed ? " (closed)" : "");
   return 1;
 }

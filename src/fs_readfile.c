@@ -24,7 +24,7 @@ typedef struct {
   size_t max;       /* the limit: more is EFBIG */
   int err;
   char path[];
-} rfreq;
+} read_file_req;
 
 
 static int read_whole(const char *path, char **out, size_t *outlen, size_t max) {
@@ -63,7 +63,7 @@ static int read_whole(const char *path, char **out, size_t *outlen, size_t max) 
 }
 
 /* The failure of r: for EFBIG the detail names the limit. */
-static void rf_fail(coru_cont *c, lua_State *L, rfreq *r, int err) {
+static void rf_fail(coru_cont *c, lua_State *L, read_file_req *r, int err) {
   if (err != UV_EFBIG) {
     if (c) coru_cont_fail(c, err, r->path); else coru_fail(L, err, r->path);
     return;
@@ -77,18 +77,18 @@ static void rf_fail(coru_cont *c, lua_State *L, rfreq *r, int err) {
 }
 
 static void rf_work(uv_work_t *w) {
-  rfreq *r = w->data;
+  read_file_req *r = w->data;
   r->err = read_whole(r->path, &r->data, &r->len, r->max);
 }
 
-static void rf_free(rfreq *r) {
+static void rf_free(read_file_req *r) {
   coru_fs_live_reqs--;
   free(r->data);
   free(r);
 }
 
 static void rf_after(uv_work_t *w, int status) {
-  rfreq *r = w->data;
+  read_file_req *r = w->data;
   lua_State *S = coru_cont_begin(&r->cont);
   if (S) {
     if (status < 0) coru_cont_fail(&r->cont, status, r->path);
@@ -104,7 +104,7 @@ static void rf_after(uv_work_t *w, int status) {
 }
 
 static void rf_cancel(coru_cont *c) {
-  rfreq *r = container_of(c, rfreq, cont);
+  read_file_req *r = container_of(c, read_file_req, cont);
   uv_cancel((uv_req_t *)&r->req);
 }
 
@@ -124,7 +124,7 @@ static int l_fs_read_file(lua_State *L) {
   if (!lua_isnoneornil(L, cb) && !coru_is_callable(L, cb)) coru_fs_typeerr(L, cb, fn, "function");
   coru_enter(L, cb, fn, CORU_SYNC_OK);
   size_t plen = strlen(path);
-  rfreq *r = calloc(1, sizeof *r + plen + 1);
+  read_file_req *r = calloc(1, sizeof *r + plen + 1);
   if (!r) return luaL_error(L, "out of memory");
   coru_fs_live_reqs++;
   memcpy(r->path, path, plen + 1);

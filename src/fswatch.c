@@ -12,29 +12,29 @@
 typedef struct {
   coru_handle base;
   union { uv_fs_event_t ev; uv_fs_poll_t poll; } u;
-} cfswatch;
+} fswatch_handle;
 
 static coru_htype fs_event_type, fs_poll_type;
 #define IS_EVENT(t) ((t) == &fs_event_type)
 
 static int watch_new(lua_State *L, const coru_htype *t) {
-  cfswatch *w = coru_handle_alloc(L, t, sizeof *w, offsetof(cfswatch, u));
+  fswatch_handle *w = coru_handle_alloc(L, t, sizeof *w, offsetof(fswatch_handle, u));
   int r = IS_EVENT(t) ? uv_fs_event_init(coru_R->loop, &w->u.ev) : uv_fs_poll_init(coru_R->loop, &w->u.poll);
   return coru_handle_inited(L, &w->base, r);
 }
 
-static void watch_stop(cfswatch *w) {
+static void watch_stop(fswatch_handle *w) {
   if (IS_EVENT(w->base.type)) uv_fs_event_stop(&w->u.ev); else uv_fs_poll_stop(&w->u.poll);
 }
 
 static int l_watch_stop(lua_State *L, const coru_htype *t) {
-  cfswatch *w = (cfswatch *)coru_check_handle(L, 1, t);
+  fswatch_handle *w = (fswatch_handle *)coru_check_handle(L, 1, t);
   watch_stop(w);
   return coru_handle_stopped(L, &w->base);
 }
 
 static int l_watch_getpath(lua_State *L, const coru_htype *t) {
-  cfswatch *w = (cfswatch *)coru_check_handle(L, 1, t);
+  fswatch_handle *w = (fswatch_handle *)coru_check_handle(L, 1, t);
   char buf[4096];
   size_t len = sizeof buf;
   int r = IS_EVENT(t) ? uv_fs_event_getpath(&w->u.ev, buf, &len) : uv_fs_poll_getpath(&w->u.poll, buf, &len);
@@ -46,7 +46,7 @@ static int l_watch_getpath(lua_State *L, const coru_htype *t) {
 /* ---------------------------------------------------------- fs_event */
 
 static void fs_event_cb(uv_fs_event_t *h, const char *filename, int events, int status) {
-  cfswatch *e = h->data;
+  fswatch_handle *e = h->data;
   lua_State *L = coru_R->L;
   if (e->base.cb_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, e->base.cb_ref);
@@ -64,7 +64,7 @@ static void fs_event_cb(uv_fs_event_t *h, const char *filename, int events, int 
 }
 
 static int l_fs_event_start(lua_State *L) {
-  cfswatch *w = (cfswatch *)coru_check_handle(L, 1, &fs_event_type);
+  fswatch_handle *w = (fswatch_handle *)coru_check_handle(L, 1, &fs_event_type);
   const char *path = coru_fs_checkpath(L, 2, "fs_event_start");
   static const coru_flag names[] = {{"watch_entry", UV_FS_EVENT_WATCH_ENTRY},
     {"stat", UV_FS_EVENT_STAT}, {"recursive", UV_FS_EVENT_RECURSIVE}, {NULL, 0}};
@@ -78,7 +78,7 @@ static int l_fs_event_start(lua_State *L) {
 /* ---------------------------------------------------------- fs_poll */
 
 static void fs_poll_cb(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr) {
-  cfswatch *p = h->data;
+  fswatch_handle *p = h->data;
   lua_State *L = coru_R->L;
   if (p->base.cb_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->base.cb_ref);
@@ -89,7 +89,7 @@ static void fs_poll_cb(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const
 }
 
 static int l_fs_poll_start(lua_State *L) {
-  cfswatch *w = (cfswatch *)coru_check_handle(L, 1, &fs_poll_type);
+  fswatch_handle *w = (fswatch_handle *)coru_check_handle(L, 1, &fs_poll_type);
   const char *path = coru_fs_checkpath(L, 2, "fs_poll_start");
   lua_Integer iv = coru_check_int(L, 3, CORU_INT_MIN, 0xffffffff, "fs_poll_start");
   if (iv < 1) coru_fs_argerr(L, 3, "fs_poll_start", "interval must be >= 1 (milliseconds)");

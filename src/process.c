@@ -21,14 +21,14 @@ typedef struct {
   uv_process_t p;
   int exit_ref;
   int pid;
-} cproc;
+} process_handle;
 
 static coru_htype process_type;
 
-static void process_on_close(coru_handle *h) { coru_unref(coru_R->L, &((cproc *)h)->exit_ref); }
+static void process_on_close(coru_handle *h) { coru_unref(coru_R->L, &((process_handle *)h)->exit_ref); }
 
 static void exit_cb(uv_process_t *up, int64_t status, int term_signal) {
-  cproc *c = up->data;
+  process_handle *c = up->data;
   lua_State *L = coru_R->L;
   int ref = c->exit_ref;
   c->exit_ref = LUA_NOREF;
@@ -200,7 +200,7 @@ static int l_spawn_process(lua_State *L) {
   o.stdio = st;
   o.stdio_count = nst;
 
-  cproc *c = coru_handle_alloc(L, &process_type, sizeof *c, offsetof(cproc, p));
+  process_handle *c = coru_handle_alloc(L, &process_type, sizeof *c, offsetof(process_handle, p));
   c->exit_ref = LUA_NOREF;
   int r = uv_spawn(coru_R->loop, &c->p, &o);
   if (r < 0) {
@@ -218,7 +218,7 @@ static int l_spawn_process(lua_State *L) {
 }
 
 static int l_process_kill(lua_State *L) {
-  cproc *c = (cproc *)coru_check_handle(L, 1, &process_type);
+  process_handle *c = (process_handle *)coru_check_handle(L, 1, &process_type);
   int sig = coru_checksignal(L, 2, "process_kill", 15);
   int r = uv_process_kill(&c->p, sig);
   if (r < 0) return coru_fail(L, r, NULL);
@@ -227,7 +227,7 @@ static int l_process_kill(lua_State *L) {
 }
 
 static int l_process_get_pid(lua_State *L) {
-  cproc *c = (cproc *)coru_check_handle(L, 1, &process_type);
+  process_handle *c = (process_handle *)coru_check_handle(L, 1, &process_type);
   lua_pushinteger(L, c->pid);
   return 1;
 }

@@ -19,7 +19,7 @@ typedef struct {
   coru_handle base;
   uv_signal_t s;
   int signum;     /* counted in watching[] while started */
-} csignal;
+} signal_handle;
 
 static coru_htype signal_type;
 static int watching[65];   /* started user handles per signal */
@@ -58,7 +58,7 @@ int coru_checksignal(lua_State *L, int idx, const char *fn, int def) {
                     lua_isstring(L, idx) ? lua_tostring(L, idx) : luaL_typename(L, idx));
 }
 
-static void unwatch(csignal *s) {
+static void unwatch(signal_handle *s) {
   if (s->signum > 0) { watching[s->signum]--; s->signum = 0; }
 }
 
@@ -74,17 +74,17 @@ static void restore_sigpipe(void) {
 static void signal_on_free(coru_handle *h) { (void)h; restore_sigpipe(); }
 
 static void signal_on_close(coru_handle *h) {
-  csignal *s = (csignal *)h;
+  signal_handle *s = (signal_handle *)h;
   unwatch(s);
 }
 
 static int l_new_signal(lua_State *L) {
-  csignal *s = coru_handle_alloc(L, &signal_type, sizeof *s, offsetof(csignal, s));
+  signal_handle *s = coru_handle_alloc(L, &signal_type, sizeof *s, offsetof(signal_handle, s));
   return coru_handle_inited(L, &s->base, uv_signal_init(coru_R->loop, &s->s));
 }
 
 static void signal_cb(uv_signal_t *us, int signum) {
-  csignal *s = us->data;
+  signal_handle *s = us->data;
   lua_State *L = coru_R->L;
   if (s->base.cb_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->base.cb_ref);
@@ -102,7 +102,7 @@ static void signal_cb(uv_signal_t *us, int signum) {
 }
 
 static int start(lua_State *L, int oneshot) {
-  csignal *s = (csignal *)coru_check_handle(L, 1, &signal_type);
+  signal_handle *s = (signal_handle *)coru_check_handle(L, 1, &signal_type);
   const char *fn = oneshot ? "signal_start_oneshot" : "signal_start";
   int signum = coru_checksignal(L, 2, fn, 0);
   int ref = coru_ref_cb(L, 3);
@@ -125,7 +125,7 @@ static int l_signal_start(lua_State *L) { return start(L, 0); }
 static int l_signal_start_oneshot(lua_State *L) { return start(L, 1); }
 
 static int l_signal_stop(lua_State *L) {
-  csignal *s = (csignal *)coru_check_handle(L, 1, &signal_type);
+  signal_handle *s = (signal_handle *)coru_check_handle(L, 1, &signal_type);
   uv_signal_stop(&s->s);
   unwatch(s);
   restore_sigpipe();
@@ -133,7 +133,7 @@ static int l_signal_stop(lua_State *L) {
 }
 
 static int l_signal_getsignum(lua_State *L) {
-  csignal *s = (csignal *)coru_check_handle(L, 1, &signal_type);
+  signal_handle *s = (signal_handle *)coru_check_handle(L, 1, &signal_type);
   lua_pushinteger(L, s->s.signum);
   return 1;
 }

@@ -59,20 +59,20 @@
 #include "coru.h"
 
 typedef struct coru_stream coru_stream;
-typedef struct coru_wreq coru_wreq;
-typedef struct coru_sreq coru_sreq;
+typedef struct coru_write_req coru_write_req;
+typedef struct coru_shutdown_req coru_shutdown_req;
 
 typedef struct coru_transport {
   int (*read_start)(coru_stream *s);
   void (*read_stop)(coru_stream *s);
   int (*try_write)(coru_stream *s, const uv_buf_t *bufs, unsigned n);
-  int (*write)(coru_stream *s, coru_wreq *w, const uv_buf_t *bufs, unsigned n);
-  int (*shutdown)(coru_stream *s, coru_sreq *r);
+  int (*write)(coru_stream *s, coru_write_req *w, const uv_buf_t *bufs, unsigned n);
+  int (*shutdown)(coru_stream *s, coru_shutdown_req *r);
   size_t (*queue_size)(coru_stream *s);
 } coru_transport;
 
 /* A pending write: the core fills it; the transport only uses req. */
-struct coru_wreq {
+struct coru_write_req {
   uv_write_t req;
   coru_stream *s;
   coru_cont cont;
@@ -82,7 +82,7 @@ struct coru_wreq {
   uv_buf_t small[2];
 };
 
-struct coru_sreq {
+struct coru_shutdown_req {
   uv_shutdown_t req;
   coru_stream *s;
   coru_cont cont;
@@ -134,8 +134,8 @@ coru_stream *coru_check_stream(lua_State *L, int idx);
 void coru_stream_feed(coru_stream *s, const char *p, size_t n);
 void coru_stream_feed_end(coru_stream *s, int status);
 /* Transport -> writer. */
-void coru_stream_write_done(coru_stream *s, coru_wreq *w, int status);
-void coru_stream_shutdown_done(coru_stream *s, coru_sreq *r, int status);
+void coru_stream_write_done(coru_stream *s, coru_write_req *w, int status);
+void coru_stream_shutdown_done(coru_stream *s, coru_shutdown_req *r, int status);
 /* Hooks for the handle type. */
 void coru_stream_closing(coru_stream *s);   /* from on_close: wakes the reader with "closed" */
 void coru_stream_free(coru_stream *s);      /* from on_free */

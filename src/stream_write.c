@@ -8,24 +8,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include "stream.h"
-static void wr_free(coru_wreq *w) {
+static void wr_free(coru_write_req *w) {
   if (w->bufs != w->small) free(w->bufs);
   free(w);
 }
 
 static void wr_timeout(void *data) {
-  coru_wreq *w = data;
+  coru_write_req *w = data;
   w->dl = NULL;
   lua_State *S = coru_cont_begin(&w->cont);
   if (S) coru_cont_fail_str(&w->cont, "timeout", NULL);
 }
 
 static void wr_cancel(coru_cont *c) {
-  coru_wreq *w = container_of(c, coru_wreq, cont);
+  coru_write_req *w = container_of(c, coru_write_req, cont);
   if (w->dl) { coru_deadline_stop(w->dl); w->dl = NULL; }
 }
 
-void coru_stream_write_done(coru_stream *s, coru_wreq *w, int status) {
+void coru_stream_write_done(coru_stream *s, coru_write_req *w, int status) {
   lua_State *L = coru_R->L;
   if (w->dl) { coru_deadline_stop(w->dl); w->dl = NULL; }
   coru_unref(L, &w->data_ref);
@@ -131,7 +131,7 @@ static int l_write(lua_State *L) {
     if (r < 0 && r != UV_EAGAIN) { free(owned); return coru_fail(L, r, NULL); }
     if (r > 0) nrest = skip_bufs(&rest, n, (size_t)r);
   }
-  coru_wreq *w = malloc(sizeof *w);
+  coru_write_req *w = malloc(sizeof *w);
   if (!w) { free(owned); return luaL_error(L, "out of memory"); }
   w->s = s;
   w->dl = NULL;
@@ -174,7 +174,7 @@ static int l_try_write(lua_State *L) {
   return 1;
 }
 
-void coru_stream_shutdown_done(coru_stream *s, coru_sreq *q, int status) {
+void coru_stream_shutdown_done(coru_stream *s, coru_shutdown_req *q, int status) {
   coru_handle_release(coru_R->L, &s->base);
   coru_cont_complete(&q->cont, status, s->base.closing, NULL);
   free(q);
@@ -184,7 +184,7 @@ static int l_shutdown(lua_State *L) {
   coru_stream *s = coru_check_stream(L, 1);
   int cbidx = coru_enter(L, 2, "stream:shutdown", 0) == CORU_MODE_CB ? 2 : 0;
   if (s->shut) return coru_fail(L, UV_ENOTCONN, "already shut down");
-  coru_sreq *q = malloc(sizeof *q);
+  coru_shutdown_req *q = malloc(sizeof *q);
   if (!q) return luaL_error(L, "out of memory");
   q->s = s;
   coru_cont_init(L, &q->cont, cbidx, NULL);

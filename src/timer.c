@@ -11,21 +11,21 @@
 typedef struct {
   coru_handle base;
   uv_timer_t t;
-} ctimer;
+} timer_handle;
 
 static coru_htype timer_type;
 
-static ctimer *checktimer(lua_State *L, int idx) {
-  return (ctimer *)coru_check_handle(L, idx, &timer_type);
+static timer_handle *checktimer(lua_State *L, int idx) {
+  return (timer_handle *)coru_check_handle(L, idx, &timer_type);
 }
 
 static int l_new_timer(lua_State *L) {
-  ctimer *t = coru_handle_alloc(L, &timer_type, sizeof *t, offsetof(ctimer, t));
+  timer_handle *t = coru_handle_alloc(L, &timer_type, sizeof *t, offsetof(timer_handle, t));
   return coru_handle_inited(L, &t->base, uv_timer_init(coru_R->loop, &t->t));
 }
 
 static void timer_cb(uv_timer_t *ut) {
-  ctimer *t = ut->data;
+  timer_handle *t = ut->data;
   lua_State *L = coru_R->L;
   if (t->base.cb_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->base.cb_ref);
@@ -49,20 +49,20 @@ static uint64_t checkms(lua_State *L, int idx) {
 }
 
 static int l_timer_start(lua_State *L) {
-  ctimer *t = checktimer(L, 1);
+  timer_handle *t = checktimer(L, 1);
   uint64_t timeout = checkms(L, 2), rep = checkms(L, 3);
   int ref = coru_ref_cb(L, 4);
   return coru_handle_started(L, &t->base, ref, uv_timer_start(&t->t, timer_cb, timeout, rep), NULL);
 }
 
 static int l_timer_stop(lua_State *L) {
-  ctimer *t = checktimer(L, 1);
+  timer_handle *t = checktimer(L, 1);
   uv_timer_stop(&t->t);
   return coru_handle_stopped(L, &t->base);
 }
 
 static int l_timer_again(lua_State *L) {
-  ctimer *t = checktimer(L, 1);
+  timer_handle *t = checktimer(L, 1);
   if (t->base.cb_ref == LUA_NOREF) return coru_fail(L, UV_EINVAL, "timer was never started");
   int r = uv_timer_again(&t->t);
   return coru_result(L, r, NULL);
@@ -97,9 +97,9 @@ static coru_htype timer_type = {"coru.timer", CORU_K_TIMER, CORU_K_TIMER, timer_
 typedef struct {
   coru_handle base;
   union { uv_handle_t h; uv_idle_t idle; uv_prepare_t prepare; uv_check_t check; } u;
-} cwatch;
+} watch_handle;
 
-static void watch_fire(cwatch *w) {
+static void watch_fire(watch_handle *w) {
   lua_State *L = coru_R->L;
   if (w->base.cb_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, w->base.cb_ref);
@@ -113,17 +113,17 @@ static void check_cb(uv_check_t *h) { watch_fire(h->data); }
 #define WATCH_FAMILY(kind, KIND)                                                     \
   static coru_htype kind##_type;                                                     \
   static int l_new_##kind(lua_State *L) {                                            \
-    cwatch *w = coru_handle_alloc(L, &kind##_type, sizeof *w, offsetof(cwatch, u));  \
+    watch_handle *w = coru_handle_alloc(L, &kind##_type, sizeof *w, offsetof(watch_handle, u));  \
     return coru_handle_inited(L, &w->base, uv_##kind##_init(coru_R->loop, &w->u.kind)); \
   }                                                                                  \
   static int l_##kind##_start(lua_State *L) {                                        \
-    cwatch *w = (cwatch *)coru_check_handle(L, 1, &kind##_type);                     \
+    watch_handle *w = (watch_handle *)coru_check_handle(L, 1, &kind##_type);                     \
     int ref = coru_ref_cb(L, 2);                                                     \
     int r = uv_##kind##_start(&w->u.kind, kind##_cb);                                \
     return coru_handle_started(L, &w->base, ref, r, NULL);                           \
   }                                                                                  \
   static int l_##kind##_stop(lua_State *L) {                                         \
-    cwatch *w = (cwatch *)coru_check_handle(L, 1, &kind##_type);                     \
+    watch_handle *w = (watch_handle *)coru_check_handle(L, 1, &kind##_type);                     \
     uv_##kind##_stop(&w->u.kind);                                                    \
     return coru_handle_stopped(L, &w->base);                                         \
   }                                                                                  \

@@ -42,8 +42,8 @@ static char rbuf[READ_MAX];   /* plaintext scratch: fed to the core at once */
 typedef struct tls_stream tls_stream;
 typedef struct tls_tok {
   tls_stream *t;          /* NULL: dead */
-  coru_wreq *w;           /* a plaintext write waiting for its ciphertext to go */
-  coru_sreq *q;           /* a shutdown */
+  coru_write_req *w;           /* a plaintext write waiting for its ciphertext to go */
+  coru_shutdown_req *q;           /* a shutdown */
   struct tls_tok *prev, *next;
 } tls_tok;
 
@@ -127,7 +127,7 @@ static int on_low_done(lua_State *L);
 static void tls_fail_handshake(tls_stream *t, const char *msg, const char *name);
 
 /* Send the ciphertext the engine has (if any); w/q: what waits for it. */
-static int send_out(tls_stream *t, coru_wreq *w) {
+static int send_out(tls_stream *t, coru_write_req *w) {
   lua_State *L = coru_R->L;
   char *p;
   long n = coru_tls_out(t->eng, &p);
@@ -148,8 +148,8 @@ static int on_low_done(lua_State *L) {
   tls_tok *k = lua_touserdata(L, lua_upvalueindex(1));
   tls_stream *t = k->t;
   if (!t) return 0;
-  coru_wreq *w = k->w;
-  coru_sreq *q = k->q;
+  coru_write_req *w = k->w;
+  coru_shutdown_req *q = k->q;
   int status = lua_isnil(L, 1) ? 0 : uv_code(lua_tostring(L, 1));
   tok_unlink(k);
   if (q) coru_stream_shutdown_done(&t->s, q, status);
@@ -320,7 +320,7 @@ static void tp_read_stop(coru_stream *s) {
   if (t->hs_state == 1) low_read_stop(t);
 }
 
-static int tp_write(coru_stream *s, coru_wreq *w, const uv_buf_t *bufs, unsigned n) {
+static int tp_write(coru_stream *s, coru_write_req *w, const uv_buf_t *bufs, unsigned n) {
   tls_stream *t = (tls_stream *)s;
   if (t->hs_state != 1) return UV_ENOTCONN;
   for (unsigned i = 0; i < n; i++)
@@ -371,7 +371,7 @@ static __attribute__((unused)) int tp_try_write(coru_stream *s, const uv_buf_t *
   return r < 0 ? r : (int)total;
 }
 
-static int tp_shutdown(coru_stream *s, coru_sreq *q) {
+static int tp_shutdown(coru_stream *s, coru_shutdown_req *q) {
   tls_stream *t = (tls_stream *)s;
   if (t->hs_state == 1 && coru_tls_close_notify(t->eng) != CORU_TLS_OK) return UV_EPROTO;
   int r = send_out(t, NULL);
@@ -413,8 +413,8 @@ static void tls_on_close(coru_handle *h) {
   /* writes and shutdowns waiting on the lower: settle them now */
   while (t->toks) {
     tls_tok *k = t->toks;
-    coru_wreq *w = k->w;
-    coru_sreq *q = k->q;
+    coru_write_req *w = k->w;
+    coru_shutdown_req *q = k->q;
     tok_unlink(k);
     if (w) coru_stream_write_done(&t->s, w, UV_ECANCELED);
     if (q) coru_stream_shutdown_done(&t->s, q, UV_ECANCELED);

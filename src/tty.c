@@ -82,13 +82,13 @@ typedef struct {
   uv_idle_t idle;
   int fd;
   file_done *pending;    /* completions not yet delivered */
-} cfile;
+} file_handle;
 
 static coru_htype file_type;
 static char fscratch[64 * 1024];
 
 static void file_idle_cb(uv_idle_t *h) {
-  cfile *f = h->data;
+  file_handle *f = h->data;
   ssize_t n;
   do n = read(f->fd, fscratch, sizeof fscratch); while (n < 0 && errno == EINTR);
   if (n > 0) { coru_stream_feed(&f->s, fscratch, (size_t)n); return; }
@@ -97,14 +97,14 @@ static void file_idle_cb(uv_idle_t *h) {
 }
 
 static int file_read_start(coru_stream *s) {
-  cfile *f = (cfile *)s;
+  file_handle *f = (file_handle *)s;
   return uv_idle_start(&f->idle, file_idle_cb);
 }
 
-static void file_read_stop(coru_stream *s) { uv_idle_stop(&((cfile *)s)->idle); }
+static void file_read_stop(coru_stream *s) { uv_idle_stop(&((file_handle *)s)->idle); }
 
 static int file_try_write(coru_stream *s, const uv_buf_t *b, unsigned n) {
-  cfile *f = (cfile *)s;
+  file_handle *f = (file_handle *)s;
   size_t total = 0;
   for (unsigned i = 0; i < n; i++) {
     size_t off = 0;
@@ -120,9 +120,9 @@ static int file_try_write(coru_stream *s, const uv_buf_t *b, unsigned n) {
 }
 
 struct file_done {
-  cfile *f;
-  coru_wreq *w;
-  coru_sreq *q;
+  file_handle *f;
+  coru_write_req *w;
+  coru_shutdown_req *q;
   int status;
   coru_deadline *dl;
   file_done *next;
@@ -144,7 +144,7 @@ static void file_done_cb(void *data) {
 }
 
 /* Complete on the next loop turn (never inside the call). */
-static int file_later(cfile *f, coru_wreq *w, coru_sreq *q, int status) {
+static int file_later(file_handle *f, coru_write_req *w, coru_shutdown_req *q, int status) {
   file_done *d = malloc(sizeof *d);
   if (!d) return UV_ENOMEM;
   *d = (file_done){f, w, q, status, NULL, f->pending};
@@ -153,12 +153,12 @@ static int file_later(cfile *f, coru_wreq *w, coru_sreq *q, int status) {
   return 0;
 }
 
-static int file_write(coru_stream *s, coru_wreq *w, const uv_buf_t *b, unsigned n) {
+static int file_write(coru_stream *s, coru_write_req *w, const uv_buf_t *b, unsigned n) {
   int r = file_try_write(s, b, n);
-  return file_later((cfile *)s, w, NULL, r < 0 ? r : 0);
+  return file_later((file_handle *)s, w, NULL, r < 0 ? r : 0);
 }
 
-static int file_shutdown(coru_stream *s, coru_sreq *q) { return file_later((cfile *)s, NULL, q, 0); }
+static int file_shutdown(coru_stream *s, coru_shutdown_req *q) { return file_later((file_handle *)s, NULL, q, 0); }
 
 static const coru_transport file_transport = {
   file_read_start, file_read_stop, file_try_write, file_write, file_shutdown, NULL
@@ -166,7 +166,7 @@ static const coru_transport file_transport = {
 
 /* Closing: what was pending completes now with "closed". */
 static void file_on_close(coru_handle *h) {
-  cfile *f = (cfile *)h;
+  file_handle *f = (file_handle *)h;
   while (f->pending) {
     file_done *d = f->pending;
     if (d->dl) { coru_deadline_stop(d->dl); d->dl = NULL; }
@@ -176,7 +176,7 @@ static void file_on_close(coru_handle *h) {
 }
 
 static int new_file_stream(lua_State *L, int fd) {
-  cfile *f = coru_handle_alloc(L, &file_type, sizeof *f, offsetof(cfile, idle));
+  file_handle *f = coru_handle_alloc(L, &file_type, sizeof *f, offsetof(file_handle, idle));
   coru_stream_init(&f->s, &file_transport);
   f->fd = fd;
   return coru_handle_inited(L, &f->s.base, uv_idle_init(coru_R->loop, &f->idle));
@@ -192,7 +192,7 @@ static int l_file_get_type(lua_State *L) {
 }
 
 static int l_file_fileno(lua_State *L) {
-  cfile *f = (cfile *)coru_check_handle(L, 1, &file_type);
+  file_handle *f = (file_handle *)coru_check_handle(L, 1, &file_type);
   lua_pushinteger(L, f->fd);
   return 1;
 }

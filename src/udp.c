@@ -21,11 +21,11 @@ typedef struct {
   unsigned char waiting, receiving;
   coru_deadline *rdl;
   uint32_t to_read;
-} cudp;
+} udp_handle;
 
 static coru_htype udp_type;
 
-static cudp *checkudp(lua_State *L, int idx) { return (cudp *)coru_check_handle(L, idx, &udp_type); }
+static udp_handle *checkudp(lua_State *L, int idx) { return (udp_handle *)coru_check_handle(L, idx, &udp_type); }
 
 static int l_new_udp(lua_State *L) {
   unsigned flags = AF_UNSPEC;
@@ -38,14 +38,14 @@ static int l_new_udp(lua_State *L) {
   } else {
     flags = (unsigned)coru_family_arg(L, 1);
   }
-  cudp *u = coru_handle_alloc(L, &udp_type, sizeof *u, offsetof(cudp, u));
+  udp_handle *u = coru_handle_alloc(L, &udp_type, sizeof *u, offsetof(udp_handle, u));
   u->recv_ref = LUA_NOREF;
   u->rd.cb_ref = LUA_NOREF;
   return coru_handle_inited(L, &u->base, uv_udp_init_ex(coru_R->loop, &u->u, flags));
 }
 
 static int l_udp_bind(lua_State *L) {
-  cudp *u = checkudp(L, 1);
+  udp_handle *u = checkudp(L, 1);
   const char *host = coru_check_cstr(L, 2, NULL);
   int port = coru_check_port(L, 3);
   struct sockaddr_storage ss;
@@ -58,7 +58,7 @@ static int l_udp_bind(lua_State *L) {
 }
 
 static int l_udp_connect(lua_State *L) {
-  cudp *u = checkudp(L, 1);
+  udp_handle *u = checkudp(L, 1);
   if (lua_isnoneornil(L, 2)) return coru_result(L, uv_udp_connect(&u->u, NULL), NULL);
   const char *host = coru_check_cstr(L, 2, NULL);
   int port = coru_check_port(L, 3);
@@ -68,7 +68,7 @@ static int l_udp_connect(lua_State *L) {
 }
 
 static int l_udp_open(lua_State *L) {
-  cudp *u = checkudp(L, 1);
+  udp_handle *u = checkudp(L, 1);
   int fd = coru_check_fd_of(L, 2, UV_UDP, "udp_open");
   return coru_result(L, fd < 0 ? fd : uv_udp_open(&u->u, fd), NULL);
 }
@@ -77,7 +77,7 @@ static int l_udp_getsockname(lua_State *L) { return coru_push_sockname(L, (uv_ha
 static int l_udp_getpeername(lua_State *L) { return coru_push_sockname(L, (uv_handle_t *)&checkudp(L, 1)->u, 1); }
 
 static int l_udp_set_membership(lua_State *L) {
-  cudp *u = checkudp(L, 1);
+  udp_handle *u = checkudp(L, 1);
   const char *maddr = coru_check_cstr(L, 2, NULL);
   const char *iface = coru_opt_cstr(L, 3, NULL, NULL);
   const char *m = coru_check_cstr(L, 4, NULL);
@@ -113,7 +113,7 @@ static int l_udp_get_send_queue_count(lua_State *L) {
 }
 
 static int l_udp_settimeout(lua_State *L) {
-  cudp *u = checkudp(L, 1);
+  udp_handle *u = checkudp(L, 1);
   lua_Number ms = luaL_optnumber(L, 2, 0);
   if (ms < 0) luaL_argerror(L, 2, "must be >= 0 (milliseconds)");
   ms = (lua_Number)coru_ms_value(L, ms, 2, "settimeout");
@@ -126,7 +126,7 @@ static int l_udp_settimeout(lua_State *L) {
 typedef struct {
   uv_udp_send_t req;
   coru_cont cont;
-  cudp *u;
+  udp_handle *u;
   int data_ref;
 } send_req;
 
@@ -158,7 +158,7 @@ static int send_args(lua_State *L, send_to *to) {
 
 /* send(data, host, port [, cb]) */
 static int l_udp_send(lua_State *L) {
-  cudp *u = checkudp(L, 1);
+  udp_handle *u = checkudp(L, 1);
   send_to to;
   if (send_args(L, &to) < 0) return coru_fail(L, UV_EINVAL, lua_tostring(L, 3));
   int cbidx = coru_enter(L, 5, "udp:send", 0) == CORU_MODE_CB ? 5 : 0;
@@ -183,7 +183,7 @@ static int l_udp_send(lua_State *L) {
 }
 
 static int l_udp_try_send(lua_State *L) {
-  cudp *u = checkudp(L, 1);
+  udp_handle *u = checkudp(L, 1);
   send_to to;
   if (send_args(L, &to) < 0) return coru_fail(L, UV_EINVAL, lua_tostring(L, 3));
   int r = uv_udp_try_send(&u->u, &to.b, 1, to.addr);
@@ -202,18 +202,18 @@ static void udp_alloc(uv_handle_t *h, size_t sug, uv_buf_t *b) {
   b->len = sizeof scratch;
 }
 
-static void recv_stop(cudp *u) {
+static void recv_stop(udp_handle *u) {
   if (u->receiving) { u->receiving = 0; uv_udp_recv_stop(&u->u); }
 }
 
-static void waiter_clear(cudp *u) {
+static void waiter_clear(udp_handle *u) {
   u->waiting = 0;
   if (u->rdl) { coru_deadline_stop(u->rdl); u->rdl = NULL; }
   coru_handle_release(coru_R->L, &u->base);
 }
 
 static void recv_cb(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct sockaddr *addr, unsigned flags) {
-  cudp *u = h->data;
+  udp_handle *u = h->data;
   if (n == 0 && !addr) return;   /* nothing more to read */
   lua_State *L = coru_R->L;
   if (u->recv_ref != LUA_NOREF) {
@@ -238,7 +238,7 @@ static void recv_cb(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct sock
   coru_cont_ok(&u->rd, 2);
 }
 
-static int recv_start(cudp *u) {
+static int recv_start(udp_handle *u) {
   if (u->receiving) return 0;
   int r = uv_udp_recv_start(&u->u, udp_alloc, recv_cb);
   if (r == 0) u->receiving = 1;
@@ -246,7 +246,7 @@ static int recv_start(cudp *u) {
 }
 
 static int l_udp_recv_start(lua_State *L) {
-  cudp *u = checkudp(L, 1);
+  udp_handle *u = checkudp(L, 1);
   int ref = coru_ref_cb(L, 2);
   if (u->waiting) { coru_unref(L, &ref); return coru_fail_str(L, "busy", NULL); }
   coru_handle_set_cb(L, &u->base, &u->recv_ref, ref);
@@ -254,7 +254,7 @@ static int l_udp_recv_start(lua_State *L) {
 }
 
 static int l_udp_recv_stop(lua_State *L) {
-  cudp *u = checkudp(L, 1);
+  udp_handle *u = checkudp(L, 1);
   if (u->recv_ref != LUA_NOREF) {
     coru_unref(L, &u->recv_ref);
     coru_handle_release(L, &u->base);
@@ -265,7 +265,7 @@ static int l_udp_recv_stop(lua_State *L) {
 }
 
 static void recv_timeout(void *data) {
-  cudp *u = data;
+  udp_handle *u = data;
   u->rdl = NULL;
   if (!u->waiting) return;
   recv_stop(u);
@@ -274,7 +274,7 @@ static void recv_timeout(void *data) {
 }
 
 static void recv_cancel(coru_cont *c) {
-  cudp *u = container_of(c, cudp, rd);
+  udp_handle *u = container_of(c, udp_handle, rd);
   if (!u->waiting) return;
   recv_stop(u);
   waiter_clear(u);
@@ -282,7 +282,7 @@ static void recv_cancel(coru_cont *c) {
 
 /* recv([cb]) -> data, addr */
 static int l_udp_recv(lua_State *L) {
-  cudp *u = checkudp(L, 1);
+  udp_handle *u = checkudp(L, 1);
   int cbidx = coru_enter(L, 2, "udp:recv", 0) == CORU_MODE_CB ? 2 : 0;
   if (u->waiting || u->recv_ref != LUA_NOREF) return coru_fail_str(L, "busy", NULL);
   coru_cont_init(L, &u->rd, cbidx, recv_cancel);
@@ -295,7 +295,7 @@ static int l_udp_recv(lua_State *L) {
 }
 
 static void udp_on_close(coru_handle *h) {
-  cudp *u = (cudp *)h;
+  udp_handle *u = (udp_handle *)h;
   lua_State *L = coru_R->L;
   coru_unref(L, &u->recv_ref);
   if (u->waiting) {

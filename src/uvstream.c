@@ -116,20 +116,20 @@ static void uvt_read_stop(coru_stream *s) { uv_read_stop(s->uvs); }
 static int uvt_try_write(coru_stream *s, const uv_buf_t *b, unsigned n) { return uv_try_write(s->uvs, b, n); }
 
 static void uvt_write_cb(uv_write_t *req, int status) {
-  coru_wreq *w = container_of(req, coru_wreq, req);
+  coru_write_req *w = container_of(req, coru_write_req, req);
   coru_stream_write_done(w->s, w, status);
 }
 
-static int uvt_write(coru_stream *s, coru_wreq *w, const uv_buf_t *b, unsigned n) {
+static int uvt_write(coru_stream *s, coru_write_req *w, const uv_buf_t *b, unsigned n) {
   return uv_write(&w->req, s->uvs, b, n, uvt_write_cb);
 }
 
 static void uvt_shutdown_cb(uv_shutdown_t *req, int status) {
-  coru_sreq *q = container_of(req, coru_sreq, req);
+  coru_shutdown_req *q = container_of(req, coru_shutdown_req, req);
   coru_stream_shutdown_done(q->s, q, status);
 }
 
-static int uvt_shutdown(coru_stream *s, coru_sreq *q) {
+static int uvt_shutdown(coru_stream *s, coru_shutdown_req *q) {
   return uv_shutdown(&q->req, s->uvs, uvt_shutdown_cb);
 }
 

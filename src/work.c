@@ -54,7 +54,7 @@ typedef struct {
   coru_sbuf io;             /* arguments in, results (or the error) out */
   int failed;
   char name[64];
-} workreq;
+} work_req;
 
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
   (void)L;
@@ -82,7 +82,7 @@ static void dump_fn(lua_State *L, int idx, coru_sbuf *b, const char *fname) {
 /* In the pooled state, protected: load the function, copy the arguments
  * in, call it; its results are left on the stack. */
 static int work_protected(lua_State *S) {
-  workreq *w = lua_touserdata(S, 1);
+  work_req *w = lua_touserdata(S, 1);
   lua_settop(S, 0);
   if (luaL_loadbuffer(S, w->code.p, w->code.len, w->name) != 0) return lua_error(S);
   /* globals it sets go to a table of its own, reading through to _G */
@@ -99,7 +99,7 @@ static int work_protected(lua_State *S) {
 }
 
 static void work_cb(uv_work_t *req) {
-  workreq *w = req->data;
+  work_req *w = req->data;
   lua_State *S = state_get();
   coru_sbuf out = {0};
   if (!S) { w->failed = 1; coru_sb_add(&out, "coru.work: cannot create a Lua state", 36); goto done; }
@@ -134,7 +134,7 @@ done:
   if (out.oom) { w->failed = 1; coru_sb_free(&w->io); }
 }
 
-static void work_free(workreq *w) {
+static void work_free(work_req *w) {
   coru_sb_free(&w->code);
   coru_sb_free(&w->io);
   if (coru_R) coru_unref(coru_R->L, &w->after_ref);
@@ -142,7 +142,7 @@ static void work_free(workreq *w) {
 }
 
 static void after_work_cb(uv_work_t *req, int status) {
-  workreq *w = req->data;
+  work_req *w = req->data;
   lua_State *L = coru_R->L;
   if (w->after_ref != LUA_NOREF) {           /* queue_work */
     if (status == 0 && !coru_R->shutting_down) {
@@ -184,12 +184,12 @@ static void after_work_cb(uv_work_t *req, int status) {
 }
 
 static void work_cancel(coru_cont *c) {
-  workreq *w = container_of(c, workreq, cont);
+  work_req *w = container_of(c, work_req, cont);
   uv_cancel((uv_req_t *)&w->req);
 }
 
-static workreq *work_new(lua_State *L) {
-  workreq *w = calloc(1, sizeof *w);
+static work_req *work_new(lua_State *L) {
+  work_req *w = calloc(1, sizeof *w);
   if (!w) coru_xfer_error(L, "out of memory");
   w->req.data = w;
   w->after_ref = LUA_NOREF;
@@ -210,7 +210,7 @@ static int l_work(lua_State *L) {
     if (e) { coru_sb_free(&code); coru_sb_free(&io); return coru_xfer_error(L, "coru.work: argument #%d: %s", i, e); }
   }
   if (io.oom) { coru_sb_free(&code); coru_sb_free(&io); return coru_xfer_error(L, "coru.work: out of memory"); }
-  workreq *w = work_new(L);
+  work_req *w = work_new(L);
   w->code = code;
   w->io = io;
   lua_Debug ar;
@@ -248,7 +248,7 @@ static int l_queue_work(lua_State *L) {
   if (c->after_ref == LUA_NOREF) return luaL_error(L, "queue_work: the work context is freed");
   coru_sbuf io = {0};
   coru_xfer_args(L, 2, lua_gettop(L), &io, "queue_work");
-  workreq *w = work_new(L);
+  work_req *w = work_new(L);
   w->io = io;
   coru_sb_add(&w->code, c->code.p, c->code.len);
   memcpy(w->name, c->name, sizeof w->name);
@@ -273,14 +273,14 @@ static int workctx_gc(lua_State *L) {
 typedef struct {
   coru_handle base;
   uv_poll_t p;
-} cpoll;
+} poll_handle;
 
 static coru_htype poll_type;
 
 /* Closing a started poll tells its callback "closed" (as streams, UDP and
  * watchers do): coru.poll.wait returns instead of waiting for ever. */
 static void poll_on_close(coru_handle *h) {
-  cpoll *p = (cpoll *)h;
+  poll_handle *p = (poll_handle *)h;
   if (p->base.cb_ref == LUA_NOREF) return;
   lua_State *L = coru_R->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->base.cb_ref);
@@ -292,7 +292,7 @@ static void poll_on_close(coru_handle *h) {
 
 static int new_poll(lua_State *L, int socket) {
   int fd = (int)coru_check_int(L, 1, 0, CORU_INT_MAX, "new_poll");
-  cpoll *p = coru_handle_alloc(L, &poll_type, sizeof *p, offsetof(cpoll, p));
+  poll_handle *p = coru_handle_alloc(L, &poll_type, sizeof *p, offsetof(poll_handle, p));
   return coru_handle_inited(L, &p->base, socket ? uv_poll_init_socket(coru_R->loop, &p->p, fd) : uv_poll_init(coru_R->loop, &p->p, fd));
 }
 
@@ -310,7 +310,7 @@ static void push_events(lua_State *L, int ev) {
 }
 
 static void poll_cb(uv_poll_t *h, int status, int events) {
-  cpoll *p = h->data;
+  poll_handle *p = h->data;
   lua_State *L = coru_R->L;
   if (p->base.cb_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->base.cb_ref);
@@ -322,7 +322,7 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
 
 /* poll_start(h [, events = "r"], cb(err, events)): events has r, w, d, p. */
 static int l_poll_start(lua_State *L) {
-  cpoll *p = (cpoll *)coru_check_handle(L, 1, &poll_type);
+  poll_handle *p = (poll_handle *)coru_check_handle(L, 1, &poll_type);
   int cbidx = 3, ev = 0;
   if (coru_is_callable(L, 2)) cbidx = 2, ev = UV_READABLE;
   else if (lua_isnoneornil(L, 2)) ev = UV_READABLE;
@@ -346,7 +346,7 @@ static int l_poll_start(lua_State *L) {
 }
 
 static int l_poll_stop(lua_State *L) {
-  cpoll *p = (cpoll *)coru_check_handle(L, 1, &poll_type);
+  poll_handle *p = (poll_handle *)coru_check_handle(L, 1, &poll_type);
   uv_poll_stop(&p->p);
   return coru_handle_stopped(L, &p->base);
 }

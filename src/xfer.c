@@ -13,7 +13,7 @@
 #include "check.h"
 #include "xfer.h"
 
-#define THREAD_MT "uv_thread_t"
+#define THREAD_MT "coru.thread"
 
 /* luaL_error without the position (the caller is coru's wrapper). */
 int coru_xfer_error(lua_State *L, const char *fmt, ...) {
@@ -47,7 +47,7 @@ void coru_sb_free(coru_sbuf *b) { free(b->p); memset(b, 0, sizeof *b); }
  * (err receives a detail in errbuf). */
 #define MAX_DEPTH 64
 static coru_htype async_type;
-typedef struct casync casync;
+typedef struct async_handle async_handle;
 
 static const char *ser(lua_State *L, int idx, coru_sbuf *b, int depth, char *errbuf, size_t errlen) {
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
@@ -188,7 +188,7 @@ void coru_xfer_args(lua_State *L, int first, int last, coru_sbuf *b, const char 
 
 /* ------------------------------------------------------------ async */
 
-struct casync {
+struct async_handle {
   coru_handle base;
   uv_async_t a;
   uv_mutex_t mu;
@@ -196,7 +196,7 @@ struct casync {
 };
 
 static void async_cb(uv_async_t *h) {
-  casync *a = h->data;
+  async_handle *a = h->data;
   lua_State *L = coru_R->L;
   uv_mutex_lock(&a->mu);
   coru_sbuf vals = a->pending;
@@ -215,21 +215,21 @@ static void async_cb(uv_async_t *h) {
  * here, under the lock, so a closed handle or a stray pointer is an error,
  * never a write to freed memory. */
 static uv_mutex_t open_mu;
-static casync **open_asyncs;
+static async_handle **open_asyncs;
 static size_t n_open, cap_open;
 
-static void open_add(casync *a) {
+static void open_add(async_handle *a) {
   uv_mutex_lock(&open_mu);
   if (n_open == cap_open) {
     size_t cap = cap_open ? cap_open * 2 : 16;
-    casync **p = realloc(open_asyncs, cap * sizeof *p);
+    async_handle **p = realloc(open_asyncs, cap * sizeof *p);
     if (p) { open_asyncs = p; cap_open = cap; }
   }
   if (n_open < cap_open) open_asyncs[n_open++] = a;
   uv_mutex_unlock(&open_mu);
 }
 
-static void open_remove(casync *a) {
+static void open_remove(async_handle *a) {
   uv_mutex_lock(&open_mu);
   for (size_t i = 0; i < n_open; i++)
     if (open_asyncs[i] == a) { open_asyncs[i] = open_asyncs[--n_open]; break; }
@@ -237,12 +237,12 @@ static void open_remove(casync *a) {
 }
 
 static void async_on_close(coru_handle *h) {
-  casync *a = (casync *)h;
+  async_handle *a = (async_handle *)h;
   open_remove(a);
 }
 
 static void async_on_free(coru_handle *h) {
-  casync *a = (casync *)h;
+  async_handle *a = (async_handle *)h;
   coru_sb_free(&a->pending);
   uv_mutex_destroy(&a->mu);
 }
@@ -250,7 +250,7 @@ static void async_on_free(coru_handle *h) {
 /* new_async(cb) -> handle; cb(values of the last send) runs on the loop. */
 static int l_new_async(lua_State *L) {
   int ref = coru_ref_cb(L, 1);
-  casync *a = coru_handle_alloc(L, &async_type, sizeof *a, offsetof(casync, a));
+  async_handle *a = coru_handle_alloc(L, &async_type, sizeof *a, offsetof(async_handle, a));
   uv_mutex_init(&a->mu);
   int r = uv_async_init(coru_R->loop, &a->a, async_cb);
   if (r < 0) {
@@ -265,7 +265,7 @@ static int l_new_async(lua_State *L) {
 
 /* async:send(...): wake the loop (from any thread, for C; from Lua here). */
 static int l_async_send(lua_State *L) {
-  casync *a = (casync *)coru_check_handle(L, 1, &async_type);
+  async_handle *a = (async_handle *)coru_check_handle(L, 1, &async_type);
   coru_sbuf vals = {0};
   coru_xfer_args(L, 2, lua_gettop(L), &vals, "async_send");
   uv_mutex_lock(&a->mu);
@@ -285,7 +285,7 @@ int coru_async_send_ref(void *ref, lua_State *S, int first, int last) {
   uv_mutex_lock(&open_mu);
   for (size_t i = 0; i < n_open; i++) {
     if (open_asyncs[i] != ref) continue;
-    casync *a = ref;
+    async_handle *a = ref;
     uv_mutex_lock(&a->mu);
     coru_sb_free(&a->pending);
     a->pending = vals;
@@ -315,7 +315,7 @@ int coru_xfer_unpack(lua_State *L, const char *p, size_t len) {
  * another thread (C, or LuaJIT FFI in a coru.work function) to call
  * uv_async_send on. Valid until the handle is closed. */
 static int l_async_address(lua_State *L) {
-  casync *a = (casync *)coru_check_handle(L, 1, &async_type);
+  async_handle *a = (async_handle *)coru_check_handle(L, 1, &async_type);
   lua_pushnumber(L, (lua_Number)(uintptr_t)&a->a);
   return 1;
 }
@@ -369,7 +369,7 @@ int coru_l_thread_equal(lua_State *L) {
 
 static int l_thread_tostring(lua_State *L) {
   coru_lthread *t = check_lthread(L, 1);
-  lua_pushfstring(L, THREAD_MT ": %p", (void *)t->tid);
+  lua_pushfstring(L, "uv_thread_t: %p", (void *)t->tid);   /* as luv prints it */
   return 1;
 }
 
