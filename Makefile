@@ -75,7 +75,7 @@ $(NODE_DEPS): deps/package.json deps/package-lock.json deps/npm.sh
 	@sh deps/npm.sh && touch $@
 
 test: all $(NODE_DEPS)
-	@sh tools/layers.sh
+	@sh tools/layers.sh $(BUILD)/obj
 	$(MAKE) --no-print-directory test-c test-embed test-host test-luajit
 	@if [ -z "$(SANITIZE)" ]; then $(MAKE) --no-print-directory test-rock; fi
 	@if [ -z "$(QUICK_BENCH_SKIP)" ] && [ -z "$(SANITIZE)" ]; then SMOKE=1 sh bench/run.sh; fi
