@@ -2,8 +2,8 @@
  * tls.h - the TLS engine of coru: OpenSSL 3 over memory BIOs, with no Lua
  * and no I/O in it. A transport feeds it the ciphertext it received and
  * sends what it produces; the engine turns that into a handshake, plaintext
- * and close_notify. The Lua stream (lua/coru/tls.lua) drives it over any
- * coru stream; a C transport of the stream layer can drive it the same way.
+ * and close_notify. The TLS stream (tls.c) drives it over any coru stream;
+ * spec/c/tls_engine_test.c drives two of them in memory.
  */
 #ifndef CORU_TLS_H
 #define CORU_TLS_H
@@ -41,9 +41,8 @@ int coru_tls_handshake_done(const coru_tls *t);
 int coru_tls_read(coru_tls *t, char *buf, size_t cap, size_t *n);
 /* Encrypt plaintext (all of it: the output BIO grows). OK or ERROR. */
 int coru_tls_write(coru_tls *t, const char *p, size_t n);
-/* Ciphertext waiting to be sent: pending count, and take up to cap. */
+/* Ciphertext waiting to be sent: the count (coru_tls_out below takes it). */
 size_t coru_tls_pending(const coru_tls *t);
-size_t coru_tls_take(coru_tls *t, char *buf, size_t cap);
 /* Queue close_notify (then send what is pending). */
 int coru_tls_close_notify(coru_tls *t);
 /* The transport reached its end: CLOSED if the peer said close_notify

@@ -154,12 +154,6 @@ int coru_tls_write(coru_tls *t, const char *p, size_t n) {
 
 size_t coru_tls_pending(const coru_tls *t) { return BIO_ctrl_pending(t->wbio); }
 
-size_t coru_tls_take(coru_tls *t, char *buf, size_t cap) {
-  size_t got = 0;
-  if (!BIO_read_ex(t->wbio, buf, cap, &got)) got = 0;
-  return got;
-}
-
 int coru_tls_close_notify(coru_tls *t) {
   if (!t->done) return CORU_TLS_OK;   /* nothing to close yet */
   if (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN) return CORU_TLS_OK;
