@@ -2234,6 +2234,20 @@ function coru_tcp_handle:unref() end
 ---@return string?
 function coru_tcp_handle:write(data, cb) end
 
+---@class coru.thread
+local coru_thread = {}
+
+---See docs/ (coru.thread:equal).
+---@param u any
+---@return ...
+function coru_thread:equal(u) end
+
+---See docs/ (coru.thread:join).
+---@param a any
+---@param b any
+---@return ...
+function coru_thread:join(a, b) end
+
 ---@class coru.timer
 local coru_timer = {}
 
