@@ -51,15 +51,13 @@ struct tls_stream {
   coru_stream s;
   uv_idle_t idle;         /* never started: gives the handle its uv lifecycle */
   coru_tls *eng;
-  coru_handle *low;       /* the lower stream (valid while low_ref holds its box) */
-  int low_ref;
+  int low_ref;            /* the lower stream's box */
   int rcb_ref;            /* the read callback given to the lower */
   tls_tok *rtok;
   tls_tok *toks;          /* pending writes and shutdowns */
   coru_cont hs;           /* who waits for the handshake */
   coru_deadline *hs_dl;   /* handshake timeout */
   coru_deadline *start_dl;/* the first step, on the next loop turn */
-  uint32_t hs_ms;
   unsigned char hs_state; /* 0 running, 1 done, 2 failed */
   unsigned char low_reading, want_read;
 };
@@ -491,7 +489,6 @@ static int l_wrap(lua_State *L) {
   int r = uv_idle_init(coru_R->loop, &t->idle);
   if (r < 0) { coru_handle_init_failed(L, &t->s.base); return coru_fail(L, r, NULL); }
   coru_stream_init(&t->s, &tls_transport);
-  t->low = &low->base;
   t->eng = coru_tls_new(c->ctx, server, sni, vh);
   lua_pushvalue(L, 1);
   t->low_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -15,7 +15,6 @@
 struct coru_tls {
   SSL *ssl;
   BIO *rbio, *wbio;     /* network side: what came in, what goes out */
-  int server;
   int done;             /* the handshake finished once (SSL_is_init_finished
                            goes false again while TLS 1.3 tickets are sent) */
   const char *ename;
@@ -82,7 +81,6 @@ coru_tls *coru_tls_new(SSL_CTX *ctx, int server, const char *servername, const c
   }
   SSL_set_bio(t->ssl, t->rbio, t->wbio);   /* the SSL owns them now */
   live_engines++;
-  t->server = server;
   t->ename = CORU_TLS_ENAME;
   if (server) {
     SSL_set_accept_state(t->ssl);
