@@ -222,7 +222,7 @@ fuzz-api: all
 # any bytes, and make/to_text/from_text/apply round trips. Each runs for
 # FUZZ_SECONDS from the seeds in fuzz/seeds/ (inputs that once failed among
 # them); a crash leaves its input in build-fuzz/.
-DMP_CORE = src/dmp_text.c src/dmp_diff.c src/dmp_patch.c
+DMP_CORE = $(filter-out src/dmp_lua%,$(wildcard src/dmp*.c))
 DMP_FUZZERS = build-fuzz/dmp_fromtext_fuzz build-fuzz/dmp_roundtrip_fuzz
 build-fuzz/%: fuzz/%.c fuzz/dmp_fuzz_common.h $(DMP_CORE) src/dmp.h | $(DEPS_OK)
 	@mkdir -p build-fuzz

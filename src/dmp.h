@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef uint16_t dmp_u16;
 
@@ -143,5 +144,15 @@ void dmp_diffs_insert(dmp_diffs *d, size_t at, int op, const dmp_u16 *s, size_t 
 void dmp_diffs_erase(dmp_diffs *d, size_t at, size_t count);
 void dmp_diff_set(dmp_diff *x, const dmp_u16 *s, size_t n);  /* replaces the text (s may alias it) */
 void dmp_diffs_copy(const dmp_diffs *from, dmp_diffs *to);
+/* Moves every diff of src into d at position at; src ends empty. */
+void dmp_diffs_insert_all(dmp_diffs *d, size_t at, dmp_diffs *src);
+/* The length of the common prefix / suffix of a and b, in units. */
+size_t dmp_common_prefix(const dmp_u16 *a, size_t na, const dmp_u16 *b, size_t nb);
+size_t dmp_common_suffix(const dmp_u16 *a, size_t na, const dmp_u16 *b, size_t nb);
+static inline int dmp_ueq(const dmp_u16 *a, size_t na, const dmp_u16 *b, size_t nb) {
+  return na == nb && (!na || !memcmp(a, b, na * sizeof *a));
+}
+static inline int dmp_is_hi(dmp_u16 c) { return c >= 0xD800 && c <= 0xDBFF; }  /* a high (leading) surrogate */
+static inline int dmp_is_lo(dmp_u16 c) { return c >= 0xDC00 && c <= 0xDFFF; }
 
 #endif
