@@ -31,6 +31,12 @@ static void bisect_split(const dmp_opts *o, const u16 *t1, size_t n1, const u16 
   append_all(out, &b);
 }
 
+/* Where the path on diagonal k (at off in v) starts at step d: the
+ * reference's choice between the neighbouring diagonals. */
+static inline int64_t path_start(const int64_t *v, int64_t off, int64_t k, int64_t d) {
+  return k == -d || (k != d && v[off - 1] < v[off + 1]) ? v[off + 1] : v[off - 1] + 1;
+}
+
 static void bisect(const dmp_opts *o, const u16 *t1, size_t n1, const u16 *t2, size_t n2, double deadline,
                    dmp_diffs *out) {
   int64_t len1 = (int64_t)n1, len2 = (int64_t)n2;
@@ -47,9 +53,7 @@ static void bisect(const dmp_opts *o, const u16 *t1, size_t n1, const u16 *t2, s
   for (int64_t d = 0; d < max_d; d++) {
     if (dmp_now_ms() > deadline) break;
     for (int64_t k1 = -d + k1start; k1 <= d - k1end; k1 += 2) {
-      int64_t k1_offset = v_offset + k1, x1;
-      if (k1 == -d || (k1 != d && v1[k1_offset - 1] < v1[k1_offset + 1])) x1 = v1[k1_offset + 1];
-      else x1 = v1[k1_offset - 1] + 1;
+      int64_t k1_offset = v_offset + k1, x1 = path_start(v1, k1_offset, k1, d);
       int64_t y1 = x1 - k1;
       if (y1 >= 0)
         while (x1 < len1 && y1 < len2 && t1[x1] == t2[y1]) { x1++; y1++; }
@@ -72,9 +76,7 @@ static void bisect(const dmp_opts *o, const u16 *t1, size_t n1, const u16 *t2, s
       }
     }
     for (int64_t k2 = -d + k2start; k2 <= d - k2end; k2 += 2) {
-      int64_t k2_offset = v_offset + k2, x2;
-      if (k2 == -d || (k2 != d && v2[k2_offset - 1] < v2[k2_offset + 1])) x2 = v2[k2_offset + 1];
-      else x2 = v2[k2_offset - 1] + 1;
+      int64_t k2_offset = v_offset + k2, x2 = path_start(v2, k2_offset, k2, d);
       int64_t y2 = x2 - k2;
       if (y2 >= 0)
         while (x2 < len1 && y2 < len2 && t1[len1 - x2 - 1] == t2[len2 - y2 - 1]) { x2++; y2++; }

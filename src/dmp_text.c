@@ -252,6 +252,24 @@ static int64_t find_memmem(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t
  * linear. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#endif
+
+/* Verifies the candidates of mask (two bits a unit, from unit i): the
+ * first match, or -1; -3 when the budget of failures ran out, with *at
+ * where the search goes on. */
+static inline int64_t verify(const dmp_u16 *h, const dmp_u16 *nd, size_t m, size_t i, unsigned mask, size_t *budget,
+                             size_t *at) {
+  while (mask) {
+    unsigned bit = (unsigned)__builtin_ctz(mask);
+    size_t c = i + bit / 2;
+    if (!memcmp(h + c + 1, nd + 1, (m - 2) * sizeof *nd)) return (int64_t)c;
+    if (!--*budget) { *at = c + 1; return -3; }
+    mask &= ~(3u << bit);
+  }
+  return -1;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
 /* Sixteen candidates at a time where the CPU has AVX2. Returns -1 (none),
  * or the position, or -2 with *at where the scalar search goes on. */
 __attribute__((target("avx2"))) static int64_t find_avx2(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t m,
@@ -262,13 +280,8 @@ __attribute__((target("avx2"))) static int64_t find_avx2(const dmp_u16 *h, size_
     __m256i a = _mm256_loadu_si256((const __m256i *)(h + i));
     __m256i b = _mm256_loadu_si256((const __m256i *)(h + i + m - 1));
     unsigned mask = (unsigned)_mm256_movemask_epi8(_mm256_and_si256(_mm256_cmpeq_epi16(a, vf), _mm256_cmpeq_epi16(b, vl)));
-    while (mask) {
-      unsigned bit = (unsigned)__builtin_ctz(mask);
-      size_t c = i + bit / 2;
-      if (!memcmp(h + c + 1, nd + 1, (m - 2) * sizeof *nd)) return (int64_t)c;
-      if (!--*budget) { *at = c + 1; return -3; }
-      mask &= ~(3u << bit);
-    }
+    int64_t r = verify(h, nd, m, i, mask, budget, at);
+    if (r != -1) return r;
   }
   (void)n;
   *at = i;
@@ -306,13 +319,9 @@ int64_t dmp_find(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t m, int64_
     __m128i a = _mm_loadu_si128((const __m128i *)(h + i));
     __m128i b = _mm_loadu_si128((const __m128i *)(h + i + m - 1));
     unsigned mask = (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi16(a, vf), _mm_cmpeq_epi16(b, vl)));
-    while (mask) {
-      unsigned bit = (unsigned)__builtin_ctz(mask);
-      size_t c = i + bit / 2;
-      if (!memcmp(h + c + 1, nd + 1, (m - 2) * sizeof *nd)) return (int64_t)c;
-      if (!--budget) return find_memmem(h, n, nd, m, c + 1);
-      mask &= ~(3u << bit);
-    }
+    int64_t r = verify(h, nd, m, i, mask, &budget, &i);
+    if (r == -3) return find_memmem(h, n, nd, m, i);
+    if (r != -1) return r;
   }
 #endif
   for (; i < stop; i++) {
