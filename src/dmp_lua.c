@@ -287,16 +287,31 @@ static int l_getopt(lua_State *L) {
   return 1;
 }
 
-/* The object's __index and the answers that need no C call, in Lua so that
- * the JIT compiles them into the caller: a method lookup, and the no-op
- * cases (identical texts, no patches, an empty patch text), which the
- * reference answers in tens of nanoseconds. Those return their input
- * unread (see docs/dmp.md, "Texts and offsets"); any other call goes to C.
- * Arguments: methods, module table, the object metatable, the default
- * object, l_getopt. */
+/* valid(s): whether the string s is valid UTF-8, for the fast path where
+ * the FFI is missing (the C method then names the bad byte). */
+static int l_valid(lua_State *L) {
+  size_t n;
+  const char *s = lua_tolstring(L, 1, &n);
+  lua_pushboolean(L, s && !dmp_utf8_check(s, n, NULL));
+  return 1;
+}
+
+/* The object's __index and the answers that need no conversion, in Lua so
+ * that the JIT compiles them into the caller: a method lookup, and the
+ * no-op cases (identical texts, no patches, an empty patch text), which the
+ * reference answers in tens of nanoseconds. Their texts are validated (by
+ * dmp_utf8_check through the FFI, a call the JIT compiles) like every
+ * other call's: invalid UTF-8 goes on to the C method, which raises naming
+ * the byte. Arguments: methods, module table, the object metatable, the
+ * default object, l_getopt, dmp_utf8_check (a light userdata), l_valid. */
 static const char fast_lua[] =
-  "local methods, mod, MT, default, getopt = ...\n"
+  "local methods, mod, MT, default, getopt, check_ptr, valid = ...\n"
   "local type, getmetatable, select = type, getmetatable, select\n"
+  "local has_ffi, ffi = pcall(require, 'ffi')\n"
+  "if has_ffi then\n"
+  "  local check = ffi.cast('int (*)(const char *, size_t, size_t *)', check_ptr)\n"
+  "  valid = function(s) return check(s, #s, nil) == 0 end\n"
+  "end\n"
   "local c_diff, c_make, c_apply = methods.diff_main, methods.patch_make, methods.patch_apply\n"
   "local c_to_text, c_from_text = methods.patch_to_text, methods.patch_from_text\n"
   "MT.__index = function(d, k)\n"
@@ -308,7 +323,7 @@ static const char fast_lua[] =
   "  local a, b, c = ...\n"
   "  local n = select('#', ...)\n"
   "  if a == b and (n == 2 or (n == 3 and type(c) ~= 'function')) and type(a) == 'string'\n"
-  "     and getmetatable(d) == MT then\n"
+  "     and getmetatable(d) == MT and valid(a) then\n"
   "    if a == '' then return {} end\n"
   "    return {{0, a}}\n"
   "  end\n"
@@ -316,13 +331,15 @@ static const char fast_lua[] =
   "end\n"
   "local function patch_make(d, ...)\n"
   "  local a, b = ...\n"
-  "  if a == b and select('#', ...) == 2 and type(a) == 'string' and getmetatable(d) == MT then return {} end\n"
+  "  if a == b and select('#', ...) == 2 and type(a) == 'string' and getmetatable(d) == MT and valid(a) then\n"
+  "    return {}\n"
+  "  end\n"
   "  return c_make(d, ...)\n"
   "end\n"
   "local function patch_apply(d, ...)\n"
   "  local ps, text = ...\n"
   "  if select('#', ...) == 2 and type(text) == 'string' and type(ps) == 'table' and #ps == 0\n"
-  "     and getmetatable(d) == MT then\n"
+  "     and getmetatable(d) == MT and valid(text) then\n"
   "    return text, {}\n"
   "  end\n"
   "  return c_apply(d, ...)\n"
@@ -422,7 +439,9 @@ CORU_FAMILY(dmp) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, dmpl_mt_dmp);
   lua_rawgeti(L, LUA_REGISTRYINDEX, dmpl_default_ref);
   lua_pushcfunction(L, l_getopt);
-  lua_call(L, 5, 0);
+  lua_pushlightuserdata(L, (void *)dmp_utf8_check);
+  lua_pushcfunction(L, l_valid);
+  lua_call(L, 7, 0);
   lua_pushvalue(L, mod);
   lua_setfield(L, M, "dmp");
   lua_getglobal(L, "package");
