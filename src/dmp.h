@@ -58,11 +58,11 @@ void dmp_bstr_free(dmp_bstr *s);
 int dmp_utf8_to_u16(const char *s, size_t n, dmp_ustr *out, size_t *bad);
 /* Validation only: 0, or -1 with *bad as above. */
 int dmp_utf8_check(const char *s, size_t n, size_t *bad);
-/* Validates UTF-8 from *at while advancing it by k UTF-16 units (k =
- * UINT64_MAX: to the end). Returns 0 when k units were passed, 1 at the end
- * of the text (fewer), -1 when unit k falls inside an astral character, -2
- * at invalid UTF-8; *at is where it stopped. */
-int dmp_utf8_units(const char *s, size_t n, size_t *at, uint64_t k);
+/* Advances *at by k UTF-16 units in valid UTF-8 (validate first: no check
+ * here). Returns 0 when k units were passed, 1 at the end of the text
+ * (fewer), -1 when unit k falls inside an astral character; *at is where it
+ * stopped, at a character's start. */
+int dmp_utf8_skip(const char *s, size_t n, size_t *at, uint64_t k);
 /* UTF-16 -> UTF-8 (appends); a lone surrogate becomes U+FFFD. */
 void dmp_u16_to_utf8(const dmp_u16 *s, size_t n, dmp_bstr *out);
 

@@ -323,6 +323,7 @@ static int lone_end(const dmp_ustr *t) { return t->n && (dmp_is_lo(t->p[0]) || d
 int dmp_patch_apply_utf8(const dmp_opts *o, const dmp_patches *in, const char *text, size_t n, dmp_bstr *out,
                          size_t *skip, unsigned char **results, size_t *nresults) {
   if (!in->n) return -1;
+  if (dmp_utf8_check(text, n, NULL)) return -2;
   dmp_patches ps = {0};
   patches_copy(in, &ps);
   u16 pad[64];
@@ -347,8 +348,7 @@ int dmp_patch_apply_utf8(const dmp_opts *o, const dmp_patches *in, const char *t
     dmp_diff_text1(&p->diffs, &t);
     if (lone_end(&t) || expected < ou) goto done;
     size_t from = bi;
-    int w = dmp_utf8_units(src, sn, &bi, (uint64_t)(expected - ou));
-    if (w) { rc = w == -2 ? -2 : -1; goto done; }
+    if (dmp_utf8_skip(src, sn, &bi, (uint64_t)(expected - ou))) goto done;
     dmp_bstr_add(out, src + from, bi - from);
     ou = expected;
     /* match_main's exact test (and, past match_maxbits, the two ends and
@@ -365,10 +365,7 @@ int dmp_patch_apply_utf8(const dmp_opts *o, const dmp_patches *in, const char *t
     ou += (int64_t)t.n;
     res[x] = 1;
   }
-  size_t from = bi;
-  int w = dmp_utf8_units(src, sn, &bi, UINT64_MAX);  /* the rest: validated, copied */
-  if (w != 1) { rc = w == -2 ? -2 : -1; goto done; }
-  dmp_bstr_add(out, src + from, sn - from);
+  dmp_bstr_add(out, src + bi, sn - bi);  /* the rest */
   /* text.substring(pad, length - pad): the pad bytes must still be there */
   size_t m = out->n - base;
   const char *q = out->p + base;
