@@ -383,6 +383,70 @@ describe("coru.dmp API", function()
     assert.same({{-1, "😀"}, {1, "😁"}}, diffs)
   end)
 
+  it("gives opaque patch lists that apply and print as the tables do (opaque_patches)", function()
+    local d, op = dmp.new(gen.server), dmp.new(gen.server)
+    op.opaque_patches = true
+    assert.is_true(op.opaque_patches)
+    assert.is_false(d.opaque_patches)
+    for _, p in ipairs(gen.text_pairs(60)) do
+      local ps, ops = d:patch_make(p.a, p.b), op:patch_make(p.a, p.b)
+      assert.equal("userdata", type(ops))
+      assert.equal(#ps, #ops)
+      for i = 1, #ps do assert.same(ps[i], ops[i]) end
+      local text = d:patch_to_text(ps)
+      assert.equal(text, op:patch_to_text(ops))
+      assert.equal(text, tostring(ops))
+      local parsed = assert(op:patch_from_text(text))
+      assert.equal(text, d:patch_to_text(parsed))
+      for _, base in ipairs {p.a, p.c or p.b} do
+        assert.same({d:patch_apply(ps, base)}, {op:patch_apply(parsed, base)})
+        assert.same({d:patch_apply(ps, base)}, {d:patch_apply(ops, base)})  -- any object takes either form
+      end
+    end
+    -- an entry is a copy: changing it leaves the list alone
+    local ops = op:patch_make("abc abc abc", "abc abd abc")
+    ops[1].start1 = 99
+    assert.equal(0, ops[1].start1)
+    assert.is_nil(ops[0]) assert.is_nil(ops[#ops + 1]) assert.is_nil(ops.start1) assert.is_nil(ops[1.5])
+    -- no patches: the text back, validated
+    local none = assert(op:patch_from_text("@@ -1 +1 @@\n"))
+    assert.equal(1, #none)
+    assert.same({"x", {true}}, {op:patch_apply(none, "x")})
+    assert.has_error(function() op:patch_apply(none, "x\255") end, "bad argument #3 to 'patch_apply' (invalid UTF-8 at byte 2)")
+    assert.has_error(function() op.opaque_patches = 1 end, "coru.dmp: option 'opaque_patches': a boolean expected")
+    assert.has_error(function() d:patch_apply(io.stdout, "x") end,
+                     "bad argument #2 to 'patch_apply' (patches (a table or a patch list) expected, got userdata)")
+    -- the list's metamethods check what they are given
+    local MT = getmetatable(ops)
+    for _, mm in ipairs {"__len", "__index", "__tostring", "__gc"} do
+      assert.has_error(function() MT[mm]({}, 1) end,
+                       ("bad argument #1 to '%s' (coru.dmp patch list expected, got table)"):format(mm:gsub("^__(tostring)$", "%1")))
+    end
+    MT.__gc(ops)  -- by hand: the list empties, and stays safe to use and to collect
+    assert.equal(0, #ops)
+    assert.equal("", op:patch_to_text(ops))
+  end)
+
+  it("runs opaque patch lists through the pool (callback mode)", function()
+    run(function()
+      local at = gen.atoms_of(30000)
+      local a, b = gen.str(at), gen.str(gen.mutate(at, 50))
+      local op = dmp.new{opaque_patches = true}
+      local got
+      op:patch_make(a, b, function(err, ps) got = {err, ps} end)
+      helper.wait_until(function() return got end, 20000, "the patch_make callback")
+      assert.is_nil(got[1])
+      assert.equal("userdata", type(got[2]))
+      local ps, applied = got[2], nil
+      op:patch_apply(ps, a, function(err, text, res) applied = {err, text, res} end)
+      helper.wait_until(function() return applied end, 20000, "the patch_apply callback")
+      assert.is_nil(applied[1])
+      assert.equal(b, applied[2])
+      assert.is_true(#applied[3] >= #ps)  -- split_max may add hunks
+      for _, r in ipairs(applied[3]) do assert.is_true(r) end
+    end)
+  end)
+
   it("runs large operations on the pool: callback mode, and a task suspends while the loop serves", function()
     run(function()
       local at = gen.atoms_of(30000)

@@ -97,6 +97,7 @@ int64_t dmp_match_main(const dmp_opts *o, const dmp_u16 *text, size_t n, const d
 /* Patches. */
 void dmp_patches_free(dmp_patches *p);
 dmp_patch *dmp_patches_add(dmp_patches *p);  /* a zeroed patch at the end */
+void dmp_patches_copy(const dmp_patches *from, dmp_patches *to);  /* appends copies (patch_deepCopy) */
 /* patch_make(text1, text2): diff_main + cleanup_semantic + cleanup_efficiency. */
 void dmp_patch_make_texts(const dmp_opts *o, const dmp_u16 *t1, size_t n1, const dmp_u16 *t2, size_t n2,
                           dmp_patches *out);

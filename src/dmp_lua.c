@@ -49,6 +49,7 @@ static int l_patch_make(lua_State *L) {
   } else {
     return luaL_error(L, "patch_make: unknown call format (text1, text2), (diffs), (text1, diffs) expected");
   }
+  j->opaque = ((dmpl_obj *)o)->opaque;
   size_t bytes = dmpl_bytes_of(L, 2) + dmpl_bytes_of(L, 3);
   if (bytes < j->a.n) bytes = j->a.n;  /* (diffs): about the size of text1 */
   return dmpl_run(L, j, cb, bytes, "dmp.patch_make");
@@ -66,10 +67,10 @@ static int l_patch_apply(lua_State *L) {
     return 2;
   }
   dmpl_job *j = dmpl_job_new(L, o, J_APPLY);
-  dmpl_check_patches(L, 2, 2, fn, &j->pin, &j->b);
+  const dmp_patches *ps = dmpl_patches_arg(L, 2, fn, &j->pin, &j->b);
   size_t bytes = dmpl_bytes_of(L, 3);
-  for (size_t i = 0; i < j->pin.n; i++) {
-    int64_t l = j->pin.v[i].length1 + j->pin.v[i].length2;
+  for (size_t i = 0; i < ps->n; i++) {
+    int64_t l = ps->v[i].length1 + ps->v[i].length2;
     if (l > 0 && l < ((int64_t)1 << 40)) bytes += (size_t)l;
   }
   if (!cb && lua_type(L, 3) == LUA_TSTRING && !dmpl_to_pool(L, bytes)) {
@@ -78,7 +79,7 @@ static int l_patch_apply(lua_State *L) {
      * not valid UTF-8: dmpl_check_text names the byte) the general path */
     size_t n, skip = 0;
     const char *s = lua_tolstring(L, 3, &n);
-    if (!dmp_patch_apply_utf8(&j->o, &j->pin, s, n, &j->tmp, &skip, &j->res, &j->nres)) {
+    if (!dmp_patch_apply_utf8(&j->o, ps, s, n, &j->tmp, &skip, &j->res, &j->nres)) {
       lua_pushlstring(L, j->tmp.p + skip, j->tmp.n - 2 * skip);
       dmpl_push_results(L, j);
       dmpl_job_done(L, j);
@@ -86,6 +87,7 @@ static int l_patch_apply(lua_State *L) {
     }
   }
   dmpl_check_text(L, 3, fn, &j->a);
+  if (ps != &j->pin) dmp_patches_copy(ps, &j->pin);  /* the job's own: the pool may run it */
   return dmpl_run(L, j, cb, bytes, "dmp.patch_apply");
 }
 
@@ -101,7 +103,7 @@ static dmpl_job *diffs_job(lua_State *L, const char *fn) {
 static int write_back(lua_State *L, dmpl_job *j) {
   size_t old = lua_objlen(L, 2);
   for (size_t i = 0; i < j->din.n; i++) {
-    dmpl_push_diff(L, j, &j->din.v[i]);
+    dmpl_push_diff(L, &j->tmp, &j->din.v[i]);
     lua_rawseti(L, 2, (int)i + 1);
   }
   for (size_t i = j->din.n + 1; i <= old; i++) {
@@ -146,7 +148,7 @@ static int text12(lua_State *L, int which) {
   j->a.n = 0;  /* it was dmpl_check_diffs' scratch */
   if (which == 1) dmp_diff_text1(&j->din, &j->a);
   else dmp_diff_text2(&j->din, &j->a);
-  dmpl_push_u16(L, j, j->a.p, j->a.n);
+  dmpl_push_u16(L, &j->tmp, j->a.p, j->a.n);
   dmpl_job_done(L, j);
   return 1;
 }
@@ -172,8 +174,7 @@ static int l_patch_to_text(lua_State *L) {
   const char *fn = "patch_to_text";
   dmp_opts *o = dmpl_check_dmp(L, 1, fn);
   dmpl_job *j = dmpl_job_new(L, o, 0);
-  dmpl_check_patches(L, 2, 2, fn, &j->pin, &j->a);
-  dmp_patch_to_text(&j->pin, &j->tmp);
+  dmp_patch_to_text(dmpl_patches_arg(L, 2, fn, &j->pin, &j->a), &j->tmp);
   lua_pushlstring(L, j->tmp.p ? j->tmp.p : "", j->tmp.n);
   dmpl_job_done(L, j);
   return 1;
@@ -192,7 +193,8 @@ static int l_patch_from_text(lua_State *L) {
     lua_pushstring(L, err);
     return 2;
   }
-  dmpl_push_patches(L, j, &j->pout);
+  j->opaque = ((dmpl_obj *)o)->opaque;
+  dmpl_push_patch_list(L, j);
   dmpl_job_done(L, j);
   return 1;
 }
@@ -215,7 +217,13 @@ static int l_md5(lua_State *L) {
 /* -------------------------------------------------------------- objects */
 
 /* Set option k from the value at idx; returns an error message or NULL. */
-static const char *set_opt(lua_State *L, dmp_opts *o, const char *k, int idx) {
+static const char *set_opt(lua_State *L, dmpl_obj *obj, const char *k, int idx) {
+  dmp_opts *o = &obj->o;
+  if (!strcmp(k, "opaque_patches")) {
+    if (lua_type(L, idx) != LUA_TBOOLEAN) return "a boolean expected";
+    obj->opaque = lua_toboolean(L, idx);
+    return NULL;
+  }
   if (lua_type(L, idx) != LUA_TNUMBER) return "a number expected";
   double v = lua_tonumber(L, idx);
   if (v != v) return "not a number (NaN)";
@@ -237,7 +245,7 @@ static const char *set_opt(lua_State *L, dmp_opts *o, const char *k, int idx) {
 }
 
 
-static void apply_opts(lua_State *L, dmp_opts *o, int t, const char *fn) {
+static void apply_opts(lua_State *L, dmpl_obj *o, int t, const char *fn) {
   if (lua_isnoneornil(L, t)) return;
   if (lua_type(L, t) != LUA_TTABLE) dmpl_argerr(L, t, fn, lua_pushfstring(L, "table expected, got %s", luaL_typename(L, t)));
   lua_pushnil(L);
@@ -249,24 +257,42 @@ static void apply_opts(lua_State *L, dmp_opts *o, int t, const char *fn) {
   }
 }
 
-static dmp_opts *new_obj(lua_State *L) {
-  dmp_opts *o = lua_newuserdata(L, sizeof *o);
-  dmp_opts_default(o);
+/* The objects whose opaque_patches is set, as keys of a weak table that
+ * the Lua fast path reads (its empty answers are tables). */
+static int opaque_ref = LUA_NOREF;
+
+static void mark_opaque(lua_State *L, int idx, int on) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, opaque_ref);
+  lua_pushvalue(L, idx);
+  if (on) lua_pushboolean(L, 1);
+  else lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+static dmpl_obj *new_obj(lua_State *L) {
+  dmpl_obj *o = lua_newuserdata(L, sizeof *o);
+  dmp_opts_default(&o->o);
+  o->opaque = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, dmpl_mt_dmp);
   lua_setmetatable(L, -2);
   return o;
 }
 
 static int l_new(lua_State *L) {
-  dmp_opts o;
-  dmp_opts_default(&o);
+  dmpl_obj o;
+  dmp_opts_default(&o.o);
+  o.opaque = 0;
   apply_opts(L, &o, 1, "new");
   *new_obj(L) = o;
+  if (o.opaque) mark_opaque(L, lua_gettop(L), 1);
   return 1;
 }
 
-static int push_opt(lua_State *L, const dmp_opts *o, const char *k) {
-  if (!strcmp(k, "diff_timeout")) lua_pushnumber(L, o->diff_timeout);
+static int push_opt(lua_State *L, const dmpl_obj *obj, const char *k) {
+  const dmp_opts *o = &obj->o;
+  if (!strcmp(k, "opaque_patches")) lua_pushboolean(L, obj->opaque);
+  else if (!strcmp(k, "diff_timeout")) lua_pushnumber(L, o->diff_timeout);
   else if (!strcmp(k, "diff_edit_cost")) lua_pushnumber(L, o->diff_edit_cost);
   else if (!strcmp(k, "match_threshold")) lua_pushnumber(L, o->match_threshold);
   else if (!strcmp(k, "match_distance")) lua_pushnumber(L, o->match_distance);
@@ -280,7 +306,7 @@ static int push_opt(lua_State *L, const dmp_opts *o, const char *k) {
 /* d.key for a key that is not a method (the Lua __index below looks the
  * methods up first): a tunable, or nil. */
 static int l_getopt(lua_State *L) {
-  dmp_opts *o = dmpl_check_dmp(L, 1, "index");
+  dmpl_obj *o = (dmpl_obj *)dmpl_check_dmp(L, 1, "index");
   const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
   if (k && push_opt(L, o, k)) return 1;
   lua_pushnil(L);
@@ -303,9 +329,10 @@ static int l_valid(lua_State *L) {
  * dmp_utf8_check through the FFI, a call the JIT compiles) like every
  * other call's: invalid UTF-8 goes on to the C method, which raises naming
  * the byte. Arguments: methods, module table, the object metatable, the
- * default object, l_getopt, dmp_utf8_check (a light userdata), l_valid. */
+ * default object, l_getopt, dmp_utf8_check (a light userdata), l_valid,
+ * the set of opaque objects. */
 static const char fast_lua[] =
-  "local methods, mod, MT, default, getopt, check_ptr, valid = ...\n"
+  "local methods, mod, MT, default, getopt, check_ptr, valid, opaque = ...\n"
   "local type, getmetatable, select = type, getmetatable, select\n"
   "local has_ffi, ffi = pcall(require, 'ffi')\n"
   "if has_ffi then\n"
@@ -331,7 +358,8 @@ static const char fast_lua[] =
   "end\n"
   "local function patch_make(d, ...)\n"
   "  local a, b = ...\n"
-  "  if a == b and select('#', ...) == 2 and type(a) == 'string' and getmetatable(d) == MT and valid(a) then\n"
+  "  if a == b and select('#', ...) == 2 and type(a) == 'string' and getmetatable(d) == MT and not opaque[d]\n"
+  "     and valid(a) then\n"
   "    return {}\n"
   "  end\n"
   "  return c_make(d, ...)\n"
@@ -350,7 +378,7 @@ static const char fast_lua[] =
   "  return c_to_text(d, ...)\n"
   "end\n"
   "local function patch_from_text(d, ...)\n"
-  "  if ... == '' and getmetatable(d) == MT then return {} end\n"
+  "  if ... == '' and getmetatable(d) == MT and not opaque[d] then return {} end\n"
   "  return c_from_text(d, ...)\n"
   "end\n"
   "methods.diff_main, methods.patch_make, methods.patch_apply = diff_main, patch_make, patch_apply\n"
@@ -362,9 +390,10 @@ static const char fast_lua[] =
   "mod.patch_from_text = function(...) return patch_from_text(default, ...) end\n";
 
 static int l_newindex(lua_State *L) {
-  dmp_opts *o = dmpl_check_dmp(L, 1, "newindex");
+  dmpl_obj *o = (dmpl_obj *)dmpl_check_dmp(L, 1, "newindex");
   const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
   const char *e = set_opt(L, o, k, 3);
+  if (!e) mark_opaque(L, 1, o->opaque);
   if (e) return luaL_error(L, "coru.dmp: option '%s': %s", k, e);
   return 0;
 }
@@ -441,7 +470,14 @@ CORU_FAMILY(dmp) {
   lua_pushcfunction(L, l_getopt);
   lua_pushlightuserdata(L, (void *)dmp_utf8_check);
   lua_pushcfunction(L, l_valid);
-  lua_call(L, 7, 0);
+  lua_createtable(L, 0, 1);  /* opaque: weak keys */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  opaque_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_call(L, 8, 0);
   lua_pushvalue(L, mod);
   lua_setfield(L, M, "dmp");
   lua_getglobal(L, "package");

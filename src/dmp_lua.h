@@ -1,7 +1,8 @@
 /*
- * dmp_lua.h - internal to the coru.dmp binding: the lower layer
- * (dmp_lua_job.c: jobs, argument conversion, results, the thread pool) that
- * the methods and objects (dmp_lua.c) call. Nothing here calls upwards.
+ * dmp_lua.h - internal to the coru.dmp binding, in three layers that call
+ * downwards only: dmp_lua_push.c (argument errors, results as Lua values,
+ * the opaque patch list) <- dmp_lua_job.c (jobs, argument checks and
+ * conversions, the thread pool) <- dmp_lua.c (methods, objects).
  */
 #ifndef CORU_DMP_LUA_H
 #define CORU_DMP_LUA_H
@@ -18,6 +19,7 @@ typedef struct {
   uv_work_t req;
   coru_cont cont;
   int kind, checklines;
+  int opaque;          /* patch lists out as a dmpl_mt_plist userdata */
   dmp_opts o;
   dmp_ustr a, b;       /* texts in */
   dmp_diffs din;
@@ -31,27 +33,60 @@ typedef struct {
   int slot;            /* the job userdata's stack index (dmpl_job_done) */
 } dmpl_job;
 
+/* A coru.dmp object: the core's options, and the binding's one. */
+typedef struct {
+  dmp_opts o;          /* first: the object's pointer is its options' */
+  int opaque;          /* opaque_patches */
+} dmpl_obj;
+
 /* Registry refs of the object metatable and of the default object (the one
  * behind the module-level forms), set by dmp_lua.c when the runtime opens. */
 extern int dmpl_mt_dmp, dmpl_default_ref;
 extern void *dmpl_default_ud;
+
+/* ------------------------------------------------------ dmp_lua_push.c */
+
+/* The patch fields, their names and their interned keys. */
+enum { DMPL_K_DIFFS, DMPL_K_START1, DMPL_K_START2, DMPL_K_LENGTH1, DMPL_K_LENGTH2, DMPL_K_N };
+extern const char *const dmpl_key_name[DMPL_K_N];
+void dmpl_push_key(lua_State *L, int k);
+/* Registry refs of the patch tables' and the patch lists' metatables. */
+extern int dmpl_mt_patch, dmpl_mt_plist;
+/* Creates the keys and those metatables (the list's __gc and __len). */
+void dmpl_push_open(lua_State *L);
+
+/* Raises "bad argument #i to 'fn' (msg)", counting the arguments as the
+ * caller wrote them (the module-level forms lack self). */
+int dmpl_argerr(lua_State *L, int i, const char *fn, const char *msg);
+/* The userdata at i if its metatable is the one of ref, else NULL. */
+void *dmpl_test_ud(lua_State *L, int i, int ref);
+
+/* Results: a UTF-16 text as a UTF-8 string (tmp: scratch), a diff as
+ * {op, text}, lists of them, patch tables. */
+void dmpl_push_u16(lua_State *L, dmp_bstr *tmp, const dmp_u16 *s, size_t n);
+void dmpl_push_diff(lua_State *L, dmp_bstr *tmp, const dmp_diff *d);
+void dmpl_push_diffs(lua_State *L, dmp_bstr *tmp, const dmp_diffs *d);
+void dmpl_push_patches(lua_State *L, dmp_bstr *tmp, const dmp_patches *ps);
+
+/* The opaque patch list: a new one that takes over *from (left empty);
+ * the list at i or NULL; the list at 1 or an argument error. */
+void dmpl_push_plist(lua_State *L, dmp_patches *from);
+dmp_patches *dmpl_test_plist(lua_State *L, int i);
+dmp_patches *dmpl_check_plist(lua_State *L, const char *fn);
+
+/* ------------------------------------------------------- dmp_lua_job.c */
 /* Calls in a task go to the pool from this many bytes (dmp.pool_threshold). */
 extern size_t dmpl_pool_min;
 
-/* Creates the job and patch metatables, the spare job and the field keys. */
+/* Opens the binding's lower layers: metatables, the spare job, the keys. */
 void dmpl_open(lua_State *L);
-
-/* The userdata at i if its metatable is the one of ref, else NULL. */
-void *dmpl_test_ud(lua_State *L, int i, int ref);
 
 /* A job for kind (0: a quick call that runs in place) with options o, pushed
  * on the stack; dmpl_job_done frees its buffers and keeps it as the spare. */
 dmpl_job *dmpl_job_new(lua_State *L, const dmp_opts *o, int kind);
 void dmpl_job_done(lua_State *L, dmpl_job *j);
 
-/* Argument checks: each raises "bad argument #i to 'fn' (...)", counting the
- * arguments as the caller wrote them (the module-level forms lack self). */
-int dmpl_argerr(lua_State *L, int i, const char *fn, const char *msg);
+/* Argument checks: each raises through dmpl_argerr. */
 dmp_opts *dmpl_check_dmp(lua_State *L, int i, const char *fn);
 /* A string (its bytes unchecked). */
 const char *dmpl_check_string(lua_State *L, int i, const char *fn, size_t *n);
@@ -63,13 +98,14 @@ int64_t dmpl_check_int(lua_State *L, int idx, int argi, const char *fn, const ch
  * reported as argument argi; scratch is a conversion buffer. */
 void dmpl_check_diffs(lua_State *L, int i, int argi, const char *fn, dmp_diffs *out, dmp_ustr *scratch);
 void dmpl_check_patches(lua_State *L, int i, int argi, const char *fn, dmp_patches *out, dmp_ustr *scratch);
+/* The patches argument i: an opaque list's own (read, never changed), or
+ * the table's converted into *into. */
+const dmp_patches *dmpl_patches_arg(lua_State *L, int i, const char *fn, dmp_patches *into, dmp_ustr *scratch);
 
-/* Results: a UTF-16 text as a UTF-8 string, a diff as {op, text}, lists. */
-void dmpl_push_u16(lua_State *L, dmpl_job *j, const dmp_u16 *s, size_t n);
-void dmpl_push_diff(lua_State *L, dmpl_job *j, const dmp_diff *d);
-void dmpl_push_diffs(lua_State *L, dmpl_job *j, const dmp_diffs *d);
-void dmpl_push_patches(lua_State *L, dmpl_job *j, const dmp_patches *ps);
+/* j's per-hunk results as booleans; j->pout as the caller's object asks
+ * (a table of patch tables, or an opaque list). */
 void dmpl_push_results(lua_State *L, dmpl_job *j);
+void dmpl_push_patch_list(lua_State *L, dmpl_job *j);
 
 /* Whether a call in this state, on texts of this size, goes to the pool. */
 int dmpl_to_pool(lua_State *L, size_t bytes);

@@ -24,16 +24,7 @@ size_t dmpl_pool_min = 64 * 1024;
  * runtime opens (one per process): a type check is a rawgeti and a compare,
  * not a string-keyed lookup. */
 int dmpl_mt_dmp = LUA_NOREF, dmpl_default_ref = LUA_NOREF;
-static int mt_job = LUA_NOREF, mt_patch = LUA_NOREF;
-
-void *dmpl_test_ud(lua_State *L, int i, int ref) {
-  void *p = lua_touserdata(L, i);
-  if (!p || !lua_getmetatable(L, i)) return NULL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  int same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same ? p : NULL;
-}
+static int mt_job = LUA_NOREF;
 
 static void job_clear(dmpl_job *j) {
   dmp_ustr_free(&j->a);
@@ -65,14 +56,6 @@ static int job_gc(lua_State *L) {
  * frees the buffers), and a call made while the spare is taken (a nested
  * one) makes its own. */
 static int spare_ref = LUA_NOREF;
-
-/* The patch fields' names, interned once (registry refs): reading or
- * writing a field by a key already on hand skips hashing its name. */
-enum { K_DIFFS, K_START1, K_START2, K_LENGTH1, K_LENGTH2, K_N };
-static const char *const key_name[K_N] = {"diffs", "start1", "start2", "length1", "length2"};
-static int key_ref[K_N] = {LUA_NOREF, LUA_NOREF, LUA_NOREF, LUA_NOREF, LUA_NOREF};
-
-static void push_key(lua_State *L, int k) { lua_rawgeti(L, LUA_REGISTRYINDEX, key_ref[k]); }
 
 dmpl_job *dmpl_job_new(lua_State *L, const dmp_opts *o, int kind) {
   dmpl_job *j = NULL;
@@ -107,16 +90,6 @@ void dmpl_job_done(lua_State *L, dmpl_job *j) {
 }
 
 /* ------------------------------------------------------------ arguments */
-
-void *dmpl_default_ud;  /* the object behind the module-level forms */
-
-int dmpl_argerr(lua_State *L, int i, const char *fn, const char *msg) {
-  /* dmp.diff_main(a, b) is d:diff_main(a, b) on the default object: count
-   * the arguments as the caller wrote them */
-  if (dmpl_default_ud && lua_touserdata(L, 1) == dmpl_default_ud) i--;
-  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", i, fn, msg);
-  return lua_error(L);
-}
 
 dmp_opts *dmpl_check_dmp(lua_State *L, int i, const char *fn) {
   dmp_opts *o = dmpl_test_ud(L, i, dmpl_mt_dmp);
@@ -156,10 +129,10 @@ int64_t dmpl_check_int(lua_State *L, int idx, int argi, const char *fn, const ch
   return (int64_t)v;
 }
 
-/* The length of the array at i (what: "diffs", "patches"). */
+/* The length of the array at i (what: "diffs (a table)", ...). */
 static size_t check_array(lua_State *L, int i, int argi, const char *fn, const char *what) {
   if (lua_type(L, i) != LUA_TTABLE)
-    dmpl_argerr(L, argi, fn, lua_pushfstring(L, "%s (a table) expected, got %s", what, luaL_typename(L, i)));
+    dmpl_argerr(L, argi, fn, lua_pushfstring(L, "%s expected, got %s", what, luaL_typename(L, i)));
   return lua_objlen(L, i);
 }
 
@@ -172,7 +145,7 @@ static int check_entry(lua_State *L, int i, size_t k, int argi, const char *fn, 
 }
 
 void dmpl_check_diffs(lua_State *L, int i, int argi, const char *fn, dmp_diffs *out, dmp_ustr *scratch) {
-  size_t n = check_array(L, i, argi, fn, "diffs");
+  size_t n = check_array(L, i, argi, fn, "diffs (a table)");
   for (size_t k = 1; k <= n; k++) {
     int t = check_entry(L, i, k, argi, fn, "diff");
     lua_rawgeti(L, t, 1);
@@ -192,70 +165,30 @@ void dmpl_check_diffs(lua_State *L, int i, int argi, const char *fn, dmp_diffs *
 }
 
 void dmpl_check_patches(lua_State *L, int i, int argi, const char *fn, dmp_patches *out, dmp_ustr *scratch) {
-  size_t n = check_array(L, i, argi, fn, "patches");
+  size_t n = check_array(L, i, argi, fn, "patches (a table or a patch list)");
   for (size_t k = 1; k <= n; k++) {
     int t = check_entry(L, i, k, argi, fn, "patch");
     dmp_patch *p = dmp_patches_add(out);
     int64_t v[4];
     for (int q = 0; q < 4; q++) {
-      push_key(L, K_START1 + q);
+      dmpl_push_key(L, DMPL_K_START1 + q);
       lua_gettable(L, t);
-      v[q] = dmpl_check_int(L, -1, argi, fn, key_name[K_START1 + q]);
+      v[q] = dmpl_check_int(L, -1, argi, fn, dmpl_key_name[DMPL_K_START1 + q]);
       lua_pop(L, 1);
     }
     p->start1 = v[0]; p->start2 = v[1]; p->length1 = v[2]; p->length2 = v[3];
-    push_key(L, K_DIFFS);
+    dmpl_push_key(L, DMPL_K_DIFFS);
     lua_gettable(L, t);
     dmpl_check_diffs(L, lua_gettop(L), argi, fn, &p->diffs, scratch);
     lua_settop(L, t - 1);
   }
 }
 
-/* ------------------------------------------------------------- results */
-
-void dmpl_push_u16(lua_State *L, dmpl_job *j, const dmp_u16 *s, size_t n) {
-  j->tmp.n = 0;
-  dmp_u16_to_utf8(s, n, &j->tmp);
-  lua_pushlstring(L, j->tmp.p ? j->tmp.p : "", j->tmp.n);
-}
-
-void dmpl_push_diff(lua_State *L, dmpl_job *j, const dmp_diff *d) {
-  lua_createtable(L, 2, 0);
-  lua_pushinteger(L, d->op);
-  lua_rawseti(L, -2, 1);
-  dmpl_push_u16(L, j, d->s, d->n);
-  lua_rawseti(L, -2, 2);
-}
-
-void dmpl_push_diffs(lua_State *L, dmpl_job *j, const dmp_diffs *d) {
-  lua_createtable(L, (int)d->n, 0);
-  for (size_t i = 0; i < d->n; i++) {
-    dmpl_push_diff(L, j, &d->v[i]);
-    lua_rawseti(L, -2, (int)i + 1);
-  }
-}
-
-void dmpl_push_patches(lua_State *L, dmpl_job *j, const dmp_patches *ps) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, mt_patch);
-  int mt = lua_gettop(L);
-  lua_createtable(L, (int)ps->n, 0);
-  for (size_t i = 0; i < ps->n; i++) {
-    const dmp_patch *p = &ps->v[i];
-    lua_createtable(L, 0, 5);
-    const int64_t v[4] = {p->start1, p->start2, p->length1, p->length2};
-    push_key(L, K_DIFFS);
-    dmpl_push_diffs(L, j, &p->diffs);
-    lua_rawset(L, -3);
-    for (int q = 0; q < 4; q++) {
-      push_key(L, K_START1 + q);
-      lua_pushnumber(L, (lua_Number)v[q]);
-      lua_rawset(L, -3);
-    }
-    lua_pushvalue(L, mt);
-    lua_setmetatable(L, -2);
-    lua_rawseti(L, -2, (int)i + 1);
-  }
-  lua_remove(L, mt);
+const dmp_patches *dmpl_patches_arg(lua_State *L, int i, const char *fn, dmp_patches *into, dmp_ustr *scratch) {
+  const dmp_patches *ps = dmpl_test_plist(L, i);
+  if (ps) return ps;
+  dmpl_check_patches(L, i, i, fn, into, scratch);
+  return into;
 }
 
 /* ------------------------------------------------------------- the jobs */
@@ -277,13 +210,18 @@ void dmpl_push_results(lua_State *L, dmpl_job *j) {
   }
 }
 
+void dmpl_push_patch_list(lua_State *L, dmpl_job *j) {
+  if (j->opaque) dmpl_push_plist(L, &j->pout);
+  else dmpl_push_patches(L, &j->tmp, &j->pout);
+}
+
 static int job_push(lua_State *L, dmpl_job *j) {
   switch (j->kind) {
-  case J_DIFF: dmpl_push_diffs(L, j, &j->dout); return 1;
+  case J_DIFF: dmpl_push_diffs(L, &j->tmp, &j->dout); return 1;
   case J_MAKE_TEXTS:
-  case J_MAKE_DIFFS: dmpl_push_patches(L, j, &j->pout); return 1;
+  case J_MAKE_DIFFS: dmpl_push_patch_list(L, j); return 1;
   default:
-    dmpl_push_u16(L, j, j->tout.p, j->tout.n);
+    dmpl_push_u16(L, &j->tmp, j->tout.p, j->tout.n);
     dmpl_push_results(L, j);
     return 2;
   }
@@ -369,19 +307,53 @@ int dmpl_patch_tostring(lua_State *L) {
   return 1;
 }
 
+/* ------------------------------------------------------ the patch list */
+
+/* ps[i]: a copy of patch i as a patch table (changing it changes nothing
+ * in the list), or nil. */
+static int plist_index(lua_State *L) {
+  dmp_patches *ps = dmpl_check_plist(L, "__index");
+  lua_Number k = lua_type(L, 2) == LUA_TNUMBER ? lua_tonumber(L, 2) : 0;
+  if (!(k >= 1 && k <= (lua_Number)ps->n && k == (lua_Number)(size_t)k)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  dmp_opts o;
+  dmp_opts_default(&o);
+  dmpl_job *j = dmpl_job_new(L, &o, 0);  /* its scratch buffer: freed even if a push raises */
+  dmp_patches one = {&ps->v[(size_t)k - 1], 1, 1};
+  dmpl_push_patches(L, &j->tmp, &one);
+  lua_rawgeti(L, -1, 1);
+  dmpl_job_done(L, j);
+  return 1;
+}
+
+static int plist_tostring(lua_State *L) {
+  dmp_patches *ps = dmpl_check_plist(L, "tostring");
+  dmp_opts o;
+  dmp_opts_default(&o);
+  dmpl_job *j = dmpl_job_new(L, &o, 0);
+  dmp_patch_to_text(ps, &j->tmp);
+  lua_pushlstring(L, j->tmp.p ? j->tmp.p : "", j->tmp.n);
+  dmpl_job_done(L, j);
+  return 1;
+}
+
 void dmpl_open(lua_State *L) {
+  dmpl_push_open(L);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, job_gc);
   lua_setfield(L, -2, "__gc");
   mt_job = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_createtable(L, 1, 0);
   spare_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  for (int k = 0; k < K_N; k++) {
-    lua_pushstring(L, key_name[k]);
-    key_ref[k] = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_createtable(L, 0, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, dmpl_mt_patch);
   lua_pushcfunction(L, dmpl_patch_tostring);
   lua_setfield(L, -2, "__tostring");
-  mt_patch = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, dmpl_mt_plist);
+  lua_pushcfunction(L, plist_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, plist_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 2);
 }

@@ -35,6 +35,17 @@ dmp_patch *dmp_patches_add(dmp_patches *p) {
   return x;
 }
 
+void dmp_patches_copy(const dmp_patches *from, dmp_patches *to) {
+  for (size_t i = 0; i < from->n; i++) {
+    dmp_patch *p = dmp_patches_add(to);
+    dmp_diffs_copy(&from->v[i].diffs, &p->diffs);
+    p->start1 = from->v[i].start1;
+    p->start2 = from->v[i].start2;
+    p->length1 = from->v[i].length1;
+    p->length2 = from->v[i].length2;
+  }
+}
+
 
 /* A 4-gram index of a large text, sampled at every fourth position:
  * patch_addContext_ asks, for every hunk, whether its pattern occurs twice

@@ -17,16 +17,7 @@ typedef dmp_u16 u16;
 typedef dmp_seg2 seg2;
 static const u16 EMPTY[1];  /* an empty text may come as NULL */
 
-static void patches_copy(const dmp_patches *from, dmp_patches *to) {
-  for (size_t i = 0; i < from->n; i++) {
-    dmp_patch *p = dmp_patches_add(to);
-    dmp_diffs_copy(&from->v[i].diffs, &p->diffs);
-    p->start1 = from->v[i].start1;
-    p->start2 = from->v[i].start2;
-    p->length1 = from->v[i].length1;
-    p->length2 = from->v[i].length2;
-  }
-}
+/* ------------------------------------------------------ padding, splitting */
 
 /* patch_addPadding: returns the padding length; pad gets the units 1..n. */
 static size_t add_padding(const dmp_opts *o, dmp_patches *ps, u16 *pad) {
@@ -210,7 +201,7 @@ static size_t clampz(int64_t v, size_t n) { return v < 0 ? 0 : ((uint64_t)v > n 
 void dmp_patch_apply(const dmp_opts *o, const dmp_patches *in, const u16 *text, size_t n, dmp_ustr *out,
                      unsigned char **results, size_t *nresults) {
   dmp_patches ps = {0};
-  patches_copy(in, &ps);  /* the reference's patch_deepCopy */
+  dmp_patches_copy(in, &ps);  /* the reference's patch_deepCopy */
   dmp_patch_apply_consume(o, &ps, text, n, out, results, nresults);
 }
 
@@ -325,7 +316,7 @@ int dmp_patch_apply_utf8(const dmp_opts *o, const dmp_patches *in, const char *t
   if (!in->n) return -1;
   if (dmp_utf8_check(text, n, NULL)) return -2;
   dmp_patches ps = {0};
-  patches_copy(in, &ps);
+  dmp_patches_copy(in, &ps);
   u16 pad[64];
   size_t plen = add_padding(o, &ps, pad);
   split_max(o, &ps);
