@@ -1,12 +1,14 @@
 /*
- * dmp_lua_job.c - the lower layer of the coru.dmp binding (dmp_lua.h): a
+ * dmp_lua_job.c - the middle layer of the coru.dmp binding (dmp_lua.h): a
  * call's job (its converted arguments and results), the argument checks and
- * conversions, the results pushed back as Lua values, and the thread pool.
+ * conversions, the thread pool, and the metamethods that need a job's
+ * scratch (patch tables' and patch lists' __tostring, the lists' __index).
+ * Calls dmp_lua_push.c and the core.
  *
  * Strings cross as UTF-8 (validated: invalid UTF-8 is an argument error);
  * offsets are the reference's: 0-based UTF-16 code units. Diffs are arrays
  * of {op, text}; patches are tables {diffs, start1, start2, length1,
- * length2} whose __tostring is their patch text.
+ * length2} whose __tostring is their patch text, or opaque patch lists.
  *
  * Every call converts its arguments into a job (a userdata, so that an
  * argument error frees what was converted). diff_main, patch_make and
@@ -22,7 +24,7 @@ size_t dmpl_pool_min = 64 * 1024;
 
 /* Registry refs of the metatables and of the default object, set when the
  * runtime opens (one per process): a type check is a rawgeti and a compare,
- * not a string-keyed lookup. */
+ * not a string-keyed lookup. (dmp_lua.c sets the first two.) */
 int dmpl_mt_dmp = LUA_NOREF, dmpl_default_ref = LUA_NOREF;
 static int mt_job = LUA_NOREF;
 
