@@ -81,6 +81,8 @@ typedef struct coru_rt {
   int task_mt_ref, cancel_mt_ref, chan_mt_ref, taskco_ref;
   int unobserved_ref, unobserved_n;    /* failed tasks nobody observed yet */
   int live_ref;          /* handle.c: weak table light(h) -> box */
+  const void *box_mt;    /* handle.c: the handle metatable last checked, and its htype */
+  const void *box_ht;
   uv_idle_t tick;        /* next-iteration work: coru.pass, reports */
   unsigned tick_epoch;
   int tick_inited;
