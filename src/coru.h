@@ -125,7 +125,7 @@ void coru_report(lua_State *L, const char *traceback);
  * as any lua_CFunction does. A function that suspends must be registered
  * with CORU_YIELDS. */
 #define CORU_YIELDS 1
-/* A yielding function that reads at most k (<= 4) arguments (k counts any
+/* A yielding function that reads at most k (<= 5) arguments (k counts any
  * it checks for misuse, a refused callback slot included), none of them
  * where a nil differs from no value: its wrapper has k fixed parameters
  * (boot.lua wrap), which lets LuaJIT compile the caller on after it.
