@@ -311,13 +311,12 @@ static const coru_Fn udp_fns[] = {
   CORU_FN(udp, set_membership, 0), CORU_FN(udp, set_multicast_loop, 0),
   CORU_FN(udp, set_multicast_ttl, 0), CORU_FN(udp, set_multicast_interface, 0),
   CORU_FN(udp, set_broadcast, 0), CORU_FN(udp, set_ttl, 0), CORU_FN(udp, get_send_queue_size, 0),
-  CORU_FN(udp, get_send_queue_count, 0), CORU_FN(udp, send, CORU_YIELDS),
+  CORU_FN(udp, get_send_queue_count, 0), CORU_FN(udp, send, CORU_YIELDS | CORU_ARITY(5)),
   CORU_FN(udp, try_send, 0), CORU_FN(udp, recv_start, 0), CORU_FN(udp, recv_stop, 0),
-  CORU_FN(udp, recv, CORU_YIELDS), {"settimeout", NULL, l_udp_settimeout, 0}, CORU_FNS_END
+  CORU_FN(udp, recv, CORU_YIELDS | CORU_ARITY(2)), {"settimeout", NULL, l_udp_settimeout, 0}, CORU_FNS_END
 };
 
 static coru_htype udp_type = {"coru.udp", CORU_K_UDP, CORU_K_UDP, udp_fns, udp_on_close, NULL, NULL};
-
 
 CORU_FAMILY(udp) {
   coru_register_htype(L, &udp_type);

@@ -7,13 +7,6 @@
 # files of src/, and, given the directory of their objects (build/obj), on a
 # cycle in the graph of calls between them: file A uses file B when A.o has
 # an undefined symbol that B.o defines (nm), whatever the headers say.
-#
-# KNOWN: groups of files whose call cycle is known and owned elsewhere
-# (space-separated names, ',' between groups): a cycle inside one group is
-# reported, not failed on. Say why next to it.
-#   dmp_diff,dmp_text,dmp_patch: diff-match-patch's text helpers push diffs
-#   and patches (the dmp files have their own owner).
-KNOWN=${LAYERS_KNOWN-"dmp_diff dmp_text dmp_patch"}
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 objdir=${1:-}
@@ -52,11 +45,7 @@ sort -o "$tmp/def" "$tmp/def"
 sort -o "$tmp/use" "$tmp/use"
 # "definer user symbol" for every cross-file use
 join "$tmp/use" "$tmp/def" | awk '$2 != $3 { print $3, $2, $1 }' | sort -u > "$tmp/calls"
-awk -v known="$KNOWN" -v k="$tmp/known" -v e="$tmp/edges" '
-  BEGIN { n = split(known, gs, ","); for (i = 1; i <= n; i++) { m = split(gs[i], fs, " "); for (j = 1; j <= m; j++) g[fs[j]] = i } }
-  { if (($1 in g) && ($2 in g) && g[$1] == g[$2]) print $1, $2 > k; else print $1, $2 > e }
-' "$tmp/calls"
-touch "$tmp/known" "$tmp/edges"
+cut -d" " -f1,2 "$tmp/calls" > "$tmp/edges"
 out=$(sort -u "$tmp/edges" "$tmp/self" | cycles | uniq)
 if [ -n "$out" ]; then
   echo "layers.sh: call cycle between src files (objects of $objdir):" >&2
@@ -67,8 +56,5 @@ if [ -n "$out" ]; then
       k = "  " $2 " -> " $1 ":"; if (!(k in s)) o[++n] = k; s[k] = s[k] " " $3 }
     END { for (i = 1; i <= n; i++) print o[i] s[o[i]] }' "$tmp/calls" >&2
   exit 1
-fi
-if [ -s "$tmp/known" ] && [ -n "$(sort -u "$tmp/known" | cycles)" ]; then
-  echo "layers.sh: known call cycle left alone (KNOWN): $KNOWN"
 fi
 echo "layers.sh: src calls form a DAG ($(wc -l < "$tmp/self") objects, $(cut -d' ' -f1,2 "$tmp/calls" | sort -u | wc -l) file-to-file uses)"
