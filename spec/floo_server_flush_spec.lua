@@ -42,15 +42,20 @@ describe("coru.floo.server group commit", function()
     return srv, cfg, a, ids, srv:workspace("alice/ws").dir .. "/changes.log"
   end
 
-  it("flushes once per awaited edit, at once (no window), each ack after its fdatasync", function()
+  -- n awaited edits one by one on a server started with opts: n flushes, n fdatasyncs
+  local function serial_case(opts, n, tag)
     helper.run(function()
-      local srv, cfg, a, ids, log = setup(nil, {"one.txt"})
+      local srv, cfg, a, ids, log = setup(opts, {tag .. ".txt"})
       local c0 = counts(srv)
-      edit_serially(a, ids[1], log, 40, function(i) return "Qserial" .. i .. "Z" end)
-      assert.same({flushes = 40, syncs = 40, patches = 40}, since(srv, c0))
+      edit_serially(a, ids[1], log, n, function(i) return "Q" .. tag .. i .. "Z" end)
+      assert.same({flushes = n, syncs = n, patches = n}, since(srv, c0))
       a:close()
       H.stop(srv, cfg)
     end)
+  end
+
+  it("flushes once per awaited edit, at once (no window), each ack after its fdatasync", function()
+    serial_case(nil, 40, "serial")
   end)
 
   it("gathers the commits of concurrent sessions made during a flush into the next one", function()
@@ -76,14 +81,7 @@ describe("coru.floo.server group commit", function()
   end)
 
   it("keeps an optional minimum interval (flush_delay) without losing durability", function()
-    helper.run(function()
-      local srv, cfg, a, ids, log = setup({flush_delay = 5}, {"d.txt"})
-      local c0 = counts(srv)
-      edit_serially(a, ids[1], log, 10, function(i) return "Qdelay" .. i .. "Z" end)
-      assert.same({flushes = 10, syncs = 10, patches = 10}, since(srv, c0))
-      a:close()
-      H.stop(srv, cfg)
-    end)
+    serial_case({flush_delay = 5}, 10, "delay")
   end)
 
   it("refuses a flush_delay that is not a number of ms >= 0", function()
