@@ -81,3 +81,67 @@ describe("regress: timeout/all/any where the task cannot suspend", function()
     end)
   end)
 end)
+
+-- Debian 12's LuaJIT compiles getmetatable() of an io file wrong
+-- (LuaJIT/LuaJIT#1279: the recorder leaves the result's IR reference
+-- uninitialised); the API fuzzer's segfault came from modes.callable(f)
+-- with f an io file, in a trace. The wrong code depends on the recorder's
+-- state, so the specs pin the workaround: coru's Lua never calls
+-- getmetatable() on a userdata (a spy counts such calls, in a fresh host
+-- process that loads the modules after the spy), and its checks of an io
+-- file answer the same in compiled loops.
+describe("regress: coru's checks of an io file (LuaJIT#1279)", function()
+  it("never call getmetatable() on a userdata", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+local real, seen = getmetatable, {}
+getmetatable = function(v)
+  if type(v) == "userdata" then seen[#seen + 1] = debug.traceback("getmetatable(" .. tostring(v) .. ")", 2) end
+  return real(v)
+end
+local coru = require "coru"
+local modes, json, uv = require "coru.modes", require "coru.json", require "coru.luv"
+local f = io.stdout
+local t = uv.new_timer()
+local calls = {
+  function() return modes.callable(f) end,
+  function() return modes.opts_cb("x", 1, f, nil) end,
+  function() return modes.opts_cb("x", 1, nil, f) end,
+  function() return json.is_array(f) end,
+  function() return coru.tcp.listen("127.0.0.1", 0, f) end,
+  function() return coru.pipe.listen("p", f) end,
+  function() return coru.tls.listen("127.0.0.1", 0, f) end,
+  function() return coru.fs.write_file("x", "y", f) end,
+  function() return uv.cancel(f) end,
+  function() return t:start(0, 0, f) end,
+}
+local failed = 0
+for _, c in ipairs(calls) do if not pcall(c) then failed = failed + 1 end end
+t:close()
+print(("failed=%d userdata=%d"):format(failed, #seen))
+if seen[1] then print(seen[1]) end
+]])
+    f:close()
+    local out, status = H.sh(H.qbin .. " " .. H.shq(script) .. " 2>&1")
+    os.remove(script)
+    assert.equal(0, status, out)
+    local failed, seen = out:match("failed=(%d+) userdata=(%d+)")
+    assert(failed, out)
+    assert.equal(8, tonumber(failed), out)   -- all but callable and is_array raise an argument error
+    assert.equal(0, tonumber(seen), out)
+  end)
+
+  it("answer the same in a compiled loop", function()
+    local modes, json = require "coru.modes", require "coru.json"
+    -- a chunk loaded afresh: no blacklisted bytecode from the specs before
+    local function compiled(body, ...)
+      return assert(load("local f, check = ... for i = 1, 300 do " .. body .. " end"))(...)
+    end
+    compiled("assert(check(f) == false, 'callable at iteration ' .. i)", io.stdout, modes.callable)
+    compiled("assert(check(f) == false, 'an array at iteration ' .. i)", io.stdout, json.is_array)
+    compiled([[local ok, err = pcall(check, "127.0.0.1", 0, f)
+               assert(not ok and err:find("bad argument #3 to 'coru.tcp.listen' (function expected, got userdata)", 1, true), err)]],
+             io.stdout, coru.tcp.listen)
+  end)
+end)
