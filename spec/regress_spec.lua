@@ -145,3 +145,55 @@ if seen[1] then print(seen[1]) end
              io.stdout, coru.tcp.listen)
   end)
 end)
+
+-- dmp's job __gc took any userdata for a job and freed what lay past it
+-- (an io file: its neighbour's memory); the type checks of channels,
+-- directories, threads and TLS contexts took a light userdata that was
+-- given their metatable for one of theirs. In a fresh host process: before
+-- the fix, it crashed.
+describe("regress: coru's metamethods and type checks called with foreign values", function()
+  it("leave the foreign value intact and raise the argument error", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+local coru = require "coru"
+assert(coru.dmp.diff_main("abc", "abd"))   -- dmp's spare job exists
+local reg = debug.getregistry()
+local n = 0
+for k, mt in pairs(reg) do   -- every __gc of coru's (FILE* and _LOADLIB are LuaJIT's)
+  local gc = type(mt) == "table" and rawget(mt, "__gc")
+  if gc and k ~= "FILE*" and k ~= "_LOADLIB" then
+    for _, v in ipairs({io.tmpfile(), newproxy(false), newproxy(true), coru.CALLBACK, 1, "s"}) do
+      pcall(gc, v)
+      if io.type(v) == "file" then
+        assert(debug.getmetatable(v) == reg["FILE*"], "io file's metatable lost to the __gc of " .. tostring(k))
+        v:write("abc"); v:seek("set"); assert(v:read("*a") == "abc"); v:close()
+      end
+      n = n + 1
+    end
+  end
+end
+collectgarbage()
+local light = coru.CALLBACK
+local function refused(mt, fn, ...)
+  debug.setmetatable(light, mt)
+  local ok, err = pcall(fn, light, ...)
+  debug.setmetatable(light, nil)
+  assert(not ok, "a light userdata passed for a " .. tostring(mt))
+  return err
+end
+print("dir: " .. refused(reg["coru.fs_dir"], coru.fs_readdir))
+print("channel: " .. refused(debug.getmetatable(coru.channel(1)), coru.channel(1).try_send, 1))
+print("context: " .. refused(reg["coru.tls.context"], coru.tls.context({}).is_server))
+print(("ok %d"):format(n))
+]])
+    f:close()
+    local out, status = H.sh(H.qbin .. " " .. H.shq(script) .. " 2>&1")
+    os.remove(script)
+    assert.equal(0, status, out)
+    assert.matches("ok %d+", out)
+    assert.matches("dir: bad argument #1 to 'fs_readdir' %(directory %(from fs_opendir%) expected", out)
+    assert.matches("channel: bad argument #1 to '%?' %(coru.channel expected, got userdata%)", out)
+    assert.matches("context: bad argument #1 to '%?' %(coru.tls.context expected, got userdata%)", out)
+  end)
+end)

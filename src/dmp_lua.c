@@ -29,7 +29,7 @@ static int mt_dmp = LUA_NOREF, mt_job = LUA_NOREF, mt_patch = LUA_NOREF, default
 /* The userdata at i if its metatable is the one of ref, else NULL. */
 static void *test_ud(lua_State *L, int i, int ref) {
   void *p = lua_touserdata(L, i);
-  if (!p || !lua_getmetatable(L, i)) return NULL;
+  if (!p || lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i)) return NULL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
   int same = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
@@ -69,7 +69,7 @@ static void job_clear(job *j) {
 }
 
 static int job_gc(lua_State *L) {
-  job *j = lua_touserdata(L, 1);
+  job *j = test_ud(L, 1, mt_job);   /* a direct call (debug.getregistry) may pass anything */
   if (j) job_clear(j);
   return 0;
 }

@@ -642,7 +642,7 @@ static void push_dir(lua_State *L, fsreq *r) {
 static fsdir *checkdir(lua_State *L, int i, const char *fn) {
   fsdir *d = lua_touserdata(L, i);
   int ok = 0;
-  if (d && lua_getmetatable(L, i)) {
+  if (d && lua_type(L, i) == LUA_TUSERDATA && lua_getmetatable(L, i)) {
     luaL_getmetatable(L, DIR_MT);
     ok = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
