@@ -525,6 +525,12 @@ describe("fs", function()
       writer:cancel()
       return got[#got]
     end
+    local function two_files()
+      local p1, p2 = dir .. "/one", dir .. "/two"
+      assert(fs.write_file(p1, "a"))
+      assert(fs.write_file(p2, "a"))
+      return p1, p2
+    end
     local function recorder(got, tag)
       return function(err, prev, curr) got[#got + 1] = {tag = tag, err = err, prev = prev, curr = curr} end
     end
@@ -551,9 +557,7 @@ describe("fs", function()
     end)
 
     it("restarts on a started handle and moves to the new path", function()
-      local p1, p2 = dir .. "/one", dir .. "/two"
-      fs.write_file(p1, "a")
-      fs.write_file(p2, "a")
+      local p1, p2 = two_files()
       run(function()
         local h, got = coru.new_fs_poll(), {}
         assert.equal(0, h:start(p1, 5, recorder(got, "one")))
@@ -567,9 +571,7 @@ describe("fs", function()
     end)
 
     it("restarts from its own callback", function()
-      local p1, p2 = dir .. "/one", dir .. "/two"
-      fs.write_file(p1, "a")
-      fs.write_file(p2, "a")
+      local p1, p2 = two_files()
       run(function()
         local h, first, got = coru.new_fs_poll(), {}, {}
         assert.equal(0, h:start(p1, 5, function(err)

@@ -82,6 +82,17 @@ describe("regress: timeout/all/any where the task cannot suspend", function()
   end)
 end)
 
+-- Run src in a fresh host process; its output and exit status.
+local function fresh_host(src)
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  assert(f:write(src))
+  f:close()
+  local out, status = H.sh(H.qbin .. " " .. H.shq(script) .. " 2>&1")
+  os.remove(script)
+  return out, status
+end
+
 -- Debian 12's LuaJIT compiles getmetatable() of an io file wrong
 -- (LuaJIT/LuaJIT#1279: the recorder leaves the result's IR reference
 -- uninitialised); the API fuzzer's segfault came from modes.callable(f)
@@ -92,9 +103,7 @@ end)
 -- file answer the same in compiled loops.
 describe("regress: coru's checks of an io file (LuaJIT#1279)", function()
   it("never call getmetatable() on a userdata", function()
-    local script = os.tmpname()
-    local f = assert(io.open(script, "w"))
-    f:write([[
+    local out, status = fresh_host([[
 local real, seen = getmetatable, {}
 getmetatable = function(v)
   if type(v) == "userdata" then seen[#seen + 1] = debug.traceback("getmetatable(" .. tostring(v) .. ")", 2) end
@@ -122,9 +131,6 @@ t:close()
 print(("failed=%d userdata=%d"):format(failed, #seen))
 if seen[1] then print(seen[1]) end
 ]])
-    f:close()
-    local out, status = H.sh(H.qbin .. " " .. H.shq(script) .. " 2>&1")
-    os.remove(script)
     assert.equal(0, status, out)
     local failed, seen = out:match("failed=(%d+) userdata=(%d+)")
     assert(failed, out)
@@ -153,9 +159,7 @@ end)
 -- the fix, it crashed.
 describe("regress: coru's metamethods and type checks called with foreign values", function()
   it("leave the foreign value intact and raise the argument error", function()
-    local script = os.tmpname()
-    local f = assert(io.open(script, "w"))
-    f:write([[
+    local out, status = fresh_host([[
 local coru = require "coru"
 assert(coru.dmp.diff_main("abc", "abd"))   -- dmp's spare job exists
 local reg = debug.getregistry()
@@ -187,9 +191,6 @@ print("channel: " .. refused(debug.getmetatable(coru.channel(1)), coru.channel(1
 print("context: " .. refused(reg["coru.tls.context"], coru.tls.context({}).is_server))
 print(("ok %d"):format(n))
 ]])
-    f:close()
-    local out, status = H.sh(H.qbin .. " " .. H.shq(script) .. " 2>&1")
-    os.remove(script)
     assert.equal(0, status, out)
     assert.matches("ok %d+", out)
     assert.matches("dir: bad argument #1 to 'fs_readdir' %(directory %(from fs_opendir%) expected", out)
