@@ -142,12 +142,16 @@ void coru_fds_snapshot(int phase) {
   }
 }
 
-int coru_fd_in_use(uv_loop_t *loop, int fd) {
+int coru_fd_of_loop(uv_loop_t *loop, int fd) {
   if (fd < 0 || !loop) return 0;
   if (fd < SNAP_FDS && loop_fds[fd]) return 1;
-  if (fd == loop->backend_fd || fd == loop->signal_pipefd[0] || fd == loop->signal_pipefd[1] ||
-      fd == loop->async_io_watcher.fd || fd == loop->async_wfd || fd == loop->inotify_fd)
-    return 1;
+  return fd == loop->backend_fd || fd == loop->signal_pipefd[0] || fd == loop->signal_pipefd[1] ||
+         fd == loop->async_io_watcher.fd || fd == loop->async_wfd || fd == loop->inotify_fd;
+}
+
+int coru_fd_in_use(uv_loop_t *loop, int fd) {
+  if (fd < 0 || !loop) return 0;
+  if (coru_fd_of_loop(loop, fd)) return 1;
   fd_probe p = {fd, 0};
   uv_walk(loop, probe_handle, &p);
   return p.found;

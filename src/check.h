@@ -60,6 +60,10 @@ int coru_check_fd_of(lua_State *L, int idx, uv_handle_type want, const char *fn)
  * pipes, inotify) or that a live handle holds? Closing it under them ends
  * in an assertion inside libuv: fs_close refuses (EBUSY). */
 int coru_fd_in_use(uv_loop_t *loop, int fd);
+/* Is fd one of the loop's own (the first half of coru_fd_in_use)? Bytes
+ * written to or read from its signal pipe are messages libuv trusts (a
+ * handle pointer: a crash): the fs calls on a descriptor refuse (EBUSY). */
+int coru_fd_of_loop(uv_loop_t *loop, int fd);
 /* Around the loop's creation (phase 0 before, 1 after): the descriptors
  * libuv opened then (its process-wide signal lock pipe among them) count
  * as in use. */

@@ -347,6 +347,10 @@ static uv_file checkfd(lua_State *L, int i, const char *fn) {
   return (uv_file)v;
 }
 
+/* The fs calls on a descriptor leave the loop's own alone (check.h). */
+#define REFUSE_LOOP_FD(L, fd) \
+  if (coru_fd_of_loop(coru_R->loop, fd)) return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop")
+
 static double checktime(lua_State *L, int i, const char *fn) {
   if (lua_type(L, i) != LUA_TNUMBER) typeerr(L, i, fn, "number");
   return lua_tonumber(L, i);
@@ -430,6 +434,7 @@ static int l_fs_close(lua_State *L) {
 static int l_fs_read(lua_State *L) {
   int cb = fs_cbslot(L, 3);
   uv_file fd = checkfd(L, 1, FN);
+  REFUSE_LOOP_FD(L, fd);
   lua_Integer size = checkint(L, 2, FN);
   int64_t off = (int64_t)optint(L, 3, FN, -1);
   if (size < 0 || (size_t)size > READ_FILE_MAX) coru_fs_argerr(L, 2, FN, "invalid size (0 .. 2^31 - 258: the longest LuaJIT string)");
@@ -443,6 +448,7 @@ static int l_fs_read(lua_State *L) {
 static int l_fs_write(lua_State *L) {
   int cb = fs_cbslot(L, 3);
   uv_file fd = checkfd(L, 1, FN);
+  REFUSE_LOOP_FD(L, fd);
   int64_t off = (int64_t)optint(L, 3, FN, -1);
   int t = lua_type(L, 2), n = 1;
   if (t == LUA_TTABLE) {
@@ -576,6 +582,7 @@ TWO_PATH_OP(copyfile, 3, int flags = copy_flags(L, 3, FN), , flags)
   static int l_fs_##name(lua_State *L) {                                             \
     int cb = fs_cbslot(L, npos);                                                     \
     uv_file fd = checkfd(L, 1, FN);                                                  \
+    REFUSE_LOOP_FD(L, fd);                                                           \
     extra_decl;                                                                      \
     fsreq *r = newreq(L, cb, FN);                                                    \
     FS_CALL(L, r, name, fd __VA_ARGS__);                                             \
@@ -592,6 +599,8 @@ FD_OP(fchown, 3, uv_uid_t uid = (uv_uid_t)coru_check_int(L, 2, -1, 0xfffffffe, F
 static int l_fs_sendfile(lua_State *L) {
   int cb = fs_cbslot(L, 4);
   uv_file out = checkfd(L, 1, FN), in = checkfd(L, 2, FN);
+  REFUSE_LOOP_FD(L, out);
+  REFUSE_LOOP_FD(L, in);
   int64_t off = (int64_t)checkint(L, 3, FN);
   lua_Integer len = checkint(L, 4, FN);
   if (len < 0) coru_fs_argerr(L, 4, FN, "invalid length");
