@@ -264,6 +264,7 @@ static void dir_done(fsreq *r) {
 
 static void fs_cb(uv_fs_t *req) {
   fsreq *r = req->data;
+  if (req->fs_type == UV_FS_CLOSE) coru_fd_closing(req->file, 0);
   dir_done(r);
   lua_State *S = coru_cont_begin(&r->cont);
   if (S) {
@@ -428,7 +429,11 @@ static int l_fs_close(lua_State *L) {
     if (nul >= 0) close(nul);
   }
   fsreq *r = newreq(L, cb, FN);
-  FS_CALL(L, r, close, fd);
+  int async = r->cont.mode != CORU_MODE_NONE;   /* until fs_cb, fd is in use (check.h) */
+  int ret = async ? coru_fd_closing(fd, 1) : 0;
+  if (ret == 0) ret = uv_fs_close(coru_R->loop, &r->req, fd, async ? fs_cb : NULL);
+  if (ret < 0 && async) coru_fd_closing(fd, 0);
+  return fs_finish(L, r, ret);
 }
 
 static int l_fs_read(lua_State *L) {
