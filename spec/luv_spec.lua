@@ -239,20 +239,26 @@ end)
 
 describe("coru.luv: streams", function()
   it("write and shutdown without a callback are queued and return requests", function()
-    local got, c = {}, nil
-    local s, port = server(function(conn, srv)
-      conn:read_start(function(err, data)
+    local got = {}
+    local s, port = server(function(c, srv)
+      c:read_start(function(err, data)
         assert(not err, err)
-        -- the shutdown's EOF: everything arrived (a timer here was too short under load)
-        if data then got[#got + 1] = data else conn:close(); srv:close(); c:close() end
+        if data then got[#got + 1] = data else c:close(); srv:close() end
       end)
     end)
-    c = uv.new_tcp()
+    local c = uv.new_tcp()
     local creq = c:connect("127.0.0.1", port)
     assert.equal("connect", (creq:get_type()))
     local wreq = c:write("queued before the connection")
     assert.same({"write", 3}, {wreq:get_type()})
     assert.equal("shutdown", (c:shutdown():get_type()))
+    -- the client closes once the server has read up to EOF and closed (not
+    -- after a fixed delay: under load, or with a loop time left stale by a
+    -- long spec before, a 20 ms timer fired before the data had arrived)
+    local t = uv.new_timer()
+    t:start(5, 5, function()
+      if s:is_closing() then c:close(); t:close() end
+    end)
     run_until_done()
     assert.equal("queued before the connection", table.concat(got))
     assert.is_true(s:is_closing())
