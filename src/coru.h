@@ -187,38 +187,15 @@ struct coru_cont {
 enum { CORU_RUNNING = 1, CORU_SUSPENDED, CORU_DONE, CORU_FAILED, CORU_CANCELLED };
 enum { CORU_NATIVE_OWN = 1, CORU_NATIVE_INNER = 2 };
 
-struct coru_task {
-  lua_State *co;
-  int self_ref;          /* registry ref of the task userdata while not finished */
-  unsigned char status;
-  unsigned char queued;  /* in the ready queue */
-  unsigned char dispatching; /* the scheduler is calling a yielded function for it */
-  unsigned char cancel_pending;
-  unsigned char waking;      /* its wait is claimed: 1 by a completion (coru_cont_begin), 2 by a cancel; only that one wakes it */
-  int nready;            /* values waiting on co's stack to resume with */
-  coru_cont *cont;       /* the native operation it waits on */
-  unsigned gen;          /* suspension generation: resume objects check it */
-  coru_task *next_ready;
-  int nobs;              /* observers registered in its env table */
-  unsigned char observed;    /* someone awaited it or asked to be told */
-  unsigned char in_pass;     /* waiting in coru.pass() */
-  unsigned char carry_str;   /* its error string already carries a traceback */
-  unsigned char native;      /* suspended in a wrapped C function, resumed with coru_shape'd values:
-                              * CORU_NATIVE_OWN by coru_cont_yield from its own coroutine (a 0-value
-                              * yield, stack left empty), CORU_NATIVE_INNER from an inner coroutine */
-  coru_task *next_pass;
-  coru_task *next_wait;      /* channel wait queues */
-  int *sel;                  /* a case of coru.select: its select's "a case fired" flag */
-  void *aux;                 /* what the wait holds (deadline, group, channel) */
-  int aux_ref;               /* registry ref anchoring the object it waits on */
-  int cancel_ref;            /* reason of a cancel asked while it runs */
-  coru_cont wait;            /* for waits owned by the scheduler itself */
-  const char *what;          /* what it waits on (the name given to coru_enter), for coru.tasks() */
-  coru_task *tnext, *tprev;  /* every unfinished task: coru_R->tasks_head */
-};
 
 /* The task running now (NULL outside any task). */
 #define coru_current() (coru_R->current)
+
+/* Whether the calling code, on L, may suspend the current task here: in a
+ * task, and L is its coroutine or a yieldable coroutine inside it (not a
+ * metamethod or a table.sort comparator). The task's fields are the
+ * scheduler's (coru_sched.h). */
+int coru_can_suspend(lua_State *L);
 
 /* Wake a suspended task: nargs values are already on T->co. The one way a
  * task is resumed: runs it now when called from the loop, or queues it when

@@ -251,8 +251,7 @@ static void pool_cancel(coru_cont *c) {
  * texts. In a task that cannot suspend here (a metamethod, a table.sort
  * comparator...), large texts dmpl_run in place rather than fail. */
 int dmpl_to_pool(lua_State *L, size_t bytes) {
-  coru_task *T = coru_R->current;
-  return T && bytes >= dmpl_pool_min && lua_isyieldable(L) && (L == T->co || lua_isyieldable(T->co));
+  return bytes >= dmpl_pool_min && coru_can_suspend(L);
 }
 
 /* Run j (a userdata on the stack) here, or on the pool: with a callback at

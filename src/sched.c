@@ -117,6 +117,11 @@ void wake(coru_task *T, int nargs, int now) { wake_task(T, nargs, now); }
 
 void coru_wake(coru_task *T, int nargs) { wake_task(T, nargs, 0); }
 
+int coru_can_suspend(lua_State *L) {
+  coru_task *T = coru_R->current;
+  return T && can_suspend(L, T);
+}
+
 /* ------------------------------------------------------------------ conts */
 
 void refuse_suspension(lua_State *L, const char *fname) {
@@ -124,8 +129,6 @@ void refuse_suspension(lua_State *L, const char *fname) {
                 "a metamethod, __gc, ...) is between this call and the task; call it from "
                 "the task's own code", fname ? fname : "coru");
 }
-
-
 
 int coru_enter(lua_State *L, int cbidx, const char *fname, int flags) {
   if (cbidx && !lua_isnoneornil(L, cbidx)) {
