@@ -200,8 +200,42 @@ local function check(before)
   end
 end
 
+-- ------------------------------------------------------------ child processes
+
+-- The children spawned through M.spawn that the current spec has not yet
+-- seen reaped.
+local children = {}
+
+-- Inside a task: coru.process.spawn(cmd, args, opts), raising its error;
+-- the child belongs to the current spec. A spec ends its children itself
+-- (the leak gate counts a live one's handles); one that fails half way
+-- leaves that to the gate, which kills (SIGKILL), reaps and closes what is
+-- still there when the spec ends, passed or failed: a failing assertion
+-- leaves no server or Node process running.
+function M.spawn(cmd, args, opts)
+  local p = assert(coru.process.spawn(cmd, args, opts))
+  children[#children + 1] = p
+  return p
+end
+
+-- Kill (unless it has exited), reap and close a child of M.spawn.
+function M.reap(p)
+  coru.run(function()
+    if not p.exited then p:kill("sigkill") end
+    p:wait()
+    p:close()
+  end)
+end
+
+local function reap_children()
+  local list = children
+  children = {}
+  for _, p in ipairs(list) do M.reap(p) end
+end
+
 -- Install the gate (spec/gate.lua, busted's helper): each spec's body is
--- wrapped so that what it leaves behind fails that spec.
+-- wrapped so that what it leaves behind fails that spec; at the end of
+-- every spec, the children of M.spawn still there are reaped.
 function M.gate()
   local busted = require "busted"
   busted.subscribe({"test", "start"}, function(element)
@@ -212,6 +246,10 @@ function M.gate()
       run(...)
       check(before)
     end
+    return nil, true
+  end)
+  busted.subscribe({"test", "end"}, function()
+    reap_children()
     return nil, true
   end)
 end

@@ -180,6 +180,19 @@ function DEFAULT.get_buf(srv, c, m)
   c:send(r)
 end
 
+-- A reply to c that every other joined client gets as a broadcast (with
+-- c's res_id too when the server leaks it, the real server's quirk 1).
+local function to_all(srv, c, m, r)
+  for _, o in ipairs(srv.clients) do
+    if o.joined then
+      local copy = {}
+      for k, v in pairs(r) do copy[k] = v end
+      if o == c or srv.leak_res_id then copy.res_id = m.req_id end
+      o:send(copy)
+    end
+  end
+end
+
 function DEFAULT.create_buf(srv, c, m)
   local path = m.path
   if not floo.valid_path(path) then return err_reply(c, m, "Invalid path " .. tostring(path)) end
@@ -195,14 +208,7 @@ function DEFAULT.create_buf(srv, c, m)
   local b = srv:add_buf(path, text, m.encoding == "base64" and "base64" or "utf8")
   local r = buf_json(b, true)
   r.name, r.user_id, r.username = "create_buf", c.user_id, c.username
-  for _, o in ipairs(srv.clients) do
-    if o.joined then
-      local copy = {}
-      for k, v in pairs(r) do copy[k] = v end
-      if o == c or srv.leak_res_id then copy.res_id = m.req_id end
-      o:send(copy)
-    end
-  end
+  to_all(srv, c, m, r)
 end
 
 -- BaseBuffer.patch (colab:lib/buffer.js), FLOOBITS-PROTOCOL §7.
@@ -256,17 +262,6 @@ function DEFAULT.set_buf(srv, c, m)
   b.text, b.md5 = text, out.md5_after
   ack(c, m)
   srv:broadcast(out, c)
-end
-
-local function to_all(srv, c, m, r)
-  for _, o in ipairs(srv.clients) do
-    if o.joined then
-      local copy = {}
-      for k, v in pairs(r) do copy[k] = v end
-      if o == c or srv.leak_res_id then copy.res_id = m.req_id end
-      o:send(copy)
-    end
-  end
 end
 
 function DEFAULT.delete_buf(srv, c, m)
