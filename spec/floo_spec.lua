@@ -566,7 +566,8 @@ describe("coru.floo", function()
             if i % 10 == 0 then coru.sleep(5) end
           end
         end)
-        coru.sleep(5)
+        -- the restart comes once the first edits are confirmed, the others in flight
+        helper.wait_until(function() return srv.bufs[id].text ~= "" end, 5000, "the first edit")
         srv:drop_all()
         coru.sleep(30)
         -- meanwhile someone else changed the buffer on the server

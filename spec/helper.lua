@@ -14,6 +14,18 @@ if os.getenv("CORU_GC_STRESS") then
   collectgarbage("setstepmul", 1000)
 end
 
+-- CORU_VALGRIND=1 (set by make valgrind): the specs run under memcheck,
+-- 20 to 50 times slower. Deadlines a spec waits for scale by M.SLOW
+-- (40, or CORU_VALGRIND's value when that is a number above 1): helper.ms
+-- does it, and wait_until, settle and the leak gate's grace apply it
+-- themselves. Durations a spec measures or asserts do not scale. A spec
+-- whose purpose cannot run there (a thousand connections, a timing
+-- comparison) is pending under valgrind, saying why.
+local vg = tonumber(os.getenv("CORU_VALGRIND") or "") or 0
+M.valgrind = vg > 0
+M.SLOW = vg > 1 and vg or (M.valgrind and 40 or 1)
+function M.ms(ms) return ms * M.SLOW end
+
 -- Run fn as a task until it ends (coru.run spawns+awaits inside the host).
 M.run = coru.run
 
@@ -47,7 +59,7 @@ end
 
 -- Inside a task: poll cond() every few ms until true; fail after ms.
 function M.wait_until(cond, ms, what)
-  local ok = coru.timeout(ms or 5000, function()
+  local ok = coru.timeout(M.ms(ms or 5000), function()
     while not cond() do coru.sleep(2) end
     return true
   end)
@@ -92,7 +104,7 @@ end
 -- disturbed) until it holds or ms pass. Returns whether it held; the
 -- caller asserts on the value with a message of its own.
 function M.settle(cond, ms)
-  local deadline = coru.now() + (ms or 5000)
+  local deadline = coru.now() + M.ms(ms or 5000)
   while not cond() do
     if coru.now() >= deadline then return false end
     coru.sleep(2)
@@ -186,7 +198,7 @@ end
 -- After a spec: what is still there once background work had up to
 -- GATE_GRACE ms to end (a handler finishing its last write, a close
 -- callback) fails the spec.
-local GRACE = tonumber(os.getenv("CORU_GATE_GRACE") or "") or 1000
+local GRACE = M.ms(tonumber(os.getenv("CORU_GATE_GRACE") or "") or 1000)
 local function check(before)
   settle()
   local problems = leftovers(before, census())
@@ -213,9 +225,14 @@ local children = {}
 -- still there when the spec ends, passed or failed: a failing assertion
 -- leaves no server or Node process running.
 function M.spawn(cmd, args, opts)
-  local p = assert(coru.process.spawn(cmd, args, opts))
-  children[#children + 1] = p
-  return p
+  return M.adopt(coru.process.spawn(cmd, args, opts))
+end
+
+-- The same for a child spawned otherwise (coru.floo.testing.launch):
+-- adopt(p, ...) raises assert's error when p is nil, else returns p, ....
+function M.adopt(p, ...)
+  children[#children + 1] = assert(p, ...)
+  return p, ...
 end
 
 -- Kill (unless it has exited), reap and close a child of M.spawn.
