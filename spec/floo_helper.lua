@@ -4,7 +4,11 @@
 local coru = require "coru"
 local jsonl = require "coru.jsonl"
 local server = require "coru.floo.server"
+local helper = require "helper"
 local H = {}
+
+-- The raw clients H.connect made since the last with_server ended.
+local clients = {}
 
 H.USERS = {alice = {secret = "a-secret"}, bob = {secret = "b-secret"},
            carol = {secret = "c-secret", perms = {"view_room"}}}
@@ -31,13 +35,46 @@ function H.stop(srv, cfg)
   if cfg and not cfg.keep then H.rmdir(cfg.data_dir) end
 end
 
+-- A directory with the config floo.json of a server child (data in
+-- data/, alice its one user, the log on stderr): returns dir, conf.
+function H.server_dir()
+  local dir = H.tmpdir()
+  local conf = dir .. "/floo.json"
+  local f = assert(io.open(conf, "w"))
+  f:write('{"data_dir":"data","port":0,"log_level":"info","users":{"alice":{"secret":"a-secret"}}}')
+  f:close()
+  return dir, conf
+end
+
+-- Task only: bin/coru-floo-server -c conf in a child process of the spec
+-- (helper.adopt: killed and reaped when the spec ends); process, port.
+function H.server_process(conf)
+  return helper.adopt(require("coru.floo.testing").launch_server(helper.bin, "bin/coru-floo-server", conf))
+end
+
+-- Run fn(srv, cfg) in a task with a server of H.start(opts); the raw
+-- clients connected meanwhile are closed and the server stopped (its data
+-- removed) afterwards, also when fn fails.
+function H.with_server(opts, fn)
+  helper.run(function()
+    local srv, cfg = H.start(opts)
+    local ok, err = pcall(fn, srv, cfg)
+    for _, c in ipairs(clients) do c:close() end
+    clients = {}
+    H.stop(srv, cfg)
+    if not ok then error(err, 0) end
+  end)
+end
+
 local Client = {}
 Client.__index = Client
 
 function H.connect(port, opts)
   local s = assert(coru.tcp.connect("127.0.0.1", port))
   s:set_max_line(64 * 1024 * 1024)
-  return setmetatable({s = s, n = 0, port = port, inbox = {}, opts = opts or {}}, Client)
+  local c = setmetatable({s = s, n = 0, port = port, inbox = {}, opts = opts or {}}, Client)
+  clients[#clients + 1] = c
+  return c
 end
 
 -- write a raw line (no newline added) or a table (req_id added unless false)

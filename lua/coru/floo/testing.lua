@@ -461,7 +461,8 @@ end
 -- testing.launch(bin, argv [, on_line]) -> process (task only): bin (a coru
 -- host) running argv (a script and its arguments) with stdout and stderr
 -- piped; on_line(line, "stdout" | "stderr") sees every line either prints
--- (a task per pipe, ending with it). nil, msg, name when it cannot start.
+-- (a task per pipe, closing it at its end). nil, msg, name when it cannot
+-- start.
 function M.launch(bin, argv, on_line)
   local p, err, name = require("coru.process").spawn(bin, argv, {stdio = {"ignore", "pipe", "pipe"}})
   if not p then return nil, err, name end
@@ -472,6 +473,7 @@ function M.launch(bin, argv, on_line)
         if not line then break end
         if on_line then on_line(line, which) end
       end
+      if not stream:is_closing() then stream:close() end
     end)
   end
   return p
