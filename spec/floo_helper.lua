@@ -171,6 +171,23 @@ end
 
 -- ------------------------------------------------------------ editors
 
+-- A random edit for session:edit(id, fn): fn(text) inserts one of pieces
+-- at a random code point boundary, or (when the text holds more than keep
+-- code points, 40% of the time) deletes one; never splits a character.
+function H.random_edit(pieces, keep)
+  return function(t)
+    local cps = {}
+    for ch in t:gmatch("[%z\1-\127\194-\244][\128-\191]*") do cps[#cps + 1] = ch end
+    local pos = math.random(0, #cps)
+    if #cps > keep and math.random() < 0.4 then
+      table.remove(cps, math.max(1, pos))
+    else
+      table.insert(cps, pos + 1, pieces[math.random(#pieces)])
+    end
+    return table.concat(cps)
+  end
+end
+
 -- An editing client following the protocol's client rules (§7): per
 -- buffer the text it believes the server has; a local edit is sent as a
 -- patch against it with both md5s; an incoming patch is applied and
