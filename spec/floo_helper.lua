@@ -7,8 +7,9 @@ local server = require "coru.floo.server"
 local helper = require "helper"
 local H = {}
 
--- The raw clients H.connect made since the last with_server ended.
-local clients = {}
+-- The raw clients H.connect made and the servers H.restart started since
+-- the last with_server ended.
+local clients, servers = {}, {}
 
 H.USERS = {alice = {secret = "a-secret"}, bob = {secret = "b-secret"},
            carol = {secret = "c-secret", perms = {"view_room"}}}
@@ -52,6 +53,22 @@ function H.server_process(conf)
   return helper.adopt(require("coru.floo.testing").launch_server(helper.bin, "bin/coru-floo-server", conf))
 end
 
+-- Task only: close srv, call while_down() if given, and start a server
+-- with its config and data on its port again (retrying while the port is
+-- still taken); H.with_server stops the new one too.
+function H.restart(srv, cfg, while_down)
+  local port = srv.port
+  srv:close()
+  if while_down then while_down() end
+  cfg.port = port
+  for _ = 1, 100 do
+    local again = server.start(cfg)
+    if again then servers[#servers + 1] = again return again end
+    coru.sleep(20)
+  end
+  error("the server did not restart on its port " .. port, 2)
+end
+
 -- Run fn(srv, cfg) in a task with a server of H.start(opts); the raw
 -- clients connected meanwhile are closed and the server stopped (its data
 -- removed) afterwards, also when fn fails.
@@ -60,7 +77,8 @@ function H.with_server(opts, fn)
     local srv, cfg = H.start(opts)
     local ok, err = pcall(fn, srv, cfg)
     for _, c in ipairs(clients) do c:close() end
-    clients = {}
+    for _, again in ipairs(servers) do again:close() end
+    clients, servers = {}, {}
     H.stop(srv, cfg)
     if not ok then error(err, 0) end
   end)

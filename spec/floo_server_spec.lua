@@ -303,8 +303,7 @@ describe("coru.floo.server", function()
         local id = a:create("keep/ü.txt", "kept ✓\n")
         local bin = a:reply(a:send({name = "create_buf", path = "b.bin", buf = server.base64_encode("\0\1\255"), encoding = "base64"}), "create_buf")
         a:close()
-        srv:close()
-        local srv2 = assert(server.start(cfg))
+        local srv2 = H.restart(srv, cfg)
         local ws = srv2:workspace("alice/ws")
         assert.equal(2, ws.nbufs)
         assert.equal("kept ✓\n", ws.bufs[id].text)
@@ -314,8 +313,6 @@ describe("coru.floo.server", function()
         local r = c:reply(c:send({name = "get_buf", id = bin.id}), "get_buf")
         assert.equal("base64", r.encoding)
         assert.equal(server.base64_encode("\0\1\255"), r.buf)
-        c:close()
-        H.stop(srv2, cfg)
       end)
     end)
   end)
@@ -683,16 +680,7 @@ describe("coru.floo.server", function()
         end
         if restart then
           coru.sleep(300)
-          local port = srv.port
-          srv:close()
-          local again
-          for _ = 1, 50 do
-            cfg.port = port
-            again = server.start(cfg)
-            if again then break end
-            coru.sleep(20)
-          end
-          srv = assert(again, "the server restarts on its port")
+          srv = H.restart(srv, cfg)
         end
         coru.all(typists)
         for _, e in ipairs(eds) do e:settle(400) end

@@ -6,7 +6,6 @@ local helper = require "helper"
 local H = require "floo_helper"
 local fs = require "coru.fs"
 local testing = require "coru.floo.testing"
-local server = H.server
 local tree, same = testing.tree, testing.same_tree
 
 local function describe_tree(t)
@@ -38,8 +37,7 @@ describe("floo-sync", function()
   teardown(function() require("tls_helper").cleanup() end)   -- the certificates made for TLS specs
 
   it("mirrors two directories through the server, both ways, with renames and deletions", function()
-    helper.run(function()
-      local srv, cfg = H.start({readme = false})
+    H.with_server({readme = false}, function(srv, cfg)
       local root = H.tmpdir()
       local A, B = root .. "/a", root .. "/b"
       assert(fs.mkdirp(A .. "/sub"))
@@ -113,17 +111,9 @@ describe("floo-sync", function()
       c:close()
 
       -- a server restart: a change made while it is down arrives afterwards
-      local port = srv.port
-      srv:close()
-      assert(fs.write_file(A .. "/moved/two.txt", "written while the server was down\n"))
-      local again
-      for _ = 1, 100 do
-        cfg.port = port
-        again = server.start(cfg)
-        if again then break end
-        coru.sleep(20)
-      end
-      srv = assert(again)
+      srv = H.restart(srv, cfg, function()
+        assert(fs.write_file(A .. "/moved/two.txt", "written while the server was down\n"))
+      end)
       wait_trees(A, B, "the change made during the restart",
                  function(t) return t["moved/two.txt"] == "written while the server was down\n" end)
       -- the server agrees byte for byte
@@ -136,17 +126,14 @@ describe("floo-sync", function()
       pa:kill("sigterm") pb:kill("sigterm")
       assert.equal(0, (pa:wait()))
       assert.equal(0, (pb:wait()))
-      pa:close() pb:close()          -- their output pipes, whatever the readers saw
-      H.stop(srv, cfg)
       H.rmdir(root)
     end)
   end)
 
   it("connects over TLS with a CA of its own", function()
     local certs = require("tls_helper").certs()
-    helper.run(function()
-      local srv, cfg = H.start({readme = false, port = false,
-                                tls = {port = 0, cert = certs.server.cert, key = certs.server.key}})
+    H.with_server({readme = false, port = false, tls = {port = 0, cert = certs.server.cert, key = certs.server.key}},
+                  function(srv)
       local root = H.tmpdir()
       assert(fs.write_file(root .. "/secure.txt", "over TLS 🔒\n"))
       local p = helper.spawn(helper.bin, {"examples/floo-sync", "-q", "-H", "localhost", "-p",
@@ -160,7 +147,6 @@ describe("floo-sync", function()
       end, 10000, "the upload over TLS")
       p:kill("sigterm")
       assert.equal(0, (p:wait()))
-      H.stop(srv, cfg)
       H.rmdir(root)
     end)
   end)
