@@ -440,8 +440,8 @@ describe("the examples under plain luajit", function()
       if bin:find("build%-san") then              -- an ASan module needs its runtime first
         env = env .. " LD_PRELOAD=$(cc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0"
       end
-      local p = assert(coru.process.spawn("sh", {"-c", env .. " exec luajit '" .. root .. "/examples/echo_server.lua' " .. port},
-        {stdio = {"ignore", "ignore", "pipe"}}))
+      local p = H.spawn("sh", {"-c", env .. " exec luajit '" .. root .. "/examples/echo_server.lua' " .. port},
+        {stdio = {"ignore", "ignore", "pipe"}})
       assert.matches("echo server on 127.0.0.1:" .. port, p.stderr:read_line())
       local c = assert(coru.tcp.connect("127.0.0.1", port))
       c:write("ping\n")
