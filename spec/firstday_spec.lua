@@ -3,13 +3,7 @@ local coru = require "coru"
 local H = require "helper"
 local bin = H.bin
 
-local function tmpfile(content)
-  local name = os.tmpname()
-  local f = assert(io.open(name, "w"))
-  f:write(content)
-  f:close()
-  return name
-end
+local tmpfile = H.tmpfile
 
 describe("unknown fields of coru", function()
   it("read as nil; only submodule names load lazily", function()
@@ -279,9 +273,7 @@ describe("the smaller ones", function()
     assert.equal("one\ntwo\nthree\nfour\n", out)
     local f = os.tmpname()
     H.sh(bin .. script .. " > " .. f)
-    local fh = io.open(f)
-    local content = fh:read("*a")
-    fh:close()
+    local content = coru.fs.read_file(f)
     os.remove(f)
     assert.equal("one\ntwo\nthree\nfour\n", content)
   end)

@@ -135,6 +135,15 @@ function M.tmpdir(prefix)
   return d
 end
 
+-- A new file (os.tmpname) holding content; returns its name.
+function M.tmpfile(content)
+  local name = os.tmpname()
+  local f = assert(io.open(name, "w"))
+  f:write(content)
+  f:close()
+  return name
+end
+
 -- Count the registry's live references (luaL_ref slots hold values; free
 -- slots hold the number of the next free one).
 function M.registry_refs()
