@@ -189,11 +189,13 @@ end
 
 -- ------------------------------------------------------------ editors
 
--- A random edit for session:edit(id, fn): fn(text) inserts one of pieces
--- at a random code point boundary, or (when the text holds more than keep
--- code points, 40% of the time) deletes one; never splits a character.
-function H.random_edit(pieces, keep)
-  return function(t)
+-- Task only: the floo sessions edit buffer id at once, n random edits
+-- each (session i seeding math.random with seed0 + i), each edit inserting
+-- one of pieces at a random code point boundary or (when the text holds
+-- more than keep code points, 40% of the time) deleting one: never a split
+-- character. Returns once every edit was acknowledged.
+function H.edit_at_once(sessions, id, n, seed0, pieces, keep)
+  local function edit(t)
     local cps = {}
     for ch in t:gmatch("[%z\1-\127\194-\244][\128-\191]*") do cps[#cps + 1] = ch end
     local pos = math.random(0, #cps)
@@ -204,6 +206,14 @@ function H.random_edit(pieces, keep)
     end
     return table.concat(cps)
   end
+  local tasks = {}
+  for i, s in ipairs(sessions) do
+    tasks[i] = coru.spawn(function()
+      math.randomseed(seed0 + i)
+      for _ = 1, n do assert(s:edit(id, edit)) end
+    end)
+  end
+  for _, t in ipairs(tasks) do t:await() end
 end
 
 -- An editing client following the protocol's client rules (§7): per

@@ -228,14 +228,7 @@ describe("coru.floo", function()
     it("converges when two sessions edit one buffer at once (inserts, deletes, multi-byte and astral text)", function()
       in_room({bufs = {["a.txt"] = "héllo wörld 😀 start\n"}}, {"alice", "bob"}, function(srv, a, b)
         local id = a:find("a.txt").id
-        local edit = FH.random_edit({"x", "é", "😀", "日本", "\n", "𝄞"}, 5)
-        local function editor(s, seed)
-          math.randomseed(seed)
-          for _ = 1, 25 do assert(s:edit(id, edit)) end
-        end
-        local t1 = coru.spawn(editor, a, 1)
-        local t2 = coru.spawn(editor, b, 2)
-        t1:await() t2:await()
+        FH.edit_at_once({a, b}, id, 25, 0, {"x", "é", "😀", "日本", "\n", "𝄞"}, 5)
         helper.wait_until(function()
           return a.bufs[id].text == srv.bufs[id].text and b.bufs[id].text == srv.bufs[id].text
         end, 5000, "both sessions at the server's text")

@@ -50,13 +50,7 @@ describe_server("coru.floo against coru.floo.server", function()
       local a, b = join(srv.port, "alice"), join(srv.port, "bob")
       local id = assert(a:create_buf("c.txt", "héllo wörld 😀 𝄞 start\n"))
       helper.wait_until(function() return b.bufs[id] and b.bufs[id].text end, 2000, "bob's copy")
-      local edit = FH.random_edit({"x", "é", "😀", "日本", "\n", "𝄞", "ab"}, 8)
-      local function editor(s, seed)
-        math.randomseed(seed)
-        for _ = 1, 150 do assert(s:edit(id, edit)) end
-      end
-      local t1, t2 = coru.spawn(editor, a, 11), coru.spawn(editor, b, 12)
-      t1:await() t2:await()
+      FH.edit_at_once({a, b}, id, 150, 10, {"x", "é", "😀", "日本", "\n", "𝄞", "ab"}, 8)
       local c = join(srv.port, "alice")
       helper.wait_until(function()
         return a.bufs[id].text == c.bufs[id].text and b.bufs[id].text == c.bufs[id].text
