@@ -48,6 +48,14 @@ function M.capture_errors(fn)
   return errs
 end
 
+-- Inside a task: live_handles() once it is down to n, or when ms (5000,
+-- scaled) passed: closes end on later loop turns, later still under
+-- valgrind. The caller asserts: assert.equal(n, H.handles_back_to(n)).
+function M.handles_back_to(n, ms)
+  M.settle(function() return M.live_handles() <= n end, ms)
+  return M.live_handles()
+end
+
 -- Run a shell command, return its stdout and exit status.
 function M.sh(cmd)
   local f = io.popen(cmd .. "; echo \"__status=$?\"")
