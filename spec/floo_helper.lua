@@ -5,6 +5,7 @@ local coru = require "coru"
 local jsonl = require "coru.jsonl"
 local server = require "coru.floo.server"
 local helper = require "helper"
+local assert = require "luassert"   -- busted's, in a module of the specs too
 local H = {}
 
 -- The raw clients H.connect made and the servers H.restart started since
@@ -188,6 +189,18 @@ function Client:create(path, text)
 end
 
 -- ------------------------------------------------------------ editors
+
+-- Task only: wait until every floo session's copy of buffer id has the
+-- text of truth() (the server's {text, md5}, read again at each look), then
+-- check their md5s and the server's against that text.
+function H.converged(truth, sessions, id)
+  helper.wait_until(function()
+    for _, s in ipairs(sessions) do if s.bufs[id].text ~= truth().text then return false end end
+    return true
+  end, 5000, "every session at the server's text")
+  for _, s in ipairs(sessions) do assert.equal(truth().md5, s.bufs[id].md5) end
+  assert.equal(coru.md5(truth().text), truth().md5)
+end
 
 -- Task only: the floo sessions edit buffer id at once, n random edits
 -- each (session i seeding math.random with seed0 + i), each edit inserting

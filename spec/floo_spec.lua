@@ -229,12 +229,7 @@ describe("coru.floo", function()
       in_room({bufs = {["a.txt"] = "héllo wörld 😀 start\n"}}, {"alice", "bob"}, function(srv, a, b)
         local id = a:find("a.txt").id
         FH.edit_at_once({a, b}, id, 25, 0, {"x", "é", "😀", "日本", "\n", "𝄞"}, 5)
-        helper.wait_until(function()
-          return a.bufs[id].text == srv.bufs[id].text and b.bufs[id].text == srv.bufs[id].text
-        end, 5000, "both sessions at the server's text")
-        assert.equal(srv.bufs[id].md5, a.bufs[id].md5)
-        assert.equal(srv.bufs[id].md5, b.bufs[id].md5)
-        assert.equal(coru.md5(srv.bufs[id].text), srv.bufs[id].md5)
+        FH.converged(function() return srv.bufs[id] end, {a, b}, id)
       end)
     end)
 
@@ -295,9 +290,7 @@ describe("coru.floo", function()
           srv:wait_clients(2, 5000)
         end
         t1:await() t2:await()
-        helper.wait_until(function()
-          return a.bufs[id].text == srv.bufs[id].text and b.bufs[id].text == srv.bufs[id].text
-        end, 5000, "both sessions at the server's text")
+        FH.converged(function() return srv.bufs[id] end, {a, b}, id)
         assert.is_true(#acked >= 250)
         for _, tok in ipairs(acked) do
           local _, n = srv.bufs[id].text:gsub(tok:gsub("%p", "%%%0"), "")
