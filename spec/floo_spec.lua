@@ -562,7 +562,7 @@ describe("coru.floo", function()
           if ignored < 1 then ignored = ignored + 1 return end
           return "default"
         end)
-        local s = assert(join(srv, "alice", {request_timeout = 50}))
+        local s = assert(join(srv, "alice", {request_timeout = helper.ms(50)}))
         assert.equal("a\n", s:find("a.txt").text)
         assert.equal(2, #srv:sent("get_buf"))
       end)
