@@ -252,8 +252,13 @@ describe("coru.luv: streams", function()
     local wreq = c:write("queued before the connection")
     assert.same({"write", 3}, {wreq:get_type()})
     assert.equal("shutdown", (c:shutdown():get_type()))
-    local t = uv.new_timer()   -- the client closes once the server has read to the end
-    t:start(5, 5, function() if s:is_closing() then c:close(); t:close() end end)
+    -- the client closes once the server has read up to EOF and closed (not
+    -- after a fixed delay: under load, or with a loop time left stale by a
+    -- long spec before, a 20 ms timer fired before the data had arrived)
+    local t = uv.new_timer()
+    t:start(5, 5, function()
+      if s:is_closing() then c:close(); t:close() end
+    end)
     run_until_done()
     assert.equal("queued before the connection", table.concat(got))
     assert.is_true(s:is_closing())
