@@ -8,7 +8,7 @@
 local coru = require "coru"
 local fs = require "coru.fs"
 local jsonl = require "coru.jsonl"
-local process = require "coru.process"
+local testing = require "coru.floo.testing"   -- its launchers of coru scripts, its tree compare
 
 local CORU = arg[1] or os.getenv("CORU_BIN") or "build/coru"
 local HERE = fs.dirname(arg[0])
@@ -32,28 +32,22 @@ assert(fs.write_file(dir_a .. "/src/main.lua", "local greeting = \"hello\"\nprin
 
 local children = {}
 local stats = {}      -- floo-sync's closing summary line, per child
-local function spawn(name, file, args, on_line)
-  local argv = {file}
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local p = assert(process.spawn(CORU, argv, {stdio = {"ignore", "pipe", "pipe"}}))
-  children[#children + 1] = {name = name, p = p}
+-- every line a child prints: into its log file, on stdout with
+-- DEMO_VERBOSE, floo-sync's summary kept, then on_line(line)
+local function logger(name, on_line)
   local log = assert(io.open(tmp .. "/" .. name .. ".log", "w"))
-  local function pump(stream)
-    coru.spawn(function()
-      while true do
-        local line = stream:read_line()
-        if not line then break end
-        log:write(line, "\n") log:flush()
-        if VERBOSE then say("  [%s] %s", name, line) end
-        local summary = line:match("^floo%-sync: stopped: (.*)$")
-        if summary then stats[name] = summary end
-        if on_line then on_line(line) end
-      end
-    end)
+  return function(line)
+    log:write(line, "\n") log:flush()
+    if VERBOSE then say("  [%s] %s", name, line) end
+    local summary = line:match("^floo%-sync: stopped: (.*)$")
+    if summary then stats[name] = summary end
+    if on_line then on_line(line) end
   end
-  pump(p.stdout)
-  pump(p.stderr)
-  return p
+end
+
+local function adopt(name, p, ...)
+  children[#children + 1] = {name = name, p = assert(p, ...)}
+  return p, ...
 end
 
 local function stop_children()
@@ -73,37 +67,19 @@ local function wait_for(cond, ms, what)
   if not ok then error("timed out waiting for " .. what, 0) end
 end
 
--- the tree under dir: relative path -> content
-local function tree(dir)
-  local t = {}
-  for p, ty in fs.walk(dir) do
-    local rel = p:sub(#dir + 2)
-    if ty == "file" and not rel:match("%.tmp%-%w+$") then t[rel] = fs.read_file(p) end
-  end
-  return t
-end
-
-local function same_tree(x, y)
-  for k, v in pairs(x) do if y[k] ~= v then return false end end
-  for k in pairs(y) do if x[k] == nil then return false end end
-  return true
-end
+local tree, same_tree = testing.tree, testing.same_tree
 
 local function count(t) local n = 0 for _ in pairs(t) do n = n + 1 end return n end
 
 local status = 1
 local ok, err = pcall(function()
-  local port
-  spawn("server", SERVER, {"-c", tmp .. "/floo.json"}, function(line)
-    port = port or tonumber(line:match('"event":"listening".-"port":(%d+)') or line:match('"port":(%d+).-"event":"listening"'))
-  end)
-  wait_for(function() return port end, 10000, "the server to listen")
+  local _, port = adopt("server", testing.launch_server(CORU, SERVER, tmp .. "/floo.json", logger("server")))
   say("coru-floo-server on 127.0.0.1:%d, workspace alice/demo in %s", port, data)
 
   local joined = {}
   local function sync(name, user, secret, dir, mode)
-    spawn(name, SYNC, {"-p", tostring(port), "-u", user, "-s", secret, "-w", "alice/demo", mode, dir},
-          function(line) if line:match("joined") then joined[name] = true end end)
+    adopt(name, testing.launch(CORU, {SYNC, "-p", tostring(port), "-u", user, "-s", secret, "-w", "alice/demo", mode, dir},
+      logger(name, function(line) if line:match("joined") then joined[name] = true end end)))
   end
   sync("sync-alice", "alice", "alice-secret", dir_a, "--upload")
   wait_for(function() return joined["sync-alice"] end, 10000, "alice's floo-sync to join")

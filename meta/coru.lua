@@ -1441,10 +1441,37 @@ local coru_floo_testing = {}
 ---@return ...
 function coru_floo_testing.DEFAULT(...) end
 
+---See docs/ (coru.floo.testing.launch).
+---@param bin any
+---@param argv any
+---@param on_line? any
+---@return ...
+function coru_floo_testing.launch(bin, argv, on_line) end
+
+---See docs/ (coru.floo.testing.launch_server).
+---@param bin any
+---@param server any
+---@param conf any
+---@param on_line? any
+---@param ms? any
+---@return ...
+function coru_floo_testing.launch_server(bin, server, conf, on_line, ms) end
+
+---See docs/ (coru.floo.testing.same_tree).
+---@param a any
+---@param b any
+---@return ...
+function coru_floo_testing.same_tree(a, b) end
+
 ---See docs/ (coru.floo.testing.server).
 ---@param opts any
 ---@return ...
 function coru_floo_testing.server(opts) end
+
+---See docs/ (coru.floo.testing.tree).
+---@param dir any
+---@return ...
+function coru_floo_testing.tree(dir) end
 
 ---@class coru.fs_dir
 local coru_fs_dir = {}

@@ -3,13 +3,7 @@ local coru = require "coru"
 local H = require "helper"
 local bin = H.bin
 
-local function tmpfile(content)
-  local name = os.tmpname()
-  local f = assert(io.open(name, "w"))
-  f:write(content)
-  f:close()
-  return name
-end
+local tmpfile = H.tmpfile
 
 describe("unknown fields of coru", function()
   it("read as nil; only submodule names load lazily", function()
@@ -279,9 +273,7 @@ describe("the smaller ones", function()
     assert.equal("one\ntwo\nthree\nfour\n", out)
     local f = os.tmpname()
     H.sh(bin .. script .. " > " .. f)
-    local fh = io.open(f)
-    local content = fh:read("*a")
-    fh:close()
+    local content = coru.fs.read_file(f)
     os.remove(f)
     assert.equal("one\ntwo\nthree\nfour\n", content)
   end)
@@ -440,8 +432,8 @@ describe("the examples under plain luajit", function()
       if bin:find("build%-san") then              -- an ASan module needs its runtime first
         env = env .. " LD_PRELOAD=$(cc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0"
       end
-      local p = assert(coru.process.spawn("sh", {"-c", env .. " exec luajit '" .. root .. "/examples/echo_server.lua' " .. port},
-        {stdio = {"ignore", "ignore", "pipe"}}))
+      local p = H.spawn("sh", {"-c", env .. " exec luajit '" .. root .. "/examples/echo_server.lua' " .. port},
+        {stdio = {"ignore", "ignore", "pipe"}})
       assert.matches("echo server on 127.0.0.1:" .. port, p.stderr:read_line())
       local c = assert(coru.tcp.connect("127.0.0.1", port))
       c:write("ping\n")

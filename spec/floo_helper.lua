@@ -4,7 +4,13 @@
 local coru = require "coru"
 local jsonl = require "coru.jsonl"
 local server = require "coru.floo.server"
+local helper = require "helper"
+local assert = require "luassert"   -- busted's, in a module of the specs too
 local H = {}
+
+-- The raw clients H.connect made and the servers H.restart started since
+-- the last with_server ended.
+local clients, servers = {}, {}
 
 H.USERS = {alice = {secret = "a-secret"}, bob = {secret = "b-secret"},
            carol = {secret = "c-secret", perms = {"view_room"}}}
@@ -31,13 +37,63 @@ function H.stop(srv, cfg)
   if cfg and not cfg.keep then H.rmdir(cfg.data_dir) end
 end
 
+-- A directory with the config floo.json of a server child (data in
+-- data/, alice its one user, the log on stderr): returns dir, conf.
+function H.server_dir()
+  local dir = H.tmpdir()
+  local conf = dir .. "/floo.json"
+  local f = assert(io.open(conf, "w"))
+  f:write('{"data_dir":"data","port":0,"log_level":"info","users":{"alice":{"secret":"a-secret"}}}')
+  f:close()
+  return dir, conf
+end
+
+-- Task only: bin/coru-floo-server -c conf in a child process of the spec
+-- (helper.adopt: killed and reaped when the spec ends); process, port.
+function H.server_process(conf)
+  return helper.adopt(require("coru.floo.testing").launch_server(helper.bin, "bin/coru-floo-server", conf))
+end
+
+-- Task only: close srv, call while_down() if given, and start a server
+-- with its config and data on its port again (retrying while the port is
+-- still taken); H.with_server stops the new one too.
+function H.restart(srv, cfg, while_down)
+  local port = srv.port
+  srv:close()
+  if while_down then while_down() end
+  cfg.port = port
+  for _ = 1, 100 do
+    local again = server.start(cfg)
+    if again then servers[#servers + 1] = again return again end
+    coru.sleep(20)
+  end
+  error("the server did not restart on its port " .. port, 2)
+end
+
+-- Run fn(srv, cfg) in a task with a server of H.start(opts); the raw
+-- clients connected meanwhile are closed and the server stopped (its data
+-- removed) afterwards, also when fn fails.
+function H.with_server(opts, fn)
+  helper.run(function()
+    local srv, cfg = H.start(opts)
+    local ok, err = pcall(fn, srv, cfg)
+    for _, c in ipairs(clients) do c:close() end
+    for _, again in ipairs(servers) do again:close() end
+    clients, servers = {}, {}
+    H.stop(srv, cfg)
+    if not ok then error(err, 0) end
+  end)
+end
+
 local Client = {}
 Client.__index = Client
 
 function H.connect(port, opts)
   local s = assert(coru.tcp.connect("127.0.0.1", port))
   s:set_max_line(64 * 1024 * 1024)
-  return setmetatable({s = s, n = 0, port = port, inbox = {}, opts = opts or {}}, Client)
+  local c = setmetatable({s = s, n = 0, port = port, inbox = {}, opts = opts or {}}, Client)
+  clients[#clients + 1] = c
+  return c
 end
 
 -- write a raw line (no newline added) or a table (req_id added unless false)
@@ -133,6 +189,45 @@ function Client:create(path, text)
 end
 
 -- ------------------------------------------------------------ editors
+
+-- Task only: wait until every floo session's copy of buffer id has the
+-- text of truth() (the server's {text, md5}, read again at each look), then
+-- check their md5s and the server's against that text.
+function H.converged(truth, sessions, id)
+  helper.wait_until(function()
+    for _, s in ipairs(sessions) do if s.bufs[id].text ~= truth().text then return false end end
+    return true
+  end, 5000, "every session at the server's text")
+  for _, s in ipairs(sessions) do assert.equal(truth().md5, s.bufs[id].md5) end
+  assert.equal(coru.md5(truth().text), truth().md5)
+end
+
+-- Task only: the floo sessions edit buffer id at once, n random edits
+-- each (session i seeding math.random with seed0 + i), each edit inserting
+-- one of pieces at a random code point boundary or (when the text holds
+-- more than keep code points, 40% of the time) deleting one: never a split
+-- character. Returns once every edit was acknowledged.
+function H.edit_at_once(sessions, id, n, seed0, pieces, keep)
+  local function edit(t)
+    local cps = {}
+    for ch in t:gmatch("[%z\1-\127\194-\244][\128-\191]*") do cps[#cps + 1] = ch end
+    local pos = math.random(0, #cps)
+    if #cps > keep and math.random() < 0.4 then
+      table.remove(cps, math.max(1, pos))
+    else
+      table.insert(cps, pos + 1, pieces[math.random(#pieces)])
+    end
+    return table.concat(cps)
+  end
+  local tasks = {}
+  for i, s in ipairs(sessions) do
+    tasks[i] = coru.spawn(function()
+      math.randomseed(seed0 + i)
+      for _ = 1, n do assert(s:edit(id, edit)) end
+    end)
+  end
+  for _, t in ipairs(tasks) do t:await() end
+end
 
 -- An editing client following the protocol's client rules (§7): per
 -- buffer the text it believes the server has; a local edit is sent as a

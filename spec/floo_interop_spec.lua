@@ -18,14 +18,13 @@ describe("coru-floo-server with a Node.js client", function()
   end
 
   it("serves a client using the npm dmp package: join, create, patch, follow", function()
-    helper.run(function()
-      local srv, cfg = H.start()
+    H.with_server(nil, function(srv)
       local a = H.join(srv.port, "alice")
       local D = coru.dmp.new{}
       local env = {"NODE_PATH=" .. root .. "/deps/node_modules", "PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin")}
-      local node = assert(coru.process.spawn("node", {here .. "/floo_node_client.js", tostring(srv.port), "bob",
-                                                     H.USERS.bob.secret, "alice", "ws", "3"},
-                                              {env = env, stdio = {"ignore", "pipe", "inherit"}}))
+      local node = helper.spawn("node", {here .. "/floo_node_client.js", tostring(srv.port), "bob",
+                                         H.USERS.bob.secret, "alice", "ws", "3"},
+                                {env = env, stdio = {"ignore", "pipe", "inherit"}})
       local lines = {}
       local function line(tag)
         while true do
@@ -57,8 +56,7 @@ describe("coru-floo-server with a Node.js client", function()
       assert.equal(coru.md5(text), line("MD5"))
       assert.equal(text, srv:workspace("alice/ws").bufs[id].text)
       assert.equal(0, (node:wait()))
-      a:close()
-      H.stop(srv, cfg)
+      node:close()
     end)
   end)
 end)

@@ -3,13 +3,40 @@ local helper = require "helper"
 
 local floo = require "coru.floo"
 local testing = require "coru.floo.testing"
+local FH = require "floo_helper"
 local jsonl = require "coru.jsonl"
+
+-- The sessions joined since the last in_room ended (in_room closes them).
+local joined = {}
 
 local function join(srv, user, extra)
   local o = {host = srv.host, port = srv.port, username = user or "alice", secret = "s",
              owner = "owner", workspace = "ws", heartbeat = 5000}
   for k, v in pairs(extra or {}) do o[k] = v end
-  return floo.connect(o)
+  local s, err = floo.connect(o)
+  if s then joined[#joined + 1] = s end
+  return s, err
+end
+
+-- Run fn(srv, s1, s2, ...) in a task: srv a testing server made from opts,
+-- s1... the sessions of users (a name, or {name, extra join options}; {}
+-- for none, fn joining itself). Every session joined meanwhile and the
+-- server are closed afterwards, also when fn fails.
+local function in_room(opts, users, fn)
+  coru.run(function()
+    local srv = assert(testing.server(opts))
+    local ok, err = pcall(function()
+      local ss = {}
+      for i, u in ipairs(users) do
+        ss[i] = assert(join(srv, type(u) == "table" and u[1] or u, type(u) == "table" and u[2] or nil))
+      end
+      fn(srv, unpack(ss, 1, #users))
+    end)
+    for _, s in ipairs(joined) do s:close() end
+    joined = {}
+    srv:close()
+    if not ok then error(err, 0) end
+  end)
 end
 
 -- Collect a session's events of the given names into a list.
@@ -21,6 +48,19 @@ local function record(s, ...)
   return log
 end
 
+-- Inside a patch script: the server applies m as it would, holding back
+-- its ack to c, which it returns (for the script to send later).
+local function apply_holding_ack(sv, c, m)
+  local send, held = c.send, nil
+  c.send = function(cl, msg)
+    if msg.name == "ack" and msg.res_id == m.req_id then held = msg return true end
+    return send(cl, msg)
+  end
+  testing.DEFAULT.patch(sv, c, m)
+  c.send = send
+  return held
+end
+
 local function count(log, name)
   local n = 0
   for _, e in ipairs(log) do if e.name == name then n = n + 1 end end
@@ -30,9 +70,7 @@ end
 describe("coru.floo", function()
   describe("joining", function()
     it("joins, fetches every buffer and knows users and perms", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "hello\n", ["dir/b.md"] = "# b\n"}})
-        local s = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "hello\n", ["dir/b.md"] = "# b\n"}}, {"alice"}, function(srv, s)
         assert.equal("hello\n", s:find("a.txt").text)
         assert.equal("# b\n", s:find("dir/b.md").text)
         assert.equal(coru.md5("hello\n"), s:find("a.txt").md5)
@@ -43,65 +81,51 @@ describe("coru.floo", function()
         assert.equal(1, hello.req_id)
         assert.equal(0.11, hello.version)
         assert.same({"utf8", "base64"}, hello.supported_encodings)
-        s:close()
-        srv:close()
       end)
     end)
 
     it("fetches many buffers on join, several at a time", function()
-      coru.run(function()
-        local bufs = {}
-        for i = 1, 30 do bufs["f" .. i .. ".txt"] = ("text %d\n"):format(i):rep(i) end
-        local srv = assert(testing.server{bufs = bufs})
-        local s = assert(join(srv))
+      local bufs = {}
+      for i = 1, 30 do bufs["f" .. i .. ".txt"] = ("text %d\n"):format(i):rep(i) end
+      in_room({bufs = bufs}, {"alice"}, function(srv, s)
         for path, text in pairs(bufs) do assert.equal(text, s:find(path).text) end
         assert.equal(30, #srv:sent("get_buf"))
-        s:close() srv:close()
       end)
     end)
 
     it("fetches lazily when asked, on first use", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "lazy\n"}})
-        local s = assert(join(srv, "alice", {fetch = "lazy"}))
+      in_room({bufs = {["a.txt"] = "lazy\n"}}, {{"alice", {fetch = "lazy"}}}, function(srv, s)
         local b = s:find("a.txt")
         assert.is_nil(b.text)
         assert.equal(0, #srv:sent("get_buf"))
         assert.equal("lazy\n", assert(s:get_buf(b.id)).text)
         assert.equal(1, #srv:sent("get_buf"))
-        s:close()
-        srv:close()
       end)
     end)
 
     it("returns the server's disconnect reason on bad credentials", function()
-      coru.run(function()
-        local srv = assert(testing.server{accounts = {alice = {secret = "right", perms = {"edit_room"}}}})
+      in_room({accounts = {alice = {secret = "right", perms = {"edit_room"}}}}, {}, function(srv)
         local s, err = join(srv, "alice", {secret = "wrong"})
         assert.is_nil(s)
         assert.equal("Invalid username or secret", err)
-        srv:close()
       end)
     end)
 
     it("refuses a room_info with fields of the wrong type", function()
-      coru.run(function()
-        local srv = assert(testing.server{})
+      in_room({}, {}, function(srv)
         srv:script("auth", function(m, c)
           c:send({name = "room_info", res_id = m.req_id, user_id = "seven", perms = {}, bufs = {}, users = {}})
         end)
         local s, err = join(srv)
         assert.is_nil(s)
         assert.equal("bad room_info: 'user_id', 'perms', 'bufs' or 'users' has the wrong type", err)
-        srv:close()
       end)
     end)
 
     it("names the reason when a TLS server's certificate is not trusted, and joins with the right CA", function()
       local tlsh = require "tls_helper"
       local certs = tlsh.certs()
-      coru.run(function()
-        local srv = assert(testing.server{tls = {cert = certs.server.cert, key = certs.server.key}, bufs = {["t.txt"] = "tls\n"}})
+      in_room({tls = {cert = certs.server.cert, key = certs.server.key}, bufs = {["t.txt"] = "tls\n"}}, {}, function(srv)
         local s, err = join(srv, "alice", {tls = {}})
         assert.is_nil(s)
         assert.matches("certificate verify failed", err)
@@ -110,18 +134,13 @@ describe("coru.floo", function()
         assert.matches("certificate verify failed", err2)
         local ok = assert(join(srv, "alice", {tls = {ca = certs.ca_file}}))
         assert.equal("tls\n", ok:find("t.txt").text)
-        ok:close()
-        srv:close()
       end)
     end)
   end)
 
   describe("editing", function()
     it("sends a patch with both md5s, waits for the ack, and the other session sees the patch event", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "hello world\n"}})
-        local a = assert(join(srv, "alice"))
-        local b = assert(join(srv, "bob"))
+      in_room({bufs = {["a.txt"] = "hello world\n"}}, {"alice", "bob"}, function(srv, a, b)
         local log = record(b, "patch")
         local id = a:find("a.txt").id
         assert.is_true(a:edit(id, "hello brave world\n"))
@@ -135,14 +154,11 @@ describe("coru.floo", function()
         assert.equal("hello brave world\n", ev.text)
         assert.equal("alice", ev.username)
         assert.equal("hello brave world\n", b.bufs[id].text)
-        a:close() b:close() srv:close()
       end)
     end)
 
     it("never sends a carriage return", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "x\n"}})
-        local a = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "x\n"}}, {"alice"}, function(srv, a)
         local id = a:find("a.txt").id
         assert.is_true(a:edit(id, "one\r\ntwo\rthree\n"))
         assert.equal("one\ntwo\nthree\n", srv.bufs[id].text)
@@ -152,14 +168,11 @@ describe("coru.floo", function()
           assert.is_nil(jsonl.encode(e.msg):find("\\r", 1, true))
           assert.is_nil(jsonl.encode(e.msg):find("%0D", 1, true))
         end
-        a:close() srv:close()
       end)
     end)
 
     it("rebases a local edit when a remote patch arrives while it is in flight", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "line one\nline two\nline three\n"}})
-        local a = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "line one\nline two\nline three\n"}}, {"alice"}, function(srv, a)
         local id = a:find("a.txt").id
         -- hold alice's patch until the server has taken another change
         srv:script("patch", function(m, c, s)
@@ -170,25 +183,16 @@ describe("coru.floo", function()
         helper.wait_until(function() return a.bufs[id].text == srv.bufs[id].text end, 2000, "convergence")
         assert.equal("line ONE\nline two\nline three\nline four\n", srv.bufs[id].text)
         assert.equal(srv.bufs[id].md5, a.bufs[id].md5)
-        a:close() srv:close()
       end)
     end)
 
     it("takes a patch made on top of its own as the ack when it comes before the ack", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "base\n"}})
-        local s = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "base\n"}}, {"alice"}, function(srv, s)
         local log = record(s, "resync", "patch")
         local id = s:find("a.txt").id
         srv:script("patch", function(m, c, sv)
           -- an ack held back (a server that acks once the change is on disk)
-          local send, held = c.send, nil
-          c.send = function(cl, msg)
-            if msg.name == "ack" and msg.res_id == m.req_id then held = msg return true end
-            return send(cl, msg)
-          end
-          testing.DEFAULT.patch(sv, c, m)
-          c.send = send
+          local held = apply_holding_ack(sv, c, m)
           sv:change(id, sv.bufs[id].text .. "theirs\n")
           c:send(held)
         end)
@@ -198,24 +202,15 @@ describe("coru.floo", function()
         assert.equal(srv.bufs[id].text, s.bufs[id].text)
         assert.equal(srv.bufs[id].md5, s.bufs[id].md5)
         assert.equal(0, count(log, "resync"))
-        s:close() srv:close()
       end)
     end)
 
     it("does not apply its patch twice when the server's text with it arrives before the ack", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "alpha\nbeta\ngamma\n"}})
-        local s = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "alpha\nbeta\ngamma\n"}}, {"alice"}, function(srv, s)
         local log = record(s, "resync")
         local id = s:find("a.txt").id
         srv:script("patch", function(m, c, sv)
-          local send, held = c.send, nil
-          c.send = function(cl, msg)
-            if msg.name == "ack" and msg.res_id == m.req_id then held = msg return true end
-            return send(cl, msg)
-          end
-          testing.DEFAULT.patch(sv, c, m)
-          c.send = send
+          local held = apply_holding_ack(sv, c, m)
           local b = sv.bufs[id]
           c:send({name = "get_buf", id = id, path = b.path, buf = b.text, md5 = b.md5, encoding = "utf8"})
           c:send(held)
@@ -227,51 +222,19 @@ describe("coru.floo", function()
         assert.equal(srv.bufs[id].md5, s.bufs[id].md5)
         coru.sleep(20)
         assert.equal(1, #srv:sent("patch"))
-        s:close() srv:close()
       end)
     end)
 
     it("converges when two sessions edit one buffer at once (inserts, deletes, multi-byte and astral text)", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "héllo wörld 😀 start\n"}})
-        local a = assert(join(srv, "alice"))
-        local b = assert(join(srv, "bob"))
+      in_room({bufs = {["a.txt"] = "héllo wörld 😀 start\n"}}, {"alice", "bob"}, function(srv, a, b)
         local id = a:find("a.txt").id
-        local pieces = {"x", "é", "😀", "日本", "\n", "𝄞"}
-        local function editor(s, seed)
-          math.randomseed(seed)
-          for _ = 1, 25 do
-            assert(s:edit(id, function(t)
-              -- work on code points so that we never split a character
-              local cps = {}
-              for ch in t:gmatch("[%z\1-\127\194-\244][\128-\191]*") do cps[#cps + 1] = ch end
-              local pos = math.random(0, #cps)
-              if #cps > 5 and math.random() < 0.4 then
-                table.remove(cps, math.max(1, pos))
-              else
-                table.insert(cps, pos + 1, pieces[math.random(#pieces)])
-              end
-              return table.concat(cps)
-            end))
-          end
-        end
-        local t1 = coru.spawn(editor, a, 1)
-        local t2 = coru.spawn(editor, b, 2)
-        t1:await() t2:await()
-        helper.wait_until(function()
-          return a.bufs[id].text == srv.bufs[id].text and b.bufs[id].text == srv.bufs[id].text
-        end, 5000, "both sessions at the server's text")
-        assert.equal(srv.bufs[id].md5, a.bufs[id].md5)
-        assert.equal(srv.bufs[id].md5, b.bufs[id].md5)
-        assert.equal(coru.md5(srv.bufs[id].text), srv.bufs[id].md5)
-        a:close() b:close() srv:close()
+        FH.edit_at_once({a, b}, id, 25, 0, {"x", "é", "😀", "日本", "\n", "𝄞"}, 5)
+        FH.converged(function() return srv.bufs[id] end, {a, b}, id)
       end)
     end)
 
     it("refuses text that is not valid UTF-8, sending nothing", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "é\n"}})
-        local s = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "é\n"}}, {"alice"}, function(srv, s)
         local id = s:find("a.txt").id
         local ok, err = s:edit(id, "\195\n")
         assert.is_nil(ok)
@@ -289,16 +252,13 @@ describe("coru.floo", function()
         assert.equal("é\n", s.bufs[id].text)
         assert.is_true(s:edit(id, "é😀\n"))
         assert.equal("é😀\n", srv.bufs[id].text)
-        s:close() srv:close()
       end)
     end)
 
     it("loses no acknowledged edit and applies none twice, with two editors and dropped connections", function()
-      coru.run(function()
-        local words = {}
-        for i = 1, 120 do words[i] = ({"alpha", "beta", "😀", "gamma", "délta", "𝄞"})[i % 6 + 1] .. (i % 10 == 0 and "\n" or " ") end
-        local srv = assert(testing.server{bufs = {["t.txt"] = table.concat(words)}})
-        local a, b = assert(join(srv, "alice")), assert(join(srv, "bob"))
+      local words = {}
+      for i = 1, 120 do words[i] = ({"alpha", "beta", "😀", "gamma", "délta", "𝄞"})[i % 6 + 1] .. (i % 10 == 0 and "\n" or " ") end
+      in_room({bufs = {["t.txt"] = table.concat(words)}}, {"alice", "bob"}, function(srv, a, b)
         local id = a:find("t.txt").id
         local acked = {}
         -- each edit inserts a unique token at a random place outside other
@@ -330,22 +290,17 @@ describe("coru.floo", function()
           srv:wait_clients(2, 5000)
         end
         t1:await() t2:await()
-        helper.wait_until(function()
-          return a.bufs[id].text == srv.bufs[id].text and b.bufs[id].text == srv.bufs[id].text
-        end, 5000, "both sessions at the server's text")
+        FH.converged(function() return srv.bufs[id] end, {a, b}, id)
         assert.is_true(#acked >= 250)
         for _, tok in ipairs(acked) do
           local _, n = srv.bufs[id].text:gsub(tok:gsub("%p", "%%%0"), "")
           assert.equal(1, n, tok)
         end
-        a:close() b:close() srv:close()
       end)
     end)
 
     it("reports an edit lost when it cannot be carried over onto the server's text", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "aaaa bbbb cccc dddd\n"}})
-        local s = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "aaaa bbbb cccc dddd\n"}}, {"alice"}, function(srv, s)
         local id = s:find("a.txt").id
         srv:script("patch", function(m, c, sv)
           -- someone replaced the whole text meanwhile: ours does not apply
@@ -358,15 +313,12 @@ describe("coru.floo", function()
         assert.equal("edit lost: it conflicted with the server's text (see the resync and error events)", err)
         assert.equal("0123456789\n", s.bufs[id].text)
         assert.equal(srv.bufs[id].md5, s.bufs[id].md5)
-        s:close() srv:close()
       end)
     end)
 
     it("fails an operation the session has no permission for locally, keeping the connection", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "x\n"},
-          accounts = {viewer = {secret = "s", perms = {"view_room"}}}})
-        local s = assert(join(srv, "viewer"))
+      in_room({bufs = {["a.txt"] = "x\n"}, accounts = {viewer = {secret = "s", perms = {"view_room"}}}},
+              {"viewer"}, function(srv, s)
         local id = s:find("a.txt").id
         local ok, err = s:edit(id, "y\n")
         assert.is_nil(ok)
@@ -377,15 +329,12 @@ describe("coru.floo", function()
         assert.equal(0, #srv:sent("patch"))
         assert.is_true(s:is_connected())
         assert.equal("x\n", assert(s:get_buf(id)).text)
-        s:close() srv:close()
       end)
     end)
 
     it("follows perms changes: a removed edit_room makes edits fail locally; request_perms asks", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "x\n"},
-          accounts = {asker = {secret = "s", perms = {"view_room", "request_perms", "edit_room"}}}})
-        local s = assert(join(srv, "asker"))
+      in_room({bufs = {["a.txt"] = "x\n"}, accounts = {asker = {secret = "s", perms = {"view_room", "request_perms", "edit_room"}}}},
+              {"asker"}, function(srv, s)
         local log = record(s, "perms")
         local id = s:find("a.txt").id
         assert.is_true(s:edit(id, "y\n"))
@@ -400,17 +349,14 @@ describe("coru.floo", function()
         helper.wait_until(function() return #log == 2 end, 2000, "the second perms event")
         assert.is_true(s:edit(id, "z\n"))
         assert.equal("z\n", srv.bufs[id].text)
-        s:close() srv:close()
       end)
     end)
 
     it("carries binary buffers without corruption and refuses to patch them", function()
-      coru.run(function()
-        local bytes = {}
-        for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
-        local bin = table.concat(bytes) .. "\r\n\0tail"
-        local srv = assert(testing.server{bufs = {{"img.bin", bin, "base64"}}})
-        local s = assert(join(srv))
+      local bytes = {}
+      for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
+      local bin = table.concat(bytes) .. "\r\n\0tail"
+      in_room({bufs = {{"img.bin", bin, "base64"}}}, {"alice"}, function(srv, s)
         local b = s:find("img.bin")
         assert.equal("base64", b.encoding)
         assert.equal(bin, b.text)
@@ -421,15 +367,11 @@ describe("coru.floo", function()
         assert.equal(bin .. "\255", srv.bufs[b.id].text)
         local nid = assert(s:create_buf("two.bin", "\0\1\2\r", "base64"))
         assert.equal("\0\1\2\r", srv.bufs[nid].text)
-        s:close() srv:close()
       end)
     end)
 
     it("creates, renames, deletes, highlights, marks saved and chats", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "TODO: x\n"}})
-        local a = assert(join(srv, "alice"))
-        local b = assert(join(srv, "bob"))
+      in_room({bufs = {["a.txt"] = "TODO: x\n"}}, {"alice", "bob"}, function(srv, a, b)
         local log = record(b, "create_buf", "rename_buf", "delete_buf", "highlight", "saved", "msg")
         local id = assert(a:create_buf("new.txt", "new\n"))
         assert.is_true(a:rename_buf(id, "dir/renamed.txt"))
@@ -450,16 +392,13 @@ describe("coru.floo", function()
         assert.has_error(function() a:highlight(1, {}) end,
           "coru.floo: highlight: bad argument #2 (non-empty list of {start, end} expected)")
         assert.same({{0, 3}}, srv:sent("highlight")[1].ranges)
-        a:close() b:close() srv:close()
       end)
     end)
   end)
 
   describe("faults", function()
     it("survives malformed JSON, an over-long line and fields of the wrong type", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "abc\n"}})
-        local s = assert(join(srv, "alice", {max_line = 4096}))
+      in_room({bufs = {["a.txt"] = "abc\n"}}, {{"alice", {max_line = 4096}}}, function(srv, s)
         local log = record(s, "error")
         local c = srv.clients[1]
         c:send_raw('{"name":"patch","id":')
@@ -474,14 +413,11 @@ describe("coru.floo", function()
         local id = s:find("a.txt").id
         assert.is_true(s:edit(id, "abcd\n"))
         assert.equal("abcd\n", srv.bufs[id].text)
-        s:close() srv:close()
       end)
     end)
 
     it("re-fetches when a patch does not apply or its md5s disagree", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "alpha beta gamma\n"}})
-        local s = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "alpha beta gamma\n"}}, {"alice"}, function(srv, s)
         local log = record(s, "resync", "patch")
         local id = s:find("a.txt").id
         local c = srv.clients[1]
@@ -509,27 +445,21 @@ describe("coru.floo", function()
         assert.equal("server truth 3\n", s.bufs[id].text)
         assert.equal(0, count(log, "patch"))
         assert.equal(3, #srv:sent("get_buf") - 1)
-        s:close() srv:close()
       end)
     end)
 
     it("ignores a get_buf for a buffer it never had, with an error event", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "a\n"}})
-        local s = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "a\n"}}, {"alice"}, function(srv, s)
         local log = record(s, "error")
         srv.clients[1]:send({name = "get_buf", id = 404, path = "ghost.txt", buf = "boo", md5 = coru.md5("boo"), encoding = "utf8"})
         helper.wait_until(function() return #log == 1 end, 2000, "the error event")
         assert.equal("get_buf for buffer 404, which this session never had: ignored", log[1].ev.msg)
         assert.is_nil(s.bufs[404])
-        s:close() srv:close()
       end)
     end)
 
     it("does not take another client's broadcast carrying our res_id for our reply", function()
-      coru.run(function()
-        local srv = assert(testing.server{})
-        local s = assert(join(srv))
+      in_room({}, {"alice"}, function(srv, s)
         srv:script("create_buf", function(m, c)
           -- someone else's create_buf, leaked with our req_id, arrives first
           c:send({name = "create_buf", id = 77, path = "theirs.txt", buf = "t", md5 = coru.md5("t"),
@@ -541,14 +471,11 @@ describe("coru.floo", function()
         helper.wait_until(function() return s.bufs[77] ~= nil end, 2000, "their buffer")
         assert.equal("theirs.txt", s.bufs[77].path)
         assert.equal("t", s.bufs[77].text)
-        s:close() srv:close()
       end)
     end)
 
     it("takes a get_buf after an ack of the same request as a refusal and keeps the edit", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "one two three\n"}})
-        local s = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "one two three\n"}}, {"alice"}, function(srv, s)
         local id = s:find("a.txt").id
         local refused = false
         srv:script("patch", function(m, c, sv)
@@ -562,14 +489,11 @@ describe("coru.floo", function()
         helper.wait_until(function() return srv.bufs[id].text == "one two three four\n" end, 2000, "the edit sent again")
         assert.equal(2, #srv:sent("patch"))
         helper.wait_until(function() return s.bufs[id].confirmed == srv.bufs[id].text end, 2000, "confirmed")
-        s:close() srv:close()
       end)
     end)
 
     it("fails a pending request with the reason of a disconnect and ends the session", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "a\n"}})
-        local s = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "a\n"}}, {"alice"}, function(srv, s)
         local log = record(s, "disconnect")
         srv:script("msg", function(_, c) c:disconnect("Kicked by owner") end)
         local ok, err = s:msg("hello?")
@@ -581,14 +505,11 @@ describe("coru.floo", function()
         local ok2, err2 = s:edit(s:find("a.txt").id, "b\n")
         assert.is_nil(ok2)
         assert.equal("Kicked by owner", err2)
-        srv:close()
       end)
     end)
 
     it("reconnects after a heartbeat timeout, and after a close mid-line, keeping unacknowledged edits", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "start\n"}})
-        local s = assert(join(srv, "alice", {heartbeat = 150, heartbeat_timeout = 150}))
+      in_room({bufs = {["a.txt"] = "start\n"}}, {{"alice", {heartbeat = 150, heartbeat_timeout = 150}}}, function(srv, s)
         local log = record(s, "disconnect", "reconnect")
         local id = s:find("a.txt").id
         srv:silence(true)
@@ -607,23 +528,21 @@ describe("coru.floo", function()
         assert.equal("closed by peer", log[#log].ev.reason)
         assert.is_true(s:edit(id, "start\nwhile silent\nafter\n"))
         assert.equal("start\nwhile silent\nafter\n", srv.bufs[id].text)
-        s:close() srv:close()
       end)
     end)
 
     it("keeps an edit-only script working across a server restart, losing nothing confirmed", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["log.txt"] = ""}})
-        local s = assert(join(srv))
+      in_room({bufs = {["log.txt"] = ""}}, {"alice"}, function(srv, s)
         local id = s:find("log.txt").id
-        local other = assert(join(srv, "bob"))
+        assert(join(srv, "bob"))
         local t = coru.spawn(function()
           for i = 1, 40 do
             assert(s:edit(id, function(txt) return txt .. i .. "\n" end))
             if i % 10 == 0 then coru.sleep(5) end
           end
         end)
-        coru.sleep(5)
+        -- the restart comes once the first edits are confirmed, the others in flight
+        helper.wait_until(function() return srv.bufs[id].text ~= "" end, 5000, "the first edit")
         srv:drop_all()
         coru.sleep(30)
         -- meanwhile someone else changed the buffer on the server
@@ -633,22 +552,19 @@ describe("coru.floo", function()
         local want = {"bob was here"}
         for i = 1, 40 do want[#want + 1] = tostring(i) end
         assert.equal(table.concat(want, "\n") .. "\n", srv.bufs[id].text)
-        s:close() other:close() srv:close()
       end)
     end)
 
     it("asks again for a get_buf the server never answers", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "a\n"}})
+      in_room({bufs = {["a.txt"] = "a\n"}}, {}, function(srv)
         local ignored = 0
         srv:script("get_buf", function()
           if ignored < 1 then ignored = ignored + 1 return end
           return "default"
         end)
-        local s = assert(join(srv, "alice", {request_timeout = 50}))
+        local s = assert(join(srv, "alice", {request_timeout = helper.ms(50)}))
         assert.equal("a\n", s:find("a.txt").text)
         assert.equal(2, #srv:sent("get_buf"))
-        s:close() srv:close()
       end)
     end)
 
@@ -668,15 +584,12 @@ describe("coru.floo", function()
         assert.is_nil(ok)
         assert.equal("closed", err)
         assert.equal("closed", s:wait())
-        coru.sleep(20)
-        assert.equal(before, helper.live_handles())
+        assert.equal(before, helper.handles_back_to(before))
       end)
     end)
 
     it("takes a patch the server applied before the connection died as confirmed, sending it once", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "one\n"}})
-        local s = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "one\n"}}, {"alice"}, function(srv, s)
         local log = record(s, "reconnect", "resync")
         local id = s:find("a.txt").id
         local first = true
@@ -694,14 +607,11 @@ describe("coru.floo", function()
         assert.equal(1, count(log, "reconnect"))
         assert.equal(0, count(log, "resync"))
         assert.equal(srv.bufs[id].md5, s.bufs[id].md5)
-        s:close() srv:close()
       end)
     end)
 
     it("finds its patch in the server's text after a lost ack even when the text changed since", function()
-      coru.run(function()
-        local srv = assert(testing.server{bufs = {["a.txt"] = "first line\nsecond line\nthird line\n"}})
-        local s = assert(join(srv))
+      in_room({bufs = {["a.txt"] = "first line\nsecond line\nthird line\n"}}, {"alice"}, function(srv, s)
         local id = s:find("a.txt").id
         local first = true
         srv:script("patch", function(m, c, sv)
@@ -718,15 +628,11 @@ describe("coru.floo", function()
         assert.equal(want, srv.bufs[id].text)
         assert.equal(want, s.bufs[id].text)
         assert.equal(1, #srv:sent("patch"))
-        s:close() srv:close()
       end)
     end)
 
     it("keeps replies apart when the server leaks res_ids on every broadcast", function()
-      coru.run(function()
-        local srv = assert(testing.server{leak_res_id = true})
-        local a = assert(join(srv, "alice"))
-        local b = assert(join(srv, "bob"))
+      in_room({leak_res_id = true}, {"alice", "bob"}, function(srv, a, b)
         local function creator(s, prefix)
           local ids = {}
           for i = 1, 15 do ids[prefix .. i] = assert(s:create_buf(prefix .. i .. ".txt", prefix)) end
@@ -741,18 +647,14 @@ describe("coru.floo", function()
           for _ in pairs(b.bufs) do n = n + 1 end
           return n == 60
         end, 2000, "both sessions with all 30 buffers")
-        a:close() b:close() srv:close()
       end)
     end)
 
     it("answers the server's ping with a pong carrying its req_id", function()
-      coru.run(function()
-        local srv = assert(testing.server{})
-        local s = assert(join(srv))
+      in_room({}, {"alice"}, function(srv, s)
         srv.clients[1]:send({name = "ping", req_id = 12})
         local pong = assert(srv:expect("pong", 2000))
         assert.equal(12, pong.res_id)
-        s:close() srv:close()
       end)
     end)
   end)
@@ -766,54 +668,51 @@ describe("coru.floo", function()
       assert.is_true(s:edit(s:find("a.txt").id, "b\n"))
       s:close()
       srv:close()
-      coru.sleep(50)
-      assert.equal(before, helper.live_handles())
+      assert.equal(before, helper.handles_back_to(before))
     end)
   end)
 end)
 
 describe("coru.floo examples", function()
-  local function spawn_example(args)
-    local p = assert(coru.process.spawn(helper.bin, args, {stdio = {"ignore", "pipe", "pipe"}}))
-    return p
+  -- Run fn(srv, p) in a room (in_room) with p the host running an example
+  -- script with the arguments args(srv); ended afterwards by helper.reap
+  -- (by the leak gate when fn fails).
+  local function with_example(opts, args, fn)
+    in_room(opts, {}, function(srv)
+      local p = helper.spawn(helper.bin, args(srv), {stdio = {"ignore", "pipe", "pipe"}})
+      fn(srv, p)
+      helper.reap(p)
+    end)
   end
 
   it("floo_bot highlights TODO lines and announces a new one in the chat", function()
-    coru.run(function()
-      local srv = assert(testing.server{bufs = {["notes.md"] = "intro\nTODO: one ✓\n"}})
-      local p = spawn_example({"examples/floo_bot.lua", srv.host, tostring(srv.port), "owner", "ws", "bot", "s"})
-      local first = assert(srv:expect("highlight", 10000))
-      local id = srv:find("notes.md").id
-      assert.equal(id, first.id)
-      assert.same({{6, 17}}, first.ranges)
-      srv:change(id, "intro\nTODO: one ✓\nmore\nTODO: two 😀\n")
-      local m = assert(srv:expect("msg", 5000))
-      assert.equal("server-bot added a TODO to notes.md", m.data)
-      local h = assert(srv:expect("highlight", 5000))
-      assert.same({{6, 17}, {23, 35}}, h.ranges)
-      p:kill()
-      p:wait()
-      p:close()
-      srv:close()
-    end)
+    with_example({bufs = {["notes.md"] = "intro\nTODO: one ✓\n"}},
+      function(srv) return {"examples/floo_bot.lua", srv.host, tostring(srv.port), "owner", "ws", "bot", "s"} end,
+      function(srv)
+        local first = assert(srv:expect("highlight", 10000))
+        local id = srv:find("notes.md").id
+        assert.equal(id, first.id)
+        assert.same({{6, 17}}, first.ranges)
+        srv:change(id, "intro\nTODO: one ✓\nmore\nTODO: two 😀\n")
+        local m = assert(srv:expect("msg", 5000))
+        assert.equal("server-bot added a TODO to notes.md", m.data)
+        local h = assert(srv:expect("highlight", 5000))
+        assert.same({{6, 17}, {23, 35}}, h.ranges)
+      end)
   end)
 
   it("floo_cat prints a buffer and follows its changes", function()
-    coru.run(function()
-      local srv = assert(testing.server{bufs = {["a.txt"] = "first\n", ["b.txt"] = "other\n"}})
-      local p = spawn_example({"examples/floo_cat.lua", srv.host, tostring(srv.port), "owner", "ws", "a.txt"})
-      assert.equal("first", p.stdout:read_line())
-      srv:wait_clients(1)
-      srv:change(srv:find("b.txt").id, "ignored\n")
-      srv:change(srv:find("a.txt").id, "first\nsecond\n")
-      assert.equal("", p.stdout:read_line())
-      assert.equal("--- server-bot edited a.txt", p.stdout:read_line())
-      assert.equal("first", p.stdout:read_line())
-      assert.equal("second", p.stdout:read_line())
-      p:kill()
-      p:wait()
-      p:close()
-      srv:close()
-    end)
+    with_example({bufs = {["a.txt"] = "first\n", ["b.txt"] = "other\n"}},
+      function(srv) return {"examples/floo_cat.lua", srv.host, tostring(srv.port), "owner", "ws", "a.txt"} end,
+      function(srv, p)
+        assert.equal("first", p.stdout:read_line())
+        srv:wait_clients(1)
+        srv:change(srv:find("b.txt").id, "ignored\n")
+        srv:change(srv:find("a.txt").id, "first\nsecond\n")
+        assert.equal("", p.stdout:read_line())
+        assert.equal("--- server-bot edited a.txt", p.stdout:read_line())
+        assert.equal("first", p.stdout:read_line())
+        assert.equal("second", p.stdout:read_line())
+      end)
   end)
 end)

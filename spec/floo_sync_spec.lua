@@ -5,22 +5,8 @@ local coru = require "coru"
 local helper = require "helper"
 local H = require "floo_helper"
 local fs = require "coru.fs"
-local server = H.server
-
-local function tree(dir)
-  local t = {}
-  for p, ty in fs.walk(dir) do
-    local rel = p:sub(#dir + 2)
-    if ty == "file" and not rel:match("%.tmp%-%w+$") then t[rel] = fs.read_file(p) end
-  end
-  return t
-end
-
-local function same(x, y)
-  for k, v in pairs(x) do if y[k] ~= v then return false end end
-  for k in pairs(y) do if x[k] == nil then return false end end
-  return true
-end
+local testing = require "coru.floo.testing"
+local tree, same = testing.tree, testing.same_tree
 
 local function describe_tree(t)
   local keys = {}
@@ -31,24 +17,15 @@ end
 
 local logs = {}   -- what the mirrors print, shown when a wait fails
 
+-- a floo-sync mirror of dir (a child of the spec: helper.adopt)
 local function sync(port, user, dir, mode)
-  local p = assert(coru.process.spawn(helper.bin, {"examples/floo-sync", "-p", tostring(port), "-u", user,
+  return helper.adopt(testing.launch(helper.bin, {"examples/floo-sync", "-p", tostring(port), "-u", user,
     "-s", H.USERS[user].secret, "-w", "alice/ws", "--rescan", "500", mode, dir},
-    {stdio = {"ignore", "pipe", "pipe"}}))
-  for _, stream in ipairs({p.stdout, p.stderr}) do
-    coru.spawn(function()
-      while true do
-        local l = stream:read_line()
-        if not l then break end
-        logs[#logs + 1] = user .. ": " .. l
-      end
-    end)
-  end
-  return p
+    function(l) logs[#logs + 1] = user .. ": " .. l end))
 end
 
 local function wait_trees(a, b, what, extra)
-  local ok = coru.timeout(10000, function()
+  local ok = coru.timeout(helper.ms(10000), function()
     while not (same(tree(a), tree(b)) and (not extra or extra(tree(a)))) do coru.sleep(20) end
     return true
   end)
@@ -60,8 +37,7 @@ describe("floo-sync", function()
   teardown(function() require("tls_helper").cleanup() end)   -- the certificates made for TLS specs
 
   it("mirrors two directories through the server, both ways, with renames and deletions", function()
-    helper.run(function()
-      local srv, cfg = H.start({readme = false})
+    H.with_server({readme = false}, function(srv, cfg)
       local root = H.tmpdir()
       local A, B = root .. "/a", root .. "/b"
       assert(fs.mkdirp(A .. "/sub"))
@@ -73,22 +49,12 @@ describe("floo-sync", function()
       assert(fs.write_file(A .. "/debug.log", "not shared\n"))
       assert(fs.mkdirp(A .. "/.git"))
       assert(fs.write_file(A .. "/.git/HEAD", "ref: x\n"))
-      local pa, pb
-      finally(function()   -- a failed step must not leave mirrors running
-        for _, p in ipairs({pa, pb}) do
-          if p and not p.exited then p:kill("sigkill") end
-          if p then p:close() end
-        end
-      end)
-      pa = sync(srv.port, "alice", A, "--upload")
+      local pa = sync(srv.port, "alice", A, "--upload")
       helper.wait_until(function() local ws = srv:workspace("alice/ws") return ws and ws.nbufs == 4 end, 10000, "the upload")
-      pb = sync(srv.port, "bob", B, "--download")
+      local pb = sync(srv.port, "bob", B, "--download")
       local function shared(t) t["debug.log"] = nil t[".git/HEAD"] = nil return t end
-      local ok = coru.timeout(10000, function()
-        while not same(shared(tree(A)), tree(B)) do coru.sleep(20) end
-        return true
-      end)
-      assert(ok, "the first download: " .. describe_tree(tree(B)))
+      assert(helper.settle(function() return same(shared(tree(A)), tree(B)) end, 10000),
+             "the first download: " .. describe_tree(tree(B)))
       assert.is_nil(tree(B)["debug.log"])
       assert.equal("\0\1\2\255binary", tree(B)["logo.bin"])
       local ws = srv:workspace("alice/ws")
@@ -145,17 +111,9 @@ describe("floo-sync", function()
       c:close()
 
       -- a server restart: a change made while it is down arrives afterwards
-      local port = srv.port
-      srv:close()
-      assert(fs.write_file(A .. "/moved/two.txt", "written while the server was down\n"))
-      local again
-      for _ = 1, 100 do
-        cfg.port = port
-        again = server.start(cfg)
-        if again then break end
-        coru.sleep(20)
-      end
-      srv = assert(again)
+      srv = H.restart(srv, cfg, function()
+        assert(fs.write_file(A .. "/moved/two.txt", "written while the server was down\n"))
+      end)
       wait_trees(A, B, "the change made during the restart",
                  function(t) return t["moved/two.txt"] == "written while the server was down\n" end)
       -- the server agrees byte for byte
@@ -168,24 +126,19 @@ describe("floo-sync", function()
       pa:kill("sigterm") pb:kill("sigterm")
       assert.equal(0, (pa:wait()))
       assert.equal(0, (pb:wait()))
-      pa:close() pb:close()          -- their output pipes, whatever the readers saw
-      H.stop(srv, cfg)
       H.rmdir(root)
     end)
   end)
 
   it("connects over TLS with a CA of its own", function()
     local certs = require("tls_helper").certs()
-    helper.run(function()
-      local srv, cfg = H.start({readme = false, port = false,
-                                tls = {port = 0, cert = certs.server.cert, key = certs.server.key}})
+    H.with_server({readme = false, port = false, tls = {port = 0, cert = certs.server.cert, key = certs.server.key}},
+                  function(srv)
       local root = H.tmpdir()
       assert(fs.write_file(root .. "/secure.txt", "over TLS 🔒\n"))
-      local p
-      finally(function() if p and not p.exited then p:kill("sigkill") end end)
-      p = assert(coru.process.spawn(helper.bin, {"examples/floo-sync", "-q", "-H", "localhost", "-p",
+      local p = helper.spawn(helper.bin, {"examples/floo-sync", "-q", "-H", "localhost", "-p",
         tostring(srv.tls_port), "--ca", certs.ca_file, "-u", "alice", "-s", H.USERS.alice.secret,
-        "-w", "alice/ws", "--upload", root}, {stdio = {"ignore", "ignore", "ignore"}}))
+        "-w", "alice/ws", "--upload", root}, {stdio = {"ignore", "ignore", "ignore"}})
       helper.wait_until(function()
         local ws = srv:workspace("alice/ws")
         if not ws then return false end
@@ -194,7 +147,6 @@ describe("floo-sync", function()
       end, 10000, "the upload over TLS")
       p:kill("sigterm")
       assert.equal(0, (p:wait()))
-      H.stop(srv, cfg)
       H.rmdir(root)
     end)
   end)

@@ -14,63 +14,52 @@ end
 
 local USERS = {alice = {secret = "a"}, bob = {secret = "b"}}
 
-local function tmpdir()
-  local p = io.popen("mktemp -d /tmp/coru-floo-client-XXXXXX")
-  local d = p:read("*l")
-  p:close()
-  return d
-end
-
 describe_server("coru.floo against coru.floo.server", function()
+  local FH = require "floo_helper"
+  local sessions = {}   -- joined in the current spec, closed by with_server
+
   local function join(port, user)
-    return assert(floo.connect{host = "127.0.0.1", port = port, username = user, secret = USERS[user].secret,
-                               owner = "alice", workspace = "shared", heartbeat = 5000})
+    local s = assert(floo.connect{host = "127.0.0.1", port = port, username = user, secret = USERS[user].secret,
+                                  owner = "alice", workspace = "shared", heartbeat = 5000})
+    sessions[#sessions + 1] = s
+    return s
+  end
+
+  -- fn(start) in a task, start(port) starting the server on a data
+  -- directory of its own (again after a restart); the sessions, the
+  -- server and the directory go afterwards, also when fn fails.
+  local function with_server(fn)
+    coru.run(function()
+      local dir, srv = FH.tmpdir(), nil
+      local function start(port)
+        srv = assert(server.start{data_dir = dir, port = port or 0, log_level = "none", users = USERS})
+        return srv
+      end
+      local ok, err = pcall(fn, start)
+      for _, s in ipairs(sessions) do s:close() end
+      sessions = {}
+      if srv then srv:close() end
+      FH.rmdir(dir)
+      if not ok then error(err, 0) end
+    end)
   end
 
   it("two sessions editing one buffer at once converge on the server's text and md5", function()
-    coru.run(function()
-      local dir = tmpdir()
-      local srv = assert(server.start{data_dir = dir, port = 0, log_level = "none", users = USERS})
+    with_server(function(start)
+      local srv = start()
       local a, b = join(srv.port, "alice"), join(srv.port, "bob")
       local id = assert(a:create_buf("c.txt", "héllo wörld 😀 𝄞 start\n"))
       helper.wait_until(function() return b.bufs[id] and b.bufs[id].text end, 2000, "bob's copy")
-      local pieces = {"x", "é", "😀", "日本", "\n", "𝄞", "ab"}
-      local function editor(s, seed)
-        math.randomseed(seed)
-        for _ = 1, 150 do
-          assert(s:edit(id, function(t)
-            local cps = {}
-            for ch in t:gmatch("[%z\1-\127\194-\244][\128-\191]*") do cps[#cps + 1] = ch end
-            local pos = math.random(0, #cps)
-            if #cps > 8 and math.random() < 0.4 then
-              table.remove(cps, math.max(1, pos))
-            else
-              table.insert(cps, pos + 1, pieces[math.random(#pieces)])
-            end
-            return table.concat(cps)
-          end))
-        end
-      end
-      local t1, t2 = coru.spawn(editor, a, 11), coru.spawn(editor, b, 12)
-      t1:await() t2:await()
+      FH.edit_at_once({a, b}, id, 150, 10, {"x", "é", "😀", "日本", "\n", "𝄞", "ab"}, 8)
       local c = join(srv.port, "alice")
-      helper.wait_until(function()
-        return a.bufs[id].text == c.bufs[id].text and b.bufs[id].text == c.bufs[id].text
-      end, 5000, "both sessions at the server's text")
-      assert.equal(c.bufs[id].md5, a.bufs[id].md5)
-      assert.equal(c.bufs[id].md5, b.bufs[id].md5)
-      assert.equal(coru.md5(c.bufs[id].text), c.bufs[id].md5)
+      FH.converged(function() return c.bufs[id] end, {a, b}, id)
       assert.is_nil(floo.utf8_error(c.bufs[id].text))
-      a:close() b:close() c:close()
-      srv:close()
-      os.execute("rm -rf " .. dir)
     end)
   end)
 
   it("an edit-only script keeps working across a server restart, losing nothing confirmed", function()
-    coru.run(function()
-      local dir = tmpdir()
-      local srv = assert(server.start{data_dir = dir, port = 0, log_level = "none", users = USERS})
+    with_server(function(start)
+      local srv = start()
       local port = srv.port
       local s = join(port, "alice")
       local log = {}
@@ -82,16 +71,13 @@ describe_server("coru.floo against coru.floo.server", function()
       helper.wait_until(function() return (s.bufs[id].confirmed or ""):find("5\n", 1, true) end, 5000, "five edits")
       srv:close()
       coru.sleep(50)
-      srv = assert(server.start{data_dir = dir, port = port, log_level = "none", users = USERS})
+      start(port)
       t:await()
       local want = {}
       for i = 1, 30 do want[i] = tostring(i) end
       local c = join(port, "alice")
       assert.equal(table.concat(want, "\n") .. "\n", c.bufs[id].text)
       assert.equal(1, #log)
-      s:close() c:close()
-      srv:close()
-      os.execute("rm -rf " .. dir)
     end)
   end)
 end)

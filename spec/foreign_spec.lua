@@ -23,9 +23,9 @@ describe("foreign peers", function()
       f:write(body)
       f:close()
       -- the server binds port 0 and says which port it got
-      local py = assert(P.spawn("python3", {"-u", "-m", "http.server", "0", "--bind", "127.0.0.1"},
-        {cwd = dir, stdio = {"ignore", "pipe", "ignore"}}))
-      local banner = coru.timeout(10000, py.stdout.read_line, py.stdout)
+      local py = helper.spawn("python3", {"-u", "-m", "http.server", "0", "--bind", "127.0.0.1"},
+        {cwd = dir, stdio = {"ignore", "pipe", "ignore"}})
+      local banner = coru.timeout(helper.ms(10000), py.stdout.read_line, py.stdout)
       local port = tonumber(banner and banner:match(" port (%d+)"))
       assert(port, "python3 -m http.server did not report its port: " .. tostring(banner))
       local s = assert(coru.tcp.connect("127.0.0.1", port))
@@ -51,9 +51,10 @@ describe("foreign peers", function()
 
   it("talks to a Node.js net echo server", function()
     if not have("node") then pending("no node") return end
-    local p = io.popen([[node -e "const s=require('net').createServer(c=>{c.pipe(c);c.on('close',()=>process.exit(0))});s.listen(0,'127.0.0.1',()=>console.log(s.address().port))"]])
-    local port = tonumber(p:read("*l"))
     coru.run(function()
+      local node = helper.spawn("node", {"-e", "const s=require('net').createServer(c=>{c.pipe(c);c.on('close',()=>process.exit(0))});"
+        .. "s.listen(0,'127.0.0.1',()=>console.log(s.address().port))"}, {stdio = {"ignore", "pipe", "inherit"}})
+      local port = tonumber(node.stdout:read_line())
       local s = assert(coru.tcp.connect("127.0.0.1", port))
       for i = 1, 50 do
         s:write("line " .. i .. "\n")
@@ -64,8 +65,9 @@ describe("foreign peers", function()
       assert.equal(big, s:read_bytes(#big))
       assert.is_true(w:await())
       s:close()
+      assert.equal(0, (node:wait()))   -- it exits when the connection closes
+      node:close()
     end)
-    p:close()
   end)
 
   it("serves a Python socket client", function()
@@ -86,7 +88,7 @@ s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
 s.sendall(b'python\n')
 sys.stdout.write(s.makefile('rb').readline().decode())
 s.close()
-]], tostring(port)}, {timeout = 10000})
+]], tostring(port)}, {timeout = helper.ms(10000)})
       assert.equal("python", got:recv())
       local reply, err, code = client:await()
       assert.equal("hello, python\n", reply, err)

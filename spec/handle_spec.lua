@@ -38,8 +38,7 @@ describe("timers", function()
       H.wait_until(function() return fired == 10000 end, 10000, "10,000 timers")
       assert.equal(10000, fired)
       -- once done, the inactive timers are collected and closed
-      H.settle(function() return H.live_handles() <= base end)
-      assert.equal(base, H.live_handles())
+      assert.equal(base, H.handles_back_to(base))
     end)
   end)
 

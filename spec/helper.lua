@@ -14,6 +14,18 @@ if os.getenv("CORU_GC_STRESS") then
   collectgarbage("setstepmul", 1000)
 end
 
+-- CORU_VALGRIND=1 (set by make valgrind): the specs run under memcheck,
+-- 20 to 50 times slower. Deadlines a spec waits for scale by M.SLOW
+-- (40, or CORU_VALGRIND's value when that is a number above 1): helper.ms
+-- does it, and wait_until, settle and the leak gate's grace apply it
+-- themselves. Durations a spec measures or asserts do not scale. A spec
+-- whose purpose cannot run there (a thousand connections, a timing
+-- comparison) is pending under valgrind, saying why.
+local vg = tonumber(os.getenv("CORU_VALGRIND") or "") or 0
+M.valgrind = vg > 0
+M.SLOW = vg > 1 and vg or (M.valgrind and 40 or 1)
+function M.ms(ms) return ms * M.SLOW end
+
 -- Run fn as a task until it ends (coru.run spawns+awaits inside the host).
 M.run = coru.run
 
@@ -36,6 +48,14 @@ function M.capture_errors(fn)
   return errs
 end
 
+-- Inside a task: live_handles() once it is down to n, or when ms (5000,
+-- scaled) passed: closes end on later loop turns, later still under
+-- valgrind. The caller asserts: assert.equal(n, H.handles_back_to(n)).
+function M.handles_back_to(n, ms)
+  M.settle(function() return M.live_handles() <= n end, ms)
+  return M.live_handles()
+end
+
 -- Run a shell command, return its stdout and exit status.
 function M.sh(cmd)
   local f = io.popen(cmd .. "; echo \"__status=$?\"")
@@ -47,7 +67,7 @@ end
 
 -- Inside a task: poll cond() every few ms until true; fail after ms.
 function M.wait_until(cond, ms, what)
-  local ok = coru.timeout(ms or 5000, function()
+  local ok = coru.timeout(M.ms(ms or 5000), function()
     while not cond() do coru.sleep(2) end
     return true
   end)
@@ -92,7 +112,7 @@ end
 -- disturbed) until it holds or ms pass. Returns whether it held; the
 -- caller asserts on the value with a message of its own.
 function M.settle(cond, ms)
-  local deadline = coru.now() + (ms or 5000)
+  local deadline = coru.now() + M.ms(ms or 5000)
   while not cond() do
     if coru.now() >= deadline then return false end
     coru.sleep(2)
@@ -121,6 +141,15 @@ function M.tmpdir(prefix)
   local d = assert(coru.fs_mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/" .. (prefix or "coru-spec") .. "-XXXXXX"))
   assert(coru.fs_chmod(d, "755"))
   return d
+end
+
+-- A new file (os.tmpname) holding content; returns its name.
+function M.tmpfile(content)
+  local name = os.tmpname()
+  local f = assert(io.open(name, "w"))
+  f:write(content)
+  f:close()
+  return name
 end
 
 -- Count the registry's live references (luaL_ref slots hold values; free
@@ -186,7 +215,7 @@ end
 -- After a spec: what is still there once background work had up to
 -- GATE_GRACE ms to end (a handler finishing its last write, a close
 -- callback) fails the spec.
-local GRACE = tonumber(os.getenv("CORU_GATE_GRACE") or "") or 1000
+local GRACE = M.ms(tonumber(os.getenv("CORU_GATE_GRACE") or "") or 1000)
 local function check(before)
   settle()
   local problems = leftovers(before, census())
@@ -200,8 +229,47 @@ local function check(before)
   end
 end
 
+-- ------------------------------------------------------------ child processes
+
+-- The children spawned through M.spawn that the current spec has not yet
+-- seen reaped.
+local children = {}
+
+-- Inside a task: coru.process.spawn(cmd, args, opts), raising its error;
+-- the child belongs to the current spec. A spec ends its children itself
+-- (the leak gate counts a live one's handles); one that fails half way
+-- leaves that to the gate, which kills (SIGKILL), reaps and closes what is
+-- still there when the spec ends, passed or failed: a failing assertion
+-- leaves no server or Node process running.
+function M.spawn(cmd, args, opts)
+  return M.adopt(coru.process.spawn(cmd, args, opts))
+end
+
+-- The same for a child spawned otherwise (coru.floo.testing.launch):
+-- adopt(p, ...) raises assert's error when p is nil, else returns p, ....
+function M.adopt(p, ...)
+  children[#children + 1] = assert(p, ...)
+  return p, ...
+end
+
+-- Kill (unless it has exited), reap and close a child of M.spawn.
+function M.reap(p)
+  coru.run(function()
+    if not p.exited then p:kill("sigkill") end
+    p:wait()
+    p:close()
+  end)
+end
+
+local function reap_children()
+  local list = children
+  children = {}
+  for _, p in ipairs(list) do M.reap(p) end
+end
+
 -- Install the gate (spec/gate.lua, busted's helper): each spec's body is
--- wrapped so that what it leaves behind fails that spec.
+-- wrapped so that what it leaves behind fails that spec; at the end of
+-- every spec, the children of M.spawn still there are reaped.
 function M.gate()
   local busted = require "busted"
   busted.subscribe({"test", "start"}, function(element)
@@ -212,6 +280,10 @@ function M.gate()
       run(...)
       check(before)
     end
+    return nil, true
+  end)
+  busted.subscribe({"test", "end"}, function()
+    reap_children()
     return nil, true
   end)
 end

@@ -1,13 +1,7 @@
 local H = require "helper"
 local bin = H.qbin   -- quoted: the checkout's path may hold spaces
 
-local function tmpfile(content)
-  local name = os.tmpname()
-  local f = assert(io.open(name, "w"))
-  f:write(content)
-  f:close()
-  return name
-end
+local tmpfile = H.tmpfile
 
 describe("the coru host", function()
   it("exits 0 after a script that ends, top level code may suspend", function()

@@ -13,7 +13,7 @@ local uv = require "luv"
 local function run_until_done(ms)
   local guard = uv.new_timer()
   local fired = false
-  guard:start(ms or 5000, 0, function() fired = true; uv.stop() end)
+  guard:start(H.ms(ms or 5000), 0, function() fired = true; uv.stop() end)
   guard:unref()
   uv.run()
   guard:close()

@@ -4,10 +4,7 @@ local helper = require "helper"
 local BIN = helper.shq(os.getenv("CORU_BIN") or "luajit")
 
 local function run_child(code, under_pty)
-  local f = os.tmpname()
-  local h = assert(io.open(f, "w"))
-  h:write(code)
-  h:close()
+  local f = helper.tmpfile(code)
   local cmd = BIN .. " " .. helper.shq(f)
   if under_pty then
     cmd = "python3 -c 'import pty, sys; pty.spawn(sys.argv[1:])' " .. cmd
@@ -42,9 +39,7 @@ describe("tty and stdio", function()
   end)
 
   it("reads coru.stdin and writes coru.stdout through pipes", function()
-    local f = os.tmpname()
-    local h = assert(io.open(f, "w"))
-    h:write([[
+    local f = helper.tmpfile([[
       local coru = require "coru"
       coru.run(function()
         assert(coru.guess_handle(0) == "pipe")
@@ -57,10 +52,7 @@ describe("tty and stdio", function()
         end
       end)
     ]])
-    h:close()
-    local p = io.popen("printf 'a\\nb\\n' | " .. BIN .. " " .. helper.shq(f) .. " | cat")
-    local out = p:read("*a")
-    p:close()
+    local out = helper.sh("printf 'a\\nb\\n' | " .. BIN .. " " .. helper.shq(f) .. " | cat")
     os.remove(f)
     assert.equal("1:a\n2:b\n", out)
   end)

@@ -2,21 +2,9 @@
 -- under coru.luv: a sequence of callback-style steps, one at a time, each
 -- line what the program sees (error names, types of requests, data).
 local uv = require "luv"
-local function fmt(v)
-  if type(v) == "userdata" or type(v) == "table" then
-    return tostring(v):match("^(uv_%w+_t)") or type(v)
-  end
-  return tostring(v)
-end
-local function show(label, ...)
-  local t = {}
-  for i = 1, select("#", ...) do t[#t + 1] = fmt((select(i, ...))) end
-  print(label, table.concat(t, " "))
-end
-local function fail(label, a, b, c) if a == nil then print(label, "fail", c) else show(label, a) end end
-local steps = {}
-local function step(f) steps[#steps + 1] = f end
-local function nextstep() local f = table.remove(steps, 1) if f then f() end end
+local C = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local show, fail = C.show_all, C.show
+local step, nextstep = C.steps()
 
 step(function()
   local probe = uv.new_tcp() probe:bind("127.0.0.1", 0) local port = probe:getsockname().port probe:close()

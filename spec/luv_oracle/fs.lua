@@ -3,21 +3,8 @@
 -- forms, with the values a program sees (error names, not messages).
 local uv = require "luv"
 local dir = assert(os.getenv("ORACLE_TMP"))
-local function fmt(v)
-  if type(v) == "userdata" or type(v) == "table" then
-    return tostring(v):match("^(uv_%w+_t)") or type(v)
-  end
-  return tostring(v)
-end
-local function out(label, ok, ...)
-  if not ok then return print(label, "raises") end
-  local n = select("#", ...)
-  if n >= 3 and (...) == nil then return print(label, "fail", (select(3, ...))) end
-  local t = {}
-  for i = 1, n do t[#t + 1] = fmt((select(i, ...))) end
-  print(label, table.concat(t, " "))
-end
-local function try(label, f, ...) out(label, pcall(f, ...)) end
+local C = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local try, show = C.try, C.show
 local p = dir .. "/f"
 
 try("open w", function() local fd = uv.fs_open(p, "w", 420) return type(fd) end)
@@ -74,13 +61,13 @@ try("rmdir", uv.fs_rmdir, dir .. "/d")
 
 -- callback forms, one after another
 local steps = {
-  function(k) uv.fs_open(dir .. "/a", "w", 420, function(err, fd) out("cb open", true, err, type(fd)) uv.fs_close(fd, function(e) out("cb close", true, e) k() end) end) end,
-  function(k) uv.fs_stat(dir .. "/none", function(err, st) out("cb stat missing", true, err ~= nil and err:match("^%u+"), st) k() end) end,
-  function(k) uv.fs_write(9999, "x", -1, function(err) out("cb write bad fd", true, err and err:match("^%u+")) k() end) end,
-  function(k) uv.fs_scandir(dir, function(err, req) out("cb scandir", true, err, uv.fs_scandir_next(req)) k() end) end,
-  function(k) uv.fs_unlink(dir .. "/a", function(err, ok) out("cb unlink", true, err, ok) k() end) end,
-  function(k) uv.fs_mkdtemp(dir .. "/mXXXXXX", function(err, path) out("cb mkdtemp", true, err, #path) uv.fs_rmdir(path, function(e, ok) out("cb rmdir", true, e, ok) k() end) end) end,
-  function(k) uv.fs_readlink(dir .. "/none", function(err) out("cb readlink missing", true, err and err:match("^%u+")) k() end) end,
+  function(k) uv.fs_open(dir .. "/a", "w", 420, function(err, fd) show("cb open", err, type(fd)) uv.fs_close(fd, function(e) show("cb close", e) k() end) end) end,
+  function(k) uv.fs_stat(dir .. "/none", function(err, st) show("cb stat missing", err ~= nil and err:match("^%u+"), st) k() end) end,
+  function(k) uv.fs_write(9999, "x", -1, function(err) show("cb write bad fd", err and err:match("^%u+")) k() end) end,
+  function(k) uv.fs_scandir(dir, function(err, req) show("cb scandir", err, uv.fs_scandir_next(req)) k() end) end,
+  function(k) uv.fs_unlink(dir .. "/a", function(err, ok) show("cb unlink", err, ok) k() end) end,
+  function(k) uv.fs_mkdtemp(dir .. "/mXXXXXX", function(err, path) show("cb mkdtemp", err, #path) uv.fs_rmdir(path, function(e, ok) show("cb rmdir", e, ok) k() end) end) end,
+  function(k) uv.fs_readlink(dir .. "/none", function(err) show("cb readlink missing", err and err:match("^%u+")) k() end) end,
 }
 local function run(i) if steps[i] then steps[i](function() run(i + 1) end) end end
 run(1)

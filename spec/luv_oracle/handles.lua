@@ -3,22 +3,9 @@
 -- (pipes, tcp options, udp, processes, signals, idle/prepare/check).
 local uv = require "luv"
 local dir = assert(os.getenv("ORACLE_TMP"))
-local function fmt(v)
-  if type(v) == "userdata" or type(v) == "table" then
-    return tostring(v):match("^(uv_%w+_t)") or type(v)
-  end
-  return tostring(v)
-end
-local function show(label, ...)
-  local n = select("#", ...)
-  if n >= 3 and (...) == nil then return print(label, "fail", (select(3, ...))) end
-  local t = {}
-  for i = 1, n do t[#t + 1] = fmt((select(i, ...))) end
-  print(label, table.concat(t, " "))
-end
-local steps = {}
-local function step(f) steps[#steps + 1] = f end
-local function nextstep() local f = table.remove(steps, 1) if f then f() end end
+local C = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local show = C.show
+local step, nextstep = C.steps()
 
 step(function()
   local t = uv.new_tcp()

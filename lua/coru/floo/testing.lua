@@ -180,6 +180,19 @@ function DEFAULT.get_buf(srv, c, m)
   c:send(r)
 end
 
+-- A reply to c that every other joined client gets as a broadcast (with
+-- c's res_id too when the server leaks it, the real server's quirk 1).
+local function to_all(srv, c, m, r)
+  for _, o in ipairs(srv.clients) do
+    if o.joined then
+      local copy = {}
+      for k, v in pairs(r) do copy[k] = v end
+      if o == c or srv.leak_res_id then copy.res_id = m.req_id end
+      o:send(copy)
+    end
+  end
+end
+
 function DEFAULT.create_buf(srv, c, m)
   local path = m.path
   if not floo.valid_path(path) then return err_reply(c, m, "Invalid path " .. tostring(path)) end
@@ -195,14 +208,7 @@ function DEFAULT.create_buf(srv, c, m)
   local b = srv:add_buf(path, text, m.encoding == "base64" and "base64" or "utf8")
   local r = buf_json(b, true)
   r.name, r.user_id, r.username = "create_buf", c.user_id, c.username
-  for _, o in ipairs(srv.clients) do
-    if o.joined then
-      local copy = {}
-      for k, v in pairs(r) do copy[k] = v end
-      if o == c or srv.leak_res_id then copy.res_id = m.req_id end
-      o:send(copy)
-    end
-  end
+  to_all(srv, c, m, r)
 end
 
 -- BaseBuffer.patch (colab:lib/buffer.js), FLOOBITS-PROTOCOL §7.
@@ -256,17 +262,6 @@ function DEFAULT.set_buf(srv, c, m)
   b.text, b.md5 = text, out.md5_after
   ack(c, m)
   srv:broadcast(out, c)
-end
-
-local function to_all(srv, c, m, r)
-  for _, o in ipairs(srv.clients) do
-    if o.joined then
-      local copy = {}
-      for k, v in pairs(r) do copy[k] = v end
-      if o == c or srv.leak_res_id then copy.res_id = m.req_id end
-      o:send(copy)
-    end
-  end
 end
 
 function DEFAULT.delete_buf(srv, c, m)
@@ -459,6 +454,65 @@ end
 function Server:close()
   if self.server then self.server:close() self.server = nil end
   self:drop_all()
+end
+
+-- ------------------------------------------------------------ real processes
+
+-- testing.launch(bin, argv [, on_line]) -> process (task only): bin (a coru
+-- host) running argv (a script and its arguments) with stdout and stderr
+-- piped; on_line(line, "stdout" | "stderr") sees every line either prints
+-- (a task per pipe, closing it at its end). nil, msg, name when it cannot
+-- start.
+function M.launch(bin, argv, on_line)
+  local p, err, name = require("coru.process").spawn(bin, argv, {stdio = {"ignore", "pipe", "pipe"}})
+  if not p then return nil, err, name end
+  for which, stream in pairs({stdout = p.stdout, stderr = p.stderr}) do
+    coru.spawn(function()
+      while true do
+        local line = stream:read_line()
+        if not line then break end
+        if on_line then on_line(line, which) end
+      end
+      if not stream:is_closing() then stream:close() end
+    end)
+  end
+  return p
+end
+
+-- testing.launch_server(bin, server, conf [, on_line [, ms]]) -> process,
+-- port (task only): `bin server -c conf` (bin/coru-floo-server), once its
+-- "listening" log line named the port; nil, msg if it ended or stayed
+-- silent for ms (default 10000) first (it is killed then).
+function M.launch_server(bin, server, conf, on_line, ms)
+  local port
+  local p, err = M.launch(bin, {server, "-c", conf}, function(line, which)
+    port = port or tonumber(line:match('"event":"listening".-"port":(%d+)') or line:match('"port":(%d+).-"event":"listening"'))
+    if on_line then on_line(line, which) end
+  end)
+  if not p then return nil, err end
+  coru.timeout(ms or 10000, function() while not port and not p.exited do coru.sleep(5) end end)
+  if port then return p, port end
+  if not p.exited then p:kill("sigkill") end
+  p:wait()
+  return nil, "coru-floo-server did not report its port (status " .. tostring(p.code) .. ")"
+end
+
+-- testing.tree(dir) -> {[relative path] = content} of the files under dir
+-- (floo-sync's temporary files left out); testing.same_tree(a, b).
+function M.tree(dir)
+  local fs = require "coru.fs"
+  local t = {}
+  for p, ty in fs.walk(dir) do
+    local rel = p:sub(#dir + 2)
+    if ty == "file" and not rel:match("%.tmp%-%w+$") then t[rel] = fs.read_file(p) end
+  end
+  return t
+end
+
+function M.same_tree(x, y)
+  for k, v in pairs(x) do if y[k] ~= v then return false end end
+  for k in pairs(y) do if x[k] == nil then return false end end
+  return true
 end
 
 return M
