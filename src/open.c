@@ -4,6 +4,8 @@
  * and the loop, at lua_close or exit). The top of the file graph: it calls
  * into every family; nothing calls into it but the host and Lua.
  */
+#define _GNU_SOURCE 1   /* dladdr */
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,18 +106,46 @@ static void flush_and_close(void) {
   }
 }
 
+/* The Lua state is being closed by coru_close_state: a __gc it runs that
+ * calls exit leaves its status here and unwinds (the close goes on). */
+static int state_closing, pending_status = -1;
+
+/* In the module, lua_close unloads coru.so (package's __gc dlcloses it)
+ * while this code still runs: keep it mapped for the exit. */
+static void pin_module(void) {
+  Dl_info info;
+  if (dladdr((void *)luaopen_coru, &info) && info.dli_fname)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+int coru_close_state(lua_State *L, int status) {
+  if (coru_R && !coru_R->host) pin_module();
+  state_closing = 1;
+  lua_close(L);                /* every __gc; the sentinel's shuts the runtime down */
+  return pending_status >= 0 ? pending_status : status;
+}
+
+/* coru.exit([status [, close]]): flush queued writes, close every handle
+ * and the loop, close the Lua state (the host always; the module when
+ * close is true, as LuaJIT's os.exit), exit. */
 static int l_exit(lua_State *L) {
   int status = 0;
   if (lua_isboolean(L, 1)) status = lua_toboolean(L, 1) ? 0 : 1;
   else status = (int)coru_opt_int(L, 1, CORU_INT_MIN, CORU_INT_MAX, coru_R ? coru_R->exit_status : 0, "exit");
+  int close = lua_toboolean(L, 2) || (coru_R && coru_R->host);
   fflush(NULL);
-  /* Close what we can (flushing queued writes first); memory stays
-   * reachable until the process ends. */
+  if (state_closing) {         /* called by a __gc while the state closes */
+    pending_status = status;
+    return luaL_error(L, "exit");   /* ends that finalizer; lua_close goes on */
+  }
   if (coru_R && coru_R->loop) {
     coru_R->shutting_down = 1;
     coru_sched_close();
     flush_and_close();
   }
+  /* L is not used after this: lua_close frees every thread, this one too. */
+  if (close) status = coru_close_state(L, status);
+  else coru_shutdown();
   fflush(NULL);
   exit(status);
   return 0;
