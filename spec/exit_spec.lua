@@ -27,6 +27,15 @@ elseif a == "closegc" then keep = on_gc(function() os.exit(7) print("not reached
 elseif a == "endgc" then keep = on_gc(function() os.exit(8) end) srv:close() c:close()
 elseif a == "end" then srv:close() c:close()
 elseif a == "false" then os.exit(false, false)
+elseif a == "signal" or a == "sigterm" then
+  -- timers in use and pooled: a read waiting with its timeout, a finished coru.timeout
+  c:settimeouts(nil, nil, 10000)
+  coru.spawn(function() c:read() end)
+  coru.timeout(1000, coru.sleep, 1)
+  if a == "signal" then coru.new_signal():start("sigusr1", function() os.exit(10) end) end
+  local pid = io.open("/proc/self/stat"):read("*l"):match("^%d+")
+  coru.kill(tonumber(pid), a == "signal" and "sigusr1" or "sigterm")   -- the host's default: 143
+  coru.sleep(10000)
 end
 ]]
 
@@ -94,6 +103,8 @@ describe("exit", function()
       {arg = "endgc", status = 8},      -- in a __gc at the host's normal end
       {arg = "end", status = 0},        -- the normal end
       {arg = "false", status = 1},      -- os.exit(false, false): the host closes anyway
+      {arg = "signal", status = 10},    -- in a signal watcher (libuv's dispatch never returns)
+      {arg = "sigterm", status = 143},  -- the host's SIGTERM default, timers in use and pooled
       {arg = "module", status = 9, module = true},
     }
     local res = run_all(cases)

@@ -24,11 +24,27 @@ static void walk_close(uv_handle_t *h, void *arg) {
   else uv_close(h, NULL);
 }
 
+/* An exit from inside a signal callback (a watcher calling os.exit, the
+ * host's SIGTERM default) runs the loop again from within libuv's signal
+ * dispatch, which counts the signal as dispatched only once the callback
+ * returns, and libuv finishes closing a signal handle only when every
+ * signal it caught is dispatched: the loop would spin for ever. The
+ * callback will never return: count it now. Signals still in libuv's pipe
+ * are read by the next poll, before any close callback, and dispatch
+ * nothing to a closing handle. */
+static void settle_signal(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (uv_handle_get_type(h) != UV_SIGNAL) return;
+  uv_signal_t *s = (uv_signal_t *)h;
+  if (s->caught_signals > s->dispatched_signals) s->dispatched_signals = s->caught_signals;
+}
+
 /* Close every handle, let the close callbacks run, close the loop. */
 
 void coru_shutdown(void) {
   coru_rt *R = coru_R;
   if (!R || !R->loop) return;
+  uv_walk(R->loop, settle_signal, NULL);
   R->shutting_down = 1;   /* no task or callback is resumed by late completions */
   coru_flush_reports();
   coru_sched_close();
@@ -93,6 +109,7 @@ static void flush_timeout(uv_timer_t *t) {
 
 static void flush_and_close(void) {
   int flushing = 0;
+  uv_walk(coru_R->loop, settle_signal, NULL);
   uv_walk(coru_R->loop, walk_exit, &flushing);
   if (flushing) {
     uv_timer_t t;
@@ -141,6 +158,7 @@ static int l_exit(lua_State *L) {
   if (coru_R && coru_R->loop) {
     coru_R->shutting_down = 1;
     coru_sched_close();
+    coru_deadline_close_all();   /* before the walk, which would close the pooled timers once more */
     flush_and_close();
   }
   /* L is not used after this: lua_close frees every thread, this one too. */
