@@ -127,8 +127,8 @@ describe("the REPL", function()
       "expect:> ",
       "send:\x03",
       "expect:Ctrl-C again",
-      "send:=1\n",                                      -- a key in between: it starts over
-      "expect:1",
+      "send:=6*7\n",                                    -- a line in between: it starts over
+      "expect:42",                                       -- (not "=6*7": the echo comes first)
       "expect:> ",
       "send:\x03",
       "expect:Ctrl-C again",
