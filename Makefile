@@ -196,7 +196,7 @@ fuzz-c: $(FUZZ_BINS)
 	  n=$$(basename $$h); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 	  seeds=$$( [ -d fuzz/corpus/$$n ] && echo fuzz/corpus/$$n ); \
 	  echo "fuzz: $$n for $(FUZZ_C_TIME) s, seed $(FUZZ_SEED)"; \
-	  if ! $$h -seed=$(FUZZ_SEED) -max_total_time=$(FUZZ_C_TIME) -print_final_stats=1 \
+	  if ! $$h -artifact_prefix=$(FUZZ_BUILD)/ -seed=$(FUZZ_SEED) -max_total_time=$(FUZZ_C_TIME) -print_final_stats=1 \
 	       $(FUZZ_BUILD)/corpus/$$n $$seeds >$(FUZZ_BUILD)/$$n.log 2>&1; then \
 	    tail -n 60 $(FUZZ_BUILD)/$$n.log; \
 	    echo "fuzz: FINDING in $$n (the crashing input is named in the log above)"; exit 1; \

@@ -3,6 +3,7 @@
 #
 #   sh bench/callgrind.sh                # coru: loop and sched instr/op
 #   sh bench/callgrind.sh sched          # one variant
+#   sh bench/callgrind.sh udp            # UDP ping-pong round trip (bench/jit/udp_pingpong.lua)
 #   PEERS=1 sh bench/callgrind.sh        # also raw C (bench/peers/c-libuv), same method
 #   PROFILE=1 sh bench/callgrind.sh loop # + where they go: callgrind_annotate per op
 #
@@ -40,8 +41,15 @@ per_op() { # per_op <label> <argv...>
     'BEGIN { printf "%-24s %8.0f instr/op\n", l, (b - a) / (n2 - n1) }'
 }
 
+script() { # script <variant>: the program and its argument for coru
+  case $1 in
+    udp) echo "$here/jit/udp_pingpong.lua" ;;
+    *) echo "$here/coru/w1.lua $1" ;;
+  esac
+}
+
 for v in $variants; do
-  per_op "coru $v" "$CORU" "$here/coru/w1.lua" "$v"
+  per_op "coru $v" "$CORU" $(script "$v")
 done
 
 if [ "${PEERS:-0}" = 1 ]; then
@@ -53,7 +61,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
   PN=${PN:-200000}
   for v in $variants; do
     out=${TMPDIR:-/tmp}/coru-callgrind.$v.out
-    N=$PN valgrind --tool=callgrind --callgrind-out-file="$out" "$CORU" "$here/coru/w1.lua" "$v" >/dev/null 2>&1
+    N=$PN valgrind --tool=callgrind --callgrind-out-file="$out" "$CORU" $(script "$v") >/dev/null 2>&1
     echo
     echo "== coru w1 $v, N=$PN: instructions per op by function (full profile: $out)"
     for mode in yes no; do

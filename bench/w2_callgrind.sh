@@ -9,6 +9,8 @@
 #   sh bench/w2_callgrind.sh
 #   BUILDS="new=build/coru old=/tmp/other/build/coru" KINDS="plain inline" sh bench/w2_callgrind.sh
 #   MODES="on off" ...                  # also with jit.off() in the server
+#   PROFILE=1 sh bench/w2_callgrind.sh  # + functions by self cost per request
+#                                       # (profile kept in $TMPDIR/coru-w2cg.<build>.<kind>.<mode>.out)
 # Variables: C (50), DURATION (3), PORT (7380), PASSES (8).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,7 +35,9 @@ serve() { # serve <coru> <kind> <mode> <requests?>: prints "instructions request
   jit=on; [ "$mode" = off ] && jit=off
   k=; [ "$kind" != cpu ] && k=$kind
   : > "$tmp/ready"
-  PORT=$PORT JIT=$jit KIND=$k valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+  out=/dev/null
+  [ "${PROFILE:-0}" = 1 ] && [ "$load" = 1 ] && out=$prof
+  PORT=$PORT JIT=$jit KIND=$k valgrind --tool=callgrind --callgrind-out-file="$out" \
     "$bin" "$here/jit/cpu_server.lua" > "$tmp/ready" 2> "$tmp/vg" &
   vpid=$!
   i=0
@@ -55,10 +59,19 @@ for kind in $KINDS; do
   for mode in $MODES; do
     for b in $BUILDS; do
       label=${b%%=*} bin=${b#*=}
+      prof=${TMPDIR:-/tmp}/coru-w2cg.$label.$kind.$mode.out
       idle=$(serve "$bin" "$kind" "$mode" 0)
       run=$(serve "$bin" "$kind" "$mode" 1)
       echo "$idle $run" | awk -v l="$label" -v k="$kind" -v m="$mode" \
         '{ printf "%-10s %-7s %-4s %12d %9d %14.0f\n", l, k, m, $3 - $1, $4, ($3 - $1) / $4 }'
+      if [ "${PROFILE:-0}" = 1 ]; then
+        # the whole run over its requests: start-up (the dynamic linker's
+        # dl-lookup, luaopen) is included, the idle run is not subtracted
+        n=$(echo "$run" | awk '{ print $2 }')
+        callgrind_annotate --inclusive=no "$prof" 2>/dev/null |
+          awk -v n="$n" '/^ *[0-9,]+ \(/ { c = $1; gsub(",", "", c); if (c / n >= 50) { sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, ""); printf "%8.0f %s\n", c / n, $0 } }' |
+          grep -v 'PROGRAM TOTALS' | head -30
+      fi
     done
   done
 done

@@ -97,6 +97,24 @@ describe("handles", function()
     end)
   end)
 
+  it("a method refuses a handle of another family, whatever was checked last", function()
+    -- the type check remembers the last handle metatable it found
+    run(function()
+      local t, p = coru.new_timer(), coru.new_pipe()
+      for _ = 1, 3 do
+        assert.equal(0, t:stop())
+        local ok, err = pcall(p.read_start, t, function() end)
+        assert.is_false(ok)
+        assert.matches("bad argument #1 to '[^']+' %(coru%.stream expected, got userdata%)", err)
+        ok, err = pcall(t.start, p, 1, 0, function() end)
+        assert.is_false(ok)
+        assert.matches("bad argument #1 to '[^']+' %(coru%.timer expected, got userdata%)", err)
+        assert.is_false(p:is_active())
+      end
+      t:close(); p:close()
+    end)
+  end)
+
   it("close calls its callback once the handle is closed", function()
     run(function()
       local t = coru.new_timer()

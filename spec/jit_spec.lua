@@ -115,6 +115,31 @@ describe("native calls under the JIT (issue 14)", function()
     end)
   end)
 
+  it("keep UDP results: send's true, recv's data and address, nil and a message", function()
+    run(function()
+      local a, b = coru.new_udp(), coru.new_udp()
+      assert(a:bind("127.0.0.1", 0)); assert(b:bind("127.0.0.1", 0))
+      local pb = b:getsockname().port
+      for i = 1, N do
+        local n, ok = count(a:send("d" .. i, "127.0.0.1", pb))
+        assert.equal(1, n); assert.is_true(ok)
+        local m, data, addr = count(coru.udp_recv(b))
+        assert.equal(2, m); assert.equal("d" .. i, data); assert.equal(a:getsockname().port, addr.port)
+      end
+      b:settimeout(1)
+      for _ = 1, 3 do
+        local n, v, msg = count(b:recv())
+        assert.equal(2, n); assert.is_nil(v); assert.equal("timeout", msg)
+      end
+      for _ = 1, 3 do
+        local n, v, msg, name = count(coru.udp_send(a, "x", "nohost", pb))
+        assert.equal(3, n); assert.is_nil(v); assert.equal("EINVAL: invalid argument: nohost", msg); assert.equal("EINVAL", name)
+        assert.has_error(function() a:send("x", "127.0.0.1") end, "bad argument #4 to 'send' (number expected, got no value)")
+      end
+      a:close(); b:close()
+    end)
+  end)
+
   it("raise a cancellation at the call site, where pcall catches it", function()
     run(function()
       local caught, rounds = nil, 0

@@ -27,14 +27,14 @@ end
 -- The wrapper calls f under its own name, so that argument errors name
 -- the function ("bad argument #2 to 'read_line'"), not the wrapper's local.
 -- A function registered with an arity k (coru_Reg flags CORU_ARITY(k),
--- k <= 4) gets a wrapper of k fixed parameters instead of a vararg one:
+-- k <= 5) gets a wrapper of k fixed parameters instead of a vararg one:
 -- a stitched trace cannot return from a vararg function into its caller's
 -- frame, a fixed-arity one can, so the caller's code after the call is
 -- compiled on. It passes the arguments up to the last non-nil one, so
 -- that a missing argument is still "no value" for f.
 local wrappers = {}
 local unpack = unpack
-local params = {"p1", "p2", "p3", "p4"}
+local params = {"p1", "p2", "p3", "p4", "p5"}
 local function wrap(f, name, arity)
   if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then name = "f" end
   if type(arity) ~= "number" or arity < 0 or arity > #params then arity = nil end

@@ -81,6 +81,8 @@ typedef struct coru_rt {
   int task_mt_ref, cancel_mt_ref, chan_mt_ref, taskco_ref;
   int unobserved_ref, unobserved_n;    /* failed tasks nobody observed yet */
   int live_ref;          /* handle.c: weak table light(h) -> box */
+  const void *box_mt;    /* handle.c: the handle metatable last checked, and its htype */
+  const void *box_ht;
   uv_idle_t tick;        /* next-iteration work: coru.pass, reports */
   unsigned tick_epoch;
   int tick_inited;
@@ -123,7 +125,7 @@ void coru_report(lua_State *L, const char *traceback);
  * as any lua_CFunction does. A function that suspends must be registered
  * with CORU_YIELDS. */
 #define CORU_YIELDS 1
-/* A yielding function that reads at most k (<= 4) arguments (k counts any
+/* A yielding function that reads at most k (<= 5) arguments (k counts any
  * it checks for misuse, a refused callback slot included), none of them
  * where a nil differs from no value: its wrapper has k fixed parameters
  * (boot.lua wrap), which lets LuaJIT compile the caller on after it.

@@ -48,9 +48,21 @@ void coru_handle_init_failed(lua_State *L, coru_handle *h) {
 static coru_box *handle_box(lua_State *L, int idx, const coru_htype *t) {
   coru_box *box = lua_touserdata(L, idx);
   if (!box || lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
-  lua_rawget(L, LUA_REGISTRYINDEX);      /* metatable -> htype (light userdata) */
-  const coru_htype *ht = lua_type(L, -1) == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1) : NULL;
-  lua_pop(L, 1);
+  /* The registry lookup costs ~80 instructions on every method call: the
+   * metatable last found is remembered (registered metatables stay
+   * anchored in the registry for the runtime's life, so its address cannot
+   * be reused by another table meanwhile; coru_rt_new clears it). */
+  const coru_htype *ht;
+  const void *mt = lua_topointer(L, -1);
+  if (mt == coru_R->box_mt) {
+    ht = coru_R->box_ht;
+    lua_pop(L, 1);
+  } else {
+    lua_rawget(L, LUA_REGISTRYINDEX);      /* metatable -> htype (light userdata) */
+    ht = lua_type(L, -1) == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1) : NULL;
+    lua_pop(L, 1);
+    if (ht) { coru_R->box_mt = mt; coru_R->box_ht = ht; }
+  }
   if (!ht || !(ht->kind & t->accepts)) return NULL;
   return box;
 }

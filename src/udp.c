@@ -335,11 +335,11 @@ static const coru_Reg udp_methods[] = {
   {"set_ttl", l_udp_set_ttl, 0},
   {"get_send_queue_size", l_udp_get_send_queue_size, 0},
   {"get_send_queue_count", l_udp_get_send_queue_count, 0},
-  {"send", l_udp_send, CORU_YIELDS},
+  {"send", l_udp_send, CORU_YIELDS | CORU_ARITY(5)},
   {"try_send", l_udp_try_send, 0},
   {"recv_start", l_udp_recv_start, 0},
   {"recv_stop", l_udp_recv_stop, 0},
-  {"recv", l_udp_recv, CORU_YIELDS},
+  {"recv", l_udp_recv, CORU_YIELDS | CORU_ARITY(2)},
   {"settimeout", l_udp_settimeout, 0},
   {NULL, NULL, 0}
 };
@@ -361,11 +361,11 @@ static const coru_Reg udp_funcs[] = {
   {"udp_set_ttl", l_udp_set_ttl, 0},
   {"udp_get_send_queue_size", l_udp_get_send_queue_size, 0},
   {"udp_get_send_queue_count", l_udp_get_send_queue_count, 0},
-  {"udp_send", l_udp_send, CORU_YIELDS},
+  {"udp_send", l_udp_send, CORU_YIELDS | CORU_ARITY(5)},
   {"udp_try_send", l_udp_try_send, 0},
   {"udp_recv_start", l_udp_recv_start, 0},
   {"udp_recv_stop", l_udp_recv_stop, 0},
-  {"udp_recv", l_udp_recv, CORU_YIELDS},
+  {"udp_recv", l_udp_recv, CORU_YIELDS | CORU_ARITY(2)},
   {NULL, NULL, 0}
 };
 
