@@ -27,6 +27,11 @@ elseif a == "closegc" then keep = on_gc(function() os.exit(7) print("not reached
 elseif a == "endgc" then keep = on_gc(function() os.exit(8) end) srv:close() c:close()
 elseif a == "end" then srv:close() c:close()
 elseif a == "false" then os.exit(false, false)
+elseif a == "flush" then
+  -- a write still queued at exit (8 MB into a pipe): exit flushes it, cat reads it
+  local p = coru.process.spawn("sh", {"-c", "cat > /dev/null"}, {stdio = {"pipe", "inherit", "inherit"}})
+  p.stdin:write(string.rep("x", 8 * 1024 * 1024), function() end)
+  os.exit(11)
 elseif a == "signal" or a == "sigterm" then
   -- timers in use and pooled: a read waiting with its timeout, a finished coru.timeout
   c:settimeouts(nil, nil, 10000)
@@ -103,6 +108,7 @@ describe("exit", function()
       {arg = "endgc", status = 8},      -- in a __gc at the host's normal end
       {arg = "end", status = 0},        -- the normal end
       {arg = "false", status = 1},      -- os.exit(false, false): the host closes anyway
+      {arg = "flush", status = 11},     -- with a write queued: exit's flush runs the loop first
       {arg = "signal", status = 10},    -- in a signal watcher (libuv's dispatch never returns)
       {arg = "sigterm", status = 143},  -- the host's SIGTERM default, timers in use and pooled
       {arg = "module", status = 9, module = true},

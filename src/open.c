@@ -112,7 +112,7 @@ static void flush_and_close(void) {
   uv_walk(coru_R->loop, settle_signal, NULL);
   uv_walk(coru_R->loop, walk_exit, &flushing);
   if (flushing) {
-    uv_timer_t t;
+    static uv_timer_t t;           /* the loop outlives this frame: the state's close runs it again */
     uv_timer_init(coru_R->loop, &t);
     t.data = NULL;                 /* not a coru handle (walk_close) */
     uv_timer_start(&t, flush_timeout, EXIT_FLUSH_MS, 0);
@@ -120,6 +120,7 @@ static void flush_and_close(void) {
     /* Not reentrant in general, but this call never returns to the outer
      * uv_run: exit() follows. Late completions resume nothing (shutting down). */
     uv_run(coru_R->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&t, NULL);   /* finished by the shutdown's run */
   }
 }
 
