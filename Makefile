@@ -219,11 +219,12 @@ fuzz-api: all
 	 fi
 
 # libFuzzer harnesses of the dmp core (pure C, no Lua): patch_from_text on
-# any bytes, and make/to_text/from_text/apply round trips. Each runs for
+# any bytes, make/to_text/from_text/apply round trips, and the UTF-8 layer
+# (the SIMD validator against the converter). Each runs for
 # FUZZ_SECONDS from the seeds in fuzz/seeds/ (inputs that once failed among
 # them); a crash leaves its input in build-fuzz/.
-DMP_CORE = src/dmp_text.c src/dmp_diff.c src/dmp_patch.c
-DMP_FUZZERS = build-fuzz/dmp_fromtext_fuzz build-fuzz/dmp_roundtrip_fuzz
+DMP_CORE = $(filter-out src/dmp_lua%,$(wildcard src/dmp*.c))
+DMP_FUZZERS = $(patsubst fuzz/%.c,build-fuzz/%,$(wildcard fuzz/dmp_*_fuzz.c))
 build-fuzz/%: fuzz/%.c fuzz/dmp_fuzz_common.h $(DMP_CORE) src/dmp.h | $(DEPS_OK)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -o $@ $< $(DMP_CORE) -lm

@@ -202,27 +202,99 @@ describe("coru.dmp API", function()
                      "match_main: pattern too long (40 UTF-16 units, match_maxbits is 32)")
   end)
 
-  it("answers the no-op calls without reading the text, and checks every other", function()
+  it("refuses invalid UTF-8 in the no-op calls as in every other", function()
     local d = dmp.new()
-    -- documented: identical texts, no patches and an empty patch text give their input back unread
-    local out, res = d:patch_apply({}, "ok\255")
-    assert.equal("ok\255", out)
+    -- identical texts and no patches are answered without a conversion, but still validated
+    local bad_utf8 = {
+      {function() d:patch_apply({}, "ok\255") end, "bad argument #3 to 'patch_apply' (invalid UTF-8 at byte 3)"},
+      {function() dmp.patch_apply({}, "ok\255") end, "bad argument #2 to 'patch_apply' (invalid UTF-8 at byte 3)"},
+      {function() d:patch_make("x\255", "x\255") end, "bad argument #2 to 'patch_make' (invalid UTF-8 at byte 2)"},
+      {function() dmp.patch_make("x\255", "x\255") end, "bad argument #1 to 'patch_make' (invalid UTF-8 at byte 2)"},
+      {function() d:diff_main("x\255", "x\255") end, "bad argument #2 to 'diff_main' (invalid UTF-8 at byte 2)"},
+      {function() dmp.diff_main("\237\160\128", "\237\160\128", false) end,
+       "bad argument #1 to 'diff_main' (invalid UTF-8 at byte 1)"},
+      {function() d:diff_cleanup_merge({{0, "x\255"}}) end,
+       "bad argument #2 to 'diff_cleanup_merge' (diff 1: invalid UTF-8 at byte 2)"},
+      {function() dmp.patch_to_text({{diffs = {{0, "\192\128"}}, start1 = 0, start2 = 0, length1 = 2, length2 = 2}}) end,
+       "bad argument #1 to 'patch_to_text' (diff 1: invalid UTF-8 at byte 1)"},
+      {function() dmp.match_main("abc", "b\255", 1) end, "bad argument #2 to 'match_main' (invalid UTF-8 at byte 2)"},
+    }
+    for _, case in ipairs(bad_utf8) do assert.has_error(case[1], case[2]) end
+    -- the patch text is checked too: a parse failure, not an error
+    assert.same({nil, "invalid UTF-8 at byte 14 of the patch text"}, {dmp.patch_from_text("@@ -1 +1 @@\n-\255\n")})
+    -- valid no-ops give their input back
+    local out, res = d:patch_apply({}, "ok é")
+    assert.equal("ok é", out)
     assert.same({}, res)
-    assert.same({}, d:patch_make("x\255", "x\255"))
-    assert.same({{0, "x\255"}}, d:diff_main("x\255", "x\255"))
+    assert.same({}, d:patch_make("é", "é"))
+    assert.same({{0, "😀"}}, d:diff_main("😀", "😀"))
     assert.same({}, dmp.diff_main("", ""))
     assert.same({}, d:patch_from_text(""))
     assert.equal("", dmp.patch_to_text({}))
-    -- anything else converts, so it checks: the exact-base path of patch_apply too
+    -- the exact-base path of patch_apply checks as well
     local ps = dmp.patch_make("abc abc abc", "abc abd abc")
     assert.has_error(function() dmp.patch_apply(ps, "abc ab\255 abc") end,
                      "bad argument #2 to 'patch_apply' (invalid UTF-8 at byte 7)")
     assert.has_error(function() d:patch_apply(ps, "abc abc abc\255") end,
                      "bad argument #3 to 'patch_apply' (invalid UTF-8 at byte 12)")
-    assert.has_error(function() d:patch_make("x\255", "y") end,
-                     "bad argument #2 to 'patch_make' (invalid UTF-8 at byte 2)")
     -- a wrong type is refused before any no-op answer
     assert.has_error(function() d:patch_apply({}, 42) end, "bad argument #3 to 'patch_apply' (string expected, got number)")
+    -- md5 hashes bytes, not text: any string
+    assert.equal(32, #coru.md5("x\255"))
+  end)
+
+  it("checks self and the arguments of every method and metamethod (no write into a foreign value)", function()
+    local d = dmp.new()
+    local methods = {"diff_main", "patch_make", "patch_apply", "diff_cleanup_semantic", "diff_cleanup_semantic_lossless",
+                     "diff_cleanup_efficiency", "diff_cleanup_merge", "diff_levenshtein", "diff_x_index", "diff_text1",
+                     "diff_text2", "match_main", "patch_to_text", "patch_from_text"}
+    for _, m in ipairs(methods) do
+      for _, self in ipairs {io.stdout, {}, "x", 1} do
+        assert.has_error(function() d[m](self, "a", "a") end,
+                         ("bad argument #1 to '%s' (coru.dmp object expected, got %s)"):format(m, type(self)))
+      end
+    end
+    local MT = getmetatable(d)
+    assert.has_error(function() MT.__newindex(io.stdout, "match_threshold", 0.1) end,
+                     "bad argument #1 to 'newindex' (coru.dmp object expected, got userdata)")
+    assert.has_error(function() MT.__index({}, "match_threshold") end,
+                     "bad argument #1 to 'index' (coru.dmp object expected, got table)")
+    assert.has_error(function() MT.__tostring(io.stdout) end,
+                     "bad argument #1 to 'tostring' (coru.dmp object expected, got userdata)")
+    local PT = getmetatable(dmp.patch_make("abc", "abd")[1])
+    assert.has_error(function() PT.__tostring(io.stdout) end,
+                     "bad argument #1 to 'tostring' (patch (a table) expected, got userdata)")
+    assert.has_error(function() PT.__tostring({diffs = {}}) end,
+                     "bad argument #1 to 'tostring' (start1: a number expected, got nil)")
+    assert.has_error(function() dmp.pool_threshold(-1) end,
+                     "bad argument #1 to 'pool_threshold' (a size in bytes (>= 0) expected)")
+    assert.has_error(function() dmp.diff_x_index({}, 0.5) end,
+                     "bad argument #2 to 'diff_x_index' (loc: an integer expected)")
+    assert.has_error(function() dmp.patch_apply({7}, "") end, "bad argument #1 to 'patch_apply' (patch 1 is not a table)")
+    assert.has_error(function() dmp.diff_text1("x") end,
+                     "bad argument #1 to 'diff_text1' (diffs (a table) expected, got string)")
+  end)
+
+  it("has a job __gc that refuses anything but a job (reached through the debug registry)", function()
+    -- the spare job sits alone in a registry table; find it by taking it out and seeing a call put one back
+    local reg, slot = debug.getregistry(), nil
+    dmp.diff_levenshtein({})
+    for _, t in pairs(reg) do
+      if type(t) == "table" and type(rawget(t, 1)) == "userdata" and next(t, 1) == nil then
+        local u = t[1]
+        t[1] = nil
+        dmp.diff_levenshtein({})
+        if type(rawget(t, 1)) == "userdata" then slot = t break end
+        t[1] = u
+      end
+    end
+    assert.is_table(slot, "the spare job's slot")
+    local gc = getmetatable(slot[1]).__gc
+    for _, v in ipairs {{}, io.stdout, dmp.new(), "x"} do
+      assert.has_error(function() gc(v) end, ("bad argument #1 to '__gc' (coru.dmp job expected, got %s)"):format(type(v)))
+    end
+    gc(slot[1])  -- a job: emptied, and still usable as the spare
+    assert.equal(3, dmp.diff_levenshtein(dmp.diff_main("abc", "xyz")))
   end)
 
   it("refuses every invalid UTF-8 form and accepts every valid one", function()
@@ -309,6 +381,70 @@ describe("coru.dmp API", function()
     assert.same({{-1, "😀"}, {1, "😁"}}, diffs)
     dmp.diff_cleanup_merge(diffs)
     assert.same({{-1, "😀"}, {1, "😁"}}, diffs)
+  end)
+
+  it("gives opaque patch lists that apply and print as the tables do (opaque_patches)", function()
+    local d, op = dmp.new(gen.server), dmp.new(gen.server)
+    op.opaque_patches = true
+    assert.is_true(op.opaque_patches)
+    assert.is_false(d.opaque_patches)
+    for _, p in ipairs(gen.text_pairs(60)) do
+      local ps, ops = d:patch_make(p.a, p.b), op:patch_make(p.a, p.b)
+      assert.equal("userdata", type(ops))
+      assert.equal(#ps, #ops)
+      for i = 1, #ps do assert.same(ps[i], ops[i]) end
+      local text = d:patch_to_text(ps)
+      assert.equal(text, op:patch_to_text(ops))
+      assert.equal(text, tostring(ops))
+      local parsed = assert(op:patch_from_text(text))
+      assert.equal(text, d:patch_to_text(parsed))
+      for _, base in ipairs {p.a, p.c or p.b} do
+        assert.same({d:patch_apply(ps, base)}, {op:patch_apply(parsed, base)})
+        assert.same({d:patch_apply(ps, base)}, {d:patch_apply(ops, base)})  -- any object takes either form
+      end
+    end
+    -- an entry is a copy: changing it leaves the list alone
+    local ops = op:patch_make("abc abc abc", "abc abd abc")
+    ops[1].start1 = 99
+    assert.equal(0, ops[1].start1)
+    assert.is_nil(ops[0]) assert.is_nil(ops[#ops + 1]) assert.is_nil(ops.start1) assert.is_nil(ops[1.5])
+    -- no patches: the text back, validated
+    local none = assert(op:patch_from_text("@@ -1 +1 @@\n"))
+    assert.equal(1, #none)
+    assert.same({"x", {true}}, {op:patch_apply(none, "x")})
+    assert.has_error(function() op:patch_apply(none, "x\255") end, "bad argument #3 to 'patch_apply' (invalid UTF-8 at byte 2)")
+    assert.has_error(function() op.opaque_patches = 1 end, "coru.dmp: option 'opaque_patches': a boolean expected")
+    assert.has_error(function() d:patch_apply(io.stdout, "x") end,
+                     "bad argument #2 to 'patch_apply' (patches (a table or a patch list) expected, got userdata)")
+    -- the list's metamethods check what they are given
+    local MT = getmetatable(ops)
+    for _, mm in ipairs {"__len", "__index", "__tostring", "__gc"} do
+      assert.has_error(function() MT[mm]({}, 1) end,
+                       ("bad argument #1 to '%s' (coru.dmp patch list expected, got table)"):format(mm:gsub("^__(tostring)$", "%1")))
+    end
+    MT.__gc(ops)  -- by hand: the list empties, and stays safe to use and to collect
+    assert.equal(0, #ops)
+    assert.equal("", op:patch_to_text(ops))
+  end)
+
+  it("runs opaque patch lists through the pool (callback mode)", function()
+    run(function()
+      local at = gen.atoms_of(30000)
+      local a, b = gen.str(at), gen.str(gen.mutate(at, 50))
+      local op = dmp.new{opaque_patches = true}
+      local got
+      op:patch_make(a, b, function(err, ps) got = {err, ps} end)
+      helper.wait_until(function() return got end, 20000, "the patch_make callback")
+      assert.is_nil(got[1])
+      assert.equal("userdata", type(got[2]))
+      local ps, applied = got[2], nil
+      op:patch_apply(ps, a, function(err, text, res) applied = {err, text, res} end)
+      helper.wait_until(function() return applied end, 20000, "the patch_apply callback")
+      assert.is_nil(applied[1])
+      assert.equal(b, applied[2])
+      assert.is_true(#applied[3] >= #ps)  -- split_max may add hunks
+      for _, r in ipairs(applied[3]) do assert.is_true(r) end
+    end)
   end)
 
   it("runs large operations on the pool: callback mode, and a task suspends while the loop serves", function()

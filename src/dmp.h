@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef uint16_t dmp_u16;
 
@@ -57,11 +58,11 @@ void dmp_bstr_free(dmp_bstr *s);
 int dmp_utf8_to_u16(const char *s, size_t n, dmp_ustr *out, size_t *bad);
 /* Validation only: 0, or -1 with *bad as above. */
 int dmp_utf8_check(const char *s, size_t n, size_t *bad);
-/* Validates UTF-8 from *at while advancing it by k UTF-16 units (k =
- * UINT64_MAX: to the end). Returns 0 when k units were passed, 1 at the end
- * of the text (fewer), -1 when unit k falls inside an astral character, -2
- * at invalid UTF-8; *at is where it stopped. */
-int dmp_utf8_units(const char *s, size_t n, size_t *at, uint64_t k);
+/* Advances *at by k UTF-16 units in valid UTF-8 (validate first: no check
+ * here). Returns 0 when k units were passed, 1 at the end of the text
+ * (fewer), -1 when unit k falls inside an astral character; *at is where it
+ * stopped, at a character's start. */
+int dmp_utf8_skip(const char *s, size_t n, size_t *at, uint64_t k);
 /* UTF-16 -> UTF-8 (appends); a lone surrogate becomes U+FFFD. */
 void dmp_u16_to_utf8(const dmp_u16 *s, size_t n, dmp_bstr *out);
 
@@ -96,6 +97,7 @@ int64_t dmp_match_main(const dmp_opts *o, const dmp_u16 *text, size_t n, const d
 /* Patches. */
 void dmp_patches_free(dmp_patches *p);
 dmp_patch *dmp_patches_add(dmp_patches *p);  /* a zeroed patch at the end */
+void dmp_patches_copy(const dmp_patches *from, dmp_patches *to);  /* appends copies (patch_deepCopy) */
 /* patch_make(text1, text2): diff_main + cleanup_semantic + cleanup_efficiency. */
 void dmp_patch_make_texts(const dmp_opts *o, const dmp_u16 *t1, size_t n1, const dmp_u16 *t2, size_t n2,
                           dmp_patches *out);
@@ -143,5 +145,15 @@ void dmp_diffs_insert(dmp_diffs *d, size_t at, int op, const dmp_u16 *s, size_t 
 void dmp_diffs_erase(dmp_diffs *d, size_t at, size_t count);
 void dmp_diff_set(dmp_diff *x, const dmp_u16 *s, size_t n);  /* replaces the text (s may alias it) */
 void dmp_diffs_copy(const dmp_diffs *from, dmp_diffs *to);
+/* Moves every diff of src into d at position at; src ends empty. */
+void dmp_diffs_insert_all(dmp_diffs *d, size_t at, dmp_diffs *src);
+/* The length of the common prefix / suffix of a and b, in units. */
+size_t dmp_common_prefix(const dmp_u16 *a, size_t na, const dmp_u16 *b, size_t nb);
+size_t dmp_common_suffix(const dmp_u16 *a, size_t na, const dmp_u16 *b, size_t nb);
+static inline int dmp_ueq(const dmp_u16 *a, size_t na, const dmp_u16 *b, size_t nb) {
+  return na == nb && (!na || !memcmp(a, b, na * sizeof *a));
+}
+static inline int dmp_is_hi(dmp_u16 c) { return c >= 0xD800 && c <= 0xDBFF; }  /* a high (leading) surrogate */
+static inline int dmp_is_lo(dmp_u16 c) { return c >= 0xDC00 && c <= 0xDFFF; }
 
 #endif

@@ -1,7 +1,7 @@
 /*
- * dmp_text.c - the strings of the diff-match-patch core: UTF-8 <-> UTF-16,
- * substring search, diff vectors, and the patch text (patch_toText with
- * encodeURI, patch_fromText with decodeURI). See dmp.h.
+ * dmp_text.c - the bottom layer of the diff-match-patch core: allocation,
+ * options, strings and substring search. It calls no other dmp file. See
+ * dmp.h.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -81,154 +81,6 @@ void dmp_bstr_add(dmp_bstr *s, const char *p, size_t n) {
   s->p[s->n] = 0;
 }
 
-int dmp_utf8_to_u16(const char *str, size_t n, dmp_ustr *out, size_t *bad) {
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0, need = out->n + n;
-  if (need > out->cap || !out->p) {
-    out->p = dmp_xrealloc(out->p, (need ? need : 1) * sizeof *out->p);
-    out->cap = need ? need : 1;
-  }
-  dmp_u16 *o = out->p + out->n;
-  while (i < n) {
-#ifdef __SSE2__
-    if (i + 16 <= n) {  /* sixteen ASCII bytes at once, or the ASCII ones before the first other */
-      __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
-      unsigned hi = (unsigned)_mm_movemask_epi8(v);
-      __m128i z = _mm_setzero_si128();
-      _mm_storeu_si128((__m128i *)o, _mm_unpacklo_epi8(v, z));
-      _mm_storeu_si128((__m128i *)(o + 8), _mm_unpackhi_epi8(v, z));
-      unsigned k = hi ? (unsigned)__builtin_ctz(hi) : 16;
-      o += k;
-      i += k;
-      if (k == 16) continue;
-    }
-#endif
-    if (i + 8 <= n) {  /* eight ASCII bytes at once */
-      uint64_t w;
-      memcpy(&w, s + i, 8);
-      if (!(w & 0x8080808080808080ull)) {
-        for (int k = 0; k < 8; k++) o[k] = s[i + k];
-        o += 8;
-        i += 8;
-        continue;
-      }
-    }
-    unsigned c = s[i];
-    if (c < 0x80) { *o++ = (dmp_u16)c; i++; continue; }
-    if (c >= 0xC2 && c <= 0xDF && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) {  /* the common two-byte form */
-      *o++ = (dmp_u16)(((c & 0x1F) << 6) | (s[i + 1] & 0x3F));
-      i += 2;
-      continue;
-    }
-    unsigned cp, len, min;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
-    else goto fail;
-    if (i + len > n) goto fail;
-    for (unsigned k = 1; k < len; k++) {
-      unsigned cc = s[i + k];
-      if ((cc & 0xC0) != 0x80) goto fail;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) goto fail;
-    if (cp >= 0x10000) {
-      cp -= 0x10000;
-      *o++ = (dmp_u16)(0xD800 | (cp >> 10));
-      *o++ = (dmp_u16)(0xDC00 | (cp & 0x3FF));
-    } else {
-      *o++ = (dmp_u16)cp;
-    }
-    i += len;
-  }
-  out->n = (size_t)(o - out->p);
-  return 0;
-fail:
-  if (bad) *bad = i;
-  return -1;
-}
-
-int dmp_utf8_check(const char *str, size_t n, size_t *bad) {
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0;
-  while (i < n) {
-#ifdef __SSE2__
-    if (i + 16 <= n) {  /* the ASCII bytes among the next sixteen, at once */
-      unsigned hi = (unsigned)_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + i)));
-      i += hi ? (unsigned)__builtin_ctz(hi) : 16;
-      if (!hi) continue;
-    }
-#endif
-    if (i + 8 <= n) {
-      uint64_t w;
-      memcpy(&w, s + i, 8);
-      if (!(w & 0x8080808080808080ull)) { i += 8; continue; }
-    }
-    unsigned c = s[i], cp, len, min;
-    if (c < 0x80) { i++; continue; }
-    if (c >= 0xC2 && c <= 0xDF && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) { i += 2; continue; }  /* two bytes */
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
-    else break;
-    if (i + len > n) break;
-    unsigned k;
-    for (k = 1; k < len && (s[i + k] & 0xC0) == 0x80; k++) cp = (cp << 6) | (s[i + k] & 0x3F);
-    if (k < len || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) break;
-    i += len;
-  }
-  if (i < n) {
-    if (bad) *bad = i;
-    return -1;
-  }
-  return 0;
-}
-
-void dmp_u16_to_utf8(const dmp_u16 *s, size_t n, dmp_bstr *out) {
-  if (out->n + 3 * n + 1 > out->cap) {
-    out->cap = out->n + 3 * n + 1;
-    out->p = dmp_xrealloc(out->p, out->cap);
-  }
-  unsigned char *o = (unsigned char *)out->p + out->n;
-  size_t i = 0;
-  while (i < n) {
-#ifdef __SSE2__
-    if (i + 8 <= n) {  /* the ASCII units among the next eight, at once (room: 3 bytes a unit) */
-      __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
-      unsigned hi = (unsigned)_mm_movemask_epi8(_mm_cmpgt_epi16(_mm_add_epi16(v, _mm_set1_epi16((short)0x8000)),
-                                                                _mm_set1_epi16((short)(0x8000 + 0x7F - 0x10000))));
-      _mm_storel_epi64((__m128i *)o, _mm_packus_epi16(v, v));
-      unsigned k = hi ? (unsigned)__builtin_ctz(hi) / 2 : 8;
-      o += k;
-      i += k;
-      if (k == 8) continue;
-    }
-#endif
-    unsigned c = s[i++];
-    if (c < 0x80) { *o++ = (unsigned char)c; continue; }
-    if (c < 0x800) {
-      *o++ = (unsigned char)(0xC0 | (c >> 6));
-      *o++ = (unsigned char)(0x80 | (c & 0x3F));
-      continue;
-    }
-    if (c >= 0xD800 && c <= 0xDBFF && i < n && s[i] >= 0xDC00 && s[i] <= 0xDFFF) {
-      unsigned cp = 0x10000 + ((c - 0xD800) << 10) + (s[i] - 0xDC00);
-      i++;
-      *o++ = (unsigned char)(0xF0 | (cp >> 18));
-      *o++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-      *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-      *o++ = (unsigned char)(0x80 | (cp & 0x3F));
-      continue;
-    }
-    if (c >= 0xD800 && c <= 0xDFFF) c = 0xFFFD;  /* a lone surrogate */
-    *o++ = (unsigned char)(0xE0 | (c >> 12));
-    *o++ = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
-    *o++ = (unsigned char)(0x80 | (c & 0x3F));
-  }
-  out->n = (size_t)((char *)o - out->p);
-  out->p[out->n] = 0;
-}
-
 /* ------------------------------------------------------------- search */
 
 /* Byte search with glibc's memmem (linear, two-way); a hit at an odd byte
@@ -252,6 +104,24 @@ static int64_t find_memmem(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t
  * linear. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#endif
+
+/* Verifies the candidates of mask (two bits a unit, from unit i): the
+ * first match, or -1; -3 when the budget of failures ran out, with *at
+ * where the search goes on. */
+static inline int64_t verify(const dmp_u16 *h, const dmp_u16 *nd, size_t m, size_t i, unsigned mask, size_t *budget,
+                             size_t *at) {
+  while (mask) {
+    unsigned bit = (unsigned)__builtin_ctz(mask);
+    size_t c = i + bit / 2;
+    if (!memcmp(h + c + 1, nd + 1, (m - 2) * sizeof *nd)) return (int64_t)c;
+    if (!--*budget) { *at = c + 1; return -3; }
+    mask &= ~(3u << bit);
+  }
+  return -1;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
 /* Sixteen candidates at a time where the CPU has AVX2. Returns -1 (none),
  * or the position, or -2 with *at where the scalar search goes on. */
 __attribute__((target("avx2"))) static int64_t find_avx2(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t m,
@@ -262,13 +132,8 @@ __attribute__((target("avx2"))) static int64_t find_avx2(const dmp_u16 *h, size_
     __m256i a = _mm256_loadu_si256((const __m256i *)(h + i));
     __m256i b = _mm256_loadu_si256((const __m256i *)(h + i + m - 1));
     unsigned mask = (unsigned)_mm256_movemask_epi8(_mm256_and_si256(_mm256_cmpeq_epi16(a, vf), _mm256_cmpeq_epi16(b, vl)));
-    while (mask) {
-      unsigned bit = (unsigned)__builtin_ctz(mask);
-      size_t c = i + bit / 2;
-      if (!memcmp(h + c + 1, nd + 1, (m - 2) * sizeof *nd)) return (int64_t)c;
-      if (!--*budget) { *at = c + 1; return -3; }
-      mask &= ~(3u << bit);
-    }
+    int64_t r = verify(h, nd, m, i, mask, budget, at);
+    if (r != -1) return r;
   }
   (void)n;
   *at = i;
@@ -306,13 +171,9 @@ int64_t dmp_find(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t m, int64_
     __m128i a = _mm_loadu_si128((const __m128i *)(h + i));
     __m128i b = _mm_loadu_si128((const __m128i *)(h + i + m - 1));
     unsigned mask = (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi16(a, vf), _mm_cmpeq_epi16(b, vl)));
-    while (mask) {
-      unsigned bit = (unsigned)__builtin_ctz(mask);
-      size_t c = i + bit / 2;
-      if (!memcmp(h + c + 1, nd + 1, (m - 2) * sizeof *nd)) return (int64_t)c;
-      if (!--budget) return find_memmem(h, n, nd, m, c + 1);
-      mask &= ~(3u << bit);
-    }
+    int64_t r = verify(h, nd, m, i, mask, &budget, &i);
+    if (r == -3) return find_memmem(h, n, nd, m, i);
+    if (r != -1) return r;
   }
 #endif
   for (; i < stop; i++) {
@@ -349,284 +210,4 @@ int64_t dmp_rfind(const dmp_u16 *h, size_t n, const dmp_u16 *nd, size_t m, int64
   for (; i >= 0; i--)
     if (h[i] == first && h[i + (int64_t)m - 1] == last && !memcmp(h + i, nd, m * sizeof *nd)) return i;
   return -1;
-}
-
-/* ------------------------------------------------------------ patch text */
-
-/* encodeURI leaves these (and alphanumerics) alone. */
-static int uri_keep(unsigned c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
-  return c && strchr("-_.!~*'();/?:@&=+$,#", (int)c) != NULL;
-}
-
-void dmp_encode_uri(const dmp_u16 *s, size_t n, dmp_bstr *out) {
-  static const char hex[] = "0123456789ABCDEF";
-  char buf[12];
-  for (size_t i = 0; i < n; i++) {
-    unsigned c = s[i];
-    if (c < 0x80 && (uri_keep(c) || c == ' ')) {  /* ' ': encodeURI's %20, turned back */
-      char ch = (char)c;
-      dmp_bstr_add(out, &ch, 1);
-      continue;
-    }
-    unsigned cp = c;
-    if (c >= 0xD800 && c <= 0xDBFF && i + 1 < n && s[i + 1] >= 0xDC00 && s[i + 1] <= 0xDFFF) {
-      cp = 0x10000 + ((c - 0xD800) << 10) + (s[i + 1] - 0xDC00);
-      i++;
-    } else if (c >= 0xD800 && c <= 0xDFFF) {
-      cp = 0xFFFD;  /* a lone surrogate: encodeURI throws; never made by this port */
-    }
-    unsigned char u[4];
-    int k;
-    if (cp < 0x80) { u[0] = (unsigned char)cp; k = 1; }
-    else if (cp < 0x800) { u[0] = (unsigned char)(0xC0 | (cp >> 6)); u[1] = (unsigned char)(0x80 | (cp & 0x3F)); k = 2; }
-    else if (cp < 0x10000) {
-      u[0] = (unsigned char)(0xE0 | (cp >> 12)); u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-      u[2] = (unsigned char)(0x80 | (cp & 0x3F)); k = 3;
-    } else {
-      u[0] = (unsigned char)(0xF0 | (cp >> 18)); u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-      u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F)); u[3] = (unsigned char)(0x80 | (cp & 0x3F)); k = 4;
-    }
-    for (int j = 0; j < k; j++) {
-      buf[3 * j] = '%';
-      buf[3 * j + 1] = hex[u[j] >> 4];
-      buf[3 * j + 2] = hex[u[j] & 15];
-    }
-    dmp_bstr_add(out, buf, (size_t)(3 * k));
-  }
-}
-
-/* Decimal digits of v >= 0 at the end of buf[0, 24); returns where they start. */
-static char *dec(char *end, int64_t v) {
-  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  do { *--end = (char)('0' + u % 10); u /= 10; } while (u);
-  if (v < 0) *--end = '-';
-  return end;
-}
-
-/* The reference's coordinates: "start,0", "start+1" or "start+1,len". */
-static void coords(dmp_bstr *out, int64_t start, int64_t len) {
-  char buf[48], *end = buf + sizeof buf, *p = end;
-  if (len == 0) {
-    *--p = '0';
-    *--p = ',';
-    p = dec(p, start);
-  } else if (len == 1) {
-    p = dec(p, start + 1);
-  } else {
-    p = dec(p, len);
-    *--p = ',';
-    p = dec(p, start + 1);
-  }
-  dmp_bstr_add(out, p, (size_t)(end - p));
-}
-
-void dmp_patch_to_text(const dmp_patches *ps, dmp_bstr *out) {
-  for (size_t x = 0; x < ps->n; x++) {
-    const dmp_patch *p = &ps->v[x];
-    dmp_bstr_add(out, "@@ -", 4);
-    coords(out, p->start1, p->length1);
-    dmp_bstr_add(out, " +", 2);
-    coords(out, p->start2, p->length2);
-    dmp_bstr_add(out, " @@\n", 4);
-    for (size_t i = 0; i < p->diffs.n; i++) {
-      const dmp_diff *d = &p->diffs.v[i];
-      dmp_bstr_add(out, d->op == DMP_INSERT ? "+" : d->op == DMP_DELETE ? "-" : " ", 1);
-      dmp_encode_uri(d->s, d->n, out);
-      dmp_bstr_add(out, "\n", 1);
-    }
-  }
-  if (!out->p) dmp_bstr_add(out, "", 0);
-}
-
-static int hexval(int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-static int pct(const char *s, size_t n, size_t i) {  /* the byte of "%XX" at i, or -1 */
-  if (i + 3 > n || s[i] != '%') return -1;
-  int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
-  return h < 0 || l < 0 ? -1 : h * 16 + l;
-}
-
-/* decodeURI (appends UTF-8 to out). Returns 0, or -1 (URIError). */
-static int decode_uri(const char *s, size_t n, dmp_bstr *out) {
-  size_t i = 0;
-  while (i < n) {
-    size_t j = i;
-    while (j < n && s[j] != '%') j++;
-    dmp_bstr_add(out, s + i, j - i);
-    if (j == n) break;
-    i = j;
-    int b = pct(s, n, i);
-    if (b < 0) return -1;
-    if (b < 0x80) {
-      if (b && strchr(";/?:@&=+$,#", b)) dmp_bstr_add(out, s + i, 3);  /* reserved: kept escaped */
-      else { char c = (char)b; dmp_bstr_add(out, &c, 1); }
-      i += 3;
-      continue;
-    }
-    int len = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
-    if (!len) return -1;
-    unsigned char u[4];
-    unsigned cp = (unsigned)b & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
-    u[0] = (unsigned char)b;
-    for (int k = 1; k < len; k++) {
-      int c = pct(s, n, i + 3 * (size_t)k);
-      if (c < 0 || (c & 0xC0) != 0x80) return -1;
-      u[k] = (unsigned char)c;
-      cp = (cp << 6) | ((unsigned)c & 0x3F);
-    }
-    unsigned min = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
-    dmp_bstr_add(out, (const char *)u, (size_t)len);
-    i += 3 * (size_t)len;
-  }
-  return 0;
-}
-
-/* \d+ as parseInt reads it; numbers past 2^53 are refused (JavaScript would
- * round them). Returns the index after the digits, or 0 on failure. */
-static size_t digits(const char *s, size_t n, size_t i, int64_t *v, int *toobig) {
-  size_t j = i;
-  uint64_t x = 0;
-  while (j < n && s[j] >= '0' && s[j] <= '9') {
-    x = x * 10 + (uint64_t)(s[j] - '0');
-    if (x > ((uint64_t)1 << 53)) *toobig = 1, x = (uint64_t)1 << 53;
-    j++;
-  }
-  *v = (int64_t)x;
-  return j;
-}
-
-/* /^@@ -(\d+),?(\d*) \+(\d+),?(\d*) @@$/ with the reference's reading. */
-static int parse_header(const char *s, size_t n, dmp_patch *p, int *toobig) {
-  if (n < 4 || memcmp(s, "@@ -", 4)) return -1;
-  size_t i = 4;
-  for (int side = 0; side < 2; side++) {
-    int64_t start, len = 0;
-    size_t j = digits(s, n, i, &start, toobig);
-    if (j == i) return -1;
-    i = j;
-    if (i < n && s[i] == ',') i++;
-    j = digits(s, n, i, &len, toobig);
-    size_t nd = j - i;
-    if (nd == 0) { start--; len = 1; }
-    else if (nd == 1 && s[i] == '0') { len = 0; }
-    else { start--; }
-    i = j;
-    if (side == 0) {
-      p->start1 = start;
-      p->length1 = len;
-      if (i + 2 > n || s[i] != ' ' || s[i + 1] != '+') return -1;
-      i += 2;
-    } else {
-      p->start2 = start;
-      p->length2 = len;
-    }
-  }
-  return i + 3 == n && !memcmp(s + i, " @@", 3) ? 0 : -1;
-}
-
-static void set_err(char *err, size_t errlen, const char *what, const char *line, size_t n) {
-  if (!err || !errlen) return;
-  int k = n > 80 ? 80 : (int)n;
-  snprintf(err, errlen, "%s%.*s%s", what, k, line, n > 80 ? "..." : "");
-}
-
-int dmp_patch_from_text(const char *s, size_t n, dmp_patches *out, char *err, size_t errlen) {
-  size_t bad;
-  if (dmp_utf8_check(s, n, &bad)) {
-    if (err) snprintf(err, errlen, "invalid UTF-8 at byte %zu of the patch text", bad + 1);
-    return -1;
-  }
-  if (n == 0) return 0;
-  dmp_bstr line = {0};
-  dmp_ustr t = {0};  /* a line's text, as UTF-16 */
-  size_t pos = 0;
-  int more = 1;  /* text.split('\n') yields one more line after the last '\n' */
-  dmp_patch *p = NULL;
-  int in_hunk = 0, rc = 0;
-  while (more) {
-    const char *ls = s + pos;
-    const char *nl = memchr(ls, '\n', n - pos);
-    size_t ln = nl ? (size_t)(nl - ls) : n - pos;
-    more = nl != NULL;
-    if (!in_hunk) {
-      int toobig = 0;
-      p = dmp_patches_add(out);
-      if (parse_header(ls, ln, p, &toobig)) { set_err(err, errlen, "Invalid patch string: ", ls, ln); rc = -1; break; }
-      if (toobig) { set_err(err, errlen, "Number too large in patch header: ", ls, ln); rc = -1; break; }
-      in_hunk = 1;
-      pos += ln + 1;
-      continue;
-    }
-    char sign = ln ? ls[0] : 0;
-    line.n = 0;
-    if (decode_uri(ls + (ln ? 1 : 0), ln ? ln - 1 : 0, &line)) {
-      set_err(err, errlen, "Illegal escape in patch_fromText: ", ls, ln);
-      rc = -1;
-      break;
-    }
-    if (sign == '@') { in_hunk = 0; more = 1; continue; }  /* this line is the next header */
-    if (sign == '-' || sign == '+' || sign == ' ') {
-      t.n = 0;
-      if (dmp_utf8_to_u16(line.p ? line.p : "", line.n, &t, &bad)) {
-        set_err(err, errlen, "Illegal escape in patch_fromText: ", ls, ln);
-        rc = -1;
-        break;
-      }
-      dmp_diffs_push(&p->diffs, sign == '-' ? DMP_DELETE : sign == '+' ? DMP_INSERT : DMP_EQUAL, t.p, t.n);
-    } else if (ln) {
-      char what[48];
-      unsigned char c = (unsigned char)sign;
-      if (c >= 0x20 && c < 0x7F) snprintf(what, sizeof what, "Invalid patch mode \"%c\" in: ", c);
-      else snprintf(what, sizeof what, "Invalid patch mode (byte 0x%02X) in: ", c);
-      set_err(err, errlen, what, ls, ln);
-      rc = -1;
-      break;
-    }
-    pos += ln + 1;
-  }
-  dmp_bstr_free(&line);
-  dmp_ustr_free(&t);
-  if (rc) dmp_patches_free(out);
-  return rc;
-}
-
-int dmp_utf8_units(const char *str, size_t n, size_t *at, uint64_t k) {
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = *at;
-  int rc = 0;
-  while (k) {
-#ifdef __SSE2__
-    if (k >= 16 && i + 16 <= n) {  /* the ASCII bytes among the next sixteen, at once */
-      unsigned hi = (unsigned)_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + i)));
-      unsigned a = hi ? (unsigned)__builtin_ctz(hi) : 16;
-      i += a;
-      k -= a;
-      if (!hi) continue;
-    }
-#endif
-    if (i >= n) { rc = 1; break; }
-    unsigned c = s[i], cp, len, min;
-    if (c < 0x80) { i++; k--; continue; }
-    if (c >= 0xC2 && c <= 0xDF && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) { i += 2; k--; continue; }
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
-    else { rc = -2; break; }
-    if (i + len > n) { rc = -2; break; }
-    unsigned q;
-    for (q = 1; q < len && (s[i + q] & 0xC0) == 0x80; q++) cp = (cp << 6) | (s[i + q] & 0x3F);
-    if (q < len || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) { rc = -2; break; }
-    if (len == 4 && k < 2) { rc = -1; break; }
-    i += len;
-    k -= len == 4 ? 2 : 1;
-  }
-  *at = i;
-  return rc;
 }

@@ -8,6 +8,8 @@ local inp = cjson.decode(f:read("*a"))
 f:close()
 local reps = tonumber(os.getenv("REPS")) or 5
 local d = dmp.new{match_threshold = 0.375, match_distance = 100, patch_delete_threshold = 0.375}
+-- the same with opaque patch lists (docs/dmp.md): no Lua table per patch
+local dop = dmp.new{match_threshold = 0.375, match_distance = 100, patch_delete_threshold = 0.375, opaque_patches = true}
 
 local function time(fn)
   local ms, r1, r2 = {}
@@ -26,11 +28,15 @@ for _, size in ipairs {"big", "small"} do
   local make, text = time(function() return d:patch_to_text(d:patch_make(a, b)) end)
   local exact, ex = time(function() return d:patch_apply(assert(d:patch_from_text(text)), a) end)
   local other, ot, res = time(function() return d:patch_apply(assert(d:patch_from_text(text)), c) end)
+  local make_op, text_op = time(function() return dop:patch_to_text(dop:patch_make(a, b)) end)
+  local exact_op, ex_op = time(function() return dop:patch_apply(assert(dop:patch_from_text(text)), a) end)
+  make_op.md5 = coru.md5(text_op)
+  exact_op.ok = ex_op == b
   local applied = 0
   for _, r in ipairs(res) do if r then applied = applied + 1 end end
   make.md5 = coru.md5(text)
   exact.ok = ex == b
   other.md5, other.applied, other.hunks = coru.md5(ot), applied, #res
-  out[size] = {make = make, exact = exact, other = other}
+  out[size] = {make = make, exact = exact, other = other, make_op = make_op, exact_op = exact_op}
 end
 print(cjson.encode(out))
