@@ -167,7 +167,8 @@ install-rock: all
 # dmp harnesses have their own rule below (fuzz-dmp). FUZZ_SEED replays a run.
 # Conventions: fuzz/README.md.
 FUZZ_TIME   ?= 60
-# FUZZ_KNOWN=skip leaves out the open findings of fuzz/README.md (CI does)
+# FUZZ_KNOWN=skip leaves out the shapes of the two fixed findings of
+# fuzz/README.md (JIT off, no fs_poll handles): for bisecting, not for CI
 FUZZ_KNOWN  ?=
 FUZZ_SECONDS ?= 30
 FUZZ_C_TIME ?= $(FUZZ_SECONDS)
@@ -211,7 +212,7 @@ fuzz-api: all
 	 UBSAN_OPTIONS=log_path=$(CURDIR)/$(FUZZ_BUILD)/api-san $(SPEC_ENV) CORU_FUZZ_KNOWN=$(FUZZ_KNOWN) \
 	 timeout -k 10 $$(( $(FUZZ_TIME) + 60 )) $(BUILD)/coru fuzz/api_fuzz.lua $(FUZZ_SEED) $(FUZZ_TIME) \
 	   </dev/null >/dev/null 2>$(FUZZ_BUILD)/api.log; st=$$?; \
-	 grep -a "^api fuzz:" $(FUZZ_BUILD)/api.log; \
+	 tr -d '\000' < $(FUZZ_BUILD)/api.log | grep -a "^api fuzz:"; \
 	 if [ $$st -ne 0 ] || ls $(FUZZ_BUILD)/api-san.* >/dev/null 2>&1; then \
 	   cat $(FUZZ_BUILD)/api-san.* 2>/dev/null | head -n 80; tail -n 20 $(FUZZ_BUILD)/api.log; \
 	   echo "fuzz: FINDING (status $$st, 124: a hang): make fuzz-api FUZZ_SEED=$(FUZZ_SEED) FUZZ_TIME=$(FUZZ_TIME)$(if $(SANITIZE), SANITIZE=1)"; \

@@ -19,15 +19,14 @@ io.stderr:write(("api fuzz: seed %d, %d s (replay: make fuzz-api FUZZ_SEED=%d FU
 math.randomseed(seed)
 local random = math.random
 
--- CORU_FUZZ_KNOWN=skip leaves out the two open findings (fuzz/README.md,
--- "Open findings"), so that CI's bounded run guards everything else:
--- LuaJIT's trace recorder crashing on an io file whose metatable reads as
--- NULL (the JIT is turned off), and libuv's fs_poll timer assertion (no
--- fs_poll handles are made).
+-- CORU_FUZZ_KNOWN=skip leaves out the shapes of the two fixed findings
+-- (fuzz/README.md, "Fixed findings"), to tell a new finding from an old
+-- one coming back: the JIT is turned off (LuaJIT's getmetatable() of an io
+-- file) and no fs_poll handles are made (libuv's fs_poll restart).
 local skip_known = os.getenv("CORU_FUZZ_KNOWN") == "skip"
 if skip_known then
   jit.off()
-  io.stderr:write("api fuzz: open findings skipped (JIT off, no fs_poll)\n")
+  io.stderr:write("api fuzz: fixed findings' shapes skipped (JIT off, no fs_poll)\n")
 end
 
 pcall(ffi.cdef, [[

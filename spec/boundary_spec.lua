@@ -455,6 +455,63 @@ describe("boundary: classes the API fuzzer found", function()
     tm:close()
   end)
 
+  it("the fs calls on a descriptor refuse the loop's own (bytes in its signal pipe crashed libuv)", function()
+    local out, status = child([[
+      local coru = require "coru"
+      local s = coru.new_signal()
+      assert(s:start("sigusr1", function() end))
+      local refused = 0
+      for f = 3, 64 do   -- at start, every pipe and anonymous inode is the loop's
+        local what = coru.fs_readlink("/proc/self/fd/" .. f) or ""
+        if what:find("^pipe:") or what:find("^anon_inode:") then
+          for _, call in ipairs({
+            function() return coru.fs_write(f, ("\171"):rep(64)) end,
+            function() return coru.fs_read(f, 64) end,
+            function() return coru.fs_ftruncate(f) end,
+            function() return coru.fs_sendfile(f, 0, 0, 1) end,
+          }) do
+            local r, msg, name = call()
+            assert(r == nil and name == "EBUSY", msg)
+            assert(msg:find("the descriptor belongs to the event loop", 1, true), msg)
+            refused = refused + 1
+          end
+        end
+      end
+      coru.sleep(20)
+      s:close()
+      print("refused " .. refused)
+    ]])
+    assert.equal(0, status, out)
+    local n = tonumber(out:match("refused (%d+)"))
+    assert(n and n >= 4 * 3, out)   -- epoll, and a pipe's two ends at least
+  end)
+
+  it("a descriptor whose fs_close is running is not handed to libuv, nor closed twice", function()
+    local out, status = child([[
+      local coru, ffi = require "coru", require "ffi"
+      ffi.cdef "int pipe(int fds[2]);"
+      local busy = 0
+      for _ = 1, 50 do
+        local p = ffi.new("int[2]")
+        assert(ffi.C.pipe(p) == 0)
+        local fd = p[0]
+        local t = coru.spawn(function() return coru.fs_close(fd) end)   -- runs in the threadpool
+        local h, msg, name = coru.new_poll(fd)
+        assert(h == nil and name == "EBUSY", msg)
+        local ok, _, n2 = coru.new_pipe():open(fd)   -- EBADF once the threadpool closed it
+        assert(ok == nil and (n2 == "EBUSY" or n2 == "EBADF"), n2)
+        local again, _, n3 = coru.fs_close(fd)
+        assert(again == nil and n3 == "EBUSY")
+        assert(t:await())
+        busy = busy + 1
+        assert(coru.fs_close(p[1]))
+      end
+      print("refused " .. busy)
+    ]])
+    assert.equal(0, status, out)
+    assert.matches("refused 50", out)
+  end)
+
   it("fs_close(0..2) leaves the descriptor open on /dev/null", function()
     local out, status = child([[
       local coru = require "coru"

@@ -508,4 +508,105 @@ describe("fs", function()
       assert.equal("ENOENT", name, msg)
     end)
   end)
+
+  -- libuv 1.44 aborts (fs-poll.c:177, assert(ctx->parent_handle->poll_ctx
+  -- == ctx)) when an fs_poll handle is started again while the stat of its
+  -- previous start is still in flight; the API fuzzer found it. Each case
+  -- makes that shape, then checks the handle still reports real changes.
+  describe("fs_poll restarts", function()
+    -- Grow the file at path until a callback of h reports it (fs_poll
+    -- misses a change made before its first stat); returns the report.
+    local function next_change(got, path)
+      local seen = #got
+      local writer = coru.spawn(function()
+        for i = 1, 500 do fs.write_file(path, ("c"):rep(i)) coru.sleep(10) end
+      end)
+      wait_until(function() return #got > seen end, 5000, "an fs_poll report on " .. path)
+      writer:cancel()
+      return got[#got]
+    end
+    local function two_files()
+      local p1, p2 = dir .. "/one", dir .. "/two"
+      assert(fs.write_file(p1, "a"))
+      assert(fs.write_file(p2, "a"))
+      return p1, p2
+    end
+    local function recorder(got, tag)
+      return function(err, prev, curr) got[#got + 1] = {tag = tag, err = err, prev = prev, curr = curr} end
+    end
+
+    it("survives stop and start while a stat is in flight", function()
+      local p = dir .. "/polled"
+      fs.write_file(p, "a")
+      run(function()
+        local h, got, stale = coru.new_fs_poll(), {}, {}
+        for _ = 1, 20 do
+          assert.equal(0, h:start(p, 5, recorder(stale, "stopped")))
+          assert.equal(0, h:stop())
+        end
+        assert.equal(0, h:start(p, 5, recorder(got, "current")))
+        assert.equal(p, h:getpath())
+        local r = next_change(got, p)
+        assert.equal("current", r.tag)
+        assert.is_nil(r.err)
+        assert.is_true(r.curr.size > 0)
+        assert.equal(0, #stale)                 -- a stopped start never reports
+        coru.sleep(30)                          -- the old contexts' timers would fire here
+        h:close()
+      end)
+    end)
+
+    it("restarts on a started handle and moves to the new path", function()
+      local p1, p2 = two_files()
+      run(function()
+        local h, got = coru.new_fs_poll(), {}
+        assert.equal(0, h:start(p1, 5, recorder(got, "one")))
+        assert.equal(0, h:start(p2, 5, recorder(got, "two")))   -- no stop between
+        assert.equal(p2, h:getpath())
+        local r = next_change(got, p2)
+        assert.equal("two", r.tag)
+        for _, e in ipairs(got) do assert.equal("two", e.tag) end
+        h:close()
+      end)
+    end)
+
+    it("restarts from its own callback", function()
+      local p1, p2 = two_files()
+      run(function()
+        local h, first, got = coru.new_fs_poll(), {}, {}
+        assert.equal(0, h:start(p1, 5, function(err)
+          first[#first + 1] = err or "change"
+          h:stop()                               -- inside libuv's completion of the stat
+          h:start(p2, 5, recorder(got, "two"))
+        end))
+        next_change(first, p1)
+        assert.same({"change"}, first)
+        local r = next_change(got, p2)
+        assert.equal("two", r.tag)
+        assert.is_nil(r.err)
+        h:close()
+      end)
+    end)
+
+    it("closes while the previous start winds down, and keeps start's errors", function()
+      local p = dir .. "/polled"
+      fs.write_file(p, "a")
+      run(function()
+        local h = coru.new_fs_poll()
+        assert.equal(0, h:start(p, 5, function() end))
+        assert.equal(0, h:stop())
+        assert.equal(0, h:start(p, 5, function() end))
+        h:close()
+        coru.sleep(30)
+        assert.has_error(function() h:start(p, 5, function() end) end, "coru.fs_poll: handle is closed")
+        local h2 = coru.new_fs_poll()
+        assert.has_error(function() h2:start(p, 0, function() end) end,
+          "bad argument #3 to 'fs_poll_start' (interval must be >= 1 (milliseconds))")
+        local ok, msg, name = h2:getpath()
+        assert.is_nil(ok)
+        assert.equal("EINVAL", name, msg)
+        h2:close()
+      end)
+    end)
+  end)
 end)

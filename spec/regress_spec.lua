@@ -82,3 +82,120 @@ describe("regress: timeout/all/any where the task cannot suspend", function()
     end)
   end)
 end)
+
+-- Run src in a fresh host process; its output and exit status.
+local function fresh_host(src)
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  assert(f:write(src))
+  f:close()
+  local out, status = H.sh(H.qbin .. " " .. H.shq(script) .. " 2>&1")
+  os.remove(script)
+  return out, status
+end
+
+-- Debian 12's LuaJIT compiles getmetatable() of an io file wrong
+-- (LuaJIT/LuaJIT#1279: the recorder leaves the result's IR reference
+-- uninitialised); the API fuzzer's segfault came from modes.callable(f)
+-- with f an io file, in a trace. The wrong code depends on the recorder's
+-- state, so the specs pin the workaround: coru's Lua never calls
+-- getmetatable() on a userdata (a spy counts such calls, in a fresh host
+-- process that loads the modules after the spy), and its checks of an io
+-- file answer the same in compiled loops.
+describe("regress: coru's checks of an io file (LuaJIT#1279)", function()
+  it("never call getmetatable() on a userdata", function()
+    local out, status = fresh_host([[
+local real, seen = getmetatable, {}
+getmetatable = function(v)
+  if type(v) == "userdata" then seen[#seen + 1] = debug.traceback("getmetatable(" .. tostring(v) .. ")", 2) end
+  return real(v)
+end
+local coru = require "coru"
+local modes, json, uv = require "coru.modes", require "coru.json", require "coru.luv"
+local f = io.stdout
+local t = uv.new_timer()
+local calls = {
+  function() return modes.callable(f) end,
+  function() return modes.opts_cb("x", 1, f, nil) end,
+  function() return modes.opts_cb("x", 1, nil, f) end,
+  function() return json.is_array(f) end,
+  function() return coru.tcp.listen("127.0.0.1", 0, f) end,
+  function() return coru.pipe.listen("p", f) end,
+  function() return coru.tls.listen("127.0.0.1", 0, f) end,
+  function() return coru.fs.write_file("x", "y", f) end,
+  function() return uv.cancel(f) end,
+  function() return t:start(0, 0, f) end,
+}
+local failed = 0
+for _, c in ipairs(calls) do if not pcall(c) then failed = failed + 1 end end
+t:close()
+print(("failed=%d userdata=%d"):format(failed, #seen))
+if seen[1] then print(seen[1]) end
+]])
+    assert.equal(0, status, out)
+    local failed, seen = out:match("failed=(%d+) userdata=(%d+)")
+    assert(failed, out)
+    assert.equal(8, tonumber(failed), out)   -- all but callable and is_array raise an argument error
+    assert.equal(0, tonumber(seen), out)
+  end)
+
+  it("answer the same in a compiled loop", function()
+    local modes, json = require "coru.modes", require "coru.json"
+    -- a chunk loaded afresh: no blacklisted bytecode from the specs before
+    local function compiled(body, ...)
+      return assert(load("local f, check = ... for i = 1, 300 do " .. body .. " end"))(...)
+    end
+    compiled("assert(check(f) == false, 'callable at iteration ' .. i)", io.stdout, modes.callable)
+    compiled("assert(check(f) == false, 'an array at iteration ' .. i)", io.stdout, json.is_array)
+    compiled([[local ok, err = pcall(check, "127.0.0.1", 0, f)
+               assert(not ok and err:find("bad argument #3 to 'coru.tcp.listen' (function expected, got userdata)", 1, true), err)]],
+             io.stdout, coru.tcp.listen)
+  end)
+end)
+
+-- dmp's job __gc took any userdata for a job and freed what lay past it
+-- (an io file: its neighbour's memory); the type checks of channels,
+-- directories, threads and TLS contexts took a light userdata that was
+-- given their metatable for one of theirs. In a fresh host process: before
+-- the fix, it crashed.
+describe("regress: coru's metamethods and type checks called with foreign values", function()
+  it("leave the foreign value intact and raise the argument error", function()
+    local out, status = fresh_host([[
+local coru = require "coru"
+assert(coru.dmp.diff_main("abc", "abd"))   -- dmp's spare job exists
+local reg = debug.getregistry()
+local n = 0
+for k, mt in pairs(reg) do   -- every __gc of coru's (FILE* and _LOADLIB are LuaJIT's)
+  local gc = type(mt) == "table" and rawget(mt, "__gc")
+  if gc and k ~= "FILE*" and k ~= "_LOADLIB" then
+    for _, v in ipairs({io.tmpfile(), newproxy(false), newproxy(true), coru.CALLBACK, 1, "s"}) do
+      pcall(gc, v)
+      if io.type(v) == "file" then
+        assert(debug.getmetatable(v) == reg["FILE*"], "io file's metatable lost to the __gc of " .. tostring(k))
+        v:write("abc"); v:seek("set"); assert(v:read("*a") == "abc"); v:close()
+      end
+      n = n + 1
+    end
+  end
+end
+collectgarbage()
+local light = coru.CALLBACK
+local function refused(mt, fn, ...)
+  debug.setmetatable(light, mt)
+  local ok, err = pcall(fn, light, ...)
+  debug.setmetatable(light, nil)
+  assert(not ok, "a light userdata passed for a " .. tostring(mt))
+  return err
+end
+print("dir: " .. refused(reg["coru.fs_dir"], coru.fs_readdir))
+print("channel: " .. refused(debug.getmetatable(coru.channel(1)), coru.channel(1).try_send, 1))
+print("context: " .. refused(reg["coru.tls.context"], coru.tls.context({}).is_server))
+print(("ok %d"):format(n))
+]])
+    assert.equal(0, status, out)
+    assert.matches("ok %d+", out)
+    assert.matches("dir: bad argument #1 to 'fs_readdir' %(directory %(from fs_opendir%) expected", out)
+    assert.matches("channel: bad argument #1 to '%?' %(coru.channel expected, got userdata%)", out)
+    assert.matches("context: bad argument #1 to '%?' %(coru.tls.context expected, got userdata%)", out)
+  end)
+end)

@@ -20,7 +20,7 @@ typedef struct chan {
 
 static chan *checkchan(lua_State *L, int idx) {
   chan *c = lua_touserdata(L, idx);
-  if (c && lua_getmetatable(L, idx)) {
+  if (c && lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, coru_R->chan_mt_ref);
     int ok = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);

@@ -2,6 +2,7 @@
  * check.c - argument checks at the Lua/C boundary (see check.h).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
@@ -142,12 +143,44 @@ void coru_fds_snapshot(int phase) {
   }
 }
 
-int coru_fd_in_use(uv_loop_t *loop, int fd) {
+/* Descriptors whose fs_close runs in the threadpool (a multiset: a few at
+ * a time). */
+static int *closing_fds;
+static size_t n_closing, cap_closing;
+
+int coru_fd_closing(int fd, int on) {
+  if (on) {
+    if (n_closing == cap_closing) {
+      size_t cap = cap_closing ? 2 * cap_closing : 16;
+      int *p = realloc(closing_fds, cap * sizeof *p);
+      if (!p) return UV_ENOMEM;
+      closing_fds = p;
+      cap_closing = cap;
+    }
+    closing_fds[n_closing++] = fd;
+    return 0;
+  }
+  for (size_t i = 0; i < n_closing; i++) {
+    if (closing_fds[i] == fd) { closing_fds[i] = closing_fds[--n_closing]; break; }
+  }
+  return 0;
+}
+
+int coru_fd_is_closing(int fd) {
+  for (size_t i = 0; i < n_closing; i++) if (closing_fds[i] == fd) return 1;
+  return 0;
+}
+
+int coru_fd_of_loop(uv_loop_t *loop, int fd) {
   if (fd < 0 || !loop) return 0;
   if (fd < SNAP_FDS && loop_fds[fd]) return 1;
-  if (fd == loop->backend_fd || fd == loop->signal_pipefd[0] || fd == loop->signal_pipefd[1] ||
-      fd == loop->async_io_watcher.fd || fd == loop->async_wfd || fd == loop->inotify_fd)
-    return 1;
+  return fd == loop->backend_fd || fd == loop->signal_pipefd[0] || fd == loop->signal_pipefd[1] ||
+         fd == loop->async_io_watcher.fd || fd == loop->async_wfd || fd == loop->inotify_fd;
+}
+
+int coru_fd_in_use(uv_loop_t *loop, int fd) {
+  if (fd < 0 || !loop) return 0;
+  if (coru_fd_of_loop(loop, fd) || coru_fd_is_closing(fd)) return 1;
   fd_probe p = {fd, 0};
   uv_walk(loop, probe_handle, &p);
   return p.found;

@@ -57,9 +57,19 @@ const char *coru_safe_tostring(lua_State *L, int idx);
 int coru_check_fd_of(lua_State *L, int idx, uv_handle_type want, const char *fn);
 
 /* Is fd one that libuv's loop uses itself (epoll, its signal and wakeup
- * pipes, inotify) or that a live handle holds? Closing it under them ends
+ * pipes, inotify), that a live handle holds, or whose fs_close is running? Closing it under them ends
  * in an assertion inside libuv: fs_close refuses (EBUSY). */
 int coru_fd_in_use(uv_loop_t *loop, int fd);
+/* fs_close in the threadpool: on = 1 when it starts (0 or UV_ENOMEM), 0
+ * when it ends. Until then the descriptor counts as in use: handed to
+ * libuv meanwhile (new_poll, tcp_open, ...), it would be closed under its
+ * watcher (an abort in libuv); closed again, the number may be another's. */
+int coru_fd_closing(int fd, int on);
+int coru_fd_is_closing(int fd);
+/* Is fd one of the loop's own (the first half of coru_fd_in_use)? Bytes
+ * written to or read from its signal pipe are messages libuv trusts (a
+ * handle pointer: a crash): the fs calls on a descriptor refuse (EBUSY). */
+int coru_fd_of_loop(uv_loop_t *loop, int fd);
 /* Around the loop's creation (phase 0 before, 1 after): the descriptors
  * libuv opened then (its process-wide signal lock pipe among them) count
  * as in use. */

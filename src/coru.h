@@ -315,8 +315,10 @@ struct coru_handle {
 typedef struct coru_box { coru_handle *h; } coru_box;
 
 /* Allocate a zeroed struct of size bytes for type t (registered), push its
- * box (userdata). uvh_offset: offsetof the uv handle inside the struct.
- * Call uv_*_init next; on failure coru_handle_init_failed (frees, pops). */
+ * box (userdata). uvh_offset: offsetof the uv handle inside the struct, or
+ * 0 for a uv handle allocated apart (set h->uvh and its data, free it in
+ * on_free). Call uv_*_init next; on failure coru_handle_init_failed (frees,
+ * pops). */
 void *coru_handle_alloc(lua_State *L, const coru_htype *t, size_t size, size_t uvh_offset);
 void coru_handle_init_failed(lua_State *L, coru_handle *h);
 /* Check argument idx is a live handle of type t (or a child kind). Raises

@@ -31,7 +31,7 @@ void dmpl_push_key(lua_State *L, int k) { lua_rawgeti(L, LUA_REGISTRYINDEX, key_
 
 void *dmpl_test_ud(lua_State *L, int i, int ref) {
   void *p = lua_touserdata(L, i);
-  if (!p || !lua_getmetatable(L, i)) return NULL;
+  if (!p || lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i)) return NULL;   /* full userdata only */
   lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
   int same = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);

@@ -264,6 +264,7 @@ static void dir_done(fsreq *r) {
 
 static void fs_cb(uv_fs_t *req) {
   fsreq *r = req->data;
+  if (req->fs_type == UV_FS_CLOSE) coru_fd_closing(req->file, 0);
   dir_done(r);
   lua_State *S = coru_cont_begin(&r->cont);
   if (S) {
@@ -347,6 +348,10 @@ static uv_file checkfd(lua_State *L, int i, const char *fn) {
   return (uv_file)v;
 }
 
+/* The fs calls on a descriptor leave the loop's own alone (check.h). */
+#define REFUSE_LOOP_FD(L, fd) \
+  if (coru_fd_of_loop(coru_R->loop, fd)) return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop")
+
 static double checktime(lua_State *L, int i, const char *fn) {
   if (lua_type(L, i) != LUA_TNUMBER) typeerr(L, i, fn, "number");
   return lua_tonumber(L, i);
@@ -424,12 +429,17 @@ static int l_fs_close(lua_State *L) {
     if (nul >= 0) close(nul);
   }
   fsreq *r = newreq(L, cb, FN);
-  FS_CALL(L, r, close, fd);
+  int async = r->cont.mode != CORU_MODE_NONE;   /* until fs_cb, fd is in use (check.h) */
+  int ret = async ? coru_fd_closing(fd, 1) : 0;
+  if (ret == 0) ret = uv_fs_close(coru_R->loop, &r->req, fd, async ? fs_cb : NULL);
+  if (ret < 0 && async) coru_fd_closing(fd, 0);
+  return fs_finish(L, r, ret);
 }
 
 static int l_fs_read(lua_State *L) {
   int cb = fs_cbslot(L, 3);
   uv_file fd = checkfd(L, 1, FN);
+  REFUSE_LOOP_FD(L, fd);
   lua_Integer size = checkint(L, 2, FN);
   int64_t off = (int64_t)optint(L, 3, FN, -1);
   if (size < 0 || (size_t)size > READ_FILE_MAX) coru_fs_argerr(L, 2, FN, "invalid size (0 .. 2^31 - 258: the longest LuaJIT string)");
@@ -443,6 +453,7 @@ static int l_fs_read(lua_State *L) {
 static int l_fs_write(lua_State *L) {
   int cb = fs_cbslot(L, 3);
   uv_file fd = checkfd(L, 1, FN);
+  REFUSE_LOOP_FD(L, fd);
   int64_t off = (int64_t)optint(L, 3, FN, -1);
   int t = lua_type(L, 2), n = 1;
   if (t == LUA_TTABLE) {
@@ -576,6 +587,7 @@ TWO_PATH_OP(copyfile, 3, int flags = copy_flags(L, 3, FN), , flags)
   static int l_fs_##name(lua_State *L) {                                             \
     int cb = fs_cbslot(L, npos);                                                     \
     uv_file fd = checkfd(L, 1, FN);                                                  \
+    REFUSE_LOOP_FD(L, fd);                                                           \
     extra_decl;                                                                      \
     fsreq *r = newreq(L, cb, FN);                                                    \
     FS_CALL(L, r, name, fd __VA_ARGS__);                                             \
@@ -592,6 +604,8 @@ FD_OP(fchown, 3, uv_uid_t uid = (uv_uid_t)coru_check_int(L, 2, -1, 0xfffffffe, F
 static int l_fs_sendfile(lua_State *L) {
   int cb = fs_cbslot(L, 4);
   uv_file out = checkfd(L, 1, FN), in = checkfd(L, 2, FN);
+  REFUSE_LOOP_FD(L, out);
+  REFUSE_LOOP_FD(L, in);
   int64_t off = (int64_t)checkint(L, 3, FN);
   lua_Integer len = checkint(L, 4, FN);
   if (len < 0) coru_fs_argerr(L, 4, FN, "invalid length");
@@ -642,7 +656,7 @@ static void push_dir(lua_State *L, fsreq *r) {
 static fsdir *checkdir(lua_State *L, int i, const char *fn) {
   fsdir *d = lua_touserdata(L, i);
   int ok = 0;
-  if (d && lua_getmetatable(L, i)) {
+  if (d && lua_type(L, i) == LUA_TUSERDATA && lua_getmetatable(L, i)) {
     luaL_getmetatable(L, DIR_MT);
     ok = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);

@@ -21,8 +21,10 @@ void *coru_handle_alloc(lua_State *L, const coru_htype *t, size_t size, size_t u
   lua_setmetatable(L, -2);
   coru_handle *h = calloc(1, size);
   if (!h) luaL_error(L, "out of memory");
-  h->uvh = (uv_handle_t *)((char *)h + uvh_offset);
-  h->uvh->data = h;
+  if (uvh_offset) {   /* 0: the family allocates its uv handle (fswatch.c's fs_poll) */
+    h->uvh = (uv_handle_t *)((char *)h + uvh_offset);
+    h->uvh->data = h;
+  }
   h->type = t;
   h->box = box;
   h->self_ref = LUA_NOREF;

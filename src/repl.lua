@@ -43,7 +43,7 @@ end
 local function handler(e)
   if coru.is_cancelled(e) then return tostring(e) end   -- Ctrl-C: no traceback
   if type(e) ~= "string" then
-    local mt = getmetatable(e)
+    local mt = debug.getmetatable(e)   -- never getmetatable() of a userdata (coru/modes.lua)
     e = mt and mt.__tostring and tostring(e) or "(error object is a " .. type(e) .. " value)"
   end
   local tb = traceback(e, 2)

@@ -44,7 +44,7 @@ static lthread *push_lthread(lua_State *L) {
 
 int coru_thread_id_of(lua_State *L, int idx, uv_thread_t *tid) {
   lthread *t = lua_touserdata(L, idx);
-  if (!t || !lua_getmetatable(L, idx)) return 0;
+  if (!t || lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return 0;
   luaL_getmetatable(L, THREAD_MT);
   int same = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);

@@ -110,7 +110,7 @@ void coru_checktype(lua_State *L, int narg, int t) {
 
 void *coru_checkudata(lua_State *L, int narg, const char *tname) {
   void *p = lua_touserdata(L, narg);
-  if (p && lua_getmetatable(L, narg)) {
+  if (p && lua_type(L, narg) == LUA_TUSERDATA && lua_getmetatable(L, narg)) {
     lua_getfield(L, LUA_REGISTRYINDEX, tname);
     int same = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);

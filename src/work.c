@@ -612,6 +612,8 @@ static void poll_on_close(coru_handle *h) {
 
 static int new_poll(lua_State *L, int socket) {
   int fd = (int)coru_check_int(L, 1, 0, CORU_INT_MAX, "new_poll");
+  if (coru_fd_of_loop(coru_R->loop, fd) || coru_fd_is_closing(fd))   /* check.h; libuv checks the rest */
+    return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop or is being closed");
   cpoll *p = coru_handle_alloc(L, &poll_type, sizeof *p, offsetof(cpoll, p));
   p->cb_ref = LUA_NOREF;
   int r = socket ? uv_poll_init_socket(coru_R->loop, &p->p, fd) : uv_poll_init(coru_R->loop, &p->p, fd);

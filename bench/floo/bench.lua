@@ -11,18 +11,21 @@
 --   concurrent  edits/s of 8 tasks calling `edit` at once (edits made while a
 --               patch is in flight ride in the next one)
 --   latency     from A calling `edit` to B's `patch` event, median and p99
+--   flushes     (server coru) the server's disk flushes and changes.log
+--               fdatasyncs per acknowledged patch, in each phase (asked of
+--               the child over its stdin: a line "stats")
 local coru = require "coru"
 
 local mode, kind = arg[1], arg[2]
 if mode == "serve" then
   -- child: start the server, print its port, run until killed
-  local port
+  local port, srv
   if kind == "coru" then
     local server = require "coru.floo.server"
     local p = io.popen("mktemp -d /tmp/coru-floo-bench-XXXXXX")
     local dir = p:read("*l")
     p:close()
-    local srv = assert(server.start{data_dir = dir, port = 0, log_level = "none",
+    srv = assert(server.start{data_dir = dir, port = 0, log_level = "none",
                                     users = {alice = {secret = "a"}, bob = {secret = "b"}}})
     port = srv.port or (srv.server and srv.server:getsockname().port) or srv:getsockname().port
   else
@@ -32,7 +35,14 @@ if mode == "serve" then
   end
   io.stdout:write(port, "\n")
   io.stdout:flush()
-  while true do coru.sleep(60000) end
+  local stdin = coru.stdin
+  while true do
+    local l = stdin:read_line()
+    if not l then os.exit(0) end
+    local s = srv and srv.flushes and ("%d %d %d"):format(srv.flushes, srv.syncs or -1, srv.patches) or "-"
+    io.stdout:write(s, "\n")
+    io.stdout:flush()
+  end
 end
 
 kind = mode or "fake"
@@ -42,7 +52,7 @@ local floo = require "coru.floo"
 local function hr() return coru.hrtime() / 1e6 end   -- ms
 
 local self_bin = arg[-1] or "build/coru"
-local p = assert(coru.process.spawn(self_bin, {arg[0], "serve", kind}, {stdio = {"ignore", "pipe", "inherit"}}))
+local p = assert(coru.process.spawn(self_bin, {arg[0], "serve", kind}, {stdio = {"pipe", "pipe", "inherit"}}))
 local line, lerr = p.stdout:read_line()
 local port = tonumber(line or error("the server did not start: " .. tostring(lerr)))
 
@@ -50,6 +60,20 @@ local function join(user, secret)
   return assert(floo.connect{host = "127.0.0.1", port = port, username = user, secret = secret,
                              owner = "alice", workspace = "bench", client = "bench"})
 end
+-- the server's counters: flushes, fdatasyncs, patches (nil for the fake server)
+local function stats()
+  assert(p.stdin:write("stats\n"))
+  local l = assert(p.stdout:read_line())
+  local f, s, n = l:match("^(%-?%d+) (%-?%d+) (%d+)$")
+  if f then return {tonumber(f), tonumber(s), tonumber(n)} end
+end
+local function per_patch(s0, s1)
+  if not (s0 and s1) then return "" end
+  local n = s1[3] - s0[3]
+  return (", %.3f flushes and %s fdatasyncs per patch (%d patches)"):format((s1[1] - s0[1]) / n,
+    s1[2] < 0 and "n/a" or ("%.3f"):format((s1[2] - s0[2]) / n), n)
+end
+
 local a = join("alice", "a")
 local b = join("bob", "b")
 
@@ -92,12 +116,14 @@ end
 -- warm up
 for i = 1, 200 do assert(a:edit(id, edit_fn(-i))) end
 
+local s_seq = stats()
 local t0 = hr()
 for i = 1, N do
   sent[i] = hr()
   assert(a:edit(id, edit_fn(i)))
 end
 local seq_ms = hr() - t0
+local s_conc = stats()
 coru.sleep(200)
 local lat_seq = lat
 lat = {}
@@ -120,13 +146,16 @@ end
 for k = 1, tasks do ts[k]:await() end
 local conc_ms = hr() - t0
 local conc_requests = a.conn.next_id - req0
+local s_end = stats()
 local deadline = coru.now() + 5000
 while coru.now() < deadline and b.bufs[id].text ~= a.bufs[id].text do coru.sleep(5) end
 local converged = b.bufs[id].text == a.bufs[id].text and b.bufs[id].md5 == a.bufs[id].md5
 
 print(("server %s, %d edits, buffer %d bytes"):format(kind, N, #a.bufs[id].text))
-print(("sequential: %.0f edits/s (%.3f ms per acknowledged edit)"):format(N / seq_ms * 1000, seq_ms / N))
-print(("concurrent (%d tasks): %.0f edits/s (%d requests, %d resyncs)"):format(tasks, tasks * per / conc_ms * 1000, conc_requests, resyncs))
+print(("sequential: %.0f edits/s (%.3f ms per acknowledged edit)%s"):format(N / seq_ms * 1000, seq_ms / N,
+  per_patch(s_seq, s_conc)))
+print(("concurrent (%d tasks): %.0f edits/s (%d requests, %d resyncs)%s"):format(tasks, tasks * per / conc_ms * 1000, conc_requests, resyncs,
+  per_patch(s_conc, s_end)))
 print(("edit -> other session's patch event, sequential: median %.3f ms, p99 %.3f ms (%d samples)")
   :format(pct(lat_seq, 0.5), pct(lat_seq, 0.99), #lat_seq))
 print(("edit -> other session's patch event, concurrent: median %.3f ms, p99 %.3f ms (%d samples)")

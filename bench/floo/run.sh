@@ -3,6 +3,7 @@
 # editing core with Floobits' npm dmp, node_server.js), 10 and 100 clients
 # in one workspace on loopback, each sending a small patch every 50 ms.
 #   sh bench/floo/run.sh            (CLIENTS="10 100" DUR=5 RATE=50)
+# FLUSH_DELAY=ms sets the coru server's flush_delay (default: the server's, 0).
 # Writes a Markdown table on stdout and to bench/results/floo.md.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -11,6 +12,7 @@ CORU=${CORU:-$root/build/coru}
 CLIENTS=${CLIENTS:-"10 100"}
 DUR=${DUR:-5}
 RATE=${RATE:-50}
+FLUSH_DELAY=${FLUSH_DELAY:-}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/coru-floo-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 sh "$root/deps/npm.sh" >/dev/null
@@ -21,8 +23,8 @@ port=$((20000 + $$ % 20000))
 start_server() {  # $1 = coru | node; sets spid
   if [ "$1" = coru ]; then
     rm -rf "$tmp/data"
-    printf '{"data_dir":"%s","port":%s,"log_level":"none","readme":false,"max_write_queue":1073741824,"users":{"alice":{"secret":"bench-secret"}}}' \
-      "$tmp/data" "$port" > "$tmp/floo.json"
+    printf '{"data_dir":"%s","port":%s,%s"log_level":"none","readme":false,"max_write_queue":1073741824,"users":{"alice":{"secret":"bench-secret"}}}' \
+      "$tmp/data" "$port" "${FLUSH_DELAY:+\"flush_delay\":$FLUSH_DELAY,}" > "$tmp/floo.json"
     "$CORU" "$root/bin/coru-floo-server" -c "$tmp/floo.json" &
     spid=$!
   else

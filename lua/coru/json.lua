@@ -21,7 +21,7 @@ local array_mt = {__name = "coru.json.array"}
 local object_mt = {__name = "coru.json.object"}
 function M.array(t) return setmetatable(t or {}, array_mt) end
 function M.object(t) return setmetatable(t or {}, object_mt) end
-function M.is_array(t) return getmetatable(t) == array_mt end
+function M.is_array(t) return type(t) == "table" and getmetatable(t) == array_mt end   -- never getmetatable() of a userdata (modes.lua)
 
 -- Empty arrays: cjson writes every empty table as {}. They are swapped for
 -- a marker string while encoding, then the marker for [] in the text.

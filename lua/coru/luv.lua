@@ -30,11 +30,7 @@ local uv = {}
 
 -- ------------------------------------------------------------- helpers
 
-local function callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return mt ~= nil and type(mt) == "table" and mt.__call ~= nil
-end
+local callable = require("coru.modes").callable   -- never getmetatable() of a userdata (modes.lua)
 
 local function argerror(n, fname, msg)
   error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
@@ -94,7 +90,7 @@ end
 
 function Req:get_type() return self.type, REQ_IDS[self.type] end
 
-local function isreq(r) return getmetatable(r) == Req end
+local function isreq(r) return type(r) == "table" and getmetatable(r) == Req end
 
 function uv.cancel(req)
   if not isreq(req) then argerror(1, "cancel", "uv_req_t expected, got " .. type(req)) end

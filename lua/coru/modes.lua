@@ -14,10 +14,26 @@ local coru = require "coru"
 
 local M = {}
 
+-- A value that may be any userdata never goes to getmetatable() here, nor
+-- anywhere in coru's Lua: Debian 12's LuaJIT 2.1 (a 2022 snapshot)
+-- compiles getmetatable() of an io file (or of an ffi.C namespace) wrong,
+-- with an uninitialised IR reference as the result (LuaJIT/LuaJIT#1279,
+-- fixed upstream in September 2024). A compiled loop then sees a wrong
+-- metatable, and the recorder may crash later in the trace: the API
+-- fuzzer's segfault in callable(io.stdout). debug.getmetatable is a plain
+-- C function (a trace stitches around it); getmetatable() of a table is
+-- compiled right.
+local debug_getmetatable = debug.getmetatable
+
+-- f can be called: a function, or a value whose metatable has __call (a
+-- userdata's real metatable, as a call sees it; a table's as getmetatable
+-- shows it: that one compiles).
 local function callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and mt.__call ~= nil
+  local t = type(f)
+  if t == "function" then return true end
+  local mt
+  if t == "table" then mt = getmetatable(f) else mt = debug_getmetatable(f) end
+  return type(mt) == "table" and rawget(mt, "__call") ~= nil
 end
 M.callable = callable
 

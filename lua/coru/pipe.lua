@@ -38,7 +38,7 @@ end
 -- unlink (remove a stale socket file first, default true).
 function M.listen(path, handler, opts)
   if type(path) ~= "string" then error("bad argument #1 to 'coru.pipe.listen' (string expected, got " .. type(path) .. ")", 2) end
-  if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
+  if not modes.callable(handler) then
     error("bad argument #2 to 'coru.pipe.listen' (function expected, got " .. type(handler) .. ")", 2)
   end
   modes.check_opts("coru.pipe.listen", 3, opts, LISTEN_OPTS)

@@ -64,7 +64,7 @@ end
 -- (default 1024), reuseport, ipv6only, nodelay (default true), timeout,
 -- max_line. Returns the server (server:getsockname().port is the port).
 function M.listen(host, port, handler, opts)
-  if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
+  if not modes.callable(handler) then
     error("bad argument #3 to 'coru.tcp.listen' (function expected, got " .. type(handler) .. ")", 2)
   end
   modes.check_opts("coru.tcp.listen", 4, opts, LISTEN_OPTS)

@@ -160,7 +160,7 @@ end
 -- (server:getsockname().port) or nil, msg, name.
 -- The old order (host, port, opts, handler) is accepted for one release,
 -- with a deprecation note on stderr (once per process).
-local function callable(f) return type(f) == "function" or ((getmetatable(f) or {}).__call ~= nil) end
+local callable = modes.callable
 local warned_order = false
 function M.listen(host, port, handler, opts)
   if callable(opts) and not callable(handler) and (handler == nil or type(handler) == "table") then

@@ -34,7 +34,7 @@ M.DEFAULTS = {
   readme = true,             -- FLOOBITS_README.md in an empty new workspace
   require_tls = false,
   create_workspaces = true,  -- the owner's first join creates the workspace
-  flush_delay = 50,          -- at most one disk flush per this many ms (commits share it)
+  flush_delay = 0,           -- ms: optional minimum interval between disk flushes
 }
 
 -- ------------------------------------------------------------ helpers
@@ -220,6 +220,10 @@ local function check_config(cfg)
   end
   if cfg.log_level and not LEVELS[cfg.log_level] then
     return "config.log_level: one of debug, info, warn, error, none"
+  end
+  local fd = cfg.flush_delay
+  if fd ~= nil and (type(fd) ~= "number" or fd ~= fd or fd < 0 or fd == huge) then
+    return "config.flush_delay: a number of ms >= 0"
   end
   if cfg.tls ~= nil then
     if type(cfg.tls) ~= "table" or type(cfg.tls.cert) ~= "string" or type(cfg.tls.key) ~= "string" then
@@ -507,7 +511,7 @@ function Server:append_log(ws)
     off = off + n
   end
   local ok = off == #data
-  if ok then ok, err = coru.fs_fdatasync(ws.log_fd) end
+  if ok then ok, err = coru.fs_fdatasync(ws.log_fd); self.syncs = self.syncs + 1 end
   if not ok then
     self.log("error", "save_failed", {ws = ws.key, file = "changes.log", err = err})
     return nil, err
@@ -530,7 +534,7 @@ function Server:compact(ws)
   if not ws.log_fd then ws.log_fd = coru.fs_open(log_path(ws), "a", 420) end
   if not ws.log_fd then return nil end
   ok = coru.fs_ftruncate(ws.log_fd, 0)
-  if ok then ok = coru.fs_fdatasync(ws.log_fd) end
+  if ok then ok = coru.fs_fdatasync(ws.log_fd); self.syncs = self.syncs + 1 end
   ws.log_bytes = 0
   return ok
 end
@@ -619,10 +623,13 @@ function Server:flush()
   return not failed
 end
 
--- At most one flush per flush_delay ms: a commit after a quiet spell is
--- written at once; under load, commits gather until the window ends and one
--- fdatasync covers them all (only the sender's ack waits; the broadcast to
--- the others has gone already).
+-- Group commit: when there is work and no flush is running, flush at once,
+-- after one coru.pass() lets the commits of this loop iteration (every
+-- connection whose data the poll phase read) join; commits arriving while a
+-- flush waits on its fdatasync gather and go in the next flush, which starts
+-- as soon as this one ends. A client awaiting each ack costs one flush per
+-- edit (bounded by the disk); concurrent clients share them. flush_delay
+-- (ms, default 0) is an optional minimum interval between flush starts.
 function Server:flusher()
   local last = -huge
   while true do
@@ -630,8 +637,11 @@ function Server:flusher()
       if self.closing then return end
       coru.await(function(resume) self.flush_waiter = function() resume() end end)
     end
-    local wait = last + self.flush_delay - coru.now()
-    if wait > 0 and not self.closing then coru.sleep(wait) end
+    if not self.closing then
+      coru.pass()
+      local wait = last + self.flush_delay - coru.now()
+      if wait > 0 then coru.sleep(wait) end
+    end
     last = coru.now()
     if not self:flush() then coru.sleep(1000) end  -- disk trouble: retry later
   end
@@ -1610,7 +1620,7 @@ function M.start(cfg)
     create_workspaces = o.create_workspaces, flush_delay = o.flush_delay,
     log = cfg.logger or make_logger(o.log_level, cfg.log_file),
     workspaces = {}, conns = {}, nconns = 0, next_conn = 0,
-    dirty = {}, dirty_meta = {}, dirty_log = {}, pending = {}, flushes = 0, patches = 0,
+    dirty = {}, dirty_meta = {}, dirty_log = {}, pending = {}, flushes = 0, syncs = 0, patches = 0,
   }, Server)
   local ok, merr = fs.mkdirp(srv.data_dir)
   if not ok then return nil, "data_dir: " .. tostring(merr) end
@@ -1660,7 +1670,7 @@ function Server:close()
     if ws.log_fd then coru.fs_close(ws.log_fd) ws.log_fd = nil end
   end
   if self.out_check and not self.out_check:is_closing() then self.out_check:close() end
-  self.log("info", "closed", {flushes = self.flushes, patches = self.patches})
+  self.log("info", "closed", {flushes = self.flushes, syncs = self.syncs, patches = self.patches})
 end
 
 -- ---------------------------------------------------------- command line
