@@ -91,6 +91,50 @@ describe("the REPL", function()
     assert.not_matches("abc=1", out)
   end)
 
+  it("Ctrl-C interrupts a line busy in Lua (a compiled loop too), a busy task or callback; the session goes on", function()
+    local out = drive({}, {
+      "expect:> ",
+      "send:while true do end\n",                       -- would be a JIT-compiled loop
+      "sleep:0.3",
+      "send:\x03",
+      "expect:interrupted",
+      "expect:> ",
+      "send:local x = 0 for i = 1, 1e12 do x = x + i end\n",
+      "sleep:0.3",
+      "send:\x03",
+      "expect:interrupted",
+      "expect:> ",
+      "send:coru.new_timer():start(10, 0, function() while true do end end)\n",
+      "sleep:0.3",
+      "send:\x03",
+      "expect:unhandled error: interrupted",            -- the callback's error is reported
+      "send:=40+2\n",
+      "expect:42",
+      "expect:> ",
+      "send:\x04",
+    })
+    assert.not_matches("TIMEOUT", out)
+    local _, n = out:gsub("interrupted", "")
+    assert.equal(3, n)
+    assert.matches("EXIT 1\n$", out)                    -- an error was reported (on_error's rule)
+  end)
+
+  it("a second Ctrl-C in a row at an empty prompt ends the session, as Ctrl-D", function()
+    local out = drive({}, {
+      "expect:> ",
+      "send:\x03",
+      "expect:Ctrl-C again",
+      "send:=6*7\n",                                    -- a line in between: it starts over
+      "expect:42",                                       -- (not "=6*7": the echo comes first)
+      "expect:> ",
+      "send:\x03",
+      "expect:Ctrl-C again",
+      "send:\x03",
+    })
+    assert.not_matches("TIMEOUT", out)
+    assert.matches("EXIT 0\n$", out)
+  end)
+
   it("Tab completes names, submodules not loaded yet and methods", function()
     session({}, {
       "expect:> ",

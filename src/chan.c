@@ -128,9 +128,11 @@ static void wake_with(lua_State *L, coru_task *W, int n) {
   coru_cont_ok(&W->wait, n);
 }
 
+static int closed(lua_State *L);
+
 static void sender_done(lua_State *L, coru_task *S, int ok) {
   if (ok) { lua_pushboolean(L, 1); wake_with(L, S, 1); }
-  else { lua_pushnil(L); lua_pushliteral(L, "closed"); wake_with(L, S, 2); }
+  else wake_with(L, S, closed(L));
 }
 
 static int chan_wait(lua_State *L, chan *ch, coru_task *T, int sending) {
@@ -152,30 +154,74 @@ static int chan_wait(lua_State *L, chan *ch, coru_task *T, int sending) {
   return coru_cont_yield(L, &T->wait, 0);
 }
 
+static int closed(lua_State *L) {
+  lua_pushnil(L);
+  lua_pushliteral(L, "closed");
+  return 2;
+}
+
+/* The two halves of every transfer, shared by the waiting and the try_
+ * forms. me: the task to claim its select with (NULL: none), claimed
+ * before anyone is woken, so that the woken task cannot fire a second
+ * case of the same select. */
+
+/* Give the value at vidx to a waiting receiver, or into the buffer.
+ * Returns 1 if it was taken, 0 if the sender would have to wait. */
+static int give(lua_State *L, chan *ch, int vidx, coru_task *me) {
+  coru_task *R = pop_live(&ch->rq_head, &ch->rq_tail);
+  if (R) {
+    sel_claim(me);
+    lua_pushvalue(L, vidx);
+    wake_with(L, R, 1);
+    return 1;
+  }
+  if (ch->count >= ch->cap) return 0;
+  sel_claim(me);
+  lua_getfenv(L, 1);
+  lua_pushvalue(L, vidx);
+  lua_rawseti(L, -2, 1 + (ch->head + ch->count) % ch->cap);
+  lua_pop(L, 1);
+  ch->count++;
+  return 1;
+}
+
+/* Take the next value (the buffer's first, or a waiting sender's) and
+ * push it; a waiting sender's value then fills the room in the buffer.
+ * env: the channel's env table. Returns 1, or 0 (pushes nothing) if none. */
+static int take(lua_State *L, chan *ch, int env, coru_task *me) {
+  if (ch->count > 0) {
+    sel_claim(me);
+    int slot = 1 + ch->head;
+    lua_rawgeti(L, env, slot);  /* the value */
+    lua_pushnil(L);
+    lua_rawseti(L, env, slot);
+    ch->head = (ch->head + 1) % ch->cap;
+    ch->count--;
+    coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
+    if (S) {
+      take_sent(L, env, S);
+      lua_rawseti(L, env, 1 + (ch->head + ch->count) % ch->cap);
+      ch->count++;
+      sender_done(L, S, 1);
+    }
+    return 1;
+  }
+  coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
+  if (!S) return 0;
+  sel_claim(me);
+  take_sent(L, env, S);
+  sender_done(L, S, 1);
+  return 1;
+}
+
 static int l_chan_send(lua_State *L) {
   chan *ch = checkchan(L, 1);
   lua_settop(L, 2);
   coru_task *me = coru_R->current;
   int skip = sel_skip(L, me);
   if (skip) return skip;
-  if (ch->closed) { sel_claim(me); lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
-  coru_task *R = pop_live(&ch->rq_head, &ch->rq_tail);
-  if (R) {
-    sel_claim(me);
-    lua_pushvalue(L, 2);
-    wake_with(L, R, 1);
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (ch->count < ch->cap) {
-    sel_claim(me);
-    lua_getfenv(L, 1);
-    lua_pushvalue(L, 2);
-    lua_rawseti(L, -2, 1 + (ch->head + ch->count) % ch->cap);
-    ch->count++;
-    lua_pushboolean(L, 1);
-    return 1;
-  }
+  if (ch->closed) { sel_claim(me); return closed(L); }
+  if (give(L, ch, 2, me)) { lua_pushboolean(L, 1); return 1; }
   coru_enter(L, 0, "channel:send (it must wait)", CORU_TASK_ONLY);
   return chan_wait(L, ch, coru_R->current, 1);
 }
@@ -187,34 +233,8 @@ static int l_chan_recv(lua_State *L) {
   int skip = sel_skip(L, me);
   if (skip) return skip;
   lua_getfenv(L, 1);            /* 2 */
-  if (ch->count > 0) {
-    sel_claim(me);
-    int slot = 1 + ch->head;
-    lua_rawgeti(L, 2, slot);    /* 3: the value */
-    lua_pushnil(L);
-    lua_rawseti(L, 2, slot);
-    ch->head = (ch->head + 1) % ch->cap;
-    ch->count--;
-    coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
-    if (S) {                    /* a waiting sender's value fills the room */
-      take_sent(L, 2, S);
-      lua_rawseti(L, 2, 1 + (ch->head + ch->count) % ch->cap);
-      ch->count++;
-      sender_done(L, S, 1);
-    }
-    lua_settop(L, 3);
-    return 1;
-  }
-  coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
-  if (S) {
-    sel_claim(me);
-    take_sent(L, 2, S);
-    lua_insert(L, 3);
-    sender_done(L, S, 1);
-    lua_settop(L, 3);
-    return 1;
-  }
-  if (ch->closed) { sel_claim(me); lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
+  if (take(L, ch, 2, me)) return 1;
+  if (ch->closed) { sel_claim(me); return closed(L); }
   coru_enter(L, 0, "channel:recv (it must wait)", CORU_TASK_ONLY);
   lua_settop(L, 1);
   return chan_wait(L, ch, coru_R->current, 0);
@@ -225,11 +245,7 @@ static int l_chan_close(lua_State *L) {
   if (ch->closed) return 0;
   ch->closed = 1;
   coru_task *T;
-  while ((T = pop_live(&ch->rq_head, &ch->rq_tail))) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "closed");
-    wake_with(L, T, 2);
-  }
+  while ((T = pop_live(&ch->rq_head, &ch->rq_tail))) wake_with(L, T, closed(L));
   lua_getfenv(L, 1);
   int env = lua_gettop(L);
   while ((T = pop_live(&ch->sq_head, &ch->sq_tail))) {
@@ -245,23 +261,8 @@ static int l_chan_close(lua_State *L) {
 static int l_chan_try_send(lua_State *L) {
   chan *ch = checkchan(L, 1);
   lua_settop(L, 2);
-  if (ch->closed) { lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
-  coru_task *R = pop_live(&ch->rq_head, &ch->rq_tail);
-  if (R) {
-    lua_pushvalue(L, 2);
-    wake_with(L, R, 1);
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (ch->count < ch->cap) {
-    lua_getfenv(L, 1);
-    lua_pushvalue(L, 2);
-    lua_rawseti(L, -2, 1 + (ch->head + ch->count) % ch->cap);
-    ch->count++;
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  lua_pushboolean(L, 0);
+  if (ch->closed) return closed(L);
+  lua_pushboolean(L, give(L, ch, 2, NULL));
   return 1;
 }
 
@@ -271,33 +272,9 @@ static int l_chan_try_recv(lua_State *L) {
   chan *ch = checkchan(L, 1);
   lua_settop(L, 1);
   lua_getfenv(L, 1);            /* 2 */
-  if (ch->count > 0) {
-    int slot = 1 + ch->head;
-    lua_pushboolean(L, 1);      /* 3 */
-    lua_rawgeti(L, 2, slot);    /* 4: the value */
-    lua_pushnil(L);
-    lua_rawseti(L, 2, slot);
-    ch->head = (ch->head + 1) % ch->cap;
-    ch->count--;
-    coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
-    if (S) {
-      take_sent(L, 2, S);
-      lua_rawseti(L, 2, 1 + (ch->head + ch->count) % ch->cap);
-      ch->count++;
-      sender_done(L, S, 1);
-    }
-    lua_settop(L, 4);
-    return 2;
-  }
-  coru_task *S = pop_live(&ch->sq_head, &ch->sq_tail);
-  if (S) {
-    lua_pushboolean(L, 1);      /* 3 */
-    take_sent(L, 2, S);         /* 4 */
-    sender_done(L, S, 1);
-    lua_settop(L, 4);
-    return 2;
-  }
-  if (ch->closed) { lua_pushnil(L); lua_pushliteral(L, "closed"); return 2; }
+  lua_pushboolean(L, 1);        /* 3 */
+  if (take(L, ch, 2, NULL)) return 2;
+  if (ch->closed) return closed(L);
   lua_pushboolean(L, 0);
   return 1;
 }

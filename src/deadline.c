@@ -23,7 +23,7 @@ static coru_htype deadline_type = {"coru.deadline", CORU_K_INTERNAL, CORU_K_INTE
 
 static void deadline_release(coru_deadline *d) {
   d->fn = NULL;
-  if (coru_R->dl_nfree < POOL_MAX && coru_R->loop) {
+  if (coru_R->dl_nfree < POOL_MAX && coru_R->loop && !coru_R->shutting_down) {   /* exit closes the pool once */
     d->next_free = coru_R->dl_free;
     coru_R->dl_free = d;
     coru_R->dl_nfree++;

@@ -107,8 +107,15 @@ static int l_os_exit(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "coru.module");
   lua_getfield(L, -1, "exit");
   lua_pushvalue(L, 1);
-  lua_call(L, 1, 0);
+  lua_pushvalue(L, 2);
+  lua_call(L, 2, 0);
   return 0;
+}
+
+/* A failure before the script runs: the message on top of L. */
+static int fail(lua_State *L) {
+  fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+  return coru_close_state(L, 1);
 }
 
 int main(int argc, char **argv) {
@@ -128,11 +135,9 @@ int main(int argc, char **argv) {
   lua_pop(L, 2);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "coru");
-  if (lua_pcall(L, 1, 1, 0) != 0) {
-    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
-    return 1;
-  }
+  if (lua_pcall(L, 1, 1, 0) != 0) return fail(L);
   lua_setglobal(L, "coru");
+  coru_R->host = 1;              /* coru.exit closes the Lua state: it is ours */
   coru_signal_host_defaults();   /* SIGINT/SIGTERM: exit 130/143 unless the script watches them */
   lua_getglobal(L, "os");
   lua_pushcfunction(L, l_os_exit);
@@ -194,18 +199,12 @@ int main(int argc, char **argv) {
   lua_setglobal(L, "arg");
   int nargs = script && i < argc ? argc - i - 1 : 0;
 
-  if (luaL_loadbuffer(L, driver, sizeof driver - 1, "=coru.main") != 0) {
-    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
-    return 1;
-  }
+  if (luaL_loadbuffer(L, driver, sizeof driver - 1, "=coru.main") != 0) return fail(L);
   lua_pushvalue(L, actions);
   if (script) lua_pushstring(L, script); else lua_pushnil(L);
   lua_pushinteger(L, nargs);
   if (interactive) {
-    if (coru_repl_push(L) != 0) {
-      fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
-      return 1;
-    }
+    if (coru_repl_push(L) != 0) return fail(L);
   } else {
     lua_pushnil(L);
     lua_pushnil(L);
@@ -214,6 +213,5 @@ int main(int argc, char **argv) {
   int status = coru_run_main(L, 6);
   fflush(stdout);
   coru_shutdown();
-  lua_close(L);
-  return status;
+  return coru_close_state(L, status);
 }

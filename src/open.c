@@ -4,6 +4,8 @@
  * and the loop, at lua_close or exit). The top of the file graph: it calls
  * into every family; nothing calls into it but the host and Lua.
  */
+#define _GNU_SOURCE 1   /* dladdr */
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +24,27 @@ static void walk_close(uv_handle_t *h, void *arg) {
   else uv_close(h, NULL);
 }
 
+/* An exit from inside a signal callback (a watcher calling os.exit, the
+ * host's SIGTERM default) runs the loop again from within libuv's signal
+ * dispatch, which counts the signal as dispatched only once the callback
+ * returns, and libuv finishes closing a signal handle only when every
+ * signal it caught is dispatched: the loop would spin for ever. The
+ * callback will never return: count it now. Signals still in libuv's pipe
+ * are read by the next poll, before any close callback, and dispatch
+ * nothing to a closing handle. */
+static void settle_signal(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (uv_handle_get_type(h) != UV_SIGNAL) return;
+  uv_signal_t *s = (uv_signal_t *)h;
+  if (s->caught_signals > s->dispatched_signals) s->dispatched_signals = s->caught_signals;
+}
+
 /* Close every handle, let the close callbacks run, close the loop. */
 
 void coru_shutdown(void) {
   coru_rt *R = coru_R;
   if (!R || !R->loop) return;
+  uv_walk(R->loop, settle_signal, NULL);
   R->shutting_down = 1;   /* no task or callback is resumed by late completions */
   coru_flush_reports();
   coru_sched_close();
@@ -91,9 +109,10 @@ static void flush_timeout(uv_timer_t *t) {
 
 static void flush_and_close(void) {
   int flushing = 0;
+  uv_walk(coru_R->loop, settle_signal, NULL);
   uv_walk(coru_R->loop, walk_exit, &flushing);
   if (flushing) {
-    uv_timer_t t;
+    static uv_timer_t t;           /* the loop outlives this frame: the state's close runs it again */
     uv_timer_init(coru_R->loop, &t);
     t.data = NULL;                 /* not a coru handle (walk_close) */
     uv_timer_start(&t, flush_timeout, EXIT_FLUSH_MS, 0);
@@ -101,21 +120,51 @@ static void flush_and_close(void) {
     /* Not reentrant in general, but this call never returns to the outer
      * uv_run: exit() follows. Late completions resume nothing (shutting down). */
     uv_run(coru_R->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&t, NULL);   /* finished by the shutdown's run */
   }
 }
 
+/* The Lua state is being closed by coru_close_state: a __gc it runs that
+ * calls exit leaves its status here and unwinds (the close goes on). */
+static int state_closing, pending_status = -1;
+
+/* In the module, lua_close unloads coru.so (package's __gc dlcloses it)
+ * while this code still runs: keep it mapped for the exit. */
+static void pin_module(void) {
+  Dl_info info;
+  if (dladdr((void *)luaopen_coru, &info) && info.dli_fname)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+int coru_close_state(lua_State *L, int status) {
+  if (coru_R && !coru_R->host) pin_module();
+  state_closing = 1;
+  lua_close(L);                /* every __gc; the sentinel's shuts the runtime down */
+  return pending_status >= 0 ? pending_status : status;
+}
+
+/* coru.exit([status [, close]]): flush queued writes, close every handle
+ * and the loop, close the Lua state (the host always; the module when
+ * close is true, as LuaJIT's os.exit), exit. */
 static int l_exit(lua_State *L) {
   int status = 0;
   if (lua_isboolean(L, 1)) status = lua_toboolean(L, 1) ? 0 : 1;
   else status = (int)coru_opt_int(L, 1, CORU_INT_MIN, CORU_INT_MAX, coru_R ? coru_R->exit_status : 0, "exit");
+  int close = lua_toboolean(L, 2) || (coru_R && coru_R->host);
   fflush(NULL);
-  /* Close what we can (flushing queued writes first); memory stays
-   * reachable until the process ends. */
+  if (state_closing) {         /* called by a __gc while the state closes */
+    pending_status = status;
+    return luaL_error(L, "exit");   /* ends that finalizer; lua_close goes on */
+  }
   if (coru_R && coru_R->loop) {
     coru_R->shutting_down = 1;
     coru_sched_close();
+    coru_deadline_close_all();   /* before the walk, which would close the pooled timers once more */
     flush_and_close();
   }
+  /* L is not used after this: lua_close frees every thread, this one too. */
+  if (close) status = coru_close_state(L, status);
+  else coru_shutdown();
   fflush(NULL);
   exit(status);
   return 0;

@@ -5,9 +5,11 @@
  * run in the main task. Host only: the module has no REPL.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <editline/readline.h>
 #include "coru.h"
@@ -20,11 +22,78 @@ static struct {
   char hist[4096];       /* history file, "" for none */
   char prompt[16];       /* the prompt waiting */
   char *buf; size_t len, cap;   /* not a terminal: bytes read so far */
+  int ctrlc;             /* the last key was a Ctrl-C at an empty prompt */
 } R = {.resume_ref = LUA_NOREF};
+
+/* ---------------------------------------------------- Ctrl-C, busy line
+ * A line busy in Lua (`while true do end`) never returns to the loop, so
+ * the SIGINT watcher of repl.lua never runs. As luajit does, our signal
+ * handler (chained before the host's and libuv's) sets a debug hook; the
+ * hook raises "interrupted" at the next Lua instruction of the running
+ * line's task. When the loop was merely waiting, the watcher runs within
+ * microseconds and takes the signal back (take_signal): the hook must not
+ * hit a callback or another task meanwhile, so it waits for the line's
+ * task, or LINE_GRACE_MS if something else is busy (a task or a callback
+ * looping for ever is interrupted too, its error reported). Lines are
+ * compiled with the JIT off (repl.lua): compiled code runs no hooks. */
+#define LINE_GRACE_MS 300
+static struct sigaction prev_int;
+static volatile sig_atomic_t line_busy, hook_armed;
+static struct timespec sig_at;
+static coru_task *line_task;
+static int consumed;   /* signals the hook turned into "interrupted" */
+
+static long ms_since(const struct timespec *t) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+static void line_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (!hook_armed) { lua_sethook(L, NULL, 0, 0); return; }
+  if (!(line_busy && coru_R->current == line_task) && ms_since(&sig_at) < LINE_GRACE_MS) return;
+  hook_armed = 0;
+  lua_sethook(L, NULL, 0, 0);
+  consumed++;
+  lua_pushliteral(L, "interrupted");
+  lua_error(L);
+}
+
+static void repl_trap(int sig, siginfo_t *si, void *uc) {
+  int saved = errno;
+  if (!hook_armed && coru_R && coru_R->L) {
+    clock_gettime(CLOCK_MONOTONIC, &sig_at);
+    hook_armed = 1;
+    lua_sethook(coru_R->L, line_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  }
+  errno = saved;
+  if (prev_int.sa_flags & SA_SIGINFO) prev_int.sa_sigaction(sig, si, uc);
+  else if (prev_int.sa_handler != SIG_DFL && prev_int.sa_handler != SIG_IGN) prev_int.sa_handler(sig);
+}
+
+/* line(on): a line starts (in the running task) or ends. */
+static int l_line(lua_State *L) {
+  line_task = coru_R->current;
+  line_busy = lua_toboolean(L, 1);
+  if (!line_busy && hook_armed) { hook_armed = 0; lua_sethook(L, NULL, 0, 0); }
+  return 0;
+}
+
+/* take_signal(): the SIGINT watcher's first call: true if the hook already
+ * interrupted a busy line with this signal (nothing more to do); else the
+ * hook is disarmed and the watcher handles it. */
+static int l_take_signal(lua_State *L) {
+  if (consumed > 0) { consumed--; lua_pushboolean(L, 1); return 1; }
+  if (hook_armed) { hook_armed = 0; lua_sethook(L, NULL, 0, 0); }
+  lua_pushboolean(L, 0);
+  return 1;
+}
 
 static void deliver(const char *line, size_t len) {
   lua_State *L = coru_R->L;
   R.reading = 0;
+  R.ctrlc = 0;
   if (R.open) uv_poll_stop(&R.poll);
   lua_rawgeti(L, LUA_REGISTRYINDEX, R.resume_ref);
   coru_unref(L, &R.resume_ref);
@@ -81,7 +150,7 @@ static void on_readable(uv_poll_t *p, int status, int events) {
   (void)p; (void)events;
   if (!R.reading) return;
   if (status < 0) { if (R.tty) rl_callback_handler_remove(); deliver(NULL, 0); return; }
-  if (R.tty) rl_callback_read_char();
+  if (R.tty) { R.ctrlc = 0; rl_callback_read_char(); }
   else read_plain(1);
 }
 
@@ -153,13 +222,22 @@ static char **complete(const char *text, int start, int end) {
 }
 
 /* interrupt(): Ctrl-C at the prompt: drop what was typed, a fresh prompt
- * (as node and bash do). Returns false when no prompt waits. */
+ * (as node and bash do); a second Ctrl-C in a row at an empty prompt ends
+ * the input as Ctrl-D does. Returns false when no prompt waits. */
 static int l_interrupt(lua_State *L) {
   if (!R.reading || !R.tty) { lua_pushboolean(L, 0); return 1; }
+  int empty = rl_end == 0 && strcmp(R.prompt, "> ") == 0;
   rl_callback_handler_remove();
   fputs("^C\n", stdout);
-  fflush(stdout);
-  rl_callback_handler_install(R.prompt, on_line);
+  if (empty && R.ctrlc) {
+    fflush(stdout);
+    deliver(NULL, 0);
+  } else {
+    if (empty) fputs("(to exit, press Ctrl-C again or Ctrl-D)\n", stdout);
+    fflush(stdout);
+    rl_callback_handler_install(R.prompt, on_line);
+    R.ctrlc = empty;
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -169,6 +247,7 @@ static int l_interrupt(lua_State *L) {
 static int l_finish(lua_State *L) {
   (void)L;
   coru_R->main_only = 1;
+  if (R.tty) sigaction(SIGINT, &prev_int, NULL);
   if (R.open) { uv_close((uv_handle_t *)&R.poll, NULL); R.open = 0; }
   free(R.buf); R.buf = NULL; R.len = R.cap = 0;
   cands_free();
@@ -193,6 +272,14 @@ static const char read_line_src[] =
  * as (part of) the main task. Returns 0, or -1 with a message pushed. */
 int coru_repl_push(lua_State *L) {
   R.tty = isatty(0);
+  if (R.tty) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = repl_trap;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &prev_int);
+  }
   int rc = uv_poll_init(coru_R->loop, &R.poll, 0);
   if (rc < 0 && R.tty) { lua_pushfstring(L, "cannot watch stdin: %s", uv_strerror(rc)); return -1; }
   R.open = rc == 0;
@@ -217,6 +304,10 @@ int coru_repl_push(lua_State *L) {
   lua_setfield(L, -2, "interrupt");
   lua_pushcfunction(L, l_set_completion);
   lua_setfield(L, -2, "set_completion");
+  lua_pushcfunction(L, l_line);
+  lua_setfield(L, -2, "line");
+  lua_pushcfunction(L, l_take_signal);
+  lua_setfield(L, -2, "take_signal");
   lua_pushboolean(L, R.tty);
   lua_setfield(L, -2, "tty");
   return 0;

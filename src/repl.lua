@@ -5,16 +5,23 @@
 -- print their values, an incomplete chunk asks for more with ">> ".
 local h = ...
 local read_line, finish, interrupt, tty = h.read_line, h.finish, h.interrupt, h.tty
+local line, take_signal = h.line, h.take_signal
 local loadstring, xpcall, select, tostring = loadstring, xpcall, select, tostring
 local traceback = debug.traceback
 local stderr = io.stderr
 
+-- Lines run in the interpreter (the JIT off for them and the functions
+-- they define): compiled code runs no hooks, and Ctrl-C interrupts a busy
+-- line through a hook. Functions from modules keep the JIT.
+local nojit = jit and jit.off or function(f) return f end
+
 local function compile(src)
   if src:sub(1, 1) == "=" then src = "return " .. src:sub(2) end
   -- select: the expression is not tail-called, so an error in it names stdin:1
-  local f = loadstring("return select(1, " .. src .. "\n)", "=stdin")
-  if f then return f end
-  return loadstring(src, "=stdin")
+  local f, err = loadstring("return select(1, " .. src .. "\n)", "=stdin")
+  if not f then f, err = loadstring(src, "=stdin") end
+  if f then nojit(f, true) end
+  return f, err
 end
 
 local function incomplete(err)
@@ -88,13 +95,15 @@ end
 if tty then h.set_completion(complete) end
 
 -- Ctrl-C on a terminal: cancels the line that runs (its current suspension
--- raises; the prompt comes back), or drops what was typed at the prompt.
--- A line busy in a Lua loop without suspending is not interrupted.
+-- raises; the prompt comes back), or drops what was typed at the prompt (a
+-- second one at an empty prompt ends the input). A line busy in a Lua loop
+-- without suspending is interrupted by repl.c's hook ("interrupted").
 local main, running = coru.current(), false
 local sigint
 if tty then
   sigint = coru.new_signal()
   sigint:start("sigint", function()
+    if take_signal() then return end      -- the hook interrupted a busy line
     if running then main:cancel("interrupted") else interrupt() end
   end)
   sigint:unref()
@@ -114,7 +123,9 @@ while true do
     stderr:write(err, "\n")
   else
     running = true
+    line(true)
     show(xpcall(f, handler))
+    line(false)
     running = false
   end
   io.stdout:flush()

@@ -58,6 +58,7 @@ struct tls_stream {
   coru_cont hs;           /* who waits for the handshake */
   coru_deadline *hs_dl;   /* handshake timeout */
   coru_deadline *start_dl;/* the first step, on the next loop turn */
+  coru_deadline *gone_dl; /* the lower was found closed: we close next */
   unsigned char hs_state; /* 0 running, 1 done, 2 failed */
   unsigned char low_reading, want_read;
 };
@@ -104,13 +105,39 @@ static tls_tok *push_tok(lua_State *L, lua_CFunction fn) {
   return k;
 }
 
+/* The lower stream was closed under us (a user closed the stream given to
+ * tls.wrap): the TLS stream closes too, so that what waits on it gets
+ * "closed" as on any closed stream, never the lower's ECANCELED. */
+static void close_now(tls_stream *t) {
+  if (!t->s.base.closing) coru_handle_close(coru_R->L, &t->s.base);
+}
+
+static void gone_cb(void *data) {
+  tls_stream *t = data;
+  t->gone_dl = NULL;
+  close_now(t);
+}
+
+/* Found closed in a call: close on the next loop turn, once the caller
+ * waits (its wait is settled by the close). */
+static void lower_gone(tls_stream *t) {
+  if (!t->gone_dl && !t->s.base.closing) t->gone_dl = coru_deadline_start(0, gone_cb, t);
+}
+
+static int lower_closed(lua_State *L, tls_stream *t) {
+  coru_box *box = lua_touserdata(L, -1);
+  if (box && box->h && !box->h->closing) return 0;
+  lower_gone(t);
+  return 1;
+}
+
 /* Call lower:method(args at the top (nargs), callback) on L. Returns 0 or
- * a uv error; the callback is called later only on success. */
+ * a uv error; the callback is called later only on success, or never when
+ * the lower is closed (the TLS stream's close settles the caller). */
 static int low_call(lua_State *L, tls_stream *t, const char *method, int nargs) {
   int top = lua_gettop(L) - nargs;   /* args (and callback) are above top */
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->low_ref);
-  coru_box *box = lua_touserdata(L, -1);
-  if (!box || !box->h || box->h->closing) { lua_settop(L, top); return UV_ECANCELED; }
+  if (lower_closed(L, t)) { lua_settop(L, top); return 0; }
   lua_getfield(L, -1, method);
   lua_insert(L, top + 1);
   lua_insert(L, top + 2);            /* method, lower, args... */
@@ -265,6 +292,7 @@ static int on_low_read(lua_State *L) {
     t->low_reading = 0;
     if (!lua_isnil(L, 1)) {                      /* the transport failed */
       const char *msg = lua_tostring(L, 1);
+      if (msg && !strcmp(msg, "closed")) { close_now(t); return 0; }   /* closed under us */
       if (!t->hs_state) {
         lua_pushfstring(L, "ETLS: handshake failed: %s", msg ? msg : "transport error");
         tls_fail_handshake(t, lua_tostring(L, -1), uv_err_name(uv_code(msg)));
@@ -347,8 +375,7 @@ static __attribute__((unused)) int tp_try_write(coru_stream *s, const uv_buf_t *
   lua_pushlstring(L, p, (size_t)len);            /* top + 1: the ciphertext */
   coru_tls_out_clear(t->eng);
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->low_ref);
-  coru_box *box = lua_touserdata(L, -1);
-  if (!box || !box->h || box->h->closing) { lua_settop(L, top); return UV_ECANCELED; }
+  if (lower_closed(L, t)) { lua_settop(L, top); return UV_EAGAIN; }   /* the write path waits for the close */
   lua_getfield(L, -1, "try_write");
   lua_insert(L, -2);
   lua_pushvalue(L, top + 1);
@@ -402,6 +429,7 @@ static void tls_on_close(coru_handle *h) {
   tls_stream *t = (tls_stream *)h;
   lua_State *L = coru_R->L;
   hs_settle(t);
+  if (t->gone_dl) { coru_deadline_stop(t->gone_dl); t->gone_dl = NULL; }
   if (!t->hs_state) {
     t->hs_state = 2;
     lua_State *S = coru_cont_begin(&t->hs);

@@ -6,9 +6,9 @@
 --           nil, "timeout"  nothing could proceed within timeout_ms
 --                           (0: only what can proceed at once)
 -- Exactly one case happens: no value is taken or given by the others.
--- Cases ready at once are tried in the order given. Task only.
+-- Cases ready at once are tried in the order given (a priority, docs/api.md). Task only.
 -- How: each waiting case is a task blocked in its channel; the channel's
--- first transfer to one of them claims the select (src/sched.c: pop_live),
+-- first transfer to one of them claims the select (src/chan.c: pop_live),
 -- the others are skipped and cancelled.
 local coru = require "coru"
 local new_flag, as_case, claim = coru._select_flag, coru._select_case, coru._select_claim

@@ -1,0 +1,128 @@
+-- Exit closes everything: os.exit / coru.exit (from the main chunk, a task,
+-- a callback, a __gc) and the host's normal end close every handle, the
+-- loop and the Lua state, so that LeakSanitizer (sanitizer build) or
+-- valgrind reports nothing. Subprocesses: the same in both faces.
+local H = require "helper"
+
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local root = here .. "../"
+local asan = H.sh("ldd " .. H.qbin .. " 2>/dev/null | grep -c libasan"):match("^%s*[1-9]") ~= nil
+local valgrind = not asan and H.sh("command -v valgrind"):match("%S") ~= nil
+
+-- The script of every case: a jsonl encoder (lua-cjson's malloc'd buffer,
+-- freed only by its __gc), a server, a connection that has read a line,
+-- then the exit of arg[1].
+local script = [[
+local j = require "coru.jsonl" j.encode({a = 1})
+local srv = coru.tcp.listen("127.0.0.1", 0, function(c) c:write("hello\n") c:read() c:close() end)
+local c = assert(coru.tcp.connect("127.0.0.1", srv:getsockname().port))
+print(c:read_line())
+local a = arg[1]
+local function on_gc(f) local p = newproxy(true) getmetatable(p).__gc = f return p end
+if a == "main" then os.exit(3)
+elseif a == "task" then coru.spawn(function() os.exit(4) end) coru.sleep(10000)
+elseif a == "callback" then coru.new_timer():start(1, 0, function() coru.exit(5) end) coru.sleep(10000)
+elseif a == "gc" then on_gc(function() os.exit(6) end) collectgarbage() collectgarbage() coru.sleep(10000)
+elseif a == "closegc" then keep = on_gc(function() os.exit(7) print("not reached") end) os.exit(2)
+elseif a == "endgc" then keep = on_gc(function() os.exit(8) end) srv:close() c:close()
+elseif a == "end" then srv:close() c:close()
+elseif a == "false" then os.exit(false, false)
+elseif a == "flush" then
+  -- a write still queued at exit (8 MB into a pipe): exit flushes it, cat reads it
+  local p = coru.process.spawn("sh", {"-c", "cat > /dev/null"}, {stdio = {"pipe", "inherit", "inherit"}})
+  p.stdin:write(string.rep("x", 8 * 1024 * 1024), function() end)
+  os.exit(11)
+elseif a == "signal" or a == "sigterm" then
+  -- timers in use and pooled: a read waiting with its timeout, a finished coru.timeout
+  c:settimeouts(nil, nil, 10000)
+  coru.spawn(function() c:read() end)
+  coru.timeout(1000, coru.sleep, 1)
+  if a == "signal" then coru.new_signal():start("sigusr1", function() os.exit(10) end) end
+  local pid = io.open("/proc/self/stat"):read("*l"):match("^%d+")
+  coru.kill(tonumber(pid), a == "signal" and "sigusr1" or "sigterm")   -- the host's default: 143
+  coru.sleep(10000)
+end
+]]
+
+-- The module face: coru.exit(status, true) closes plain LuaJIT's state.
+local module_script = [[
+local coru = require "coru"
+require("coru.jsonl").encode({a = 1})
+coru.run(function()
+  coru.new_timer():start(10000, 0, function() end)
+  print("hello")
+  coru.exit(9, true)
+end)
+]]
+
+local function write(path, s)
+  local f = assert(io.open(path, "w"))
+  f:write(s)
+  f:close()
+end
+
+-- Runs every case at once (valgrind is slow); returns {name = {out, status}}.
+local function run_all(cases)
+  local dir = assert(H.sh("mktemp -d"):match("%S+"))
+  write(dir .. "/exit.lua", script)
+  write(dir .. "/module.lua", module_script)
+  local env = "LUA_PATH=" .. H.shq(root .. "lua/?.lua;" .. root .. "lua/?/init.lua;;")
+  if asan then
+    local rt = H.sh("cc -print-file-name=libasan.so"):match("%S+")
+    env = env .. " ASAN_OPTIONS=detect_leaks=1 LD_PRELOAD=" .. H.shq(rt)
+  end
+  local wrap = valgrind and ("valgrind --quiet --error-exitcode=99 --leak-check=full"
+    .. " --errors-for-leak-kinds=definite --suppressions=" .. H.shq(root .. "tools/luajit.supp") .. " ") or ""
+  local cmds = {}
+  for _, c in ipairs(cases) do
+    local prog = c.module and ("luajit " .. H.shq(dir .. "/module.lua"))
+                 or (H.qbin .. " " .. H.shq(dir .. "/exit.lua") .. " " .. c.arg)
+    local cpath = c.module and (" LUA_CPATH=" .. H.shq(H.bin:gsub("/coru$", "/?.so") .. ";;")) or ""
+    cmds[#cmds + 1] = ("(%s%s timeout 60 %s%s > %s/%s.out 2>&1; echo $? > %s/%s.rc) &"):format(
+      env, cpath, wrap, prog, dir, c.arg, dir, c.arg)
+  end
+  H.sh(table.concat(cmds, "\n") .. "\nwait")
+  local res = {}
+  for _, c in ipairs(cases) do
+    local f = io.open(dir .. "/" .. c.arg .. ".out")
+    local g = io.open(dir .. "/" .. c.arg .. ".rc")
+    res[c.arg] = {out = f:read("*a"), status = tonumber(g:read("*a"))}
+    f:close() g:close()
+  end
+  H.sh("rm -rf " .. H.shq(dir))
+  return res
+end
+
+describe("exit", function()
+  it("closes every handle, the loop and the Lua state: nothing leaks, whatever exits", function()
+    if not asan and not valgrind then
+      pending("neither a sanitizer build (make test SANITIZE=1) nor valgrind: no leak checker to ask")
+      return
+    end
+    local cases = {
+      {arg = "main", status = 3},       -- os.exit in the main chunk
+      {arg = "task", status = 4},       -- in another task
+      {arg = "callback", status = 5},   -- coru.exit in a timer callback
+      {arg = "gc", status = 6},         -- in a __gc during a collection
+      {arg = "closegc", status = 7},    -- in a __gc run by exit's own close: its status wins
+      {arg = "endgc", status = 8},      -- in a __gc at the host's normal end
+      {arg = "end", status = 0},        -- the normal end
+      {arg = "false", status = 1},      -- os.exit(false, false): the host closes anyway
+      {arg = "flush", status = 11},     -- with a write queued: exit's flush runs the loop first
+      {arg = "signal", status = 10},    -- in a signal watcher (libuv's dispatch never returns)
+      {arg = "sigterm", status = 143},  -- the host's SIGTERM default, timers in use and pooled
+      {arg = "module", status = 9, module = true},
+    }
+    local res = run_all(cases)
+    for _, c in ipairs(cases) do
+      local r = res[c.arg]
+      assert.matches("hello", r.out, nil, true)
+      assert.not_matches("not reached", r.out, nil, true)
+      assert.not_matches("LeakSanitizer", r.out, nil, true)
+      assert.not_matches("AddressSanitizer", r.out, nil, true)
+      assert.not_matches("definitely lost", r.out, nil, true)
+      assert.not_matches("Invalid ", r.out, nil, true)
+      assert.are.equal(c.status, r.status, c.arg .. ": " .. r.out)
+    end
+  end)
+end)
