@@ -5,15 +5,7 @@ local coru = require "coru"
 local H = require "helper"
 
 -- Run src (Lua) in a child `coru`; returns stdout+stderr and exit status.
-local function child(src, shell_suffix)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(src)
-  f:close()
-  local out, status = H.sh(string.format("%s %s %s 2>&1", H.bin, path, shell_suffix or ""))
-  os.remove(path)
-  return out, status
-end
+local child = H.host_script
 
 -- pcall f and return its error message (asserting that it failed).
 local function err_of(f, ...)

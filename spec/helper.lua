@@ -152,6 +152,16 @@ function M.tmpfile(content)
   return name
 end
 
+-- Run src as a script in a fresh host process (shell_suffix: arguments or
+-- redirections after the script's name); returns its output (stdout and
+-- stderr) and exit status.
+function M.host_script(src, shell_suffix)
+  local path = M.tmpfile(src)
+  local out, status = M.sh(M.qbin .. " " .. M.shq(path) .. " " .. (shell_suffix or "") .. " 2>&1")
+  os.remove(path)
+  return out, status
+end
+
 -- Count the registry's live references (luaL_ref slots hold values; free
 -- slots hold the number of the next free one).
 function M.registry_refs()

@@ -84,15 +84,7 @@ describe("regress: timeout/all/any where the task cannot suspend", function()
 end)
 
 -- Run src in a fresh host process; its output and exit status.
-local function fresh_host(src)
-  local script = os.tmpname()
-  local f = assert(io.open(script, "w"))
-  assert(f:write(src))
-  f:close()
-  local out, status = H.sh(H.qbin .. " " .. H.shq(script) .. " 2>&1")
-  os.remove(script)
-  return out, status
-end
+local fresh_host = H.host_script
 
 -- Debian 12's LuaJIT compiles getmetatable() of an io file wrong
 -- (LuaJIT/LuaJIT#1279: the recorder leaves the result's IR reference
