@@ -9,16 +9,24 @@ local q = H.shq
 
 local has_python = select(2, H.sh("command -v python3 >/dev/null 2>&1")) == 0
 
--- A REPL session: the host with args on a pseudo-terminal, the steps
--- ("expect:", "send:", "sleep:") and a last Ctrl-D. Fails if an expect
--- timed out or the host did not exit 0; returns what the terminal showed.
-local function session(args, steps)
+-- Drive the host with args on a pseudo-terminal through the steps
+-- ("expect:", "send:", "sleep:"); returns what the terminal showed (ending
+-- in "EXIT <status>") and the driver's status.
+local function drive(args, steps)
   local cmd = {"CORU_HISTORY=/dev/null", "python3", q(here .. "repl_pty.py"), q(bin)}
   for _, a in ipairs(args) do cmd[#cmd + 1] = q(a) end
   cmd[#cmd + 1] = "--"
   for _, s in ipairs(steps) do cmd[#cmd + 1] = q(s) end
-  cmd[#cmd + 1] = q("send:\x04")
-  local out, status = H.sh(table.concat(cmd, " ") .. " 2>&1")
+  return H.sh(table.concat(cmd, " ") .. " 2>&1")
+end
+
+-- A REPL session: drive with a last Ctrl-D. Fails if an expect timed out
+-- or the host did not exit 0; returns what the terminal showed.
+local function session(args, steps)
+  local all = {}
+  for i, s in ipairs(steps) do all[i] = s end
+  all[#all + 1] = "send:\x04"
+  local out, status = drive(args, all)
   assert.not_matches("TIMEOUT", out)
   assert.matches("EXIT 0\n$", out)
   assert.equal(0, status)

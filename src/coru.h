@@ -424,6 +424,7 @@ void coru_shutdown(void);    /* close every handle, run close callbacks, uv_loop
  * a __gc asked of coru.exit meanwhile. */
 int coru_close_state(lua_State *L, int status);
 int coru_run_main(lua_State *L, int nargs); /* spawn function at top as main task, run loop; returns exit status */
+void coru_signal_host_end(void);       /* signal.c: joins the watchdog (coru_close_state) */
 void coru_signal_host_defaults(void);  /* signal.c: SIGINT/SIGTERM exit 130/143 unless watched */
 int coru_repl_push(lua_State *L);      /* repl.c: push the REPL's main function and its arguments; 0 or -1 with a message */
 

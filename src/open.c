@@ -140,6 +140,7 @@ int coru_close_state(lua_State *L, int status) {
   if (coru_R && !coru_R->host) pin_module();
   state_closing = 1;
   lua_close(L);                /* every __gc; the sentinel's shuts the runtime down */
+  coru_signal_host_end();      /* the host's watchdog thread, if any */
   return pending_status >= 0 ? pending_status : status;
 }
 

@@ -182,15 +182,19 @@ static void host_signal_cb(uv_signal_t *h, int signum) {
  * A second signal while the first is still pending takes the default action. */
 #define TRAP_GRACE_MS 500
 static struct sigaction uv_action[2];
-static volatile sig_atomic_t trap_pending;
+static volatile sig_atomic_t trap_pending, trap_quit;
 static sem_t trap_sem;
+static pthread_t trap_thread;
+static int trap_started;
 
 static void *trap_watchdog(void *arg) {
   (void)arg;
   for (;;) {
     while (sem_wait(&trap_sem) != 0) {}
+    if (trap_quit) return NULL;
     struct timespec ts = {TRAP_GRACE_MS / 1000, (TRAP_GRACE_MS % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0) {}
+    if (trap_quit) return NULL;
     int sig = trap_pending;
     if (!sig) continue;
     if (sig == SIGINT) {
@@ -233,15 +237,23 @@ static void host_trap(int sig, siginfo_t *si, void *uc) {
   else if (uv_action[i].sa_handler != SIG_DFL && uv_action[i].sa_handler != SIG_IGN) uv_action[i].sa_handler(sig);
 }
 
+/* The host's state is closed (coru_close_state): the watchdog ends and is
+ * joined, so nothing of it is left for valgrind to call lost. */
+void coru_signal_host_end(void) {
+  if (!trap_started) return;
+  trap_started = 0;
+  trap_quit = 1;
+  sem_post(&trap_sem);
+  pthread_join(trap_thread, NULL);
+  sem_destroy(&trap_sem);
+}
+
 /* Called by the host (main.c) after loading coru. */
 void coru_signal_host_defaults(void) {
   int sigs[2] = {SIGINT, SIGTERM};
-  pthread_t th;
-  pthread_attr_t at;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  if (sem_init(&trap_sem, 0, 0) != 0 || pthread_create(&th, &at, trap_watchdog, NULL) != 0) return;
-  pthread_attr_destroy(&at);
+  if (sem_init(&trap_sem, 0, 0) != 0) return;
+  if (pthread_create(&trap_thread, NULL, trap_watchdog, NULL) != 0) { sem_destroy(&trap_sem); return; }
+  trap_started = 1;
   for (int i = 0; i < 2; i++) {
     uv_signal_init(coru_R->loop, &host_sig[i]);
     host_sig[i].data = NULL;          /* not a coru handle: shutdown just closes it */
