@@ -39,6 +39,24 @@ static void settle_signal(uv_handle_t *h, void *arg) {
   if (s->caught_signals > s->dispatched_signals) s->dispatched_signals = s->caught_signals;
 }
 
+/* Run the loop until the closes are done, at most SHUTDOWN_MS: something
+ * that never completes (a request libuv cannot cancel, a close waiting on
+ * a signal that never comes) must not hang the exit. */
+#define SHUTDOWN_MS 2000
+
+static void shutdown_guard_cb(uv_timer_t *t) { uv_stop(t->loop); }
+
+static void run_bounded(uv_loop_t *loop) {
+  uv_timer_t guard;
+  uv_timer_init(loop, &guard);
+  guard.data = NULL;                  /* not a coru handle (walk_close) */
+  uv_timer_start(&guard, shutdown_guard_cb, SHUTDOWN_MS, 0);
+  uv_unref((uv_handle_t *)&guard);    /* the closes keep the loop running, not the guard */
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&guard, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);        /* the guard's close (it lives in this frame) */
+}
+
 /* Close every handle, let the close callbacks run, close the loop. */
 
 void coru_shutdown(void) {
@@ -50,11 +68,11 @@ void coru_shutdown(void) {
   coru_sched_close();
   coru_deadline_close_all();
   uv_walk(R->loop, walk_close, R->L);
-  uv_run(R->loop, UV_RUN_DEFAULT);
+  run_bounded(R->loop);
   if (uv_loop_close(R->loop) != 0) {
     uv_walk(R->loop, walk_close, R->L);
-    uv_run(R->loop, UV_RUN_DEFAULT);
-    uv_loop_close(R->loop);
+    run_bounded(R->loop);
+    uv_loop_close(R->loop);   /* still busy: the process is ending, leave it */
   }
   R->loop = NULL;
   signal(SIGPIPE, SIG_IGN);   /* libuv left SIG_DFL when its SIGPIPE watcher (signal.c) closed */
@@ -105,6 +123,7 @@ static void walk_exit(uv_handle_t *h, void *arg) {
 
 static void flush_timeout(uv_timer_t *t) {
   uv_walk(t->loop, walk_close, coru_R->L);   /* a peer that does not read: give up */
+  uv_stop(t->loop);                           /* coru_shutdown's bounded run finishes the closes */
 }
 
 static void flush_and_close(void) {
