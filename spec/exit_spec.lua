@@ -126,3 +126,28 @@ describe("exit", function()
     end
   end)
 end)
+
+-- A request libuv cannot cancel (a pool thread blocked in open() of a FIFO
+-- that nobody writes) kept the exit waiting for ever: in the loop's last
+-- run, then in libuv's destructor joining its threads. The exit is bounded
+-- and keeps its status (nothing is checked for leaks here: the blocked
+-- request is left behind on purpose).
+describe("exit with a request that never completes", function()
+  it("ends the process with its status", function()
+    local dir = H.tmpdir("coru-exit-fifo")
+    local fifo = dir .. "/fifo"
+    assert.equal(0, select(2, H.sh("mkfifo " .. H.shq(fifo))))
+    local script = H.tmpfile(string.format([[
+      coru.fs_open(%q, "r", 0, function() end)
+      coru.sleep(20)
+      print("exiting")
+      coru.exit(3)
+    ]], fifo))
+    local out, status = H.sh("timeout 60 " .. H.qbin .. " " .. H.shq(script) .. " 2>&1")   -- 124: it hung
+    os.remove(script)
+    os.remove(fifo)
+    H.sh("rm -rf " .. H.shq(dir))
+    assert.matches("exiting", out)
+    assert.equal(3, status)
+  end)
+end)

@@ -57,6 +57,18 @@ static void run_bounded(uv_loop_t *loop) {
   uv_run(loop, UV_RUN_NOWAIT);        /* the guard's close (it lives in this frame) */
 }
 
+/* Set when the loop could not close: a request libuv cannot cancel (a
+ * pool thread blocked in open() of a FIFO without a writer, say). libuv's
+ * destructor joins its pool threads at exit() and would wait for it for
+ * ever, so the exits below end with _exit once stdio is flushed. */
+static int loop_stuck;
+
+static void exit_now(int status) {
+  fflush(NULL);
+  if (loop_stuck) _exit(status);
+  exit(status);
+}
+
 /* Close every handle, let the close callbacks run, close the loop. */
 
 void coru_shutdown(void) {
@@ -72,7 +84,7 @@ void coru_shutdown(void) {
   if (uv_loop_close(R->loop) != 0) {
     uv_walk(R->loop, walk_close, R->L);
     run_bounded(R->loop);
-    uv_loop_close(R->loop);   /* still busy: the process is ending, leave it */
+    loop_stuck = uv_loop_close(R->loop) != 0;   /* still busy: the process is ending, leave it */
   }
   R->loop = NULL;
   signal(SIGPIPE, SIG_IGN);   /* libuv left SIG_DFL when its SIGPIPE watcher (signal.c) closed */
@@ -160,7 +172,9 @@ int coru_close_state(lua_State *L, int status) {
   state_closing = 1;
   lua_close(L);                /* every __gc; the sentinel's shuts the runtime down */
   coru_signal_host_end();      /* the host's watchdog thread, if any */
-  return pending_status >= 0 ? pending_status : status;
+  status = pending_status >= 0 ? pending_status : status;
+  if (loop_stuck) exit_now(status);
+  return status;
 }
 
 /* coru.exit([status [, close]]): flush queued writes, close every handle
@@ -185,8 +199,7 @@ static int l_exit(lua_State *L) {
   /* L is not used after this: lua_close frees every thread, this one too. */
   if (close) status = coru_close_state(L, status);
   else coru_shutdown();
-  fflush(NULL);
-  exit(status);
+  exit_now(status);
   return 0;
 }
 
