@@ -52,6 +52,18 @@ try("translate_sys_error", uv.translate_sys_error, 2)
 -- the first nowait run after the closes above: their close callbacks run
 -- in that iteration, and nothing is left (false)
 try("run nowait empty", uv.run, "nowait")
+try("run once after a close", function()
+  local n = 0
+  uv.new_idle():close(function() n = n + 1 end)
+  return uv.run("once"), n
+end)
+try("run nowait with a timer left", function()
+  local t, n = uv.new_timer(), 0
+  t:start(50, 0, function() n = n + 1 end)
+  local r = uv.run("nowait")
+  t:close()
+  return r, n, uv.run("nowait")
+end)
 try("loop_alive empty", uv.loop_alive)
 try("loop_mode outside", uv.loop_mode)
 try("random", function() return #uv.random(12) end)
