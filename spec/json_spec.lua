@@ -68,6 +68,8 @@ describe("coru.json", function()
       fails("json.encode: Cannot serialise table: table key must be a number or string", json.encode({[true] = 1}))
       fails("json.encode: invalid UTF-8 in a string at byte 3", json.encode({"ab\255"}))
       fails("json.encode: invalid UTF-8 in a string at byte 1", json.encode({["\237\160\128"] = 1}))  -- a surrogate
+      fails("json.encode: invalid UTF-8 in a string at byte 21", json.encode(("x"):rep(20) .. "\255"))
+      fails("json.encode: invalid UTF-8 in a string at byte 34", json.encode(("é\n"):rep(11) .. "\255"))
       local t = {} t[1] = t
       fails("json.encode: excessive nesting (more than 1000 levels: a cycle?)", json.encode(t))
     end)
@@ -148,6 +150,9 @@ describe("coru.json", function()
       fails("json.decode: Expected string character but found control character 0x0A (unescaped) at character 3",
             json.decode('"a\nb"'))
       fails("json.decode: Expected closing quote but found end of text at character 5", json.decode('"abc'))
+      fails("json.decode: Expected closing quote but found end of text at character 42", json.decode('"' .. ("x"):rep(40)))
+      fails("json.decode: Expected string character but found control character 0x09 (unescaped) at character 22",
+            json.decode('"' .. ("\\n"):rep(10) .. "\t"))
       fails("json.decode: Expected escape sequence but found invalid escape at character 2", json.decode([["\x"]]))
       fails("json.decode: Expected 4 hex digits after \\u but found number at character 2", json.decode([["\u12"]]))
     end)

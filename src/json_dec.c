@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <lauxlib.h>
 #include "dmp.h"
 #include "json.h"
@@ -154,6 +157,27 @@ static const unsigned char stop[256] = {
   ['"'] = 1, ['\\'] = 1,
 };
 
+/* The first byte at or after p that ends a plain run: sixteen at a time
+ * while sixteen are left before end, then byte by byte (the text's NUL
+ * stops the table's loop). */
+static const char *skip_plain(const char *p, const char *end) {
+#ifdef __SSE2__
+  const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
+  while (end - p >= 16) {
+    __m128i x = _mm_loadu_si128((const __m128i *)p);
+    __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+                             _mm_cmpeq_epi8(_mm_max_epu8(x, ctl), ctl));
+    unsigned bits = (unsigned)_mm_movemask_epi8(m);
+    if (bits) return p + __builtin_ctz(bits);
+    p += 16;
+  }
+#else
+  (void)end;
+#endif
+  while (!stop[(unsigned char)*p]) p++;
+  return p;
+}
+
 static int hex4(const char *p) {
   int v = 0;
   for (int i = 0; i < 4; i++) {
@@ -186,7 +210,7 @@ static int unescape(dec *d, const char *start, const char *p) {
   if (put(d, start, (size_t)(p - start))) return -1;
   for (;;) {
     const char *run = p;
-    while (!stop[(unsigned char)*p]) p++;
+    p = skip_plain(p, d->end);
     if (p > run && put(d, run, (size_t)(p - run))) return -1;
     if (*p == '"') break;
     if (*p != '\\') return bad_char(d, p);
@@ -234,8 +258,7 @@ static int unescape(dec *d, const char *start, const char *p) {
 }
 
 static int string(dec *d) {
-  const char *start = d->p + 1, *p = start;
-  while (!stop[(unsigned char)*p]) p++;
+  const char *start = d->p + 1, *p = skip_plain(start, d->end);
   if (*p == '\\') return unescape(d, start, p);
   if (*p != '"') return bad_char(d, p);
   lua_pushlstring(d->L, start, (size_t)(p - start));

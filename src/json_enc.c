@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <lauxlib.h>
 #include "dmp.h"
 #include "json.h"
@@ -47,25 +50,51 @@ static const char esc[256] = {
   0, 0, '"', ['\\'] = '\\',
 };
 
+/* The index of the first byte from i that needs an escape (n if none);
+ * *high collects the bytes' top bits (any non-ASCII byte). */
+static size_t skip_plain(const char *s, size_t i, size_t n, unsigned *high) {
+#ifdef __SSE2__
+  const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
+  while (n - i >= 16) {
+    __m128i x = _mm_loadu_si128((const __m128i *)(s + i));
+    __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+                             _mm_cmpeq_epi8(_mm_max_epu8(x, ctl), ctl));
+    unsigned bits = (unsigned)_mm_movemask_epi8(m);
+    if (bits) {
+      *high |= (unsigned)_mm_movemask_epi8(x) & (bits ^ (bits - 1));   /* the bytes before it */
+      return i + (size_t)__builtin_ctz(bits);
+    }
+    *high |= (unsigned)_mm_movemask_epi8(x);
+    i += 16;
+  }
+#endif
+  for (; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    *high |= ch & 0x80;
+    if (esc[ch]) break;
+  }
+  return i;
+}
+
 static int put_string(enc *e, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   json_codec *c = e->c;
   if (json_reserve(c, n + 2)) return fail(e, "out of memory");
   c->buf[c->len++] = '"';
-  size_t start = 0;
   unsigned high = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    high |= ch;
+  for (size_t i = 0;;) {
+    size_t j = skip_plain(s, i, n, &high);
+    if (put(e, s + i, j - i)) return -1;
+    if (j == n) break;
+    unsigned char ch = (unsigned char)s[j];
     char x = esc[ch];
-    if (!x) continue;
     char q[6] = {'\\', x, '0', '0', hex[ch >> 4], hex[ch & 15]};
-    if (put(e, s + start, i - start) || put(e, q, x == 'u' ? 6 : 2)) return -1;
-    start = i + 1;
+    if (put(e, q, x == 'u' ? 6 : 2)) return -1;
+    i = j + 1;
   }
-  if (put(e, s + start, n - start) || put(e, "\"", 1)) return -1;
+  if (put(e, "\"", 1)) return -1;
   size_t bad;
-  if ((high & 0x80) && dmp_utf8_check(s, n, &bad))
+  if (high && dmp_utf8_check(s, n, &bad))
     return fail(e, "invalid UTF-8 in a string at byte %zu", bad + 1);
   return 0;
 }
