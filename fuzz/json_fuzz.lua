@@ -40,7 +40,7 @@ local BAD = {"\255", "\192\128", "\237\160\128", "\244\144\128\128", "\226\130"}
 
 local function rstring(plain)
   local t = {}
-  for i = 1, random(0, 6) do t[i] = PIECES[random(#PIECES)] end
+  for i = 1, random(0, random(2) == 1 and 6 or 40) do t[i] = PIECES[random(#PIECES)] end
   if plain then
     local s = concat(t):gsub("[/\127]", "x")
     return s

@@ -190,39 +190,37 @@ static int hex4(const char *p) {
   return v;
 }
 
-static int put(dec *d, const char *s, size_t n) {
-  json_codec *c = d->c;
-  if (json_reserve(c, n)) return fail_at(d, d->p, "out of memory");
-  memcpy(c->buf + c->len, s, n);
-  c->len += n;
-  return 0;
-}
-
 static int bad_char(dec *d, const char *p) {
   if (p >= d->end) return fail_at(d, p, "Expected closing quote but found end of text");
   return fail_at(d, p, "Expected string character but found control character 0x%02X (unescaped)",
                  (unsigned char)*p);
 }
 
-/* The escapes from p (at a backslash) to the closing quote, into the buffer. */
+/* The escapes from p (at a backslash) to the closing quote, into the
+ * buffer: the text left is room enough (no escape is shorter than what it
+ * stands for). */
 static int unescape(dec *d, const char *start, const char *p) {
-  d->c->len = 0;
-  if (put(d, start, (size_t)(p - start))) return -1;
+  json_codec *c = d->c;
+  c->len = 0;
+  if (json_reserve(c, (size_t)(d->end - start))) return fail_at(d, start, "out of memory");
+  char *o = c->buf;
+  memcpy(o, start, (size_t)(p - start));
+  o += p - start;
   for (;;) {
     const char *run = p;
     p = skip_plain(p, d->end);
-    if (p > run && put(d, run, (size_t)(p - run))) return -1;
+    memcpy(o, run, (size_t)(p - run));
+    o += p - run;
     if (*p == '"') break;
     if (*p != '\\') return bad_char(d, p);
-    char ch = p[1], out[4];
-    size_t n = 1;
+    char ch = p[1];
     switch (ch) {
-    case '"': case '\\': case '/': out[0] = ch; break;
-    case 'b': out[0] = '\b'; break;
-    case 'f': out[0] = '\f'; break;
-    case 'n': out[0] = '\n'; break;
-    case 'r': out[0] = '\r'; break;
-    case 't': out[0] = '\t'; break;
+    case '"': case '\\': case '/': *o++ = ch; break;
+    case 'b': *o++ = '\b'; break;
+    case 'f': *o++ = '\f'; break;
+    case 'n': *o++ = '\n'; break;
+    case 'r': *o++ = '\r'; break;
+    case 't': *o++ = '\t'; break;
     case 'u': {
       int cp = hex4(p + 2);
       if (cp < 0) return fail_at(d, p, "Expected 4 hex digits after \\u but found %s", found(d, p + 2));
@@ -233,14 +231,13 @@ static int unescape(dec *d, const char *start, const char *p) {
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         p += 6;
       }
-      if (cp < 0x80) out[0] = (char)cp;
-      else if (cp < 0x800) { out[0] = (char)(0xC0 | cp >> 6); out[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
+      if (cp < 0x80) *o++ = (char)cp;
+      else if (cp < 0x800) { *o++ = (char)(0xC0 | cp >> 6); *o++ = (char)(0x80 | (cp & 0x3F)); }
       else if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12); out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
+        *o++ = (char)(0xE0 | cp >> 12); *o++ = (char)(0x80 | (cp >> 6 & 0x3F)); *o++ = (char)(0x80 | (cp & 0x3F));
       } else {
-        out[0] = (char)(0xF0 | cp >> 18); out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-        out[2] = (char)(0x80 | (cp >> 6 & 0x3F)); out[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
+        *o++ = (char)(0xF0 | cp >> 18); *o++ = (char)(0x80 | (cp >> 12 & 0x3F));
+        *o++ = (char)(0x80 | (cp >> 6 & 0x3F)); *o++ = (char)(0x80 | (cp & 0x3F));
       }
       p += 4;
       break;
@@ -248,11 +245,9 @@ static int unescape(dec *d, const char *start, const char *p) {
     default:
       return fail_at(d, p, "Expected escape sequence but found invalid escape");
     }
-    if (put(d, out, n)) return -1;
     p += 2;
   }
-  lua_pushlstring(d->L, d->c->buf, d->c->len);
-  d->c->len = 0;
+  lua_pushlstring(d->L, c->buf, (size_t)(o - c->buf));
   d->p = p + 1;
   return 0;
 }

@@ -76,21 +76,31 @@ static size_t skip_plain(const char *s, size_t i, size_t n, unsigned *high) {
   return i;
 }
 
+/* Written in segments of at most 4096 bytes, each with room reserved for
+ * its worst case (six bytes a byte): no check per byte. */
 static int put_string(enc *e, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   json_codec *c = e->c;
-  if (json_reserve(c, n + 2)) return fail(e, "out of memory");
-  c->buf[c->len++] = '"';
   unsigned high = 0;
-  for (size_t i = 0;;) {
-    size_t j = skip_plain(s, i, n, &high);
-    if (put(e, s + i, j - i)) return -1;
-    if (j == n) break;
-    unsigned char ch = (unsigned char)s[j];
-    char x = esc[ch];
-    char q[6] = {'\\', x, '0', '0', hex[ch >> 4], hex[ch & 15]};
-    if (put(e, q, x == 'u' ? 6 : 2)) return -1;
-    i = j + 1;
+  if (json_reserve(c, 1)) return fail(e, "out of memory");
+  c->buf[c->len++] = '"';
+  for (size_t seg = 0; seg < n; seg += 4096) {
+    size_t end = n - seg > 4096 ? seg + 4096 : n;
+    if (json_reserve(c, (end - seg) * 6 + 1)) return fail(e, "out of memory");
+    char *o = c->buf + c->len;
+    for (size_t i = seg;;) {
+      size_t j = skip_plain(s, i, end, &high);
+      memcpy(o, s + i, j - i);
+      o += j - i;
+      if (j == end) break;
+      unsigned char ch = (unsigned char)s[j];
+      char x = esc[ch];
+      *o++ = '\\';
+      *o++ = x;
+      if (x == 'u') { *o++ = '0'; *o++ = '0'; *o++ = hex[ch >> 4]; *o++ = hex[ch & 15]; }
+      i = j + 1;
+    }
+    c->len = (size_t)(o - c->buf);
   }
   if (put(e, "\"", 1)) return -1;
   size_t bad;
