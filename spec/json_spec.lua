@@ -10,6 +10,11 @@ local function fails(msg, ...)
   assert.equal(msg, err)
 end
 
+-- each {text, message}: decode(text) gives nil, "json.decode: " .. message
+local function refused(cases)
+  for _, c in ipairs(cases) do fails("json.decode: " .. c[2], json.decode(c[1])) end
+end
+
 describe("coru.json", function()
   it("is the module's own json, the same in both faces", function()
     assert.equal(require("coru").json, json)
@@ -124,57 +129,58 @@ describe("coru.json", function()
     end)
 
     it("returns nil and a message naming the character (1-based byte) and what was expected", function()
-      fails("json.decode: Expected object key string but found invalid token at character 2", json.decode("{bad"))
-      fails("json.decode: Expected value but found end of text at character 1", json.decode(""))
-      fails("json.decode: Expected value but found ']' at character 4", json.decode("[1,]"))
-      fails("json.decode: Expected comma or array end but found number at character 4", json.decode("[1 2]"))
-      fails("json.decode: Expected colon but found number at character 6", json.decode('{"a" 1}'))
-      fails("json.decode: Expected object key string but found '}' at character 8", json.decode('{"a":1,}'))
-      fails("json.decode: Expected the end but found invalid token at character 5", json.decode("[1] x"))
-      fails("json.decode: Expected the end but found invalid token at character 2", json.decode("1\0"))
-      fails("json.decode: Expected value but found invalid token at character 1", json.decode("nul"))
+      refused{
+        {"{bad", "Expected object key string but found invalid token at character 2"},
+        {"", "Expected value but found end of text at character 1"},
+        {"[1,]", "Expected value but found ']' at character 4"},
+        {"[1 2]", "Expected comma or array end but found number at character 4"},
+        {'{"a" 1}', "Expected colon but found number at character 6"},
+        {'{"a":1,}', "Expected object key string but found '}' at character 8"},
+        {"[1] x", "Expected the end but found invalid token at character 5"},
+        {"1\0", "Expected the end but found invalid token at character 2"},
+        {"nul", "Expected value but found invalid token at character 1"},
+      }
       fails("json.decode: string expected, got number", json.decode(5))
       fails("json.decode: string expected, got nil", json.decode())
     end)
 
     it("refuses what RFC 8259 refuses: NaN, Infinity, hex, bad numbers, raw control characters", function()
-      fails("json.decode: Expected value but found invalid token at character 1", json.decode("NaN"))
-      fails("json.decode: Expected value but found invalid number at character 1", json.decode("-Infinity"))
-      fails("json.decode: Expected the end but found invalid token at character 2", json.decode("0x10"))
-      fails("json.decode: Expected value but found number out of range at character 2", json.decode("[1e999]"))
-      fails("json.decode: Expected value but found invalid number (a leading zero) at character 1", json.decode("01"))
-      fails("json.decode: Expected value but found invalid number at character 2", json.decode("[1.]"))
-      fails("json.decode: Expected value but found invalid number at character 1", json.decode("-"))
-      fails("json.decode: Expected value but found invalid number at character 1", json.decode("1e+"))
-      fails("json.decode: Expected value but found invalid token at character 1", json.decode(".5"))
-      fails("json.decode: Expected string character but found control character 0x0A (unescaped) at character 3",
-            json.decode('"a\nb"'))
-      fails("json.decode: Expected closing quote but found end of text at character 5", json.decode('"abc'))
-      fails("json.decode: Expected closing quote but found end of text at character 42", json.decode('"' .. ("x"):rep(40)))
-      fails("json.decode: Expected string character but found control character 0x09 (unescaped) at character 22",
-            json.decode('"' .. ("\\n"):rep(10) .. "\t"))
-      fails("json.decode: Expected escape sequence but found invalid escape at character 2", json.decode([["\x"]]))
-      fails("json.decode: Expected 4 hex digits after \\u but found number at character 2", json.decode([["\u12"]]))
+      refused{
+        {"NaN", "Expected value but found invalid token at character 1"},
+        {"-Infinity", "Expected value but found invalid number at character 1"},
+        {"0x10", "Expected the end but found invalid token at character 2"},
+        {"[1e999]", "Expected value but found number out of range at character 2"},
+        {"01", "Expected value but found invalid number (a leading zero) at character 1"},
+        {"[1.]", "Expected value but found invalid number at character 2"},
+        {"-", "Expected value but found invalid number at character 1"},
+        {"1e+", "Expected value but found invalid number at character 1"},
+        {".5", "Expected value but found invalid token at character 1"},
+        {'"a\nb"', "Expected string character but found control character 0x0A (unescaped) at character 3"},
+        {'"abc', "Expected closing quote but found end of text at character 5"},
+        {'"' .. ("x"):rep(40), "Expected closing quote but found end of text at character 42"},
+        {'"' .. ("\\n"):rep(10) .. "\t", "Expected string character but found control character 0x09 (unescaped) at character 22"},
+        {[["\x"]], "Expected escape sequence but found invalid escape at character 2"},
+        {[["\u12"]], "Expected 4 hex digits after \\u but found number at character 2"},
+      }
     end)
 
     it("refuses invalid UTF-8 and lone surrogates", function()
-      fails("json.decode: Expected UTF-8 text but found invalid byte 0xFF at character 3", json.decode('"a\255"'))
-      fails("json.decode: Expected UTF-8 text but found invalid byte 0xC0 at character 2", json.decode('"\192\128"'))
-      fails("json.decode: Expected UTF-8 text but found invalid byte 0xED at character 2", json.decode('"\237\160\128"'))
-      fails("json.decode: Expected a surrogate pair but found lone surrogate \\uD800 at character 2",
-            json.decode([["\ud800"]]))
-      fails("json.decode: Expected a surrogate pair but found lone surrogate \\uD83D at character 2",
-            json.decode([["\ud83d\u0041"]]))
-      fails("json.decode: Expected a surrogate pair but found lone surrogate \\uDE00 at character 2",
-            json.decode([["\ude00"]]))
+      refused{
+        {'"a\255"', "Expected UTF-8 text but found invalid byte 0xFF at character 3"},
+        {'"\192\128"', "Expected UTF-8 text but found invalid byte 0xC0 at character 2"},
+        {'"\237\160\128"', "Expected UTF-8 text but found invalid byte 0xED at character 2"},
+        {[["\ud800"]], "Expected a surrogate pair but found lone surrogate \\uD800 at character 2"},
+        {[["\ud83d\u0041"]], "Expected a surrogate pair but found lone surrogate \\uD83D at character 2"},
+        {[["\ude00"]], "Expected a surrogate pair but found lone surrogate \\uDE00 at character 2"},
+      }
     end)
 
     it("reads 1000 levels, not 1001", function()
       assert.is_table(json.decode(("["):rep(1000) .. ("]"):rep(1000)))
-      fails("json.decode: Found too many nested data structures (1001) at character 1001",
-            json.decode(("["):rep(1001) .. ("]"):rep(1001)))
-      fails("json.decode: Found too many nested data structures (1001) at character 5001",
-            json.decode(('{"a":'):rep(1000) .. "[0]" .. ("}"):rep(1000)))
+      refused{
+        {("["):rep(1001) .. ("]"):rep(1001), "Found too many nested data structures (1001) at character 1001"},
+        {('{"a":'):rep(1000) .. "[0]" .. ("}"):rep(1000), "Found too many nested data structures (1001) at character 5001"},
+      }
     end)
   end)
 

@@ -1,22 +1,12 @@
 -- bench/json/bench.lua - coru.json against lua-cjson in the same process:
 -- encode and decode of the W2 request and reply (bench/coru/rpc_*.lua) and
--- of a floo patch message, nanoseconds per call (median of ROUNDS rounds of
+-- of a floo patch message, nanoseconds of CPU per call (median of ROUNDS rounds of
 -- N calls each) and the ratio cjson / coru (above 1: coru.json is faster).
 --   build/coru bench/json/bench.lua        (or luajit with coru.so on LUA_CPATH)
 --   N=200000 ROUNDS=7 ...
 local json = require "coru.json"
 local cjson = require "cjson"
-local ffi = require "ffi"
-
-ffi.cdef [[
-typedef struct { long tv_sec; long tv_nsec; } coru_jb_timespec;
-int clock_gettime(int clk, coru_jb_timespec *ts);
-]]
-local ts = ffi.new("coru_jb_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+local now = os.clock   -- the process's CPU time: what a call costs, less what other processes take
 
 local N = tonumber(os.getenv("N") or "100000")
 local ROUNDS = tonumber(os.getenv("ROUNDS") or "5")
