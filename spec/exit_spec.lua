@@ -167,3 +167,28 @@ describe("exit with a request that never completes", function()
     assert.equal(3, status)
   end)
 end)
+
+-- An exit from a task that the first of a batch of pool completions woke:
+-- libuv hands the batch's other completions to their callbacks only once
+-- that callback returns, and the exit never returns, so its own runs of
+-- the loop wait for requests they can never finish (the API fuzzer's
+-- seed 2039362109 hung there before the 2 s bound). The exit still ends,
+-- with its status (after the bound: docs/internals.md).
+describe("exit from inside a batch of pool completions", function()
+  it("ends the process with its status", function()
+    local script = H.tmpfile([[
+      for i = 1, 4 do
+        coru.spawn(function()
+          coru.fs_stat(".")
+          print("exiting")
+          coru.exit(7)
+        end)
+      end
+      local t = os.clock() while os.clock() - t < 0.2 do end   -- the pool ends all four meanwhile
+    ]])
+    local out, status = H.sh("timeout 60 " .. H.qbin .. " " .. H.shq(script) .. " 2>&1")   -- 124: it hung
+    os.remove(script)
+    assert.equal("exiting\n", out)
+    assert.equal(7, status)
+  end)
+end)
