@@ -59,7 +59,7 @@ try("run once after a close", function()
 end)
 try("run nowait with a timer left", function()
   local t, n = uv.new_timer(), 0
-  t:start(50, 0, function() n = n + 1 end)
+  t:start(60000, 0, function() n = n + 1 end)
   local r = uv.run("nowait")
   t:close()
   return r, n, uv.run("nowait")
