@@ -52,9 +52,9 @@ serve() { # serve <coru> <kind> <mode>: prints "instructions requests" of the st
     sleep 0.1
   done
   PORT=$PORT C=$C DURATION=$WARM WARMUP=0 "$client" "$root/bench/coru/rpc_client.lua" > /dev/null
-  callgrind_control -z $vpid > /dev/null
+  callgrind_control -z $vpid > /dev/null 2>&1
   res=$(PORT=$PORT C=$C DURATION=$DURATION WARMUP=0 "$client" "$root/bench/coru/rpc_client.lua")
-  callgrind_control -d $vpid > /dev/null
+  callgrind_control -d $vpid > /dev/null 2>&1
   kill -TERM $vpid; wait $vpid 2>/dev/null || true
   total=$(echo "$res" | sed -n 's/.* total=\([0-9]*\).*/\1/p')
   [ "${PROFILE:-0}" = 1 ] && cp "$tmp/cg.out.1" "$prof.1"
