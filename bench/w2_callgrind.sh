@@ -3,9 +3,10 @@
 # deterministic enough to compare builds on a noisy machine (issue 14).
 # The server (bench/jit/cpu_server.lua: KIND plain = the W2 handler, cpu,
 # inline) runs under callgrind; coru's W2 client drives it for WARM seconds
-# (start-up, the JIT's recording and the interpreted first requests), the
-# counters are zeroed (callgrind_control -z), the client drives it again
-# for DURATION seconds and the counters are dumped: the steady state's
+# (start-up, the JIT's recording and the interpreted first requests) with
+# callgrind's instrumentation off, then it is switched on
+# (callgrind_control -i on) while the client drives it again for DURATION
+# seconds, and off again before the server is stopped: the steady state's
 # instructions over its requests. User-space instructions only.
 # (Until 2026-11-30 the figure was (I(run) - I(idle)) / requests, with the
 # warm-up inside: a jit-on handler's count then moved with how many
@@ -16,8 +17,8 @@
 #   BUILDS="new=build/coru old=/tmp/other/build/coru" KINDS="plain inline" sh bench/w2_callgrind.sh
 #   MODES="on off" ...                  # also with jit.off() in the server
 #   PROFILE=1 sh bench/w2_callgrind.sh  # + functions by self cost per request
-#                                       # (profile kept in $TMPDIR/coru-w2cg.<build>.<kind>.<mode>.out.1)
-# Variables: C (50), WARM (1), DURATION (3), PORT (7380), PASSES (8).
+#                                       # (profile kept in $TMPDIR/coru-w2cg.<build>.<kind>.<mode>.out)
+# Variables: C (50), WARM (1), DURATION (3), PORT (7380: pick another when several people measure on one machine), PASSES (8).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -42,8 +43,7 @@ serve() { # serve <coru> <kind> <mode>: prints "instructions requests" of the st
   jit=on; [ "$mode" = off ] && jit=off
   k=; [ "$kind" != cpu ] && k=$kind
   : > "$tmp/ready"
-  rm -f "$tmp/cg.out" "$tmp/cg.out".*
-  PORT=$PORT JIT=$jit KIND=$k valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" \
+  PORT=$PORT JIT=$jit KIND=$k valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$tmp/cg.out" \
     "$bin" "$here/jit/cpu_server.lua" > "$tmp/ready" 2> "$tmp/vg" &
   vpid=$!
   i=0
@@ -52,13 +52,13 @@ serve() { # serve <coru> <kind> <mode>: prints "instructions requests" of the st
     sleep 0.1
   done
   PORT=$PORT C=$C DURATION=$WARM WARMUP=0 "$client" "$root/bench/coru/rpc_client.lua" > /dev/null
-  callgrind_control -z $vpid > /dev/null 2>&1
+  callgrind_control -i on $vpid > /dev/null 2>&1
   res=$(PORT=$PORT C=$C DURATION=$DURATION WARMUP=0 "$client" "$root/bench/coru/rpc_client.lua")
-  callgrind_control -d $vpid > /dev/null 2>&1
+  callgrind_control -i off $vpid > /dev/null 2>&1
   kill -TERM $vpid; wait $vpid 2>/dev/null || true
   total=$(echo "$res" | sed -n 's/.* total=\([0-9]*\).*/\1/p')
-  [ "${PROFILE:-0}" = 1 ] && cp "$tmp/cg.out.1" "$prof.1"
-  echo "$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$tmp/cg.out.1") $total"
+  [ "${PROFILE:-0}" = 1 ] && cp "$tmp/cg.out" "$prof"
+  echo "$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/vg" | tail -1) $total"
 }
 
 printf '%-10s %-7s %-4s %12s %9s %14s\n' build handler jit instructions requests "instr/request"
@@ -72,7 +72,7 @@ for kind in $KINDS; do
         '{ printf "%-10s %-7s %-4s %12d %9d %14.0f\n", l, k, m, $1, $2, $1 / $2 }'
       if [ "${PROFILE:-0}" = 1 ]; then
         n=$(echo "$run" | awk '{ print $2 }')
-        callgrind_annotate --inclusive=no "$prof.1" 2>/dev/null |
+        callgrind_annotate --inclusive=no "$prof" 2>/dev/null |
           awk -v n="$n" '/^ *[0-9,]+ \(/ { c = $1; gsub(",", "", c); if (c / n >= 50) { sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, ""); printf "%8.0f %s\n", c / n, $0 } }' |
           grep -v 'PROGRAM TOTALS' | head -30
       fi

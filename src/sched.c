@@ -581,8 +581,7 @@ void cancel_awaiting(coru_cont *c) {
  * T yielded needs a decision (dispatch), 0 when it ended or suspended in a
  * native wait: nothing on the stack, nothing to decide. Inlined into the
  * resume loop and the pass path (tick_cb). */
-static inline __attribute__((always_inline)) int resume_once(coru_task *T, int nargs) {
-  coru_rt *R = coru_R;
+static inline __attribute__((always_inline)) int resume_once(coru_rt *R, coru_task *T, int nargs) {
   coru_task *prev = R->current;
   R->current = T;
   T->status = CORU_RUNNING;
@@ -597,15 +596,16 @@ static inline __attribute__((always_inline)) int resume_once(coru_task *T, int n
 
 /* The resume loop, after a yield that needs a decision. */
 static void decide_loop(coru_task *T) {
+  coru_rt *R = coru_R;
   int nargs;
-  while ((nargs = dispatch(T)) >= 0 && resume_once(T, nargs)) {}
+  while ((nargs = dispatch(T)) >= 0 && resume_once(R, T, nargs)) {}
 }
 
 static void task_step(coru_task *T, int nargs) {
   /* A resume that lands in a wrapped C function: its wrapper takes the
    * values shaped (boot.lua wrap). In the loop, dispatch shapes them. */
   if (nargs && T->native) nargs = coru_shape(T->co, nargs);
-  if (resume_once(T, nargs)) decide_loop(T);
+  if (resume_once(coru_R, T, nargs)) decide_loop(T);
 }
 
 /* The resume object given to a yielded function: upvalues task, gen, used. */
@@ -742,7 +742,7 @@ static void tick_cb(uv_idle_t *h) {
     if (R->depth) { wake_task(T, 0, 0); continue; }   /* a loop run inside a step */
     T->waking = 0;   /* woken now: what wake_task and run_task do, without their calls */
     R->depth = 1;
-    if (resume_once(T, 0)) decide_loop(T);
+    if (resume_once(R, T, 0)) decide_loop(T);
     R->depth = 0;
     if (R->ready_head) drain();
   }
