@@ -230,7 +230,9 @@ end
 
 -- The calls that close or adopt a descriptor (a handle opened on fd 2
 -- closes it with the handle) never see the process's stdio nor the
--- fuzzer's private copies: such an argument becomes a pipe of the fuzzer.
+-- fuzzer's private copies: such an argument becomes -1 (refused). Not one
+-- of the fuzzer's pipes: those calls would then close it again and again,
+-- and whatever reuses its number next (10 runs in 30 hung that way).
 local closers = {}
 for _, n in ipairs({"fs_close", "pipe_open", "tcp_open", "udp_open", "new_tty", "new_stdio"}) do
   if coru[n] then closers[coru[n]] = true end
@@ -242,7 +244,7 @@ for fd = 0, 2 do if saved[fd] >= 0 then protected[saved[fd]] = true end end
 local function guard(args, n)
   for i = 1, n do
     local v = tonumber(args[i])
-    if v and protected[v] then args[i] = fds[3] or 3 end
+    if v and protected[v] then args[i] = -1 end
   end
 end
 
