@@ -43,6 +43,23 @@ static void state_put(lua_State *S) {
   if (S) lua_close(S);
 }
 
+/* At the runtime's end: close every idle pooled state, so that the __gc
+ * of what its calls left (a module's handles, a codec's buffer) runs and
+ * nothing stays reachable. A state busy in a pool thread (a call that
+ * never returned before the exit gave up on it: coru_shutdown's bounded
+ * runs) is not in the pool: it is left to the process's end. One closed
+ * here is out of the pool first, so a thread never gets it again; the
+ * pool serves a later runtime (the module loaded again) with new states. */
+void coru_work_close_pool(void) {
+  lua_State *idle[64];
+  uv_mutex_lock(&pool_mu);
+  int n = npool;
+  memcpy(idle, pool, (size_t)n * sizeof *idle);
+  npool = 0;
+  uv_mutex_unlock(&pool_mu);
+  while (n > 0) lua_close(idle[--n]);
+}
+
 /* ------------------------------------------------------------ work */
 
 
