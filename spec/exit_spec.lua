@@ -63,25 +63,33 @@ local function write(path, s)
   f:close()
 end
 
+-- The environment of a child (the host or plain LuaJIT with coru.so):
+-- this tree's Lua files and module, and the sanitizer's runtime with leak
+-- detection in a sanitizer build.
+local function child_env()
+  local env = "LUA_PATH=" .. H.shq(root .. "lua/?.lua;" .. root .. "lua/?/init.lua;;")
+              .. " LUA_CPATH=" .. H.shq(H.bin:gsub("/coru$", "/?.so") .. ";;")
+  if asan then
+    local rt = H.sh("cc -print-file-name=libasan.so"):match("%S+")
+    env = env .. " ASAN_OPTIONS=detect_leaks=1 LD_PRELOAD=" .. H.shq(rt)
+  end
+  return env
+end
+
 -- Runs every case at once (valgrind is slow); returns {name = {out, status}}.
 local function run_all(cases)
   local dir = assert(H.sh("mktemp -d"):match("%S+"))
   write(dir .. "/exit.lua", script)
   write(dir .. "/module.lua", module_script)
-  local env = "LUA_PATH=" .. H.shq(root .. "lua/?.lua;" .. root .. "lua/?/init.lua;;")
-  if asan then
-    local rt = H.sh("cc -print-file-name=libasan.so"):match("%S+")
-    env = env .. " ASAN_OPTIONS=detect_leaks=1 LD_PRELOAD=" .. H.shq(rt)
-  end
+  local env = child_env()
   local wrap = valgrind and ("valgrind --quiet --error-exitcode=99 --leak-check=full"
     .. " --errors-for-leak-kinds=definite --suppressions=" .. H.shq(root .. "tools/luajit.supp") .. " ") or ""
   local cmds = {}
   for _, c in ipairs(cases) do
     local prog = c.module and ("luajit " .. H.shq(dir .. "/module.lua"))
                  or (H.qbin .. " " .. H.shq(dir .. "/exit.lua") .. " " .. c.arg)
-    local cpath = c.module and (" LUA_CPATH=" .. H.shq(H.bin:gsub("/coru$", "/?.so") .. ";;")) or ""
-    cmds[#cmds + 1] = ("(%s%s timeout 60 %s%s > %s/%s.out 2>&1; echo $? > %s/%s.rc) &"):format(
-      env, cpath, wrap, prog, dir, c.arg, dir, c.arg)
+    cmds[#cmds + 1] = ("(%s timeout 60 %s%s > %s/%s.out 2>&1; echo $? > %s/%s.rc) &"):format(
+      env, wrap, prog, dir, c.arg, dir, c.arg)
   end
   H.sh(table.concat(cmds, "\n") .. "\nwait")
   local res = {}
@@ -189,11 +197,9 @@ if arg[2] == "exit" then coru.exit(6) end   -- without closing the Lua state
   it("closes them: every __gc of a pooled state runs, a busy state does not hang the exit", function()
     local dir = H.tmpdir("coru-exit-pool")
     local hostf, modf = dir .. "/host.lua", dir .. "/module.lua"
-    for path, src in pairs({[hostf] = host, [modf] = module}) do
-      local f = assert(io.open(path, "w")) f:write(src) f:close()
-    end
-    local env = "LUA_PATH=" .. H.shq(root .. "lua/?.lua;" .. root .. "lua/?/init.lua;;")
-                .. " LUA_CPATH=" .. H.shq(H.bin:gsub("/coru$", "/?.so") .. ";;")
+    write(hostf, host)
+    write(modf, module)
+    local env = child_env()
     local cases = {
       {"end", 0, H.qbin .. " " .. H.shq(hostf)}, {"main", 3, H.qbin .. " " .. H.shq(hostf)},
       {"task", 4, H.qbin .. " " .. H.shq(hostf)}, {"busy", 5, H.qbin .. " " .. H.shq(hostf)},
