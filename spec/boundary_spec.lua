@@ -504,6 +504,27 @@ describe("boundary: classes the API fuzzer found", function()
     assert.matches("refused 50", out)
   end)
 
+  it("fs_close of a descriptor that is not open fails at once: a socket made meanwhile keeps its number", function()
+    local out, status = child([[
+      local coru = require "coru"
+      for i = 1, 50 do
+        local fd = assert(coru.fs_open("/dev/null", "r"))
+        assert(coru.fs_close(fd))
+        local r, msg, name = coru.fs_close(fd, function() error("not called") end)   -- a stale double close
+        assert(r == nil and name == "EBADF", msg)
+        local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(c) c:read() end))   -- takes fd's number
+        coru.sleep(1)
+        local addr, err = srv:getsockname()   -- EBADF when the stale close closed the listener
+        assert(addr, err)
+        assert(coru.tcp.connect("127.0.0.1", addr.port)):close()
+        srv:close()
+      end
+      print("survived")
+    ]])
+    assert.equal(0, status, out)
+    assert.matches("survived", out)
+  end)
+
   it("fs_close(0..2) leaves the descriptor open on /dev/null", function()
     local out, status = child([[
       local coru = require "coru"
