@@ -525,6 +525,33 @@ describe("boundary: classes the API fuzzer found", function()
     assert.matches("survived", out)
   end)
 
+  -- Two libuv watchers on one descriptor share its epoll entry: closing
+  -- one removed the entry under the other, whose next change failed
+  -- (ENOENT) and libuv aborted.
+  it("new_poll refuses a descriptor another handle holds, watching or not (one watcher per descriptor)", function()
+    local out, status = child([[
+      local coru, ffi = require "coru", require "ffi"
+      ffi.cdef "int pipe(int fds[2]);"
+      for _ = 1, 20 do
+        local p = ffi.new("int[2]")
+        assert(ffi.C.pipe(p) == 0)
+        local stream = coru.new_pipe()
+        assert(stream:open(p[0]))                 -- the stream holds p[0], not reading yet
+        local h, msg, name = coru.new_poll(p[0])
+        assert(h == nil and name == "EBUSY", msg)
+        local poll = assert(coru.new_poll(p[1]))  -- a poll handle, not started: the second is refused
+        h, msg, name = coru.new_poll(p[1])
+        assert(h == nil and name == "EBUSY", msg)
+        poll:close()
+        stream:close()
+        coru.fs_close(p[1])
+      end
+      print("refused")
+    ]])
+    assert.equal(0, status, out)
+    assert.matches("refused", out)
+  end)
+
   it("fs_close(0..2) leaves the descriptor open on /dev/null", function()
     local out, status = child([[
       local coru = require "coru"
