@@ -1,7 +1,8 @@
 -- The Lua API fuzzer: random and edge arguments to every exported function
 -- and every method of every handle type, from a task (then cancelled), from
 -- a callback, behind a C boundary (gsub, sort) and from a user coroutine,
--- with garbage collection interleaved. Run by `make fuzz` (see
+-- with garbage collection interleaved; coru.json and coru.jsonl get calls
+-- of their own, held to their contract (fuzz/api_json.lua). Run by `make fuzz` (see
 -- fuzz/README.md):
 --
 --   build/coru fuzz/api_fuzz.lua [seed [seconds]]
@@ -46,7 +47,7 @@ pcall(ffi.cdef, [[
 -- close or adopt a descriptor never get 0..2 (see guard below); each batch
 -- checks that 0..2 are still what they were, against private copies made
 -- now, and a change is a finding of the fuzzer's own (its guard has a
--- hole): reported through the copy of stderr, stdio restored, status 3.
+-- hole): reported through the copy of stderr, stdio restored, status 4.
 local saved = {}
 for fd = 0, 2 do saved[fd] = ffi.C.fcntl(fd, 1030, ffi.new("int", 900))   -- F_DUPFD_CLOEXEC
 end
@@ -72,6 +73,8 @@ local function check_stdio(where)
     end
   end
 end
+
+local json_module = assert(loadfile(((arg and arg[0] or ""):match("^(.*/)") or "./") .. "api_json.lua"))
 
 -- ------------------------------------------------------------ the sandbox
 -- Every path the fuzzer makes up is relative (no "/" in generated strings)
@@ -99,7 +102,7 @@ local excluded = {
   tty_set_mode = true, tty_reset_mode = true, chdir = true,
   ["process.kill"] = true, ["signal.kill"] = true, ["tcp.connect"] = true,
   ["tcp.resolve"] = true, ["tls.connect"] = true, ["process.exec"] = true,
-  ["process.spawn"] = true, spawn_process = true, ["signal.wait"] = false,
+  ["process.spawn"] = true, spawn_process = true, ["signal.wait"] = false, ["jsonl.connect"] = true,
   _getaddrinfo_luv = true, _getnameinfo_luv = true,
 }
 
@@ -208,7 +211,7 @@ local function add_module(prefix, t)
 end
 
 add_module("", coru)
-for _, m in ipairs({"fs", "tcp", "pipe", "process", "tls", "poll", "signal", "serve", "dmp"}) do
+for _, m in ipairs({"fs", "tcp", "pipe", "process", "tls", "poll", "signal", "serve", "dmp", "json", "jsonl"}) do
   local ok, mod = pcall(function() return coru[m] end)
   if ok and type(mod) == "table" then add_module(m .. ".", mod) end
 end
@@ -323,9 +326,18 @@ end
 -- ------------------------------------------------------------ one call
 local calls, errors_seen = 0, 0
 local trace = os.getenv("CORU_FUZZ_TRACE")   -- print each call (finding a hang)
+local json_env = {seed = seed, random = random, value = value, report = report,
+                  track = function(t) pool.tasks[#pool.tasks + 1] = t end}
+local json_call = json_module()(json_env)
 
 local function make_call()
   local fn, args, n, name, closes
+  if not only and random(5) == 1 then
+    calls = calls + 1
+    local call = json_call()
+    if trace then return function() io.stderr:write("call coru.json\n") return call() end end
+    return call
+  end
   if random(3) == 1 or #targets == 0 then
     local objs = random(2) == 1 and pool.handles or pool.others
     local obj = pick(objs) or pick(pool.tasks)
@@ -433,7 +445,10 @@ check_stdio("at the end")
 -- through fd 2 itself: the log still gets what the process writes there
 io.stderr:write(("api fuzz: seed %d: %d calls in %d batches, %d errors reported to on_error, no crash\n")
   :format(seed, calls, batches, errors_seen))
-if stdio_broken > 0 then coru.exit(3) end
+local js = json_env.stats
+report(("api fuzz: coru.json: %d values encoded and decoded back, %d texts decoded and encoded back; %d jsonl sessions, %d raw lines\n")
+  :format(js.encoded, js.decoded, js.sessions, js.lines))
+if stdio_broken > 0 then coru.exit(4) end
 -- tasks the calls started may sleep for a minute (sleep(65535)): exit as a
 -- program would, which also exercises exit with everything in flight
 coru.exit(0)
