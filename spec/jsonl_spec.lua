@@ -409,8 +409,11 @@ describe("coru.jsonl", function()
             end
           end
         end)
-        -- unanswered, one ping is all there would be (and a close at ~240 ms)
-        local c = connect(port, {heartbeat = 40, heartbeat_timeout = 200})
+        -- unanswered, one ping is all there would be: a second is sent only
+        -- once the first was answered. So the count proves the pongs count,
+        -- and the timeout can be long: a pong late on a loaded machine
+        -- (200 ms was not always enough) does not close the connection
+        local c = connect(port, {heartbeat = 40, heartbeat_timeout = helper.ms(10000)})
         helper.wait_until(function() return pings >= 5 end, 5000, "five answered pings")
         assert.is_false(c:is_closed())
         c:close()
