@@ -577,9 +577,11 @@ describe("coru.floo", function()
           if ignored < 1 then ignored = ignored + 1 return end
           return "default"
         end)
-        local s = assert(join(srv, "alice", {request_timeout = helper.ms(50)}))
+        -- the answered request can come late too on a loaded machine, and
+        -- be asked a third time: at least one more ask is what counts
+        local s = assert(join(srv, "alice", {request_timeout = helper.ms(200)}))
         assert.equal("a\n", s:find("a.txt").text)
-        assert.equal(2, #srv:sent("get_buf"))
+        assert.is_true(#srv:sent("get_buf") >= 2)
       end)
     end)
 
