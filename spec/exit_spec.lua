@@ -151,3 +151,24 @@ describe("exit with a request that never completes", function()
     assert.equal(3, status)
   end)
 end)
+
+-- A write queued at exit to a peer that never reads: the flush gives up
+-- after its 5 s (docs/api.md, coru.exit) and closes everything. Its own
+-- timer was closed twice then (libuv's assertion in uv_close, abort, 134):
+-- seen in the full suite under load, where the 8 MB of the "flush" case
+-- above took valgrind more than 5 s. Both faces: it runs in a child host.
+describe("exit with a write the peer never reads", function()
+  it("gives the flush up after its time and ends with its status", function()
+    local out, status = H.host_script([[
+      local p = coru.process.spawn("sleep", {"60"}, {stdio = {"pipe", "ignore", "ignore"}})
+      print("child " .. p.pid)
+      p.stdin:write(string.rep("x", 1024 * 1024), function() end)
+      os.exit(12)
+    ]])
+    local pid = out:match("child (%d+)")
+    if pid then H.sh("kill " .. pid) end
+    assert.is_not_nil(pid, out)
+    assert.not_matches("Assertion", out, nil, true)
+    assert.equal(12, status, out)
+  end)
+end)
