@@ -72,9 +72,19 @@ function M.sh(cmd)
   return out:gsub("__status=%d+%s*$", ""), status
 end
 
--- Inside a task: poll cond() every few ms until true; fail after ms.
+-- How long wait_until and settle wait, in ms: what the spec asked, but at
+-- least WAIT_FLOOR (scaled). Those deadlines only tell a hang from a slow
+-- run; they assert no speed, and on a loaded machine (CI's, or 2 cores
+-- running 3 suites) work a spec bounded at 2 s or 10 s took longer: 1,000
+-- dropped connections, a handshake. A passing spec does not wait longer;
+-- a failing one fails later.
+local WAIT_FLOOR = tonumber(os.getenv("CORU_WAIT_FLOOR") or "") or 30000
+local function bound(ms) return M.ms(math.max(ms or 5000, WAIT_FLOOR)) end
+
+-- Inside a task: poll cond() every few ms until true; fail after ms
+-- (bound(ms): at least 30 s).
 function M.wait_until(cond, ms, what)
-  local ok = coru.timeout(M.ms(ms or 5000), function()
+  local ok = coru.timeout(bound(ms), function()
     while not cond() do coru.sleep(2) end
     return true
   end)
@@ -116,10 +126,11 @@ end
 
 -- Inside a task: poll cond() in the caller's own task (no subtask, no
 -- timer armed while cond runs, so counts of references or handles are not
--- disturbed) until it holds or ms pass. Returns whether it held; the
--- caller asserts on the value with a message of its own.
+-- disturbed) until it holds or ms pass (bound(ms), as wait_until).
+-- Returns whether it held; the caller asserts on the value with a message
+-- of its own.
 function M.settle(cond, ms)
-  local deadline = coru.now() + M.ms(ms or 5000)
+  local deadline = coru.now() + bound(ms)
   while not cond() do
     if coru.now() >= deadline then return false end
     coru.sleep(2)
@@ -230,9 +241,11 @@ local function leftovers(before, now)
 end
 
 -- After a spec: what is still there once background work had up to
--- GATE_GRACE ms to end (a handler finishing its last write, a close
--- callback) fails the spec.
-local GRACE = M.ms(tonumber(os.getenv("CORU_GATE_GRACE") or "") or 1000)
+-- GATE_GRACE ms (5000) to end (a handler finishing its last write, a close
+-- callback) fails the spec. The gate looks again every 5 ms: a clean spec
+-- waits for nothing; 1 s was too short for a handler's last turn with 3
+-- suites sharing one core.
+local GRACE = M.ms(tonumber(os.getenv("CORU_GATE_GRACE") or "") or 5000)
 local function check(before)
   settle()
   local problems = leftovers(before, census())
