@@ -21,7 +21,7 @@ HDRS := $(wildcard src/*.h) $(BUILD)/boot.h $(BUILD)/repl_lua.h
 EDIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags libedit 2>/dev/null)
 EDIT_LIBS   = $(shell $(PKG_CONFIG) --libs libedit 2>/dev/null || echo -ledit)
 
-.PHONY: test-c meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san fuzz fuzz-api fuzz-c fuzz-dmp bench-dmp bench-jit
+.PHONY: test-c meta check-lua test-rock valgrind install-rock all deps test test-host test-luajit test-embed demo install clean bench check-san fuzz fuzz-api fuzz-c fuzz-dmp fuzz-json bench-dmp bench-jit bench-json
 
 all: $(if $(LUA),check-lua) $(BUILD)/coru $(BUILD)/coru.so
 
@@ -134,6 +134,7 @@ demo: all
 
 bench: all
 	sh bench/run.sh
+	$(SPEC_ENV) $(BUILD)/coru bench/json/bench.lua
 	sh bench/floo/run.sh
 	sh bench/dmp/run.sh
 	sh bench/jit.sh
@@ -141,6 +142,10 @@ bench: all
 # Handlers with the JIT on and off, against each other (bench/jit.sh, issue 14)
 bench-jit: all
 	sh bench/jit.sh
+
+# coru.json against lua-cjson on the W2 and floo messages (bench/json/bench.lua)
+bench-json: all
+	$(SPEC_ENV) $(BUILD)/coru bench/json/bench.lua
 
 # coru.dmp against the npm diff-match-patch under Node.js (bench/dmp/run.sh)
 bench-dmp: all $(NODE_DEPS)
@@ -198,7 +203,7 @@ $(FUZZ_BINS): $(FUZZ_BUILD)/%: fuzz/%.c $(wildcard src/*.c src/*.h) | $(FUZZ_DEP
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc \
 	  $(shell sed -n 's/.*FUZZ_SRCS:\(.*\)$$/\1/p' $<) $< -o $@
 
-fuzz: fuzz-api fuzz-c fuzz-dmp
+fuzz: fuzz-api fuzz-json fuzz-c fuzz-dmp
 
 fuzz-c: $(FUZZ_BINS)
 	@for h in $(FUZZ_BINS); do \
@@ -226,6 +231,15 @@ fuzz-api: all
 	   echo "fuzz: FINDING (status $$st, 124: a hang): make fuzz-api FUZZ_SEED=$(FUZZ_SEED) FUZZ_TIME=$(FUZZ_TIME)$(if $(SANITIZE), SANITIZE=1)"; \
 	   exit 1; \
 	 fi
+
+# The JSON differential fuzzer: coru.json against lua-cjson on random values
+# and mutated texts (fuzz/json_fuzz.lua) for FUZZ_JSON_TIME seconds.
+FUZZ_JSON_TIME ?= $(FUZZ_SECONDS)
+fuzz-json: all
+	@echo "fuzz: json_fuzz.lua in $(BUILD)/coru for $(FUZZ_JSON_TIME) s, seed $(FUZZ_SEED)"
+	@$(SPEC_ENV) ASAN_OPTIONS=detect_leaks=0 timeout -k 10 $$(( $(FUZZ_JSON_TIME) + 60 )) \
+	  $(BUILD)/coru fuzz/json_fuzz.lua $(FUZZ_SEED) $(FUZZ_JSON_TIME) </dev/null || \
+	  { echo "fuzz: FINDING: make fuzz-json FUZZ_SEED=$(FUZZ_SEED) FUZZ_JSON_TIME=$(FUZZ_JSON_TIME)$(if $(SANITIZE), SANITIZE=1)"; exit 1; }
 
 # libFuzzer harnesses of the dmp core (pure C, no Lua): patch_from_text on
 # any bytes, make/to_text/from_text/apply round trips, and the UTF-8 layer

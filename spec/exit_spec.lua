@@ -9,7 +9,7 @@ local root = here .. "../"
 local asan = H.sh("ldd " .. H.qbin .. " 2>/dev/null | grep -c libasan"):match("^%s*[1-9]") ~= nil
 local valgrind = not asan and H.sh("command -v valgrind"):match("%S") ~= nil
 
--- The script of every case: a jsonl encoder (lua-cjson's malloc'd buffer,
+-- The script of every case: a jsonl encoder (its coru.json codec's buffer,
 -- freed only by its __gc), a server, a connection that has read a line,
 -- then the exit of arg[1].
 local script = [[

@@ -408,6 +408,7 @@ CORU_FAMILY(work);
 CORU_FAMILY(misc);
 CORU_FAMILY(tls);
 CORU_FAMILY(dmp);
+CORU_FAMILY(json);
 CORU_FAMILY(luv);
 
 /* luv's threads (thread.c); what crosses Lua states is in xfer.h. */

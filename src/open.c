@@ -251,7 +251,7 @@ static int lazy_index(lua_State *L) {
 typedef void (*opener)(lua_State *L);
 #define WEAK(name) extern void coru_open_##name(lua_State *L) __attribute__((weak));
 WEAK(stream) WEAK(tcp) WEAK(pipe) WEAK(tty) WEAK(udp) WEAK(dns) WEAK(fs)
-WEAK(fs_readfile) WEAK(fswatch) WEAK(process) WEAK(signal) WEAK(work) WEAK(misc) WEAK(tls) WEAK(dmp) WEAK(luv)
+WEAK(fs_readfile) WEAK(fswatch) WEAK(process) WEAK(signal) WEAK(work) WEAK(misc) WEAK(tls) WEAK(dmp) WEAK(json) WEAK(luv)
 
 int luaopen_coru(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "coru.module");
@@ -296,7 +296,7 @@ int luaopen_coru(lua_State *L) {
                     coru_open_udp, coru_open_dns, coru_open_fs, coru_open_fs_readfile, coru_open_fswatch,
                     coru_open_process,
                     coru_open_signal, coru_open_work, coru_open_misc, coru_open_tls,
-                    coru_open_dmp, coru_open_luv};
+                    coru_open_dmp, coru_open_json, coru_open_luv};
   for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
     if (extra[i]) { extra[i](L); lua_settop(L, M); }
   static const coru_Reg rt_funcs[] = {

@@ -17,6 +17,7 @@
 #include "coru.h"
 #include "check.h"
 #include "xfer.h"
+#include "json.h"
 
 typedef struct {
   char *code, *args;
@@ -167,8 +168,10 @@ static int open_foreign(lua_State *L) {
   return 1;
 }
 
-/* require "luv" in a thread's state or a pooled state of the thread pool */
+/* require "luv" (and "coru.json") in a thread's state or a pooled state of
+ * the thread pool */
 void coru_luv_thread_open(lua_State *S) {
+  coru_json_preload(S);
   lua_getglobal(S, "package");
   lua_getfield(S, -1, "preload");
   lua_pushcfunction(S, open_foreign);

@@ -104,6 +104,7 @@ local S = {
   ["coru.json.array"] = {"---Marks t as an array.", params = {"t? table"}, ret = "table"},
   ["coru.json.object"] = {"---Marks t as an object.", params = {"t? table"}, ret = "table"},
   ["coru.json.is_array"] = {"---Whether t is marked as an array.", params = {"t table"}, ret = "boolean"},
+  ["coru.json.new"] = {"---A codec with its own options (max_depth, sparse_arrays).", params = {"opts? table"}, ret = "coru.json"},
   ["coru.signal.wait"] = {"---Suspends until the signal arrives. Task only.", params = {"signame string"}, ret = "string"},
 }
 -- stream methods: the same for every stream type

@@ -1,8 +1,8 @@
 -- W2 client for coru: C tasks, each with exactly one request in flight.
 local ffi = require "ffi"
-local cjson = require "cjson"
-local decode, encode = cjson.decode, cjson.encode
-local pcall, type = pcall, type
+local json = require "coru.json"           -- coru's own JSON (no pcall: nil, msg on bad input)
+local decode, encode = json.decode, json.encode
+local type = type
 
 ffi.cdef [[
 typedef struct { long tv_sec; long tv_nsec; } coru_bench_timespec;
@@ -38,8 +38,8 @@ local function client()
     next_id = next_id + 1
     local ok, werr = sock:write(encode({ name = "patch", req_id = id, id = 1, patch = PATCH }) .. "\n")
     local line = ok and sock:read_line()
-    local dok, msg = pcall(decode, line or "")
-    if not (dok and type(msg) == "table" and msg.name == "ack" and msg.req_id == id) then
+    local msg = decode(line or "")
+    if not (type(msg) == "table" and msg.name == "ack" and msg.req_id == id) then
       errors = errors + 1
       io.stderr:write("bad reply: ", tostring(line), " ", tostring(werr), "\n")
       break

@@ -1,8 +1,10 @@
 -- W2 server for coru: coru.tcp.listen runs handler(sock) in its own task per
--- connection; sequential read_line / decode / encode / write.
-local cjson = require "cjson"
-local decode, encode = cjson.decode, cjson.encode
-local pcall, type = pcall, type
+-- connection; sequential read_line / decode / encode / write. JSON is
+-- coru's own (coru.json), as a Node program uses JSON.parse; its decode
+-- returns nil, msg for bad input, so no pcall.
+local json = require "coru.json"
+local decode, encode = json.decode, json.encode
+local type = type
 
 local HOST = os.getenv("HOST") or "127.0.0.1"
 local PORT = tonumber(os.getenv("PORT") or "7001")
@@ -13,9 +15,9 @@ local function serve(sock)
   while true do
     local line = sock:read_line()
     if not line then break end           -- EOF (or error): end this task
-    local ok, msg = pcall(decode, line)
+    local msg = decode(line)
     local reply
-    if ok and type(msg) == "table" and msg.name == "patch" then
+    if type(msg) == "table" and msg.name == "patch" then
       reply = encode({ name = "ack", req_id = msg.req_id }) .. "\n"
     else
       reply = ERROR_REPLY

@@ -1,5 +1,5 @@
 -- The CPU-heavy W2 handler (issue 14): the W2 protocol (one task per
--- connection, read_line, lua-cjson, write) with protocol logic a user would
+-- connection, read_line, coru.json, write) with protocol logic a user would
 -- write in Lua between the native calls: a loop of string work over the
 -- request's text (a checksum and counts, byte by byte) before the reply.
 -- With the JIT on, the handler's loop is one chain of compiled traces
@@ -9,13 +9,12 @@
 --   PASSES=<n>    passes of string work per request (default 8)
 --   KIND=plain    the plain W2 handler instead (bench/coru/rpc_server.lua's)
 --   KIND=inline   the string work written out in the handler's body (below)
--- JSON: cjson.safe's decode returns nil for invalid input instead of
+-- JSON: coru.json's decode returns nil, msg for invalid input instead of
 -- raising. A pcall around a C function (pcall(cjson.decode, line)) ends a
 -- LuaJIT 2.1 trace, so the code after it would run interpreted until the
 -- next loop; a call of a C function that returns is stitched over.
-local cjson = require "cjson"
-local encode = cjson.encode
-local sdecode = require("cjson.safe").decode
+local json = require "coru.json"
+local encode, sdecode = json.encode, json.decode
 local byte, band, bxor = string.byte, bit.band, bit.bxor
 local type = type
 

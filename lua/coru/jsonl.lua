@@ -15,99 +15,50 @@
 -- caller's own tasks. Replies never queue behind handlers, so a handler may
 -- make requests of its own.
 local coru = require "coru"
-local cjson = require("cjson").new()
 local spawn, current, now = coru.spawn, coru.current, coru.now
-local type, pairs, next, error, pcall, tostring, select = type, pairs, next, error, pcall, tostring, select
+local type, pairs, error, pcall, tostring, select = type, pairs, error, pcall, tostring, select
 local floor, huge = math.floor, math.huge
 local yield = coroutine.yield
 
-cjson.decode_invalid_numbers(false)   -- no NaN, Infinity, hex literals from a peer
-cjson.encode_invalid_numbers(false)
-cjson.encode_sparse_array(true)        -- a sparse array is written as an object, not refused
-cjson.decode_max_depth(200)
-cjson.encode_max_depth(200)
+-- the peer's JSON: 200 levels at most, a sparse array written as an object
+-- (coru.json refuses NaN, Infinity and invalid UTF-8 both ways)
+local json = require("coru.json").new{max_depth = 200, sparse_arrays = "object"}
+local jencode, jdecode, jarray, jobject, null = json.encode, json.decode, json.array, json.object, json.null
 
 local M = {}
 
-M.null = cjson.null
+M.null = null
 
--- lua-cjson 2.1.0 writes an empty table as {} and integers above 1e14 with
--- 14 significant digits. Marked tables and large integers are written
--- through placeholders swapped in after encoding.
-local ARRAY, OBJECT = {}, {}
-local array_mt = {__jsonl = ARRAY}
-local object_mt = {__jsonl = OBJECT}
-
--- jsonl.array(t): t (default {}) is written as a JSON array even when empty.
+-- jsonl.array(t): t (default {}) is written as a JSON array even when empty
+-- (coru.json's array mark).
 function M.array(t)
   t = t or {}
   if type(t) ~= "table" then error("coru.jsonl.array: table expected, got " .. type(t), 2) end
-  return setmetatable(t, array_mt)
+  return jarray(t)
 end
 
 -- jsonl.object(t): t (default {}) is written as a JSON object even when it
--- has only integer keys or none.
+-- has only integer keys or none (coru.json's object mark).
 function M.object(t)
   t = t or {}
   if type(t) ~= "table" then error("coru.jsonl.object: table expected, got " .. type(t), 2) end
-  return setmetatable(t, object_mt)
+  return jobject(t)
 end
 
-function M.is_null(v) return v == cjson.null end
-
-local nonce = ("%08x%08x"):format(floor(os.time() % 4294967296), floor(math.random() * 4294967295))
-local PH = "\"@jsonl" .. nonce .. ":(%d+)@\""
-local function ph(n) return "@jsonl" .. nonce .. ":" .. n .. "@" end
-
--- Copy v where it needs a placeholder; subs collects what they stand for.
-local function prepare(v, subs, depth)
-  local tv = type(v)
-  if tv == "number" then
-    if v == floor(v) and (v >= 1e14 or v <= -1e14) and v < huge and v > -huge then
-      subs[#subs + 1] = ("%.0f"):format(v)
-      return ph(#subs), true
-    end
-    return v, false
-  end
-  if tv ~= "table" then return v, false end
-  if depth > 200 then error("nested too deep (a cycle?)", 0) end
-  local mt = getmetatable(v)
-  local kind = mt and mt.__jsonl
-  if next(v) == nil then
-    if kind == ARRAY then subs[#subs + 1] = "[]"; return ph(#subs), true end
-    return v, false
-  end
-  local copy, changed = nil, false
-  if kind == OBJECT then
-    copy, changed = {}, true
-    for k, x in pairs(v) do copy[type(k) == "number" and ("%.0f"):format(k) or k] = (prepare(x, subs, depth + 1)) end
-    return copy, true
-  end
-  for k, x in pairs(v) do
-    local nx, c = prepare(x, subs, depth + 1)
-    if c then
-      if not copy then copy = {} for k2, x2 in pairs(v) do copy[k2] = x2 end end
-      copy[k] = nx
-      changed = true
-    end
-  end
-  return copy or v, changed
-end
+function M.is_null(v) return v == null end
 
 -- jsonl.encode(msg) -> one line of JSON without the newline (raises on a
--- value JSON cannot carry: a function, NaN, a cycle, a mixed key table).
+-- value JSON cannot carry: a function, NaN, a cycle, invalid UTF-8).
 function M.encode(v)
-  local subs = {}
-  local pv = prepare(v, subs, 0)
-  local s = cjson.encode(pv)
-  if #subs > 0 then s = s:gsub(PH, function(i) return subs[tonumber(i)] end) end
+  local s, err = jencode(v)
+  if not s then error((err:gsub("^json%.encode: ", "")), 2) end
   return s
 end
 
 -- jsonl.decode(line) -> value | nil, msg. Never raises.
 function M.decode(s)
-  local ok, v = pcall(cjson.decode, s)
-  if not ok then return nil, (tostring(v):gsub("^[^:]*:%d+: ", "")) end
+  local v, err = jdecode(s)
+  if err then return nil, (err:gsub("^json%.decode: ", "")) end
   return v
 end
 

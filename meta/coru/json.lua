@@ -27,6 +27,11 @@ function M.encode(value) end
 ---@return boolean
 function M.is_array(t) end
 
+---A codec with its own options (max_depth, sparse_arrays).
+---@param opts? table
+---@return coru.json
+function M.new(opts) end
+
 ---JSON null.
 ---@type lightuserdata
 M.null = nil
