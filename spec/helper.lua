@@ -57,13 +57,14 @@ function M.handles_back_to(n, ms)
 end
 
 -- Run a shell command, return its stdout and exit status. The command is
--- bounded: one that has not ended after SH_LIMIT seconds (scaled) is killed
+-- bounded: one that has not ended after SH_LIMIT seconds (900, scaled;
+-- longer than any bound a spec sets inside, such as exit_spec's) is killed
 -- with its whole process group, status 124 (timeout's), so a child host
 -- that hangs fails its spec instead of hanging the file (reading the
 -- output waits for every process holding the pipe). Its stdin is
 -- /dev/null unless the command gives one: timeout runs it in a process
 -- group of its own, which a terminal would stop on a read.
-local SH_LIMIT = M.ms(tonumber(os.getenv("CORU_SH_LIMIT") or "") or 300)
+local SH_LIMIT = M.ms(tonumber(os.getenv("CORU_SH_LIMIT") or "") or 900)
 function M.sh(cmd)
   local f = io.popen(("timeout -k 5 %d sh -c %s </dev/null; echo \"__status=$?\""):format(SH_LIMIT, M.shq(cmd)))
   local out = f:read("*a")
