@@ -81,6 +81,8 @@ end
 -- a failing one fails later.
 local WAIT_FLOOR = tonumber(os.getenv("CORU_WAIT_FLOOR") or "") or 30000
 local function bound(ms) return M.ms(math.max(ms or 5000, WAIT_FLOOR)) end
+-- The same for a spec's own waits for a peer (floo_helper's replies).
+M.bound = bound
 
 -- Inside a task: poll cond() every few ms until true; fail after ms
 -- (bound(ms): at least 30 s).
