@@ -40,11 +40,12 @@ local function plain(diffs)
   return t
 end
 
--- The differential's options: the server's or the reference's, with an
--- hour for a diff. A diff that hits its deadline stops early, and where
--- one side hit the 1 s and the other did not (a loaded machine) the answers
--- differed; an hour is never hit and keeps every path (a limit of 0 would
--- turn off the half-match speedup).
+-- Options for comparing two computations of a diff (the differential, the
+-- opaque patches): the server's or the reference's, with an hour for a
+-- diff. A diff that hits its deadline stops early, and where one side hit
+-- the 1 s and the other did not (a loaded machine) the answers differed; an
+-- hour is never hit and keeps every path (a limit of 0 would turn off the
+-- half-match speedup).
 local function unhurried(o)
   local t = {}
   for k, v in pairs(o) do t[k] = v end
@@ -397,7 +398,7 @@ describe("coru.dmp API", function()
   end)
 
   it("gives opaque patch lists that apply and print as the tables do (opaque_patches)", function()
-    local d, op = dmp.new(gen.server), dmp.new(gen.server)
+    local d, op = dmp.new(SERVER), dmp.new(SERVER)   -- two diffs compared: neither may stop early
     op.opaque_patches = true
     assert.is_true(op.opaque_patches)
     assert.is_false(d.opaque_patches)
