@@ -86,6 +86,7 @@ typedef struct coru_rt {
   uv_idle_t tick;        /* next-iteration work: coru.pass, reports */
   unsigned tick_epoch;
   int tick_inited;
+  int tick_on;           /* tick is started (uv_is_active without the call) */
   coru_task *pass_head, *pass_tail;
   coru_task *main_task;  /* the host's main task while uv_run runs */
   coru_task *tasks_head; /* every task not finished (coru.tasks) */

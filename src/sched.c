@@ -29,7 +29,7 @@
  * lies between the suspension and the resume, whichever phase it came from. */
 
 static void task_step(coru_task *T, int nargs);
-static void tick_start(void);
+static void tick_start(coru_rt *R);
 
 /* ------------------------------------------------------------ utilities */
 
@@ -412,7 +412,7 @@ static void queue_unobserved(lua_State *L, coru_task *T) {
   push_task(L, T);
   lua_rawseti(L, -2, ++coru_R->unobserved_n);
   lua_pop(L, 1);
-  tick_start();
+  tick_start(coru_R);
 }
 
 /* Report failed tasks that nobody awaited since they failed. */
@@ -577,27 +577,35 @@ void cancel_awaiting(coru_cont *c) {
   T->aux = NULL;
 }
 
-static void task_step(coru_task *T, int nargs) {
+/* One resume of T with nargs values (already shaped). Returns 1 when what
+ * T yielded needs a decision (dispatch), 0 when it ended or suspended in a
+ * native wait: nothing on the stack, nothing to decide. Inlined into the
+ * resume loop and the pass path (tick_cb). */
+static inline __attribute__((always_inline)) int resume_once(coru_rt *R, coru_task *T, int nargs) {
+  coru_task *prev = R->current;
+  R->current = T;
+  T->status = CORU_RUNNING;
+  T->gen++;
+  T->native = 0;
+  int st = lua_resume(T->co, nargs);
+  R->current = prev;
+  if (st != LUA_YIELD) { finish(T, st); return 0; }
+  T->status = CORU_SUSPENDED;
+  return !(T->native == CORU_NATIVE_OWN && T->cont && !T->cancel_pending);
+}
+
+/* The resume loop, after a yield that needs a decision. */
+static void decide_loop(coru_task *T) {
   coru_rt *R = coru_R;
-  lua_State *co = T->co;
+  int nargs;
+  while ((nargs = dispatch(T)) >= 0 && resume_once(R, T, nargs)) {}
+}
+
+static void task_step(coru_task *T, int nargs) {
   /* A resume that lands in a wrapped C function: its wrapper takes the
-   * values shaped (boot.lua wrap). In the loop below, dispatch shapes them. */
-  if (nargs && T->native) nargs = coru_shape(co, nargs);
-  for (;;) {
-    coru_task *prev = R->current;
-    R->current = T;
-    T->status = CORU_RUNNING;
-    T->gen++;
-    T->native = 0;
-    int st = lua_resume(co, nargs);
-    R->current = prev;
-    if (st != LUA_YIELD) { finish(T, st); return; }
-    T->status = CORU_SUSPENDED;
-    /* a native suspension: nothing on the stack, nothing to decide */
-    if (T->native == CORU_NATIVE_OWN && T->cont && !T->cancel_pending) return;
-    nargs = dispatch(T);
-    if (nargs < 0) return;
-  }
+   * values shaped (boot.lua wrap). In the loop, dispatch shapes them. */
+  if (nargs && T->native) nargs = coru_shape(T->co, nargs);
+  if (resume_once(coru_R, T, nargs)) decide_loop(T);
 }
 
 /* The resume object given to a yielded function: upvalues task, gen, used. */
@@ -713,38 +721,50 @@ static void pass_cancel(coru_cont *c) {
   }
 }
 
+/* The pass round trip is the loop's own hop (W1 loop): tick_cb resumes a
+ * passer through the fewest steps. A task in the pass list waits in
+ * T->wait (pass_cancel takes it out of the list when the wait is dropped),
+ * suspended from its own coroutine or an inner one, never dispatching (a
+ * yielded function runs outside any task: it cannot pass). */
 static void tick_cb(uv_idle_t *h) {
+  coru_rt *R = coru_R;
   /* serve the passes queued before this run; the ones they queue, and the
    * ones tagged with this epoch, wait for the next run */
-  unsigned epoch = coru_R->tick_epoch;
-  while (coru_R->pass_head && coru_R->pass_head->aux != (void *)(uintptr_t)epoch) {
-    coru_task *T = coru_R->pass_head;
-    coru_R->pass_head = T->next_pass;
-    if (!coru_R->pass_head) coru_R->pass_tail = NULL;
+  unsigned epoch = R->tick_epoch;
+  coru_task *T;
+  while ((T = R->pass_head) && T->aux != (void *)(uintptr_t)epoch) {
+    coru_task *next = T->next_pass;
+    R->pass_head = next;
+    if (!next) R->pass_tail = NULL;
     T->next_pass = NULL;
-    if (T->in_pass) {
-      T->in_pass = 0;
-      if (wait_claim(T)) wake_task(T, 0, 0);
-    }
+    T->in_pass = 0;
+    if (!wait_claim(T)) continue;
+    if (R->depth) { wake_task(T, 0, 0); continue; }   /* a loop run inside a step */
+    T->waking = 0;   /* woken now: what wake_task and run_task do, without their calls */
+    R->depth = 1;
+    if (resume_once(R, T, 0)) decide_loop(T);
+    R->depth = 0;
+    if (R->ready_head) drain();
   }
-  coru_R->tick_epoch = epoch + 1;
-  if (coru_R->unobserved_n) coru_flush_reports();   /* the common case costs no call */
-  if (!coru_R->pass_head && !coru_R->unobserved_n) uv_idle_stop(h);
+  R->tick_epoch = epoch + 1;
+  if (R->unobserved_n) coru_flush_reports();   /* the common case costs no call */
+  if (!R->pass_head && !R->unobserved_n) { uv_idle_stop(h); R->tick_on = 0; }
 }
 
-static void tick_start(void) {
-  if (!uv_is_active((uv_handle_t *)&coru_R->tick)) uv_idle_start(&coru_R->tick, tick_cb);
+static void tick_start(coru_rt *R) {
+  if (!R->tick_on) { uv_idle_start(&R->tick, tick_cb); R->tick_on = 1; }
 }
 
 static int l_pass(lua_State *L) {
+  coru_rt *R = coru_R;
   coru_task *T = enter_task(L, "coru.pass");
   wait_init(T, pass_cancel);
   T->in_pass = 1;
-  T->aux = (void *)(uintptr_t)coru_R->tick_epoch;
+  T->aux = (void *)(uintptr_t)R->tick_epoch;
   T->next_pass = NULL;
-  if (coru_R->pass_tail) coru_R->pass_tail->next_pass = T; else coru_R->pass_head = T;
-  coru_R->pass_tail = T;
-  tick_start();
+  if (R->pass_tail) R->pass_tail->next_pass = T; else R->pass_head = T;
+  R->pass_tail = T;
+  tick_start(R);
   return wait_yield(L, T);
 }
 
@@ -785,6 +805,7 @@ void coru_sched_close(void) {
   if (coru_R->tick_inited && !uv_is_closing((uv_handle_t *)&coru_R->tick)) {
     coru_R->tick_inited = 0;            /* a later luaopen_coru starts afresh */
     coru_R->pass_head = coru_R->pass_tail = NULL;
+    coru_R->tick_on = 0;
     uv_close((uv_handle_t *)&coru_R->tick, NULL);
   }
 }

@@ -5,7 +5,9 @@
 -- With the JIT on, the handler's loop is one chain of compiled traces
 -- stitched across read_line and write; JIT=off runs it interpreted.
 --   JIT=off       jit.off() before serving
---   JITV=<file>   jit.v log (the traces and where they stitch) to <file>
+--   JITV=<file>   jit.v log (the traces, where they stitch, aborts) to
+--                 <file>, and every second <file>.exits: the trace exits so
+--                 far by trace/exit (a steady state adds none)
 --   PASSES=<n>    passes of string work per request (default 8)
 --   KIND=plain    the plain W2 handler instead (bench/coru/rpc_server.lua's)
 --   KIND=inline   the string work written out in the handler's body (below)
@@ -20,7 +22,26 @@ local type = type
 
 if os.getenv("JIT") == "off" then jit.off() end
 local jitv = os.getenv("JITV")
-if jitv and jitv ~= "" then require("jit.v").start(jitv) end
+if jitv and jitv ~= "" then
+  require("jit.v").start(jitv)
+  -- Exits that reach the exit handler (a guard without a linked side
+  -- trace yet), by trace/exit: a trace left through an exit on every
+  -- request would show here. (One handler per event: jit.v has "trace".)
+  local exits, per = 0, {}
+  jit.attach(function(tr, ex) exits = exits + 1; per[tr .. "/" .. ex] = (per[tr .. "/" .. ex] or 0) + 1 end, "texit")
+  local t = coru.new_timer()
+  t:start(1000, 1000, function()
+    local keys = {}
+    for k in pairs(per) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b) return per[a] > per[b] end)
+    local f = io.open(jitv .. ".exits", "w")
+    f:write(("exits %d; by trace/exit:"):format(exits))
+    for i = 1, math.min(#keys, 12) do f:write(" ", keys[i], "=", per[keys[i]]) end
+    f:write("\n")
+    f:close()
+  end)
+  t:unref()
+end
 local HOST = os.getenv("HOST") or "127.0.0.1"
 local PORT = tonumber(os.getenv("PORT") or "7001")
 local PASSES = tonumber(os.getenv("PASSES") or "8")
