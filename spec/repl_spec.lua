@@ -82,8 +82,10 @@ describe("the REPL", function()
   it("Ctrl-C cancels the running line and clears the typed one; the session goes on", function()
     local out = session({}, {
       "expect:> ",
-      "send:print('run' .. 'ning') coru.sleep(100000)\n",
-      "expect:running",                              -- the line runs (its echo shows 'run' .. 'ning')
+      -- the marker comes from a task 20 ms later, when the line waits in its
+      -- sleep (printed just before it, a Ctrl-C could land before the sleep)
+      "send:coru.spawn(function() coru.sleep(20) print('wait' .. 'ing') end) coru.sleep(100000)\n",
+      "expect:waiting",                              -- (its echo shows 'wait' .. 'ing')
       "send:\x03",
       "expect:interrupted",
       "expect:> ",
