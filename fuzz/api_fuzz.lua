@@ -1,7 +1,8 @@
 -- The Lua API fuzzer: random and edge arguments to every exported function
 -- and every method of every handle type, from a task (then cancelled), from
 -- a callback, behind a C boundary (gsub, sort) and from a user coroutine,
--- with garbage collection interleaved. Run by `make fuzz` (see
+-- with garbage collection interleaved; coru.json and coru.jsonl get calls
+-- of their own, held to their contract (fuzz/api_json.lua). Run by `make fuzz` (see
 -- fuzz/README.md):
 --
 --   build/coru fuzz/api_fuzz.lua [seed [seconds]]
@@ -43,6 +44,8 @@ local function report(s)
   if report_fd >= 0 then ffi.C.write(report_fd, s, #s) else io.stderr:write(s) end
 end
 
+local json_module = assert(loadfile(((arg and arg[0] or ""):match("^(.*/)") or "./") .. "api_json.lua"))
+
 -- ------------------------------------------------------------ the sandbox
 -- Every path the fuzzer makes up is relative (no "/" in generated strings)
 -- and the process works in a fresh temporary directory.
@@ -69,7 +72,7 @@ local excluded = {
   tty_set_mode = true, tty_reset_mode = true, chdir = true,
   ["process.kill"] = true, ["signal.kill"] = true, ["tcp.connect"] = true,
   ["tcp.resolve"] = true, ["tls.connect"] = true, ["process.exec"] = true,
-  ["process.spawn"] = true, spawn_process = true, ["signal.wait"] = false,
+  ["process.spawn"] = true, spawn_process = true, ["signal.wait"] = false, ["jsonl.connect"] = true,
   _getaddrinfo_luv = true, _getnameinfo_luv = true,
 }
 
@@ -178,7 +181,7 @@ local function add_module(prefix, t)
 end
 
 add_module("", coru)
-for _, m in ipairs({"fs", "tcp", "pipe", "process", "tls", "poll", "signal", "serve", "dmp"}) do
+for _, m in ipairs({"fs", "tcp", "pipe", "process", "tls", "poll", "signal", "serve", "dmp", "json", "jsonl"}) do
   local ok, mod = pcall(function() return coru[m] end)
   if ok and type(mod) == "table" then add_module(m .. ".", mod) end
 end
@@ -256,9 +259,18 @@ end
 -- ------------------------------------------------------------ one call
 local calls, errors_seen = 0, 0
 local trace = os.getenv("CORU_FUZZ_TRACE")   -- print each call (finding a hang)
+local json_env = {seed = seed, random = random, value = value, report = report,
+                  track = function(t) pool.tasks[#pool.tasks + 1] = t end}
+local json_call = json_module()(json_env)
 
 local function make_call()
   local fn, args, n, name
+  if random(5) == 1 then
+    calls = calls + 1
+    local call = json_call()
+    if trace then return function() io.stderr:write("call coru.json\n") return call() end end
+    return call
+  end
   if random(3) == 1 then
     local objs = random(2) == 1 and pool.handles or pool.others
     local obj = pick(objs) or pick(pool.tasks)
@@ -360,6 +372,9 @@ ffi.C.chdir("/")
 coru.fs.rmtree(sandbox)
 report(("api fuzz: seed %d: %d calls in %d batches, %d errors reported to on_error, no crash\n")
   :format(seed, calls, batches, errors_seen))
+local js = json_env.stats
+report(("api fuzz: coru.json: %d values encoded and decoded back, %d texts decoded and encoded back; %d jsonl sessions, %d raw lines\n")
+  :format(js.encoded, js.decoded, js.sessions, js.lines))
 -- tasks the calls started may sleep for a minute (sleep(65535)): exit as a
 -- program would, which also exercises exit with everything in flight
 coru.exit(0)

@@ -504,6 +504,54 @@ describe("boundary: classes the API fuzzer found", function()
     assert.matches("refused 50", out)
   end)
 
+  it("fs_close of a descriptor that is not open fails at once: a socket made meanwhile keeps its number", function()
+    local out, status = child([[
+      local coru = require "coru"
+      for i = 1, 50 do
+        local fd = assert(coru.fs_open("/dev/null", "r"))
+        assert(coru.fs_close(fd))
+        local r, msg, name = coru.fs_close(fd, function() error("not called") end)   -- a stale double close
+        assert(r == nil and name == "EBADF", msg)
+        local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(c) c:read() end))   -- takes fd's number
+        coru.sleep(1)
+        local addr, err = srv:getsockname()   -- EBADF when the stale close closed the listener
+        assert(addr, err)
+        assert(coru.tcp.connect("127.0.0.1", addr.port)):close()
+        srv:close()
+      end
+      print("survived")
+    ]])
+    assert.equal(0, status, out)
+    assert.matches("survived", out)
+  end)
+
+  -- Two libuv watchers on one descriptor share its epoll entry: closing
+  -- one removed the entry under the other, whose next change failed
+  -- (ENOENT) and libuv aborted.
+  it("new_poll refuses a descriptor another handle holds, watching or not (one watcher per descriptor)", function()
+    local out, status = child([[
+      local coru, ffi = require "coru", require "ffi"
+      ffi.cdef "int pipe(int fds[2]);"
+      for _ = 1, 20 do
+        local p = ffi.new("int[2]")
+        assert(ffi.C.pipe(p) == 0)
+        local stream = coru.new_pipe()
+        assert(stream:open(p[0]))                 -- the stream holds p[0], not reading yet
+        local h, msg, name = coru.new_poll(p[0])
+        assert(h == nil and name == "EBUSY", msg)
+        local poll = assert(coru.new_poll(p[1]))  -- a poll handle, not started: the second is refused
+        h, msg, name = coru.new_poll(p[1])
+        assert(h == nil and name == "EBUSY", msg)
+        poll:close()
+        stream:close()
+        coru.fs_close(p[1])
+      end
+      print("refused")
+    ]])
+    assert.equal(0, status, out)
+    assert.matches("refused", out)
+  end)
+
   it("fs_close(0..2) leaves the descriptor open on /dev/null", function()
     local out, status = child([[
       local coru = require "coru"

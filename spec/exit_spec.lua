@@ -10,10 +10,12 @@ local asan = H.sh("ldd " .. H.qbin .. " 2>/dev/null | grep -c libasan"):match("^
 local valgrind = not asan and H.sh("command -v valgrind"):match("%S") ~= nil
 
 -- The script of every case: a jsonl encoder (its coru.json codec's buffer,
--- freed only by its __gc), a server, a connection that has read a line,
+-- freed only by its __gc), a codec kept in a coru.work pooled state (freed
+-- when exit closes the pool), a server, a connection that has read a line,
 -- then the exit of arg[1].
 local script = [[
 local j = require "coru.jsonl" j.encode({a = 1})
+coru.work(function() local c = require("coru.json").new() c.encode({("x"):rep(1000)}) package.loaded.kept = c end)
 local srv = coru.tcp.listen("127.0.0.1", 0, function(c) c:write("hello\n") c:read() c:close() end)
 local c = assert(coru.tcp.connect("127.0.0.1", srv:getsockname().port))
 print(c:read_line())
@@ -61,6 +63,19 @@ local function write(path, s)
   f:close()
 end
 
+-- The environment of a child (the host or plain LuaJIT with coru.so):
+-- this tree's Lua files and module, and the sanitizer's runtime with leak
+-- detection in a sanitizer build.
+local function child_env()
+  local env = "LUA_PATH=" .. H.shq(root .. "lua/?.lua;" .. root .. "lua/?/init.lua;;")
+              .. " LUA_CPATH=" .. H.shq(H.bin:gsub("/coru$", "/?.so") .. ";;")
+  if asan then
+    local rt = H.sh("cc -print-file-name=libasan.so"):match("%S+")
+    env = env .. " ASAN_OPTIONS=detect_leaks=1 LD_PRELOAD=" .. H.shq(rt)
+  end
+  return env
+end
+
 -- Runs every case at once (valgrind is slow); returns {name = {out, status}}.
 -- Each is bounded by CASE_LIMIT seconds, a hang detector: twelve valgrind
 -- runs at once on a loaded machine took more than 60 s to print "hello".
@@ -69,20 +84,15 @@ local function run_all(cases)
   local dir = assert(H.sh("mktemp -d"):match("%S+"))
   write(dir .. "/exit.lua", script)
   write(dir .. "/module.lua", module_script)
-  local env = "LUA_PATH=" .. H.shq(root .. "lua/?.lua;" .. root .. "lua/?/init.lua;;")
-  if asan then
-    local rt = H.sh("cc -print-file-name=libasan.so"):match("%S+")
-    env = env .. " ASAN_OPTIONS=detect_leaks=1 LD_PRELOAD=" .. H.shq(rt)
-  end
+  local env = child_env()
   local wrap = valgrind and ("valgrind --quiet --error-exitcode=99 --leak-check=full"
     .. " --errors-for-leak-kinds=definite --suppressions=" .. H.shq(root .. "tools/luajit.supp") .. " ") or ""
   local cmds = {}
   for _, c in ipairs(cases) do
     local prog = c.module and ("luajit " .. H.shq(dir .. "/module.lua"))
                  or (H.qbin .. " " .. H.shq(dir .. "/exit.lua") .. " " .. c.arg)
-    local cpath = c.module and (" LUA_CPATH=" .. H.shq(H.bin:gsub("/coru$", "/?.so") .. ";;")) or ""
-    cmds[#cmds + 1] = ("(%s%s timeout %d %s%s > %s/%s.out 2>&1; echo $? > %s/%s.rc) &"):format(
-      env, cpath, CASE_LIMIT, wrap, prog, dir, c.arg, dir, c.arg)
+    cmds[#cmds + 1] = ("(%s timeout %d %s%s > %s/%s.out 2>&1; echo $? > %s/%s.rc) &"):format(
+      env, CASE_LIMIT, wrap, prog, dir, c.arg, dir, c.arg)
   end
   H.sh(table.concat(cmds, "\n") .. "\nwait")
   local res = {}
@@ -173,5 +183,68 @@ describe("exit with a write the peer never reads", function()
     assert.is_not_nil(pid, out)
     assert.not_matches("Assertion", out, nil, true)
     assert.equal(12, status, out)
+  end)
+end)
+
+-- coru.work's pooled states are closed when the runtime ends, whatever
+-- ends it: a userdata a call left in its state (package.loaded keeps it)
+-- has its __gc run, which appends "closed" to the file arg[1]. A state
+-- still busy in a pool thread when the exit gives up on it ("busy": a call
+-- sleeping 30 s) is left to the process's end: its __gc never runs, and
+-- the exit neither waits for it nor loses its status.
+describe("exit and coru.work's pooled states", function()
+  local keep = [[
+local function keep(path, what)
+  local x = newproxy(true)
+  getmetatable(x).__gc = function() local f = io.open(path, "a") f:write(what, "\n") f:close() end
+  package.loaded["exit_spec.keep"] = x
+end
+]]
+  local host = keep .. [[
+local a = arg[2]
+if a == "busy" then
+  coru.work(function(path) ]] .. keep:gsub("\n", " ") .. [[ keep(path, "busy closed") require("luv").sleep(30000) end,
+            arg[1], function() end)
+  coru.sleep(50)   -- the busy state is taken: the next call gets another
+end
+coru.work(keep, arg[1], "closed")
+if a == "main" then os.exit(3)
+elseif a == "task" then coru.spawn(function() coru.exit(4) end) coru.sleep(10000)
+elseif a == "busy" then coru.exit(5) end
+]]
+  local module = keep .. [[
+local coru = require "coru"
+coru.run(function() coru.work(keep, arg[1], "closed") end)
+if arg[2] == "exit" then coru.exit(6) end   -- without closing the Lua state
+]]
+
+  it("closes them: every __gc of a pooled state runs, a busy state does not hang the exit", function()
+    local dir = H.tmpdir("coru-exit-pool")
+    local hostf, modf = dir .. "/host.lua", dir .. "/module.lua"
+    write(hostf, host)
+    write(modf, module)
+    local env = child_env()
+    local cases = {
+      {"end", 0, H.qbin .. " " .. H.shq(hostf)}, {"main", 3, H.qbin .. " " .. H.shq(hostf)},
+      {"task", 4, H.qbin .. " " .. H.shq(hostf)}, {"busy", 5, H.qbin .. " " .. H.shq(hostf)},
+      {"modend", 0, "luajit " .. H.shq(modf)}, {"exit", 6, "luajit " .. H.shq(modf)},
+    }
+    local cmds = {}
+    for _, c in ipairs(cases) do   -- at once: "busy" takes the exit's two bounded runs (4 s)
+      local gc = dir .. "/" .. c[1] .. ".gc"
+      cmds[#cmds + 1] = ("(%s timeout %d %s %s %s >/dev/null 2>&1; echo $? > %s.rc) &")
+        :format(env, CASE_LIMIT, c[3], H.shq(gc), c[1], H.shq(gc))
+    end
+    H.sh(table.concat(cmds, "\n") .. "\nwait")
+    for _, c in ipairs(cases) do
+      local gc = dir .. "/" .. c[1] .. ".gc"
+      local f = io.open(gc .. ".rc")
+      assert.equal(c[2], tonumber(f:read("*a")), c[1])   -- 124: it hung
+      f:close()
+      f = io.open(gc)
+      assert.equal("closed\n", f and f:read("*a"), c[1])
+      if f then f:close() end
+    end
+    H.sh("rm -rf " .. H.shq(dir))
   end)
 end)

@@ -195,6 +195,14 @@ describe("coru.json", function()
       assert.has_error(function() json.array(5) end, "bad argument #1 to 'array' (table expected, got number)")
       assert.has_error(function() json.object("x") end, "bad argument #1 to 'object' (table expected, got string)")
     end)
+
+    it("name themselves in their argument errors whatever the call site (pcall, an alias)", function()
+      assert.same({false, "bad argument #1 to 'array' (table expected, got userdata)"}, {pcall(json.array, io.stdout)})
+      assert.same({false, "bad argument #1 to 'object' (table expected, got boolean)"}, {pcall(json.object, true)})
+      assert.same({false, "bad argument #1 to 'new' (table expected, got string)"}, {pcall(json.new, "x")})
+      local array = json.array
+      assert.has_error(function() array(1) end, "bad argument #1 to 'array' (table expected, got number)")
+    end)
   end)
 
   describe("new", function()

@@ -412,6 +412,10 @@ CORU_FAMILY(dmp);
 CORU_FAMILY(json);
 CORU_FAMILY(luv);
 
+/* work.c: close the idle pooled states of coru.work (their __gc run);
+ * coru_shutdown calls it once the loop is closed or given up on. */
+void coru_work_close_pool(void);
+
 /* luv's threads (thread.c); what crosses Lua states is in xfer.h. */
 void coru_luv_thread_open(lua_State *S);      /* package.preload.luv of a foreign state */
 void coru_luv_thread_funcs(lua_State *L);     /* new_thread, ..., version into the table at the top */

@@ -406,6 +406,11 @@ static int l_fs_close(lua_State *L) {
   int cb = coru_fs_cbslot(L, 1);
   uv_file fd = checkfd(L, 1, FN);
   if (coru_fd_in_use(coru_R->loop, fd)) return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop or a handle");
+  /* A descriptor that is not open is refused now: the threadpool's close
+   * would close whatever took its number meanwhile (a socket libuv made
+   * for a connect or an accept, under its watcher: epoll then aborts). An
+   * open one keeps its number until the close, so that cannot happen. */
+  if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) return coru_fail(L, UV_EBADF, NULL);
   if (fd <= 2) {   /* 0..2 stay open (libuv asserts if its own files land there): on /dev/null */
     int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
     int old = nul < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);

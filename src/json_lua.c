@@ -38,20 +38,28 @@ static int l_is_array(lua_State *L) {
   return 1;
 }
 
-static int mark(lua_State *L, int which) {
+/* Argument 1 must be a table. The message names the function whatever the
+ * call site: luaL_checktype finds the name in the caller's code, which a
+ * call through pcall or a local alias does not have ('?'). */
+static void check_table(lua_State *L, const char *fn) {
+  if (lua_type(L, 1) != LUA_TTABLE)
+    luaL_error(L, "bad argument #1 to '%s' (table expected, got %s)", fn, luaL_typename(L, 1));
+}
+
+static int mark(lua_State *L, int which, const char *fn) {
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
     lua_newtable(L);
   }
-  luaL_checktype(L, 1, LUA_TTABLE);
+  check_table(L, fn);
   lua_settop(L, 1);
   lua_pushvalue(L, lua_upvalueindex(which));
   lua_setmetatable(L, 1);
   return 1;
 }
 
-static int l_array(lua_State *L) { return mark(L, JSON_UV_ARRAY_MT); }
-static int l_object(lua_State *L) { return mark(L, JSON_UV_OBJECT_MT); }
+static int l_array(lua_State *L) { return mark(L, JSON_UV_ARRAY_MT, "array"); }
+static int l_object(lua_State *L) { return mark(L, JSON_UV_OBJECT_MT, "object"); }
 
 static int codec_gc(lua_State *L) {
   json_codec *c = lua_touserdata(L, 1);
@@ -82,7 +90,7 @@ static void opt_error(lua_State *L, const char *what) {
 
 static int l_new(lua_State *L) {
   int mt = lua_upvalueindex(4);
-  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 1)) check_table(L, "new");
   lua_settop(L, 1);
   json_codec *c = new_codec(L, mt);
   int codec = lua_gettop(L);

@@ -87,6 +87,7 @@ void coru_shutdown(void) {
     loop_stuck = uv_loop_close(R->loop) != 0;   /* still busy: the process is ending, leave it */
   }
   R->loop = NULL;
+  coru_work_close_pool();   /* no call in flight now, or none that will end before the process */
   signal(SIGPIPE, SIG_IGN);   /* libuv left SIG_DFL when its SIGPIPE watcher (signal.c) closed */
 }
 

@@ -43,6 +43,23 @@ static void state_put(lua_State *S) {
   if (S) lua_close(S);
 }
 
+/* At the runtime's end: close every idle pooled state, so that the __gc
+ * of what its calls left (a module's handles, a codec's buffer) runs and
+ * nothing stays reachable. A state busy in a pool thread (a call that
+ * never returned before the exit gave up on it: coru_shutdown's bounded
+ * runs) is not in the pool: it is left to the process's end. One closed
+ * here is out of the pool first, so a thread never gets it again; the
+ * pool serves a later runtime (the module loaded again) with new states. */
+void coru_work_close_pool(void) {
+  lua_State *idle[64];
+  uv_mutex_lock(&pool_mu);
+  int n = npool;
+  memcpy(idle, pool, (size_t)n * sizeof *idle);
+  npool = 0;
+  uv_mutex_unlock(&pool_mu);
+  while (n > 0) lua_close(idle[--n]);
+}
+
 /* ------------------------------------------------------------ work */
 
 
@@ -292,8 +309,11 @@ static void poll_on_close(coru_handle *h) {
 
 static int new_poll(lua_State *L, int socket) {
   int fd = (int)coru_check_int(L, 1, 0, CORU_INT_MAX, "new_poll");
-  if (coru_fd_of_loop(coru_R->loop, fd) || coru_fd_is_closing(fd))   /* check.h; libuv checks the rest */
-    return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop or is being closed");
+  /* One libuv watcher per descriptor: a second one (a stream's, another
+   * poll's, started or not) shares its epoll entry, and closing either
+   * removes it under the other (libuv aborts on its next change). */
+  if (coru_fd_in_use(coru_R->loop, fd))   /* check.h */
+    return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop or a handle, or is being closed");
   poll_handle *p = coru_handle_alloc(L, &poll_type, sizeof *p, offsetof(poll_handle, p));
   return coru_handle_inited(L, &p->base, socket ? uv_poll_init_socket(coru_R->loop, &p->p, fd) : uv_poll_init(coru_R->loop, &p->p, fd));
 }
