@@ -106,10 +106,13 @@ function Client:send(msg)
   return msg.req_id
 end
 
--- next message (nil, "eof"|"timeout"|... when there is none)
+-- next message (nil, "eof"|"timeout"|... when there is none). Here and in
+-- expect, ms is a hang detector: helper.bound makes it at least 30 s (a
+-- create_buf's reply, waiting for its fdatasync, took more than 5 s with
+-- 3 suites on one core).
 function Client:recv(ms)
   if #self.inbox > 0 then return table.remove(self.inbox, 1) end
-  self.s:settimeouts(nil, nil, ms or 5000)
+  self.s:settimeouts(nil, nil, helper.bound(ms))
   local line, err = self.s:read_line()
   if not line then return nil, err end
   return assert(jsonl.decode(line))
@@ -125,7 +128,7 @@ function Client:expect(pred, ms, what)
   for i, m in ipairs(self.inbox) do
     if pred(m) then table.remove(self.inbox, i) return m end
   end
-  local deadline = coru.now() + (ms or 5000)
+  local deadline = coru.now() + helper.bound(ms)
   while true do
     local left = deadline - coru.now()
     if left <= 0 then error("timed out waiting for " .. (what or "a message"), 2) end

@@ -509,23 +509,38 @@ describe("coru.floo", function()
     end)
 
     it("reconnects after a heartbeat timeout, and after a close mid-line, keeping unacknowledged edits", function()
+      -- A short heartbeat_timeout times the silent server out soon, and on a
+      -- loaded machine it may also time out a pong that came late after the
+      -- server spoke again: the spec looks for the disconnects it caused
+      -- among what happened, it does not count them.
       in_room({bufs = {["a.txt"] = "start\n"}}, {{"alice", {heartbeat = 150, heartbeat_timeout = 150}}}, function(srv, s)
         local log = record(s, "disconnect", "reconnect")
         local id = s:find("a.txt").id
         srv:silence(true)
         local t = coru.spawn(function() return s:edit(id, "start\nwhile silent\n") end)
-        helper.wait_until(function() return count(log, "disconnect") == 1 end, 3000, "the heartbeat timeout")
+        helper.wait_until(function() return count(log, "disconnect") >= 1 end, 10000, "the heartbeat timeout")
         assert.equal("heartbeat timeout", log[1].ev.reason)
         assert.is_true(log[1].ev.reconnecting)
         srv:silence(false)
         assert.is_true(t:await())
         assert.equal("start\nwhile silent\n", srv.bufs[id].text)
-        helper.wait_until(function() return count(log, "reconnect") == 1 end, 3000, "the reconnect event")
-        -- a server that hangs up in the middle of a line
-        srv.clients[1]:send_raw('{"name":"patch","id":' .. id, false)
-        srv.clients[1]:drop()
-        helper.wait_until(function() return count(log, "reconnect") == 2 end, 5000, "the second reconnect")
-        assert.equal("closed by peer", log[#log].ev.reason)
+        helper.wait_until(function() return count(log, "reconnect") >= 1 end, 10000, "the reconnect event")
+        -- a server that hangs up in the middle of a line (on whichever
+        -- connection the session has now)
+        local mark = #log
+        for _, c in ipairs({unpack(srv.clients)}) do
+          c:send_raw('{"name":"patch","id":' .. id, false)
+          c:drop()
+        end
+        local dropped
+        helper.wait_until(function()
+          for i = mark + 1, #log do
+            local e = log[i]
+            if e.name == "disconnect" and e.ev.reason == "closed by peer" then dropped = i end
+            if dropped and e.name == "reconnect" then return true end
+          end
+        end, 10000, "the reconnect after the close mid-line")
+        assert.is_true(log[dropped].ev.reconnecting)
         assert.is_true(s:edit(id, "start\nwhile silent\nafter\n"))
         assert.equal("start\nwhile silent\nafter\n", srv.bufs[id].text)
       end)
@@ -562,9 +577,11 @@ describe("coru.floo", function()
           if ignored < 1 then ignored = ignored + 1 return end
           return "default"
         end)
-        local s = assert(join(srv, "alice", {request_timeout = helper.ms(50)}))
+        -- the answered request can come late too on a loaded machine, and
+        -- be asked a third time: at least one more ask is what counts
+        local s = assert(join(srv, "alice", {request_timeout = helper.ms(200)}))
         assert.equal("a\n", s:find("a.txt").text)
-        assert.equal(2, #srv:sent("get_buf"))
+        assert.is_true(#srv:sent("get_buf") >= 2)
       end)
     end)
 

@@ -25,7 +25,7 @@ local function sync(port, user, dir, mode)
 end
 
 local function wait_trees(a, b, what, extra)
-  local ok = coru.timeout(helper.ms(10000), function()
+  local ok = coru.timeout(helper.bound(10000), function()   -- a hang detector: at least 30 s
     while not (same(tree(a), tree(b)) and (not extra or extra(tree(a)))) do coru.sleep(20) end
     return true
   end)
@@ -54,7 +54,7 @@ describe("floo-sync", function()
       local pb = sync(srv.port, "bob", B, "--download")
       local function shared(t) t["debug.log"] = nil t[".git/HEAD"] = nil return t end
       assert(helper.settle(function() return same(shared(tree(A)), tree(B)) end, 10000),
-             "the first download: " .. describe_tree(tree(B)))
+             "the first download: " .. describe_tree(tree(B)) .. "\n" .. table.concat(logs, "\n"))
       assert.is_nil(tree(B)["debug.log"])
       assert.equal("\0\1\2\255binary", tree(B)["logo.bin"])
       local ws = srv:workspace("alice/ws")

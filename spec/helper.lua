@@ -56,18 +56,38 @@ function M.handles_back_to(n, ms)
   return M.live_handles()
 end
 
--- Run a shell command, return its stdout and exit status.
+-- Run a shell command, return its stdout and exit status. The command is
+-- bounded: one that has not ended after SH_LIMIT seconds (900, scaled;
+-- longer than any bound a spec sets inside, such as exit_spec's) is killed
+-- with its whole process group, status 124 (timeout's), so a child host
+-- that hangs fails its spec instead of hanging the file (reading the
+-- output waits for every process holding the pipe). Its stdin is
+-- /dev/null unless the command gives one: timeout runs it in a process
+-- group of its own, which a terminal would stop on a read.
+local SH_LIMIT = M.ms(tonumber(os.getenv("CORU_SH_LIMIT") or "") or 900)
 function M.sh(cmd)
-  local f = io.popen(cmd .. "; echo \"__status=$?\"")
+  local f = io.popen(("timeout -k 5 %d sh -c %s </dev/null; echo \"__status=$?\""):format(SH_LIMIT, M.shq(cmd)))
   local out = f:read("*a")
   f:close()
   local status = tonumber(out:match("__status=(%d+)%s*$"))
   return out:gsub("__status=%d+%s*$", ""), status
 end
 
--- Inside a task: poll cond() every few ms until true; fail after ms.
+-- How long wait_until and settle wait, in ms: what the spec asked, but at
+-- least WAIT_FLOOR (scaled). Those deadlines only tell a hang from a slow
+-- run; they assert no speed, and on a loaded machine (CI's, or 2 cores
+-- running 3 suites) work a spec bounded at 2 s or 10 s took longer: 1,000
+-- dropped connections, a handshake. A passing spec does not wait longer;
+-- a failing one fails later.
+local WAIT_FLOOR = tonumber(os.getenv("CORU_WAIT_FLOOR") or "") or 30000
+local function bound(ms) return M.ms(math.max(ms or 5000, WAIT_FLOOR)) end
+-- The same for a spec's own waits for a peer (floo_helper's replies).
+M.bound = bound
+
+-- Inside a task: poll cond() every few ms until true; fail after ms
+-- (bound(ms): at least 30 s).
 function M.wait_until(cond, ms, what)
-  local ok = coru.timeout(M.ms(ms or 5000), function()
+  local ok = coru.timeout(bound(ms), function()
     while not cond() do coru.sleep(2) end
     return true
   end)
@@ -109,10 +129,11 @@ end
 
 -- Inside a task: poll cond() in the caller's own task (no subtask, no
 -- timer armed while cond runs, so counts of references or handles are not
--- disturbed) until it holds or ms pass. Returns whether it held; the
--- caller asserts on the value with a message of its own.
+-- disturbed) until it holds or ms pass (bound(ms), as wait_until).
+-- Returns whether it held; the caller asserts on the value with a message
+-- of its own.
 function M.settle(cond, ms)
-  local deadline = coru.now() + M.ms(ms or 5000)
+  local deadline = coru.now() + bound(ms)
   while not cond() do
     if coru.now() >= deadline then return false end
     coru.sleep(2)
@@ -223,9 +244,11 @@ local function leftovers(before, now)
 end
 
 -- After a spec: what is still there once background work had up to
--- GATE_GRACE ms to end (a handler finishing its last write, a close
--- callback) fails the spec.
-local GRACE = M.ms(tonumber(os.getenv("CORU_GATE_GRACE") or "") or 1000)
+-- GATE_GRACE ms (5000) to end (a handler finishing its last write, a close
+-- callback) fails the spec. The gate looks again every 5 ms: a clean spec
+-- waits for nothing; 1 s was too short for a handler's last turn with 3
+-- suites sharing one core.
+local GRACE = M.ms(tonumber(os.getenv("CORU_GATE_GRACE") or "") or 5000)
 local function check(before)
   settle()
   local problems = leftovers(before, census())

@@ -9,16 +9,81 @@ local H = require "helper"
 package.preload.luv = package.preload.luv or function() return require "coru.luv" end
 local uv = require "luv"
 
--- Run the loop luv's way until fn's handles are done; fails on a hang.
+-- What the running spec opened: the handles uv.walk shows that were not
+-- there when it began (guard() takes that census), closing ones included.
+local baseline = {}
+local function opened(except)
+  local list = {}
+  uv.walk(function(h) if not baseline[h] and h ~= except then list[#list + 1] = h end end)
+  return list
+end
+
+-- Wait (bounded) until none of list is left in the loop: a close ends on a
+-- later loop turn, when its callback has run.
+local function gone(list)
+  local set = {}
+  for _, h in ipairs(list) do set[h] = true end
+  return H.run(function()
+    return H.settle(function()
+      local left = false
+      uv.walk(function(h) left = left or set[h] == true end)
+      return not left
+    end, 2000)
+  end)
+end
+
+-- Close what the spec still has open (except one handle) and let the
+-- closes end; returns how many there were.
+local function close_opened(except)
+  local list = opened(except)
+  for _, h in ipairs(list) do if not h:is_closing() then h:close() end end
+  assert(gone(list), "the spec's handles did not close")
+  return #list
+end
+
+-- An unreferenced timer that, after ms (scaled), closes every handle the
+-- spec opened and stops a luv run: the loop runs dry, so a uv.run()
+-- waiting for it returns however the spec failed. d.fired tells.
+local function deadline(ms)
+  local d = {fired = false}
+  d.timer = uv.new_timer()
+  d.timer:start(H.ms(ms), 0, function()
+    d.fired = true
+    for _, h in ipairs(opened(d.timer)) do if not h:is_closing() then h:close() end end
+    uv.stop()
+  end)
+  d.timer:unref()
+  return d
+end
+
+-- Run the loop luv's way until the spec's handles are done; fails on a hang
+-- (closing what kept the loop going, so the rest of the file runs).
 local function run_until_done(ms)
-  local guard = uv.new_timer()
-  local fired = false
-  guard:start(H.ms(ms or 5000), 0, function() fired = true; uv.stop() end)
-  guard:unref()
+  local d = deadline(ms or 5000)
   uv.run()
-  guard:close()
-  uv.run()
-  assert(not fired, "the loop did not run dry in time")
+  if not d.timer:is_closing() then d.timer:close() end
+  gone({d.timer})
+  assert(not d.fired, "the loop did not run dry in time")
+end
+
+-- In every block: each spec runs under a deadline of its own (a bare
+-- uv.run() in it cannot hang the file), and whatever it left open (a
+-- failed assertion skips its closes) is closed after it, before the next
+-- spec's uv.run() would wait on it for ever. The leak gate has already
+-- failed such a spec by then.
+local function guard()
+  local d
+  before_each(function()
+    d = deadline(60000)
+    baseline = {}
+    uv.walk(function(h) baseline[h] = true end)
+  end)
+  after_each(function()
+    local left = close_opened(d.timer)
+    if not d.timer:is_closing() then d.timer:close() end
+    gone({d.timer})
+    assert(not d.fired, ("the spec's loop did not run dry in time (%d handle(s) closed)"):format(left))
+  end)
 end
 
 -- A listening server on 127.0.0.1 and its port; each connection gets on_conn(client).
@@ -35,6 +100,7 @@ local function server(on_conn)
 end
 
 describe("coru.luv: loading", function()
+  guard()
   it("is what require 'luv' gives with the preload line, and coru.luv", function()
     assert.equal(require "coru.luv", uv)
     assert.equal(uv, coru.luv)
@@ -84,6 +150,7 @@ describe("coru.luv: loading", function()
 end)
 
 describe("coru.luv: the loop", function()
+  guard()
   it("run() returns false once nothing is left; loop_mode is nil outside, 'default' inside", function()
     assert.is_nil(uv.loop_mode())
     local mode
@@ -169,6 +236,7 @@ describe("coru.luv: the loop", function()
 end)
 
 describe("coru.luv: requests", function()
+  guard()
   it("a callback-mode fs call returns its request, typed 'fs'", function()
     local done
     local req = uv.fs_stat(".", function(err, st) done = {err, st} end)
@@ -261,6 +329,7 @@ describe("coru.luv: requests", function()
 end)
 
 describe("coru.luv: streams", function()
+  guard()
   it("write and shutdown without a callback are queued and return requests", function()
     local got = {}
     local s, port = server(function(c, srv)
@@ -359,7 +428,7 @@ describe("coru.luv: streams", function()
     assert.has_error(function() uv.udp_send(u, "PING", nil, 5) end)
     assert.has_error(function() uv.udp_send(u, "PING", "host", "port") end)
     u:close()
-    uv.run()
+    run_until_done()
   end)
 
   it("operations on a closing handle return libuv's error instead of raising", function()
@@ -369,7 +438,7 @@ describe("coru.luv: streams", function()
     assert.same({nil, "ENOTCONN: socket is not connected", "ENOTCONN"}, {t:shutdown()})
     local tm = uv.new_timer()
     tm:close()
-    uv.run()
+    run_until_done()
     assert.same({nil, "EINVAL: invalid argument", "EINVAL"}, {tm:start(0, 0, function() end)})
   end)
 
@@ -401,6 +470,7 @@ describe("coru.luv: streams", function()
 end)
 
 describe("coru.luv: handles, processes, pipes", function()
+  guard()
   it("handles carry luv's type names and methods, and coru's too", function()
     local p = uv.new_pipe()
     assert.same({"pipe", 7}, {p:get_type()})
@@ -421,7 +491,7 @@ describe("coru.luv: handles, processes, pipes", function()
     local tm = uv.new_timer()
     assert.has_error(function() uv.pipe_pending_count(tm) end)
     tm:close()
-    uv.run()
+    run_until_done()
   end)
 
   it("spawn takes pipes made by new_pipe() in stdio, as luv", function()
@@ -438,7 +508,7 @@ describe("coru.luv: handles, processes, pipes", function()
     end)
     run_until_done()
     h:close()
-    uv.run()
+    run_until_done()
     assert.equal(0, code)
     assert.equal("hello\n", table.concat(got))
   end)
@@ -464,7 +534,7 @@ describe("coru.luv: handles, processes, pipes", function()
     local plain = uv.new_pipe(false)
     assert.has_error(function() uv.write2(plain, "x", plain) end)
     plain:close()
-    uv.run()
+    run_until_done()
   end)
 
   it("pipe() and socketpair() make descriptors", function()
@@ -500,6 +570,7 @@ describe("coru.luv: handles, processes, pipes", function()
 end)
 
 describe("coru.luv: threads", function()
+  guard()
   it("new_thread runs a function with its arguments; join waits for it", function()
     local out = os.tmpname()
     local th = uv.new_thread(function(path, n, flag)

@@ -1,10 +1,14 @@
 # Drives a program through a pseudo-terminal, for repl_spec.lua.
 #   python3 repl_pty.py PROGRAM [ARG...] -- STEP...
-# Steps: "expect:TEXT" waits (5 s at most) until TEXT has been output since
+# Steps: "expect:TEXT" waits (LIMIT s at most) until TEXT has been output since
 # the last expect; "send:TEXT" types TEXT (\n, \x04 escapes); "sleep:SECS".
 # Prints everything the program wrote, then "EXIT <status>"; on a timeout
-# prints what it got and "TIMEOUT <text>" and exits 2.
+# prints what it got and "TIMEOUT <text>" and exits 2. LIMIT (also the wait
+# for the program's exit) is REPL_PTY_LIMIT seconds, 30 by default: a hang
+# detector, which a prompt on a loaded machine took more than 5 s to pass.
 import os, pty, select, sys, time
+
+LIMIT = float(os.environ.get("REPL_PTY_LIMIT", "30"))
 
 i = sys.argv.index("--")
 prog, steps = sys.argv[1:i], sys.argv[i + 1:]
@@ -32,7 +36,7 @@ for step in steps:
     kind, _, arg = step.partition(":")
     text = arg.encode().decode("unicode_escape").encode()
     if kind == "expect":
-        end = time.time() + 5
+        end = time.time() + LIMIT
         while text not in pending:
             left = end - time.time()
             if left <= 0 or not read_some(left):
@@ -46,7 +50,7 @@ for step in steps:
     elif kind == "sleep":
         time.sleep(float(arg))
 
-end = time.time() + 5
+end = time.time() + LIMIT
 while time.time() < end:
     done, status = os.waitpid(pid, os.WNOHANG)
     if done:

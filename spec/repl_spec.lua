@@ -13,7 +13,7 @@ local has_python = select(2, H.sh("command -v python3 >/dev/null 2>&1")) == 0
 -- ("expect:", "send:", "sleep:"); returns what the terminal showed (ending
 -- in "EXIT <status>") and the driver's status.
 local function drive(args, steps)
-  local cmd = {"CORU_HISTORY=/dev/null", "python3", q(here .. "repl_pty.py"), q(bin)}
+  local cmd = {"CORU_HISTORY=/dev/null", "REPL_PTY_LIMIT=" .. H.ms(30), "python3", q(here .. "repl_pty.py"), q(bin)}
   for _, a in ipairs(args) do cmd[#cmd + 1] = q(a) end
   cmd[#cmd + 1] = "--"
   for _, s in ipairs(steps) do cmd[#cmd + 1] = q(s) end
@@ -45,7 +45,7 @@ describe("the REPL", function()
       "send:ticks = 0; bg = coru.spawn(function() while true do coru.sleep(5) ticks = ticks + 1 end end)\n",
       "expect:\n> ",
       "sleep:0.3",                                   -- between prompts: the loop runs
-      "send:=ticks >= 20, 'between'\n",
+      "send:=ticks >= 5, 'between'\n",              -- 60 ticks idle, 5 on a loaded machine
       "expect:\n> ",
       "send:t0 = coru.now(); coru.sleep(100); n = ticks\n",   -- a suspending line
       "expect:\n> ",
@@ -82,13 +82,15 @@ describe("the REPL", function()
   it("Ctrl-C cancels the running line and clears the typed one; the session goes on", function()
     local out = session({}, {
       "expect:> ",
-      "send:coru.sleep(100000)\n",
-      "sleep:0.3",
+      -- the marker comes from a task 20 ms later, when the line waits in its
+      -- sleep (printed just before it, a Ctrl-C could land before the sleep)
+      "send:coru.spawn(function() coru.sleep(20) print('wait' .. 'ing') end) coru.sleep(100000)\n",
+      "expect:waiting",                              -- (its echo shows 'wait' .. 'ing')
       "send:\x03",
       "expect:interrupted",
       "expect:> ",
       "send:abc",
-      "sleep:0.2",
+      "expect:abc",                                  -- typed: the line editor has read it
       "send:\x03",
       "expect:> ",
       "send:=1+1\n",
@@ -102,18 +104,18 @@ describe("the REPL", function()
   it("Ctrl-C interrupts a line busy in Lua (a compiled loop too), a busy task or callback; the session goes on", function()
     local out = drive({}, {
       "expect:> ",
-      "send:while true do end\n",                       -- would be a JIT-compiled loop
-      "sleep:0.3",
+      "send:print('run' .. 'ning') while true do end\n",   -- would be a JIT-compiled loop
+      "expect:running",                                 -- running, not only typed: Ctrl-C interrupts it
       "send:\x03",
       "expect:interrupted",
       "expect:> ",
-      "send:local x = 0 for i = 1, 1e12 do x = x + i end\n",
-      "sleep:0.3",
+      "send:print('run' .. 'ning') local x = 0 for i = 1, 1e12 do x = x + i end\n",
+      "expect:running",
       "send:\x03",
       "expect:interrupted",
       "expect:> ",
-      "send:coru.new_timer():start(10, 0, function() while true do end end)\n",
-      "sleep:0.3",
+      "send:coru.new_timer():start(10, 0, function() print('cb' .. 'busy') while true do end end)\n",
+      "expect:cbbusy",
       "send:\x03",
       "expect:unhandled error: interrupted",            -- the callback's error is reported
       "send:=40+2\n",

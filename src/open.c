@@ -181,7 +181,8 @@ static void flush_and_close(void) {
     /* Not reentrant in general, but this call never returns to the outer
      * uv_run: exit() follows. Late completions resume nothing (shutting down). */
     uv_run(coru_R->loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&t, NULL);   /* finished by the shutdown's run */
+    /* finished by the shutdown's run; flush_timeout's walk closed it already */
+    if (!uv_is_closing((uv_handle_t *)&t)) uv_close((uv_handle_t *)&t, NULL);
   }
 }
 
