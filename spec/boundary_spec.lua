@@ -544,6 +544,39 @@ describe("boundary: classes the API fuzzer found", function()
     assert.matches("survived", out)
   end)
 
+  -- fs_close of an open directory stream's descriptor left its closedir to
+  -- close whatever took the number: a listener's socket, whose watcher then
+  -- sat on the next socket made (the API fuzzer's main loop spun for ever).
+  it("fs_close refuses an open directory stream's descriptor until its closedir", function()
+    local out, status = child([[
+      local coru = require "coru"
+      local path = assert(coru.fs_mkdtemp("/tmp/coru-dirfd-XXXXXX"))
+      for _ = 1, 20 do
+        local dir = assert(coru.fs_opendir(path))
+        local dfd
+        for f = 3, 256 do
+          if coru.fs_readlink("/proc/self/fd/" .. f) == path then dfd = f end
+        end
+        assert(dfd, "the directory stream's descriptor")
+        local r, msg, name = coru.fs_close(dfd)
+        assert(r == nil and name == "EBUSY", msg)
+        assert(msg:find("directory", 1, true), msg)
+        local srv = assert(coru.tcp.listen("127.0.0.1", 0, function(c) c:read() end))
+        assert(coru.fs_closedir(dir))
+        local addr, err = srv:getsockname()   -- EBADF when the closedir closed the listener
+        assert(addr, err)
+        assert(coru.tcp.connect("127.0.0.1", addr.port)):close()
+        srv:close()
+        r, msg, name = coru.fs_close(dfd)     -- closed and no longer held: not open
+        assert(r == nil and name == "EBADF", msg)
+      end
+      assert(coru.fs_rmdir(path))
+      print("refused")
+    ]])
+    assert.equal(0, status, out)
+    assert.matches("refused", out)
+  end)
+
   -- Two libuv watchers on one descriptor share its epoll entry: closing
   -- one removed the entry under the other, whose next change failed
   -- (ENOENT) and libuv aborted.

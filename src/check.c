@@ -155,31 +155,31 @@ void coru_fds_snapshot(int phase) {
   }
 }
 
-/* Descriptors whose fs_close runs in the threadpool (a multiset: a few at
+/* Descriptors coru holds outside a handle (check.h; a multiset: a few at
  * a time). */
-static int *closing_fds;
-static size_t n_closing, cap_closing;
+static int *held_fds;
+static size_t n_held, cap_held;
 
-int coru_fd_closing(int fd, int on) {
+int coru_fd_hold(int fd, int on) {
   if (on) {
-    if (n_closing == cap_closing) {
-      size_t cap = cap_closing ? 2 * cap_closing : 16;
-      int *p = realloc(closing_fds, cap * sizeof *p);
+    if (n_held == cap_held) {
+      size_t cap = cap_held ? 2 * cap_held : 16;
+      int *p = realloc(held_fds, cap * sizeof *p);
       if (!p) return UV_ENOMEM;
-      closing_fds = p;
-      cap_closing = cap;
+      held_fds = p;
+      cap_held = cap;
     }
-    closing_fds[n_closing++] = fd;
+    held_fds[n_held++] = fd;
     return 0;
   }
-  for (size_t i = 0; i < n_closing; i++) {
-    if (closing_fds[i] == fd) { closing_fds[i] = closing_fds[--n_closing]; break; }
+  for (size_t i = 0; i < n_held; i++) {
+    if (held_fds[i] == fd) { held_fds[i] = held_fds[--n_held]; break; }
   }
   return 0;
 }
 
-int coru_fd_is_closing(int fd) {
-  for (size_t i = 0; i < n_closing; i++) if (closing_fds[i] == fd) return 1;
+int coru_fd_held(int fd) {
+  for (size_t i = 0; i < n_held; i++) if (held_fds[i] == fd) return 1;
   return 0;
 }
 
@@ -192,7 +192,7 @@ int coru_fd_of_loop(uv_loop_t *loop, int fd) {
 
 int coru_fd_in_use(uv_loop_t *loop, int fd) {
   if (fd < 0 || !loop) return 0;
-  if (coru_fd_of_loop(loop, fd) || coru_fd_is_closing(fd)) return 1;
+  if (coru_fd_of_loop(loop, fd) || coru_fd_held(fd)) return 1;
   fd_probe p = {fd, 0};
   uv_walk(loop, probe_handle, &p);
   return p.found;

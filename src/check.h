@@ -56,15 +56,20 @@ int coru_newmt(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_
 const char *coru_safe_tostring(lua_State *L, int idx);
 
 /* Is fd one that libuv's loop uses itself (epoll, its signal and wakeup
- * pipes, inotify), that a live handle holds, or whose fs_close is running? Closing it under them ends
- * in an assertion inside libuv: fs_close refuses (EBUSY). */
+ * pipes, inotify), that a live handle holds, or that coru holds outside a
+ * handle (coru_fd_hold)? Closing it under them ends in an assertion inside
+ * libuv, or a watcher left on a number another descriptor took (its loop
+ * spins or waits for ever): fs_close refuses (EBUSY). */
 int coru_fd_in_use(uv_loop_t *loop, int fd);
-/* fs_close in the threadpool: on = 1 when it starts (0 or UV_ENOMEM), 0
- * when it ends. Until then the descriptor counts as in use: handed to
- * libuv meanwhile (new_poll, tcp_open, ...), it would be closed under its
- * watcher (an abort in libuv); closed again, the number may be another's. */
-int coru_fd_closing(int fd, int on);
-int coru_fd_is_closing(int fd);
+/* Descriptors coru holds outside any handle (a multiset): on = 1 when the
+ * hold starts (0 or UV_ENOMEM), 0 when it ends. An fs_close running in the
+ * threadpool (handed to libuv meanwhile, new_poll, tcp_open, ..., the
+ * descriptor would be closed under its watcher; closed again, the number
+ * may be another's) and an open directory stream (fs_opendir: closed
+ * under it, its closedir would close whatever took the number, a
+ * listener's socket say, and leave its watcher on the new descriptor). */
+int coru_fd_hold(int fd, int on);
+int coru_fd_held(int fd);
 /* Is fd one of the loop's own (the first half of coru_fd_in_use)? Bytes
  * written to or read from its signal pipe are messages libuv trusts (a
  * handle pointer: a crash): the fs calls on a descriptor refuse (EBUSY). */

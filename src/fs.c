@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include "coru.h"
 #include "check.h"
 #include "fs.h"
@@ -39,6 +40,7 @@ typedef struct fs_dir {
   size_t nents;
   int busy;           /* a readdir/closedir is pending */
   int closed;
+  int fd;             /* the stream's descriptor while held (check.h), or -1 */
 } fs_dir;
 
 #define DIR_MT "coru.fs_dir"
@@ -234,12 +236,19 @@ static int push_result(lua_State *L, fs_req *r) {
   }
 }
 
+/* The directory stream is closed: its descriptor is no longer held. */
+static void dir_closed(fs_dir *d) {
+  d->closed = 1;
+  if (d->fd >= 0) coru_fd_hold(d->fd, 0);
+  d->fd = -1;
+}
+
 /* readdir/closedir pending on a dir: done (the names were copied). */
 static void dir_done(fs_req *r) {
   if (!r->dir) return;
   r->dir->busy = 0;
   if (r->req.fs_type == UV_FS_CLOSEDIR) {
-    if (r->req.result >= 0) r->dir->closed = 1;
+    if (r->req.result >= 0) dir_closed(r->dir);
     /* A closedir that never ran (cancelled) leaves req.ptr on the
      * uv_dir_t, and uv_fs_req_cleanup frees req.ptr for every type but
      * opendir: the directory is still ours and still open (__gc closes it). */
@@ -251,7 +260,7 @@ static void dir_done(fs_req *r) {
 
 static void fs_cb(uv_fs_t *req) {
   fs_req *r = req->data;
-  if (req->fs_type == UV_FS_CLOSE) coru_fd_closing(req->file, 0);
+  if (req->fs_type == UV_FS_CLOSE) coru_fd_hold(req->file, 0);
   dir_done(r);
   lua_State *S = coru_cont_begin(&r->cont);
   if (S) {
@@ -405,7 +414,8 @@ static int l_fs_open(lua_State *L) {
 static int l_fs_close(lua_State *L) {
   int cb = coru_fs_cbslot(L, 1);
   uv_file fd = checkfd(L, 1, FN);
-  if (coru_fd_in_use(coru_R->loop, fd)) return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop or a handle");
+  if (coru_fd_in_use(coru_R->loop, fd))
+    return coru_fail(L, UV_EBUSY, "the descriptor belongs to the event loop, a handle or an open directory stream, or is being closed");
   /* A descriptor that is not open is refused now: the threadpool's close
    * would close whatever took its number meanwhile (a socket libuv made
    * for a connect or an accept, under its watcher: epoll then aborts). An
@@ -420,9 +430,9 @@ static int l_fs_close(lua_State *L) {
   }
   fs_req *r = newreq(L, cb, FN);
   int async = r->cont.mode != CORU_MODE_NONE;   /* until fs_cb, fd is in use (check.h) */
-  int ret = async ? coru_fd_closing(fd, 1) : 0;
+  int ret = async ? coru_fd_hold(fd, 1) : 0;
   if (ret == 0) ret = uv_fs_close(coru_R->loop, &r->req, fd, async ? fs_cb : NULL);
-  if (ret < 0 && async) coru_fd_closing(fd, 0);
+  if (ret < 0 && async) coru_fd_hold(fd, 0);
   return fs_finish(L, r, ret);
 }
 
@@ -605,6 +615,7 @@ static int l_fs_scandir_next(lua_State *L) {
 static void push_dir(lua_State *L, fs_req *r) {
   fs_dir *d = lua_newuserdata(L, sizeof *d);
   memset(d, 0, sizeof *d);
+  d->fd = -1;
   d->dir = r->req.ptr;
   d->nents = r->nents;
   d->ents = calloc(d->nents, sizeof *d->ents);
@@ -619,6 +630,10 @@ static void push_dir(lua_State *L, fs_req *r) {
   }
   d->dir->dirents = d->ents;
   d->dir->nentries = d->nents;
+  /* held until closed: fs_close refuses it (EBUSY), or the closedir would
+   * close whatever took its number */
+  int fd = dirfd((DIR *)d->dir->dir);
+  if (fd >= 0 && coru_fd_hold(fd, 1) == 0) d->fd = fd;
 }
 
 static fs_dir *checkdir(lua_State *L, int i, const char *fn) {
@@ -676,7 +691,7 @@ static int dir_gc(lua_State *L) {
     uv_fs_t c;
     uv_fs_closedir(NULL, &c, d->dir, NULL);
     uv_fs_req_cleanup(&c);
-    d->closed = 1;
+    dir_closed(d);
   }
   free(d->ents);
   d->ents = NULL;
