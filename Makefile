@@ -218,10 +218,11 @@ fuzz-c: $(FUZZ_BINS)
 	  grep -E "stat::number_of_executed_runs|Done" $(FUZZ_BUILD)/$$n.log | tr '\n' ' '; echo; \
 	done
 
+# handle_abort=1: a bare abort() (libuv has a few) leaves a stack in the report
 fuzz-api: all
 	@mkdir -p $(FUZZ_BUILD) && rm -f $(FUZZ_BUILD)/api-san.*
 	@echo "fuzz: api_fuzz.lua in $(BUILD)/coru for $(FUZZ_TIME) s, seed $(FUZZ_SEED)"
-	@ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/$(FUZZ_BUILD)/api-san \
+	@ASAN_OPTIONS=detect_leaks=0:handle_abort=1:log_path=$(CURDIR)/$(FUZZ_BUILD)/api-san \
 	 UBSAN_OPTIONS=log_path=$(CURDIR)/$(FUZZ_BUILD)/api-san $(SPEC_ENV) CORU_FUZZ_KNOWN=$(FUZZ_KNOWN) \
 	 timeout -k 10 $$(( $(FUZZ_TIME) + 60 )) $(BUILD)/coru fuzz/api_fuzz.lua $(FUZZ_SEED) $(FUZZ_TIME) \
 	   </dev/null >/dev/null 2>$(FUZZ_BUILD)/api.log; st=$$?; \

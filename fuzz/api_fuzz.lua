@@ -35,13 +35,43 @@ pcall(ffi.cdef, [[
   int socketpair(int domain, int type, int protocol, int sv[2]);
   int chdir(const char *path);
   int close(int fd);
+  int dup2(int oldfd, int newfd);
   int fcntl(int fd, int cmd, ...);
   long write(int fd, const void *buf, unsigned long n);
+  long readlink(const char *path, char *buf, unsigned long size);
 ]])
--- The report goes to a private copy of stderr: the calls may close fd 2.
-local report_fd = ffi.C.fcntl(2, 1030, ffi.new("int", 900))   -- F_DUPFD_CLOEXEC
+
+-- ------------------------------------------------------------ stdio
+-- A crash message (libuv's assert, LuaJIT's panic, coru's own) goes to fd
+-- 2, the log: no call may close or replace the process's stdio. Calls that
+-- close or adopt a descriptor never get 0..2 (see guard below); each batch
+-- checks that 0..2 are still what they were, against private copies made
+-- now, and a change is a finding of the fuzzer's own (its guard has a
+-- hole): reported through the copy of stderr, stdio restored, status 4.
+local saved = {}
+for fd = 0, 2 do saved[fd] = ffi.C.fcntl(fd, 1030, ffi.new("int", 900))   -- F_DUPFD_CLOEXEC
+end
+local link_buf = ffi.new("char[4096]")
+local function fd_target(fd)
+  local n = ffi.C.readlink("/proc/self/fd/" .. fd, link_buf, 4096)
+  return n >= 0 and ffi.string(link_buf, n) or nil
+end
 local function report(s)
-  if report_fd >= 0 then ffi.C.write(report_fd, s, #s) else io.stderr:write(s) end
+  local fd = saved[2] >= 0 and saved[2] or 2
+  ffi.C.write(fd, s, #s)
+end
+local stdio_broken = 0
+local function check_stdio(where)
+  for fd = 0, 2 do
+    local want = saved[fd] >= 0 and fd_target(saved[fd])
+    local got = fd_target(fd)
+    if want and got ~= want then
+      stdio_broken = stdio_broken + 1
+      report(("api fuzz: fd %d stopped being %s (now %s) %s: the stdio guard has a hole; restored\n")
+        :format(fd, want, tostring(got), where))
+      ffi.C.dup2(saved[fd], fd)
+    end
+  end
 end
 
 local json_module = assert(loadfile(((arg and arg[0] or ""):match("^(.*/)") or "./") .. "api_json.lua"))
@@ -186,6 +216,41 @@ for _, m in ipairs({"fs", "tcp", "pipe", "process", "tls", "poll", "signal", "se
   if ok and type(mod) == "table" then add_module(m .. ".", mod) end
 end
 
+-- CORU_FUZZ_ONLY=name,name,...: call only these functions (names as the
+-- trace prints them: "fs_close", "fs.close"; "open" for the methods of
+-- that name), to bisect a finding
+local only = os.getenv("CORU_FUZZ_ONLY")
+if only and only ~= "" then
+  local set = {}
+  for n in only:gmatch("[^,%s]+") do set[n] = true end
+  local kept = {}
+  for _, t in ipairs(targets) do if set[t.name] then kept[#kept + 1] = t end end
+  targets, only = kept, set
+  report(("api fuzz: only %s (%d functions, and the methods of these names)\n"):format(os.getenv("CORU_FUZZ_ONLY"), #kept))
+else
+  only = nil
+end
+
+-- The calls that close or adopt a descriptor (a handle opened on fd 2
+-- closes it with the handle) never see the process's stdio nor the
+-- fuzzer's private copies: such an argument becomes -1 (refused). Not one
+-- of the fuzzer's pipes: those calls would then close it again and again,
+-- and whatever reuses its number next (10 runs in 30 hung that way).
+local closers = {}
+for _, n in ipairs({"fs_close", "pipe_open", "tcp_open", "udp_open", "new_tty", "new_stdio"}) do
+  if coru[n] then closers[coru[n]] = true end
+end
+if type(coru.fs) == "table" and coru.fs.close then closers[coru.fs.close] = true end
+local closer_methods = {open = true}
+local protected = {[0] = true, [1] = true, [2] = true}
+for fd = 0, 2 do if saved[fd] >= 0 then protected[saved[fd]] = true end end
+local function guard(args, n)
+  for i = 1, n do
+    local v = tonumber(args[i])
+    if v and protected[v] then args[i] = -1 end
+  end
+end
+
 -- handle makers: each returns a fresh object of one type
 local makers = {
   function() return coru.new_timer() end,
@@ -227,11 +292,13 @@ local function methods_of(obj)
     m = {}
     local idx = rawget(mt, "__index")
     if type(idx) == "table" then
-      for k, v in pairs(idx) do if type(v) == "function" and not excluded[k] then m[#m + 1] = v end end
+      for k, v in pairs(idx) do
+        if type(v) == "function" and not excluded[k] and (not only or only[k]) then m[#m + 1] = {name = k, fn = v} end
+      end
     end
     for _, k in ipairs({"__tostring", "__gc", "__len", "__index"}) do
       local f = rawget(mt, k)
-      if type(f) == "function" then m[#m + 1] = f end
+      if type(f) == "function" and (not only or only[k]) then m[#m + 1] = {name = k, fn = f} end
     end
     method_cache[mt] = m
   end
@@ -264,20 +331,21 @@ local json_env = {seed = seed, random = random, value = value, report = report,
 local json_call = json_module()(json_env)
 
 local function make_call()
-  local fn, args, n, name
-  if random(5) == 1 then
+  local fn, args, n, name, closes
+  if not only and random(5) == 1 then
     calls = calls + 1
     local call = json_call()
     if trace then return function() io.stderr:write("call coru.json\n") return call() end end
     return call
   end
-  if random(3) == 1 then
+  if random(3) == 1 or #targets == 0 then
     local objs = random(2) == 1 and pool.handles or pool.others
     local obj = pick(objs) or pick(pool.tasks)
     local ms = obj ~= nil and methods_of(obj)
     if ms and #ms > 0 then
-      fn = ms[random(#ms)]
-      name = "method of " .. tostring(type(obj) == "userdata" and (debug.getmetatable(obj) or {}).__name or type(obj))
+      local m = ms[random(#ms)]
+      fn, closes = m.fn, closer_methods[m.name]
+      name = m.name .. " method of " .. tostring(type(obj) == "userdata" and (debug.getmetatable(obj) or {}).__name or type(obj))
       n = random(0, 4)
       args = {random(8) == 1 and value() or obj}
       for i = 2, n + 1 do args[i] = value() end
@@ -285,12 +353,14 @@ local function make_call()
     end
   end
   if not fn then
+    if #targets == 0 then return function() end end
     local t = targets[random(#targets)]
-    fn, name = t.fn, t.name
+    fn, name, closes = t.fn, t.name, closers[t.fn]
     n = random(0, 5)
     args = {}
     for i = 1, n do args[i] = value() end
   end
+  if closes then guard(args, n) end
   calls = calls + 1
   if trace then
     local shown = {}
@@ -355,6 +425,7 @@ while coru.hrtime() < deadline do
     live[i] = nil
   end
   coru.on_error(quiet)
+  check_stdio(("after batch %d"):format(batches))
   if batches % 20 == 0 then refresh_pool() end
   if batches % 500 == 0 then
     for _, h in ipairs(pool.handles) do pcall(coru.close, h) end
@@ -370,11 +441,14 @@ coru.walk(function(h) pcall(coru.close, h) end)
 coru.sleep(20)
 ffi.C.chdir("/")
 coru.fs.rmtree(sandbox)
-report(("api fuzz: seed %d: %d calls in %d batches, %d errors reported to on_error, no crash\n")
+check_stdio("at the end")
+-- through fd 2 itself: the log still gets what the process writes there
+io.stderr:write(("api fuzz: seed %d: %d calls in %d batches, %d errors reported to on_error, no crash\n")
   :format(seed, calls, batches, errors_seen))
 local js = json_env.stats
 report(("api fuzz: coru.json: %d values encoded and decoded back, %d texts decoded and encoded back; %d jsonl sessions, %d raw lines\n")
   :format(js.encoded, js.decoded, js.sessions, js.lines))
+if stdio_broken > 0 then coru.exit(4) end
 -- tasks the calls started may sleep for a minute (sleep(65535)): exit as a
 -- program would, which also exercises exit with everything in flight
 coru.exit(0)

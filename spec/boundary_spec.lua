@@ -359,6 +359,25 @@ describe("boundary: exit flushes queued stream writes", function()
   end
 end)
 
+describe("boundary: sanitizer reports of child processes", function()
+  it("a report written by a sanitized child is caught, wherever its stderr went", function()
+    if not H.watching_child_reports() then
+      pending("not a sanitizer build (make test SANITIZE=1): children write no reports")
+      return
+    end
+    -- a double free in the child, its stderr thrown away
+    local out, status = H.sh(H.qbin .. [[ -e '
+      local ffi = require "ffi"
+      ffi.cdef "void *malloc(size_t n); void free(void *p);"
+      local p = ffi.C.malloc(8)
+      ffi.C.free(p) ffi.C.free(p)' 2>/dev/null]])
+    assert.equal("", out)
+    assert.not_equal(0, status)
+    local report = H.child_reports()   -- taken here: the gate would fail this spec on it
+    assert.matches("AddressSanitizer: attempting double%-free", report)
+  end)
+end)
+
 describe("boundary: poll and TLS misuse", function()
   it("coru.poll.wait returns nil, 'closed' when its handle is closed", function()
     local ffi = require "ffi"

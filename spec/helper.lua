@@ -300,23 +300,101 @@ local function reap_children()
   for _, p in ipairs(list) do M.reap(p) end
 end
 
+-- ------------------------------------------------------------ sanitizer reports of children
+
+-- Whether this process runs under ASan/UBSan (make test SANITIZE=1: the
+-- sanitized host, or luajit with libasan preloaded for the sanitized
+-- coru.so). Its children (the host a spec runs, coru.so in a luajit) are
+-- sanitized too.
+local function sanitized()
+  local f = io.open("/proc/self/maps")
+  if not f then return false end
+  local maps = f:read("*a")
+  f:close()
+  return maps:find("libasan", 1, true) ~= nil
+end
+
+-- Under a sanitizer, every child process writes its sanitizer reports
+-- (ASan, UBSan, LeakSanitizer) to files in san_dir instead of its stderr,
+-- wherever that stderr goes (a pipe a spec ignores, /dev/null): the
+-- ASAN_OPTIONS and UBSAN_OPTIONS this process passes on name the
+-- directory in log_path. The gate fails the spec during which a report
+-- appeared, quoting it. A command that sets ASAN_OPTIONS itself extends
+-- "$ASAN_OPTIONS" to keep this.
+local san_dir
+local function watch_child_reports()
+  if not sanitized() then return end
+  -- mktemp, not fs_mkdtemp: busted requires this file from a C function
+  san_dir = assert(M.sh("mktemp -d \"${TMPDIR:-/tmp}/coru-san-XXXXXX\""):match("[^\n]+"))
+  pcall(ffi.cdef, "int setenv(const char *name, const char *value, int overwrite);")
+  for _, var in ipairs({"ASAN_OPTIONS", "UBSAN_OPTIONS"}) do
+    local old = os.getenv(var)
+    local v = (old and old ~= "" and old .. ":" or "") .. "log_path=" .. san_dir .. "/report"
+    assert(ffi.C.setenv(var, v, 1) == 0, "setenv " .. var)
+  end
+end
+
+-- The reports children wrote since the last look, removed; nil if none.
+local function child_reports()
+  if not san_dir then return nil end
+  local p = io.popen("ls " .. M.shq(san_dir))
+  local names = p:read("*a")
+  p:close()
+  local out = {}
+  for name in names:gmatch("[^\n]+") do
+    local path = san_dir .. "/" .. name
+    local f = io.open(path, "rb")
+    if f then
+      local text = f:read("*a")
+      f:close()
+      -- the first 60 lines: the report's kind, frames and summary
+      local stop = 0
+      for _ = 1, 60 do stop = text:find("\n", stop + 1, true) or #text if stop == #text then break end end
+      out[#out + 1] = name .. ":\n" .. text:sub(1, stop)
+    end
+    os.remove(path)
+  end
+  return #out > 0 and table.concat(out, "\n") or nil
+end
+
+M.child_reports = child_reports
+function M.watching_child_reports() return san_dir ~= nil end
+
+local function fail_on_child_reports(when)
+  local r = child_reports()
+  if r then error("sanitizer report of a child process " .. when .. ":\n" .. r, 0) end
+end
+
 -- Install the gate (spec/gate.lua, busted's helper): each spec's body is
--- wrapped so that what it leaves behind fails that spec; at the end of
--- every spec, the children of M.spawn still there are reaped.
+-- wrapped so that what it leaves behind fails that spec, and so does a
+-- sanitizer report of a child process; at the end of every spec, the
+-- children of M.spawn still there are reaped.
 function M.gate()
   local busted = require "busted"
+  watch_child_reports()
   busted.subscribe({"test", "start"}, function(element)
     local run = element.run
     element.run = function(...)
+      -- a report left by an earlier spec that failed before its own look
+      fail_on_child_reports("written before this spec began")
       settle()
       local before = census()
       run(...)
       check(before)
+      fail_on_child_reports("during this spec")
     end
     return nil, true
   end)
   busted.subscribe({"test", "end"}, function()
     reap_children()
+    return nil, true
+  end)
+  busted.subscribe({"suite", "end"}, function()
+    if san_dir then
+      local r = child_reports()
+      if r then io.stderr:write("sanitizer report of a child process after the last spec:\n", r, "\n") end
+      os.remove(san_dir)
+    end
     return nil, true
   end)
 end

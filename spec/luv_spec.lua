@@ -182,6 +182,29 @@ describe("coru.luv: the loop", function()
     assert.has_error(function() uv.run("sometimes") end)
   end)
 
+  it("run('nowait') and run('once') right after a close: its callback has run, false (nothing left)", function()
+    local closed = 0
+    uv.new_timer():close(function() closed = closed + 1 end)
+    assert.is_false(uv.run("nowait"))
+    assert.equal(1, closed)
+    uv.new_idle():close(function() closed = closed + 1 end)
+    assert.is_false(uv.run("once"))
+    assert.equal(2, closed)
+  end)
+
+  it("run('nowait') does not wait for a pending timer; run('once') does", function()
+    local far, near = uv.new_timer(), uv.new_timer()
+    local fired = false
+    far:start(60000, 0, function() end)
+    assert.is_true(uv.run("nowait"))   -- the far timer is still to come
+    near:start(20, 0, function() fired = true end)
+    assert.is_true(uv.run("once"))     -- until the near one fired; the far one is left
+    assert.is_true(fired)
+    far:close()
+    near:close()
+    assert.is_false(uv.run("nowait"))
+  end)
+
   it("a one-shot timer's callback may set_repeat and again (libuv restarts it)", function()
     local t = uv.new_timer()
     local n = 0

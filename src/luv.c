@@ -32,12 +32,14 @@
 typedef struct waiter {
   coru_cont cont;
   struct waiter *next;
-  int once;                       /* "once"/"nowait": one iteration, not until idle */
+  int mode;                       /* 0 default, 1 once, 2 nowait */
+  int seen;                       /* a prepare phase has begun since the call */
 } waiter;
 
 static uv_prepare_t watch;        /* data NULL: coru_shutdown closes it as a plain uv handle */
-static uv_idle_t kick;            /* one iteration without blocking: watch looks again */
+static uv_idle_t kick;            /* active: the poll does not block (nowait, or once with nothing to wait for) */
 static int watch_inited;
+static int in_watch;              /* watch_cb is waking tasks: this prepare phase counts as seen */
 static waiter *waiters;
 static int stop_asked;
 static const char *run_mode;      /* mode of a uv_run started by l_run, NULL otherwise */
@@ -51,16 +53,44 @@ static void waiter_cancel(coru_cont *c) {
   waiter *w = (waiter *)c;
   unlink_waiter(w);
   free(w);
-  if (!waiters && watch_inited) uv_prepare_stop(&watch);
+  if (!waiters && watch_inited) {
+    uv_prepare_stop(&watch);
+    uv_idle_stop(&kick);
+  }
 }
 
-static void kick_cb(uv_idle_t *i) { uv_idle_stop(i); }
+static void kick_cb(uv_idle_t *i) { (void)i; }
 
+/* Is the loop alive for anything but watch and kick? */
+static int others_alive(uv_loop_t *loop) {
+  uv_unref((uv_handle_t *)&watch);
+  uv_unref((uv_handle_t *)&kick);
+  int alive = uv_loop_alive(loop);
+  uv_ref((uv_handle_t *)&watch);
+  uv_ref((uv_handle_t *)&kick);
+  return alive;
+}
+
+/* The poll ahead must not block before watch looks again while a nowait
+ * run waits, or any run with nothing else alive (uv_run(UV_RUN_ONCE)
+ * returns at once there, and nothing else would end the poll). */
+static void set_kick(uv_loop_t *loop) {
+  int need = 0;
+  for (waiter *w = waiters; w && !need; w = w->next)
+    if (w->mode == 2) need = 1;
+  if (!need && waiters) need = !others_alive(loop);
+  if (need) uv_idle_start(&kick, kick_cb);
+  else uv_idle_stop(&kick);
+}
+
+/* Before each poll. A once/nowait run ends after one whole iteration of
+ * the loop begun after the call (prepare, poll, check, close callbacks),
+ * as uv_run's does, so it is woken at the second prepare phase it sees: a
+ * handle closed just before the call has had its close callback, and the
+ * result (more expected?) is luv's. A default run ends once nothing but
+ * the waiters is alive; uv.stop() ends every run at the next prepare. */
 static void watch_cb(uv_prepare_t *p) {
-  int alive;
-  uv_unref((uv_handle_t *)p);
-  alive = uv_loop_alive(p->loop);
-  uv_ref((uv_handle_t *)p);
+  int alive = others_alive(p->loop);
   int stopped = stop_asked;
   stop_asked = 0;
   /* take the waiters to wake off the list first: a woken task runs now and
@@ -68,21 +98,28 @@ static void watch_cb(uv_prepare_t *p) {
   waiter *wake = NULL, **keep = &waiters;
   while (*keep) {
     waiter *w = *keep;
-    if (w->once || !alive || stopped) { *keep = w->next; w->next = wake; wake = w; }
-    else keep = &w->next;
+    if (stopped || (w->mode ? w->seen : !alive)) { *keep = w->next; w->next = wake; wake = w; }
+    else { w->seen = 1; keep = &w->next; }
   }
-  if (!waiters) uv_prepare_stop(p);
+  /* a woken task sees the loop without watch and kick (uv.loop_alive);
+   * one that waits again starts them again */
+  if (!waiters) {
+    uv_prepare_stop(p);
+    uv_idle_stop(&kick);
+  } else set_kick(p->loop);
+  in_watch = 1;
   while (wake) {
     waiter *w = wake;
     wake = w->next;
     lua_State *S = coru_cont_begin(&w->cont);
     if (S) {
       /* default: true only when stopped with work left; once/nowait: more expected */
-      lua_pushboolean(S, alive && (w->once || stopped));
+      lua_pushboolean(S, alive && (w->mode || stopped));
       coru_cont_ok(&w->cont, 1);
     }
     free(w);
   }
+  in_watch = 0;
 }
 
 static const char *const modes[] = {"default", "once", "nowait", NULL};
@@ -105,16 +142,13 @@ static int l_run(lua_State *L) {
     }
     waiter *w = calloc(1, sizeof *w);
     if (!w) return luaL_error(L, "out of memory");
-    int idle = !uv_loop_alive(R->loop);
     coru_cont_init(L, &w->cont, 0, waiter_cancel);
-    w->once = m != 0;
+    w->mode = m;
+    w->seen = in_watch;
     w->next = waiters;
     waiters = w;
     if (!uv_is_active((uv_handle_t *)&watch)) uv_prepare_start(&watch, watch_cb);
-    /* The poll of this iteration must not block before watch has looked
-     * (called after its prepare phase), except for "once" with work
-     * left: that one waits for I/O, as uv_run(UV_RUN_ONCE) does. */
-    if (m != 1 || idle) uv_idle_start(&kick, kick_cb);
+    set_kick(R->loop);
     return coru_cont_yield(L, &w->cont, 0);
   }
   if (R->loop_running || R->depth)
@@ -137,7 +171,7 @@ static int l_stop(lua_State *L) {
   (void)L;
   if (waiters) {
     stop_asked = 1;
-    uv_idle_start(&kick, kick_cb);
+    uv_idle_start(&kick, kick_cb);   /* the next prepare comes without a blocking poll */
   }
   if (run_mode) uv_stop(coru_R->loop);
   return 0;
@@ -679,6 +713,7 @@ static const coru_Reg luv_funcs[] = {
 CORU_FAMILY(luv) {
   watch_inited = 0;   /* a new runtime: the old prepare handle was closed with its loop */
   waiters = NULL;
+  in_watch = 0;
   stop_asked = 0;
   run_mode = NULL;
   lua_newtable(L);

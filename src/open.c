@@ -12,6 +12,7 @@
 #include <string.h>
 #include "coru.h"
 #include "check.h"
+#include "fs.h"     /* coru_fs_live_reqs (CORU_DEBUG_EXIT) */
 #include "boot.h"   /* generated from boot.lua: coru_boot_lua */
 
 /* ---------------------------------------------------------- shutdown */
@@ -44,15 +45,43 @@ static void settle_signal(uv_handle_t *h, void *arg) {
  * a signal that never comes) must not hang the exit. */
 #define SHUTDOWN_MS 2000
 
-static void shutdown_guard_cb(uv_timer_t *t) { uv_stop(t->loop); }
+static int guard_hit;
 
-static void run_bounded(uv_loop_t *loop) {
+static void shutdown_guard_cb(uv_timer_t *t) {
+  guard_hit = 1;
+  uv_stop(t->loop);
+}
+
+/* CORU_DEBUG_EXIT=1: when the guard ends a run, what kept the loop alive
+ * goes to stderr: the loop's counts and every handle, libuv's internal
+ * ones too (uv_walk skips those), with its state and coru type. */
+static void describe_stuck_loop(uv_loop_t *loop, const char *when) {
+  fprintf(stderr, "coru: exit: the loop was still alive %d ms %s: %u active handle(s), %u active request(s) "
+          "(%ld of coru's fs requests live), close callbacks %s\n", SHUTDOWN_MS, when, loop->active_handles,
+          loop->active_reqs.count, coru_fs_live_reqs, loop->closing_handles ? "pending" : "none pending");
+  for (void **q = (void **)loop->handle_queue[0]; q != (void **)loop->handle_queue; q = (void **)q[0]) {
+    uv_handle_t *h = (uv_handle_t *)((char *)q - offsetof(uv_handle_t, handle_queue));
+    coru_handle *ch = h->data;
+    /* data: a coru handle, or NULL (the runtime's own, libuv's internal) */
+    const char *name = ch && ch->uvh == h && ch->type ? ch->type->name : "-";
+    fprintf(stderr, "coru: exit:   %-10s active %d ref %d closing %d flags 0x%x coru %s",
+            uv_handle_type_name(uv_handle_get_type(h)), uv_is_active(h), uv_has_ref(h), uv_is_closing(h),
+            h->flags, name);
+    if (uv_handle_get_type(h) == UV_TIMER && uv_is_active(h))
+      fprintf(stderr, " due in %llu ms", (unsigned long long)uv_timer_get_due_in((uv_timer_t *)h));
+    fputc('\n', stderr);
+  }
+}
+
+static void run_bounded(uv_loop_t *loop, const char *when) {
   uv_timer_t guard;
+  guard_hit = 0;
   uv_timer_init(loop, &guard);
   guard.data = NULL;                  /* not a coru handle (walk_close) */
   uv_timer_start(&guard, shutdown_guard_cb, SHUTDOWN_MS, 0);
   uv_unref((uv_handle_t *)&guard);    /* the closes keep the loop running, not the guard */
   uv_run(loop, UV_RUN_DEFAULT);
+  if (guard_hit && getenv("CORU_DEBUG_EXIT")) describe_stuck_loop(loop, when);
   uv_close((uv_handle_t *)&guard, NULL);
   uv_run(loop, UV_RUN_NOWAIT);        /* the guard's close (it lives in this frame) */
 }
@@ -80,10 +109,10 @@ void coru_shutdown(void) {
   coru_sched_close();
   coru_deadline_close_all();
   uv_walk(R->loop, walk_close, R->L);
-  run_bounded(R->loop);
+  run_bounded(R->loop, "after every close was asked");
   if (uv_loop_close(R->loop) != 0) {
     uv_walk(R->loop, walk_close, R->L);
-    run_bounded(R->loop);
+    run_bounded(R->loop, "after a second round of closes");
     loop_stuck = uv_loop_close(R->loop) != 0;   /* still busy: the process is ending, leave it */
   }
   R->loop = NULL;

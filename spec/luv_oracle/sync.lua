@@ -49,10 +49,21 @@ try("spawn missing", function() return uv.spawn("/nonexistent/prog", {}, functio
 try("version", function() return type(uv.version()), uv.version() == tonumber(uv.version_string():gsub("(%d+)%.(%d+)%.(%d+).*", function(a, b, c) return tostring(a * 65536 + b * 256 + c) end), 10) end)
 try("constants", function() return uv.constants.SIGTERM, uv.constants.AF_INET6, uv.constants.O_CREAT end)
 try("translate_sys_error", uv.translate_sys_error, 2)
--- run twice, as this line always did (its old try called every function
--- twice): after the closes above, coru.luv's first nowait run still says
--- true where luv's says false (a difference left to the luv layer)
-try("run nowait empty", function() uv.run("nowait") return uv.run("nowait") end)
+-- the first nowait run after the closes above: their close callbacks run
+-- in that iteration, and nothing is left (false)
+try("run nowait empty", uv.run, "nowait")
+try("run once after a close", function()
+  local n = 0
+  uv.new_idle():close(function() n = n + 1 end)
+  return uv.run("once"), n
+end)
+try("run nowait with a timer left", function()
+  local t, n = uv.new_timer(), 0
+  t:start(60000, 0, function() n = n + 1 end)
+  local r = uv.run("nowait")
+  t:close()
+  return r, n, uv.run("nowait")
+end)
 try("loop_alive empty", uv.loop_alive)
 try("loop_mode outside", uv.loop_mode)
 try("random", function() return #uv.random(12) end)
