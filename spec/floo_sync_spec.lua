@@ -156,7 +156,9 @@ describe("floo-sync", function()
       assert(fs.write_file(A .. "/gone.txt", "to be deleted\n"))
       local delay = {"--event-delay", "1500", "--rescan", "100"}
       local pa = sync(srv.port, "alice", A, "--upload", unpack(delay))
-      helper.wait_until(function() local ws = srv:workspace("alice/ws") return ws and ws.nbufs == 2 end, 10000, "the upload")
+      -- the upload, once alice's mirror has its replies (they come after the server's fsync)
+      helper.wait_until(function() return logged("^alice: floo%-sync: created two.txt") and logged("^alice: floo%-sync: created gone.txt") end,
+                        10000, "the upload")
       local pb = sync(srv.port, "bob", B, "--download", unpack(delay))
       wait_trees(A, B, "the first download", function(t) return t["two.txt"] and t["gone.txt"] end)
       local ws = srv:workspace("alice/ws")
