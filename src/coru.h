@@ -77,6 +77,12 @@ typedef struct coru_rt {
   /* Lifecycle state: everything a runtime holds lives here, so that one can
    * be opened, closed (lua_close) and opened again in the same process. */
   int shutting_down;     /* late completions resume nothing */
+  /* An exit asked inside uv_run (a task or callback a libuv callback ran):
+   * everything is closed and the loop stopped; the code that called uv_run
+   * calls exit_unwound once it returns, which ends the process (open.c). */
+  int exit_pending;
+  int exit_direct;       /* the exit cannot unwind (signal.c's hook): end it in place */
+  void (*exit_unwound)(void);
   int msgh_ref, tb_ref;  /* callbacks' message handler, its last traceback */
   int task_mt_ref, cancel_mt_ref, chan_mt_ref, taskco_ref;
   int unobserved_ref, unobserved_n;    /* failed tasks nobody observed yet */
@@ -95,6 +101,10 @@ typedef struct coru_rt {
 } coru_rt;
 
 extern coru_rt *coru_R;  /* the runtime (rt.c), NULL until luaopen_coru */
+/* After every uv_run that Lua's calls start: end an exit that unwound. */
+static inline void coru_after_run(coru_rt *R) {
+  if (R->exit_pending && R->exit_unwound) R->exit_unwound();
+}
 /* A fresh runtime on the default loop, or NULL if the loop of a previous
  * runtime is still alive (rt.c; the opener sets coru_R). */
 coru_rt *coru_rt_new(void);
@@ -211,6 +221,10 @@ void coru_push_cancel_error(lua_State *L, int reason_idx);
 void coru_flush_reports(void);
 /* Shutdown: cancel what the scheduler still holds (tick, pending passes). */
 void coru_sched_close(void);
+/* coru.exit inside uv_run: can the running task suspend from L; suspend it
+ * for good (return coru_park_for_good(L) from the C function). */
+int coru_can_park(lua_State *L);
+int coru_park_for_good(lua_State *L);
 /* coru.current(): the running task or nil (boot.lua gets it too). */
 int coru_l_current(lua_State *L);
 

@@ -158,6 +158,7 @@ static int l_run(lua_State *L) {
   R->loop_running = 1;
   int r = uv_run(R->loop, uvm[m]);
   R->loop_running = 0;
+  coru_after_run(R);
   run_mode = NULL;
   coru_flush_reports();
   lua_pushboolean(L, r != 0);

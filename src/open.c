@@ -208,9 +208,35 @@ int coru_close_state(lua_State *L, int status) {
   return status;
 }
 
+/* The end of an exit: flush queued writes, close every handle and the
+ * loop, close the Lua state (when close), exit. L is not used after this:
+ * lua_close frees every thread. */
+static void exit_end(lua_State *L, int status, int close) {
+  if (coru_R && coru_R->loop) flush_and_close();
+  if (close) status = coru_close_state(L, status);
+  else coru_shutdown();
+  exit_now(status);
+}
+
+/* An exit asked inside uv_run does not end the process there: a libuv
+ * function up the C stack may still hold work it has taken off the loop's
+ * queues (uv__work_done runs a batch of finished pool requests from a list
+ * on its own stack; the first callback woke the exiting task), which the
+ * exit's own runs of the loop would never see finish. It records the
+ * status, stops the loop and suspends the caller for good; libuv finishes
+ * its frame (late completions resume nothing); the code that ran uv_run
+ * (coru_after_run) calls this, with no libuv frame left above it. */
+static int unwound_status, unwound_close;
+
+static void exit_unwound(void) {
+  exit_end(coru_R->L, unwound_status, unwound_close);
+}
+
 /* coru.exit([status [, close]]): flush queued writes, close every handle
  * and the loop, close the Lua state (the host always; the module when
- * close is true, as LuaJIT's os.exit), exit. */
+ * close is true, as LuaJIT's os.exit), exit. Inside uv_run it unwinds
+ * first (above): a task is suspended for good, a callback ends with the
+ * error "exit", which is not reported. */
 static int l_exit(lua_State *L) {
   int status = 0;
   if (lua_isboolean(L, 1)) status = lua_toboolean(L, 1) ? 0 : 1;
@@ -221,16 +247,24 @@ static int l_exit(lua_State *L) {
     pending_status = status;
     return luaL_error(L, "exit");   /* ends that finalizer; lua_close goes on */
   }
-  if (coru_R && coru_R->loop) {
-    coru_R->shutting_down = 1;
+  coru_rt *R = coru_R;
+  if (R && R->loop) {
+    int unwind = R->loop_running && !R->exit_direct && (!R->current || coru_can_park(L));
+    if (unwind && !R->exit_pending) {   /* the first exit's status wins */
+      R->exit_pending = 1;
+      unwound_status = status;
+      unwound_close = close;
+    }
+    R->shutting_down = 1;
     coru_sched_close();
     coru_deadline_close_all();   /* before the walk, which would close the pooled timers once more */
-    flush_and_close();
+    if (unwind) {
+      uv_stop(R->loop);
+      if (R->current) return coru_park_for_good(L);
+      return luaL_error(L, "exit");
+    }
   }
-  /* L is not used after this: lua_close frees every thread, this one too. */
-  if (close) status = coru_close_state(L, status);
-  else coru_shutdown();
-  exit_now(status);
+  exit_end(L, status, close);
   return 0;
 }
 
@@ -294,6 +328,7 @@ int luaopen_coru(lua_State *L) {
   R->L = lua_newthread(L);
   luaL_ref(L, LUA_REGISTRYINDEX);
   coru_R = R;
+  R->exit_unwound = exit_unwound;
 
   /* boot.lua: (SCHED, ERR, current) -> boot table */
   if (luaL_loadbuffer(L, coru_boot_lua, sizeof(coru_boot_lua) - 1, "=coru.boot") != 0)

@@ -172,6 +172,7 @@ void coru_report(lua_State *L, const char *traceback) {
   lua_checkstack(C, 4);
   if (L != C) lua_xmove(L, C, 1);
   int err = lua_gettop(C);
+  if (R->exit_pending) { lua_settop(C, err - 1); return; }   /* a callback ended by coru.exit */
   if (R->on_error_ref == LUA_NOREF) lua_pushcfunction(C, default_on_error);
   else lua_rawgeti(C, LUA_REGISTRYINDEX, R->on_error_ref);
   lua_pushvalue(C, err);

@@ -809,3 +809,24 @@ void coru_sched_close(void) {
     uv_close((uv_handle_t *)&coru_R->tick, NULL);
   }
 }
+
+/* An exit that unwinds (open.c, coru.exit inside uv_run): can the running
+ * task suspend from L, and then suspend it for good. It waits on its own
+ * cont, which nothing completes (shutting down: nothing resumes a task);
+ * a cancellation asked while it ran is dropped, or the scheduler would
+ * deliver it at once. lua_close collects it. */
+int coru_can_park(lua_State *L) {
+  coru_task *T = coru_R->current;
+  return T && can_suspend(L, T);
+}
+
+int coru_park_for_good(lua_State *L) {
+  coru_task *T = coru_R->current;
+  T->cancel_pending = 0;
+  T->aux = NULL;
+  T->wait.mode = CORU_MODE_TASK;
+  T->wait.task = T;
+  T->wait.cancel = NULL;
+  T->what = "coru.exit";
+  return coru_cont_yield(L, &T->wait, 0);
+}

@@ -221,6 +221,7 @@ static void host_hook(lua_State *L, lua_Debug *ar) {
   lua_getfield(L, LUA_REGISTRYINDEX, "coru.module");
   lua_getfield(L, -1, "exit");
   lua_pushinteger(L, 128 + sig);
+  coru_R->exit_direct = 1;            /* inside a hook: nothing to unwind to */
   lua_call(L, 1, 0);                  /* does not return */
 }
 

@@ -246,6 +246,7 @@ static int run_loop(lua_State *L, coru_rt *R) {
   R->loop_running = 1;
   uv_run(R->loop, UV_RUN_DEFAULT);
   R->loop_running = 0;
+  coru_after_run(R);
   coru_flush_reports();
   return 0;
 }
@@ -270,6 +271,7 @@ static int l_run(lua_State *L) {
     R->loop_running = 1;
     int alive = uv_run(R->loop, UV_RUN_ONCE);
     R->loop_running = 0;
+    coru_after_run(R);
     if (!alive && !is_finished(T) && !uv_loop_alive(R->loop)) {
       /* nothing can wake it: cancel it so it unwinds, then say so */
       lua_pushcfunction(L, l_task_cancel);
@@ -306,6 +308,7 @@ int coru_run_main(lua_State *L, int nargs) {
     uv_run(R->loop, UV_RUN_DEFAULT);
     R->loop_running = 0;
     coru_R->main_task = NULL;
+    coru_after_run(R);
   }
   coru_flush_reports();
   int status = R->exit_status;
