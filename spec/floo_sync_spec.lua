@@ -18,10 +18,24 @@ end
 local logs = {}   -- what the mirrors print, shown when a wait fails
 
 -- a floo-sync mirror of dir (a child of the spec: helper.adopt)
-local function sync(port, user, dir, mode)
-  return helper.adopt(testing.launch(helper.bin, {"examples/floo-sync", "-p", tostring(port), "-u", user,
-    "-s", H.USERS[user].secret, "-w", "alice/ws", "--rescan", "500", mode, dir},
-    function(l) logs[#logs + 1] = user .. ": " .. l end))
+local function sync(port, user, dir, mode, ...)
+  local argv = {"examples/floo-sync", "-p", tostring(port), "-u", user,
+    "-s", H.USERS[user].secret, "-w", "alice/ws", "--rescan", "500", ...}   -- a later --rescan wins
+  argv[#argv + 1] = mode
+  argv[#argv + 1] = dir
+  return helper.adopt(testing.launch(helper.bin, argv, function(l) logs[#logs + 1] = user .. ": " .. l end))
+end
+
+-- the mirrors stopped (SIGTERM: status 0), their directories removed
+local function stop(root, ...)
+  for _, p in ipairs({...}) do p:kill("sigterm") end
+  for _, p in ipairs({...}) do assert.equal(0, (p:wait())) end
+  H.rmdir(root)
+end
+
+-- whether a log line from index `from` on matches pattern
+local function logged(pattern, from)
+  for i = from or 1, #logs do if logs[i]:match(pattern) then return logs[i] end end
 end
 
 local function wait_trees(a, b, what, extra)
@@ -123,10 +137,59 @@ describe("floo-sync", function()
       local a = tree(A)
       a[".flooignore"] = a[".flooignore"]
       assert.is_true(same(a, bufs), describe_tree(a) .. " | " .. describe_tree(bufs))
-      pa:kill("sigterm") pb:kill("sigterm")
-      assert.equal(0, (pa:wait()))
-      assert.equal(0, (pb:wait()))
-      H.rmdir(root)
+      stop(root, pa, pb)
+    end)
+  end)
+
+  it("leaves a remote rename, deletion and creation alone while their events wait (scans run in the gap)", function()
+    -- the session changes its buffers when the message arrives; floo-sync
+    -- moves, removes or writes the file when the event is handled, here
+    -- 1.5 s later, with a rescan every 100 ms in between: the scan must not
+    -- take the file not moved yet for a local move back, the file not
+    -- removed yet for a new one, the buffer not written yet for a deletion
+    H.with_server({readme = false}, function(srv)
+      local root = H.tmpdir()
+      local A, B = root .. "/a", root .. "/b"
+      assert(fs.mkdirp(A))
+      assert(fs.mkdirp(B))
+      assert(fs.write_file(A .. "/two.txt", "two\n"))
+      assert(fs.write_file(A .. "/gone.txt", "to be deleted\n"))
+      local delay = {"--event-delay", "1500", "--rescan", "100"}
+      local pa = sync(srv.port, "alice", A, "--upload", unpack(delay))
+      -- the upload, once alice's mirror has its replies (they come after the server's fsync)
+      helper.wait_until(function() return logged("^alice: floo%-sync: created two.txt") and logged("^alice: floo%-sync: created gone.txt") end,
+                        10000, "the upload")
+      local pb = sync(srv.port, "bob", B, "--download", unpack(delay))
+      wait_trees(A, B, "the first download", function(t) return t["two.txt"] and t["gone.txt"] end)
+      local ws = srv:workspace("alice/ws")
+      local function find(path) for _, b in pairs(ws.bufs) do if b.path == path then return b end end end
+      local mark = #logs + 1
+      local c = H.join(srv.port, "alice")
+      c:reply(c:send({name = "rename_buf", id = find("two.txt").id, path = "moved/deeper/two.txt"}), "rename_buf")
+      c:reply(c:send({name = "delete_buf", id = find("gone.txt").id, unlink = true}), "delete_buf")
+      c:create("fresh.txt", "fresh\n")
+      -- both mirrors handled the three events
+      for _, user in ipairs({"alice", "bob"}) do
+        for _, pat in ipairs({"renamed two.txt %-> moved/deeper/two.txt by", "removed gone.txt by", "new fresh.txt from"}) do
+          helper.wait_until(function() return logged("^" .. user .. ": floo%-sync: " .. pat, mark) end, 10000,
+                            user .. "'s '" .. pat .. "'\n" .. table.concat(logs, "\n", mark))
+        end
+      end
+      wait_trees(A, B, "the remote changes", function(t)
+        return t["moved/deeper/two.txt"] == "two\n" and t["fresh.txt"] == "fresh\n" and not t["two.txt"] and not t["gone.txt"]
+      end)
+      coru.sleep(300)                                     -- a few more rescans
+      -- neither mirror acted on its own: no rename back, no re-creation, no deletion
+      for _, what in ipairs({"renamed [^ ]+ %-> [^ ]+$", "created ", "deleted "}) do
+        assert(not logged("floo%-sync: " .. what, mark), table.concat(logs, "\n", mark))
+      end
+      assert.equal("two\n", find("moved/deeper/two.txt").text)
+      assert.equal("fresh\n", find("fresh.txt").text)
+      assert.is_nil(find("two.txt"))
+      assert.is_nil(find("gone.txt"))
+      assert.equal(2, ws.nbufs)
+      c:close()
+      stop(root, pa, pb)
     end)
   end)
 
@@ -156,6 +219,9 @@ describe("floo-sync", function()
       local out, err, code = coru.process.exec(helper.bin, {"examples/floo-sync", "--port", "x", "dir"})
       assert.equal(2, code)
       assert.matches("%-%-port: a number", err)
+      out, err, code = coru.process.exec(helper.bin, {"examples/floo-sync", "--event-delay", "soon", "dir"})
+      assert.equal(2, code)
+      assert.matches("%-%-event%-delay: a number of ms", err)
       out, err, code = coru.process.exec(helper.bin, {"examples/floo-sync", "-u", "a", "dir"})
       assert.equal(2, code)
       assert.matches("%-%-workspace owner/name is needed", err)
