@@ -203,7 +203,7 @@ $(FUZZ_BINS): $(FUZZ_BUILD)/%: fuzz/%.c $(wildcard src/*.c src/*.h) | $(FUZZ_DEP
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc \
 	  $(shell sed -n 's/.*FUZZ_SRCS:\(.*\)$$/\1/p' $<) $< -o $@
 
-fuzz: fuzz-api fuzz-json fuzz-c fuzz-dmp
+fuzz: fuzz-api fuzz-c fuzz-dmp
 
 fuzz-c: $(FUZZ_BINS)
 	@for h in $(FUZZ_BINS); do \
